@@ -1,0 +1,98 @@
+// BlockStore: KV blocks on local disk in RocksDB.
+//
+// A block is addressed by a 16-byte key and made of parts (part 0 the block
+// header, parts 1..L its layers; the store does not interpret them). Large
+// parts go to RocksDB's integrated blob files so the LSM tree stays small.
+// Writes go through the write-ahead log: a block whose Put returned OK survives
+// the process being killed (and, with sync_writes, the machine losing power).
+#ifndef LONGCTX_MEMORY_STORE_BLOCK_STORE_H_
+#define LONGCTX_MEMORY_STORE_BLOCK_STORE_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/types/span.h"
+#include "rocksdb/db.h"
+
+namespace longctx {
+
+// BlockStoreOptions configures a BlockStore.
+struct BlockStoreOptions {
+  // Folder of the RocksDB database; created if missing. Required.
+  std::string path;
+  // Values of at least this many bytes go to blob files. Default: 4 KiB.
+  uint64_t min_blob_size = 4096;
+  // Target size of one blob file. Default: 256 MiB.
+  uint64_t blob_file_size = 256ull << 20;
+  // fsync the write-ahead log on every Put (survives power loss, not only a
+  // killed process). Default: false.
+  bool sync_writes = false;
+};
+
+// BlockStoreStats are the store's counters.
+struct BlockStoreStats {
+  int64_t blocks = 0;  // Blocks stored.
+  int64_t bytes = 0;   // Sum of the sizes of their parts.
+};
+
+// BlockStore is thread-safe.
+class BlockStore {
+ public:
+  static constexpr size_t kKeySize = 16;
+  // Most parts in a block (a header and one part per layer of any real model).
+  static constexpr int kMaxParts = 4096;
+
+  // Open opens or creates the store at options.path. Returns
+  // FAILED_PRECONDITION naming the path when it cannot be created or written,
+  // or when another process holds it open.
+  static absl::StatusOr<std::unique_ptr<BlockStore>> Open(
+      const BlockStoreOptions& options);
+
+  ~BlockStore();
+
+  // Put stores a block atomically (all parts or none), replacing any block with
+  // the same key. INVALID_ARGUMENT for a key that is not 16 bytes or a part
+  // count outside [1, kMaxParts].
+  absl::Status Put(absl::string_view key,
+                   const std::vector<std::string>& parts);
+
+  // NumParts returns the block's part count, or NOT_FOUND.
+  absl::StatusOr<int> NumParts(absl::string_view key);
+
+  // GetPart reads one part of a block into *value. NOT_FOUND if the block or
+  // the part is absent.
+  absl::Status GetPart(absl::string_view key, int part, std::string* value);
+
+  // Contains says for each key whether a block is stored under it.
+  std::vector<bool> Contains(absl::Span<const std::string> keys);
+
+  // Delete removes the blocks of `keys` and returns how many existed.
+  absl::StatusOr<int64_t> Delete(absl::Span<const std::string> keys);
+
+  // Stats returns the current counters.
+  BlockStoreStats Stats() const;
+
+ private:
+  explicit BlockStore(const BlockStoreOptions& options);
+  absl::Status LoadStats();
+
+  const BlockStoreOptions options_;
+  std::unique_ptr<rocksdb::DB> db_;
+  rocksdb::ColumnFamilyHandle* parts_cf_ =
+      nullptr;  // Owned by db_ until closed.
+  rocksdb::ColumnFamilyHandle* meta_cf_ = nullptr;
+
+  // Serializes writers so that the counters match the database.
+  mutable absl::Mutex mu_;
+  BlockStoreStats stats_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace longctx
+
+#endif  // LONGCTX_MEMORY_STORE_BLOCK_STORE_H_

@@ -1,0 +1,130 @@
+#include "memory_store/block_store.h"
+
+#include <cstdlib>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace longctx {
+namespace {
+
+std::string TempDir() {
+  const char* base = std::getenv("TEST_TMPDIR");
+  std::string dir = std::string(base ? base : "/tmp") + "/block_store_XXXXXX";
+  std::vector<char> buffer(dir.begin(), dir.end());
+  buffer.push_back('\0');
+  return mkdtemp(buffer.data());
+}
+
+std::string Key(int i) {
+  std::string key(BlockStore::kKeySize, '\0');
+  key[0] = static_cast<char>(i);
+  key[15] = static_cast<char>(i >> 8);
+  return key;
+}
+
+std::vector<std::string> RandomParts(std::mt19937& rng, int n, size_t size) {
+  std::vector<std::string> parts(n);
+  for (auto& part : parts) {
+    part.resize(size);
+    for (char& c : part) c = static_cast<char>(rng());
+  }
+  return parts;
+}
+
+TEST(BlockStoreTest, PutThenGetReturnsEveryPart) {
+  auto store = BlockStore::Open({TempDir()});
+  ASSERT_TRUE(store.ok()) << store.status();
+  std::mt19937 rng(1);
+  // Mix small parts (kept in the LSM) and large ones (blob files).
+  std::vector<std::string> parts = RandomParts(rng, 3, 100);
+  parts.push_back(std::string(70001, 'x'));
+  ASSERT_TRUE((*store)->Put(Key(1), parts).ok());
+  auto num_parts = (*store)->NumParts(Key(1));
+  ASSERT_TRUE(num_parts.ok());
+  EXPECT_EQ(*num_parts, 4);
+  for (int i = 0; i < 4; ++i) {
+    std::string value;
+    ASSERT_TRUE((*store)->GetPart(Key(1), i, &value).ok());
+    EXPECT_EQ(value, parts[i]) << "part " << i;
+  }
+  EXPECT_EQ((*store)->Stats().blocks, 1);
+  EXPECT_EQ((*store)->Stats().bytes, 300 + 70001);
+}
+
+TEST(BlockStoreTest, MissingBlockIsNotFound) {
+  auto store = BlockStore::Open({TempDir()});
+  ASSERT_TRUE(store.ok());
+  EXPECT_TRUE(absl::IsNotFound((*store)->NumParts(Key(9)).status()));
+  std::string value;
+  EXPECT_TRUE(absl::IsNotFound((*store)->GetPart(Key(9), 0, &value)));
+}
+
+TEST(BlockStoreTest, RejectsBadKeysAndPartCounts) {
+  auto store = BlockStore::Open({TempDir()});
+  ASSERT_TRUE(store.ok());
+  EXPECT_EQ((*store)->Put("short", {"x"}).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ((*store)->Put(Key(1), {}).code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST(BlockStoreTest, ReplacingABlockDropsItsOldParts) {
+  auto store = BlockStore::Open({TempDir()});
+  ASSERT_TRUE(store.ok());
+  ASSERT_TRUE((*store)->Put(Key(2), {"a", "b", "c"}).ok());
+  ASSERT_TRUE((*store)->Put(Key(2), {"dd"}).ok());
+  EXPECT_EQ(*(*store)->NumParts(Key(2)), 1);
+  std::string value;
+  EXPECT_TRUE(absl::IsNotFound((*store)->GetPart(Key(2), 1, &value)));
+  EXPECT_EQ((*store)->Stats().blocks, 1);
+  EXPECT_EQ((*store)->Stats().bytes, 2);
+}
+
+TEST(BlockStoreTest, ContainsAndDelete) {
+  auto store = BlockStore::Open({TempDir()});
+  ASSERT_TRUE(store.ok());
+  ASSERT_TRUE((*store)->Put(Key(1), {"one"}).ok());
+  ASSERT_TRUE((*store)->Put(Key(3), {"three"}).ok());
+  std::vector<std::string> keys = {Key(1), Key(2), Key(3), "bad"};
+  EXPECT_THAT((*store)->Contains(keys),
+              ::testing::ElementsAre(true, false, true, false));
+  std::vector<std::string> doomed = {Key(1), Key(1), Key(2)};
+  auto deleted = (*store)->Delete(doomed);
+  ASSERT_TRUE(deleted.ok());
+  EXPECT_EQ(*deleted, 1);
+  EXPECT_EQ((*store)->Stats().blocks, 1);
+  EXPECT_EQ((*store)->Stats().bytes, 5);
+}
+
+TEST(BlockStoreTest, BlocksAndCountersSurviveReopening) {
+  std::string dir = TempDir();
+  std::mt19937 rng(2);
+  std::vector<std::string> parts = RandomParts(rng, 5, 20000);
+  {
+    auto store = BlockStore::Open({dir});
+    ASSERT_TRUE(store.ok());
+    for (int i = 0; i < 10; ++i) ASSERT_TRUE((*store)->Put(Key(i), parts).ok());
+  }
+  auto store = BlockStore::Open({dir});
+  ASSERT_TRUE(store.ok()) << store.status();
+  EXPECT_EQ((*store)->Stats().blocks, 10);
+  EXPECT_EQ((*store)->Stats().bytes, 10 * 5 * 20000);
+  std::string value;
+  ASSERT_TRUE((*store)->GetPart(Key(7), 4, &value).ok());
+  EXPECT_EQ(value, parts[4]);
+}
+
+TEST(BlockStoreTest, OpenFailsClearlyOnAnUnusablePath) {
+  auto store = BlockStore::Open({"/proc/not-a-place-for-a-database"});
+  ASSERT_FALSE(store.ok());
+  EXPECT_EQ(store.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(store.status().message(),
+              ::testing::HasSubstr("/proc/not-a-place-for-a-database"));
+}
+
+}  // namespace
+}  // namespace longctx

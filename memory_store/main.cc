@@ -1,0 +1,78 @@
+// memory_store: serves KV blocks from RocksDB on local disk
+// (proto/memory_store.proto).
+#include <memory>
+#include <string>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "memory_store/block_store.h"
+#include "memory_store/memory_store_service_impl.h"
+#include "services/common/grpc_server.h"
+#include "services/common/metrics_server.h"
+#include "services/common/net_address.h"
+#include "services/common/server_main.h"
+
+ABSL_FLAG(std::string, listen_address, "0.0.0.0:50071",
+          "host:port of the gRPC endpoint.");
+ABSL_FLAG(std::string, metrics_address, "0.0.0.0:9471",
+          "host:port of the Prometheus /metrics endpoint.");
+ABSL_FLAG(std::string, data_dir, "/tmp/longctx/memory_store",
+          "Folder of the RocksDB database; created if missing.");
+ABSL_FLAG(
+    bool, sync_writes, false,
+    "fsync the write-ahead log on every Put (survives power loss, not only "
+    "a killed process).");
+ABSL_FLAG(int64_t, max_block_bytes, 512ll << 20,
+          "Largest block a Put may store, in bytes.");
+ABSL_FLAG(int, grace_period_seconds, 10,
+          "On SIGTERM/SIGINT, seconds calls in flight may take to finish.");
+ABSL_FLAG(std::string, log_level, "info", "debug, info, warning or error.");
+
+int main(int argc, char** argv) {
+  constexpr char kProgram[] = "memory_store";
+  absl::SetProgramUsageMessage(
+      "Serves longctx KV blocks from RocksDB. Usage: memory_store [--flags]");
+  absl::ParseCommandLine(argc, argv);
+  absl::Status status =
+      longctx::InitProcess(kProgram, absl::GetFlag(FLAGS_log_level));
+  if (!status.ok()) return longctx::StartupError(kProgram, status);
+
+  auto listen = longctx::ParseHostPort(absl::GetFlag(FLAGS_listen_address),
+                                       "listen_address");
+  if (!listen.ok()) return longctx::StartupError(kProgram, listen.status());
+  auto metrics_address = longctx::ParseHostPort(
+      absl::GetFlag(FLAGS_metrics_address), "metrics_address");
+  if (!metrics_address.ok()) {
+    return longctx::StartupError(kProgram, metrics_address.status());
+  }
+  if (absl::GetFlag(FLAGS_max_block_bytes) <= 0) {
+    return longctx::StartupError(
+        kProgram, absl::InvalidArgumentError("--max_block_bytes must be > 0"));
+  }
+  const std::string data_dir = absl::GetFlag(FLAGS_data_dir);
+  status = longctx::EnsureWritableDir(data_dir, "data_dir");
+  if (!status.ok()) return longctx::StartupError(kProgram, status);
+
+  longctx::BlockStoreOptions store_options;
+  store_options.path = data_dir;
+  store_options.sync_writes = absl::GetFlag(FLAGS_sync_writes);
+  auto store = longctx::BlockStore::Open(store_options);
+  if (!store.ok()) return longctx::StartupError(kProgram, store.status());
+
+  auto metrics = longctx::MetricsServer::Start(*metrics_address, kProgram);
+  if (!metrics.ok()) return longctx::StartupError(kProgram, metrics.status());
+
+  longctx::MemoryStoreServiceOptions service_options;
+  service_options.max_block_bytes = absl::GetFlag(FLAGS_max_block_bytes);
+  longctx::MemoryStoreServiceImpl service(store->get(), service_options,
+                                          (*metrics)->registry());
+
+  longctx::GrpcServerOptions server_options;
+  server_options.listen = *listen;
+  auto server = longctx::GrpcServer::Start(server_options, {&service});
+  if (!server.ok()) return longctx::StartupError(kProgram, server.status());
+  return longctx::ServeUntilSignal(
+      kProgram, **server, **metrics,
+      absl::Seconds(absl::GetFlag(FLAGS_grace_period_seconds)));
+}

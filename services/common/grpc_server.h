@@ -1,0 +1,72 @@
+// GrpcServer: what every longctx process's gRPC endpoint has in common — the
+// listening port (checked free first), standard health checking
+// (grpc.health.v1), server reflection, message size limits, and a graceful
+// shutdown with a grace period.
+#ifndef LONGCTX_SERVICES_COMMON_GRPC_SERVER_H_
+#define LONGCTX_SERVICES_COMMON_GRPC_SERVER_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "grpcpp/server.h"
+#include "grpcpp/support/config.h"
+#include "services/common/net_address.h"
+
+namespace longctx {
+
+// GrpcServerOptions configures a GrpcServer.
+struct GrpcServerOptions {
+  // Where to listen. Port 0 picks a free port (see GrpcServer::port()).
+  HostPort listen;
+  // Largest message the server accepts, in bytes. Default: 4 MiB (gRPC's
+  // default); large values travel as streams of chunks instead.
+  int max_receive_message_bytes = 4 << 20;
+  // Threads polling for calls; 0 lets gRPC choose.
+  int num_polling_threads = 0;
+};
+
+// GrpcServer runs registered services until Shutdown. Thread-safe.
+class GrpcServer {
+ public:
+  // Start builds and starts a server for `services` (not owned; they must
+  // outlive the server). The health service starts as NOT_SERVING until
+  // SetServing(true). Returns FAILED_PRECONDITION naming --listen_address if
+  // the port is in use.
+  static absl::StatusOr<std::unique_ptr<GrpcServer>> Start(
+      const GrpcServerOptions& options,
+      const std::vector<grpc::Service*>& services);
+
+  ~GrpcServer();
+
+  // SetServing sets the health of the server and of each registered service.
+  void SetServing(bool serving);
+
+  // Shutdown stops accepting calls, marks health NOT_SERVING, lets calls in
+  // flight finish until `grace` has passed, then cancels the rest. Idempotent.
+  void Shutdown(absl::Duration grace);
+
+  // The port the server listens on.
+  int port() const { return port_; }
+
+ private:
+  GrpcServer() = default;
+
+  std::unique_ptr<grpc::Server> server_;
+  int port_ = 0;
+  bool shut_down_ = false;
+};
+
+// BlockShutdownSignals blocks SIGTERM and SIGINT in the calling thread and
+// every thread created after it. Call first thing in main, before any thread
+// exists, and then wait for them with WaitForShutdownSignal.
+void BlockShutdownSignals();
+
+// WaitForShutdownSignal blocks until SIGTERM or SIGINT arrives and returns it.
+int WaitForShutdownSignal();
+
+}  // namespace longctx
+
+#endif  // LONGCTX_SERVICES_COMMON_GRPC_SERVER_H_

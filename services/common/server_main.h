@@ -1,0 +1,40 @@
+// What the three binaries' main() functions share: parsing the address flags,
+// one clear line on a startup error, and serving until SIGTERM/SIGINT with a
+// graceful shutdown. Flags themselves are defined in each main.cc.
+#ifndef LONGCTX_SERVICES_COMMON_SERVER_MAIN_H_
+#define LONGCTX_SERVICES_COMMON_SERVER_MAIN_H_
+
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "services/common/grpc_server.h"
+#include "services/common/metrics_server.h"
+
+namespace longctx {
+
+// StartupError prints "<program>: error: <message>" as one line on stderr and
+// returns the exit code for a configuration error (2).
+int StartupError(absl::string_view program, const absl::Status& status);
+
+// InitProcess blocks the shutdown signals (before any thread starts), names the
+// log lines after `program` and applies --log_level's value. Returns
+// INVALID_ARGUMENT for an unknown level.
+absl::Status InitProcess(absl::string_view program,
+                         absl::string_view log_level);
+
+// EnsureWritableDir creates `dir` (and its parents) if missing and checks that
+// a file can be created in it. Errors name `flag_name` and the reason.
+absl::Status EnsureWritableDir(const std::string& dir,
+                               absl::string_view flag_name);
+
+// ServeUntilSignal marks `server` SERVING, logs where the process listens,
+// blocks until SIGTERM or SIGINT, then shuts the server down with `grace` for
+// calls in flight. Returns the process's exit code (0).
+int ServeUntilSignal(absl::string_view program, GrpcServer& server,
+                     const MetricsServer& metrics, absl::Duration grace);
+
+}  // namespace longctx
+
+#endif  // LONGCTX_SERVICES_COMMON_SERVER_MAIN_H_

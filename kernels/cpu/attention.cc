@@ -1,0 +1,596 @@
+#include "kernels/attention.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <memory>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "kernels/cpu/avx512_util.h"
+#include "kernels/cpu_isa.h"
+#include "kernels/dtype.h"
+
+namespace longctx::kernels {
+namespace {
+
+constexpr int kMaxHeadDim = 256;
+constexpr float kLog2e = 1.4426950408889634f;
+constexpr float kLn2 = 0.6931471805599453f;
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+
+// Problem is a validated FlashAttention call.
+struct Problem {
+  const float* q;
+  int64_t n_q;
+  int64_t q_stride;
+  const PagedKv* kv;
+  int num_heads;
+  int group;  // Query heads per kv head (G).
+  int head_dim;
+  // Position of query 0 relative to key 0: query i sees keys
+  // j <= q_offset + i when causal.
+  int64_t q_offset;
+  bool causal;
+  float scale;
+  float* o;
+  int64_t o_stride;
+  float* lse;
+};
+
+// VisibleKeys returns how many leading keys query i sees.
+int64_t VisibleKeys(const Problem& p, int64_t i) {
+  const int64_t n_kv = p.kv->num_tokens;
+  if (!p.causal) return n_kv;
+  return std::clamp<int64_t>(p.q_offset + i + 1, 0, n_kv);
+}
+
+// KvRows returns the address of token t of kv head h and how many tokens from
+// t on are contiguous (the rest of its block).
+const uint8_t* KvRows(const void* const* blocks, const PagedKv& kv, int64_t t,
+                      int h, int64_t* contiguous) {
+  const int64_t block = t / kv.block_size;
+  const int64_t slot = t % kv.block_size;
+  *contiguous = kv.block_size - slot;
+  return static_cast<const uint8_t*>(blocks[block]) +
+         (static_cast<size_t>(h) * kv.block_size + slot) * kv.head_dim *
+             DTypeSize(kv.dtype);
+}
+
+// LoadKvTile converts tokens [t0, t0 + count) of kv head h to fp32 rows of
+// `row_stride` floats (>= head_dim; the padding is zero-filled).
+void LoadKvTile(const void* const* blocks, const PagedKv& kv, int h,
+                int64_t t0, int64_t count, int row_stride, float* out) {
+  const int d = kv.head_dim;
+  int64_t t = t0;
+  while (t < t0 + count) {
+    int64_t run;
+    const uint8_t* src = KvRows(blocks, kv, t, h, &run);
+    run = std::min(run, t0 + count - t);
+    float* dst = out + (t - t0) * row_stride;
+    if (row_stride == d) {
+      ConvertToF32(kv.dtype, src, dst, run * d);
+    } else {
+      const size_t row_bytes = static_cast<size_t>(d) * DTypeSize(kv.dtype);
+      for (int64_t r = 0; r < run; ++r) {
+        ConvertToF32(kv.dtype, src + r * row_bytes, dst + r * row_stride, d);
+        std::fill(dst + r * row_stride + d, dst + (r + 1) * row_stride, 0.0f);
+      }
+    }
+    t += run;
+  }
+}
+
+// FinishRow normalizes an accumulated output row and writes it and its lse.
+// m is the running maximum in log2 units, l the running sum.
+void FinishRow(const float* acc, float m, float l, int d, float* out,
+               float* lse) {
+  if (l > 0.0f) {
+    const float inv = 1.0f / l;
+    for (int x = 0; x < d; ++x) out[x] = acc[x] * inv;
+    if (lse != nullptr) *lse = (m + std::log2(l)) * kLn2;
+  } else {
+    std::fill(out, out + d, 0.0f);
+    if (lse != nullptr) *lse = kNegInf;
+  }
+}
+
+struct FreeDeleter {
+  void operator()(void* p) const { std::free(p); }
+};
+
+// AllocFloats returns 64-byte aligned storage for n floats.
+std::unique_ptr<float, FreeDeleter> AllocFloats(size_t n) {
+  const size_t bytes = (n * sizeof(float) + 63) / 64 * 64;
+  return std::unique_ptr<float, FreeDeleter>(
+      static_cast<float*>(std::aligned_alloc(64, bytes)));
+}
+
+// ---------------------------------------------------------------------------
+// Portable path: one query token and kv head at a time, keys one by one.
+
+void AttentionScalar(const Problem& p) {
+  const PagedKv& kv = *p.kv;
+  const int d = p.head_dim;
+  const int g_count = p.group;
+  const int64_t items = p.n_q * kv.num_kv_heads;
+#pragma omp parallel
+  {
+    auto k_row = AllocFloats(d);
+    auto v_row = AllocFloats(d);
+    auto q_rows = AllocFloats(static_cast<size_t>(g_count) * d);
+    auto acc = AllocFloats(static_cast<size_t>(g_count) * d);
+    auto m = AllocFloats(g_count);
+    auto l = AllocFloats(g_count);
+#pragma omp for schedule(dynamic, 4)
+    for (int64_t item = 0; item < items; ++item) {
+      const int64_t i = item / kv.num_kv_heads;
+      const int h = static_cast<int>(item % kv.num_kv_heads);
+      const float* q = p.q + i * p.q_stride + static_cast<int64_t>(h) * g_count * d;
+      for (int x = 0; x < g_count * d; ++x) {
+        q_rows.get()[x] = q[x] * p.scale * kLog2e;
+        acc.get()[x] = 0.0f;
+      }
+      std::fill(m.get(), m.get() + g_count, kNegInf);
+      std::fill(l.get(), l.get() + g_count, 0.0f);
+      const int64_t visible = VisibleKeys(p, i);
+      for (int64_t j = 0; j < visible; ++j) {
+        LoadKvTile(kv.k_blocks, kv, h, j, 1, d, k_row.get());
+        LoadKvTile(kv.v_blocks, kv, h, j, 1, d, v_row.get());
+        for (int g = 0; g < g_count; ++g) {
+          const float* qg = q_rows.get() + g * d;
+          float s = 0.0f;
+          for (int x = 0; x < d; ++x) s += qg[x] * k_row.get()[x];
+          const float m_new = std::max(m.get()[g], s);
+          const float alpha = std::exp2(m.get()[g] - m_new);
+          const float weight = std::exp2(s - m_new);
+          float* a = acc.get() + g * d;
+          for (int x = 0; x < d; ++x) a[x] = a[x] * alpha + weight * v_row.get()[x];
+          l.get()[g] = l.get()[g] * alpha + weight;
+          m.get()[g] = m_new;
+        }
+      }
+      for (int g = 0; g < g_count; ++g) {
+        const int head = h * g_count + g;
+        FinishRow(acc.get() + g * d, m.get()[g], l.get()[g], d,
+                  p.o + i * p.o_stride + static_cast<int64_t>(head) * d,
+                  p.lse != nullptr ? p.lse + i * p.num_heads + head : nullptr);
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
+// AVX-512 path.
+//
+// A work item is one kv head and a tile of query tokens; the rows of the tile
+// are (token, query head of the group) pairs, about 64 of them, so the K and
+// V tiles converted to fp32 serve every query head that shares them. Scores
+// live transposed, S[key][row], with rows along vector lanes:
+//   QK^T: S[j][r] = sum_x K[j][x] * Qt[x][r]  (K broadcast, Q^T in vectors)
+//   PV:   O[r][x] += sum_j S[j][r] * V[j][x]  (S broadcast, V in vectors)
+// so neither K nor V needs a transpose, and the softmax's row maxima and sums
+// are element-wise across keys. Q is pre-scaled by scale * log2(e) so that
+// the softmax uses exp2.
+
+constexpr int kTargetRows = 64;  // Rows of a query tile.
+constexpr int kKeyTile = 128;    // Keys of a key tile.
+constexpr int kQkKeys = 6;       // Keys per QK^T micro-kernel call.
+constexpr int kQkRowVectors = 4;  // Row vectors per QK^T micro-kernel call.
+constexpr int kPvRows = 6;       // Rows per PV micro-kernel call.
+constexpr int kPvVectors = 4;    // Head-dim vectors per PV call.
+
+struct TileShape {
+  int tokens;  // Query tokens per tile.
+  int rows;    // tokens * group.
+  int rows_p;  // rows rounded up to 16.
+  int d;       // head_dim.
+  int d_p;     // head_dim rounded up to 16.
+};
+
+// S[j][0..16*RV) for KJ keys: qt points at row 0 of the block in Q^T (row
+// stride rows_p), k at the first key (row stride d), s at S[0][row 0].
+template <int RV, int KJ>
+LONGCTX_TARGET_AVX512 void QkMicro(const float* qt, int rows_p,
+                                   const float* k, int d, float* s) {
+  __m512 acc[KJ][RV];
+#pragma GCC unroll 8
+  for (int kj = 0; kj < KJ; ++kj) {
+#pragma GCC unroll 4
+    for (int rv = 0; rv < RV; ++rv) acc[kj][rv] = _mm512_setzero_ps();
+  }
+  for (int x = 0; x < d; ++x) {
+    __m512 qv[RV];
+#pragma GCC unroll 4
+    for (int rv = 0; rv < RV; ++rv) {
+      qv[rv] = _mm512_load_ps(qt + x * rows_p + 16 * rv);
+    }
+#pragma GCC unroll 8
+    for (int kj = 0; kj < KJ; ++kj) {
+      const __m512 kb = _mm512_set1_ps(k[kj * d + x]);
+#pragma GCC unroll 4
+      for (int rv = 0; rv < RV; ++rv) {
+        acc[kj][rv] = _mm512_fmadd_ps(qv[rv], kb, acc[kj][rv]);
+      }
+    }
+  }
+#pragma GCC unroll 8
+  for (int kj = 0; kj < KJ; ++kj) {
+#pragma GCC unroll 4
+    for (int rv = 0; rv < RV; ++rv) {
+      _mm512_store_ps(s + kj * rows_p + 16 * rv, acc[kj][rv]);
+    }
+  }
+}
+
+template <int RV>
+LONGCTX_TARGET_AVX512 void QkRowBlock(const float* qt, int rows_p,
+                                      const float* k, int d, int keys,
+                                      float* s) {
+  int j = 0;
+  for (; j + kQkKeys <= keys; j += kQkKeys) {
+    QkMicro<RV, kQkKeys>(qt, rows_p, k + j * d, d, s + j * rows_p);
+  }
+  switch (keys - j) {
+    case 1:
+      QkMicro<RV, 1>(qt, rows_p, k + j * d, d, s + j * rows_p);
+      break;
+    case 2:
+      QkMicro<RV, 2>(qt, rows_p, k + j * d, d, s + j * rows_p);
+      break;
+    case 3:
+      QkMicro<RV, 3>(qt, rows_p, k + j * d, d, s + j * rows_p);
+      break;
+    case 4:
+      QkMicro<RV, 4>(qt, rows_p, k + j * d, d, s + j * rows_p);
+      break;
+    case 5:
+      QkMicro<RV, 5>(qt, rows_p, k + j * d, d, s + j * rows_p);
+      break;
+    default:
+      break;
+  }
+}
+
+// S = K Q^T for `keys` keys and all rows_p rows.
+LONGCTX_TARGET_AVX512 void QkTile(const float* qt, int rows_p,
+                                  const float* k, int d, int keys, float* s) {
+  for (int r = 0; r < rows_p; r += 16 * kQkRowVectors) {
+    switch (std::min(kQkRowVectors, (rows_p - r) / 16)) {
+      case 1:
+        QkRowBlock<1>(qt + r, rows_p, k, d, keys, s + r);
+        break;
+      case 2:
+        QkRowBlock<2>(qt + r, rows_p, k, d, keys, s + r);
+        break;
+      case 3:
+        QkRowBlock<3>(qt + r, rows_p, k, d, keys, s + r);
+        break;
+      default:
+        QkRowBlock<4>(qt + r, rows_p, k, d, keys, s + r);
+        break;
+    }
+  }
+}
+
+// O[r][0..16*DV) = alpha[r] * O[r][..] + sum_j P[j][r] * V[j][..] for R rows:
+// p points at P[0][row 0] (row stride rows_p), v at V[0][first column]
+// (row stride d_p), o at O[row 0][first column] (row stride d_p).
+template <int R, int DV>
+LONGCTX_TARGET_AVX512 void PvMicro(const float* p, int rows_p, const float* v,
+                                   int d_p, int keys, const float* alpha,
+                                   float* o) {
+  __m512 acc[R][DV];
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) {
+    const __m512 a = _mm512_set1_ps(alpha[r]);
+#pragma GCC unroll 4
+    for (int dv = 0; dv < DV; ++dv) {
+      acc[r][dv] = _mm512_mul_ps(_mm512_load_ps(o + r * d_p + 16 * dv), a);
+    }
+  }
+  for (int j = 0; j < keys; ++j) {
+    __m512 vv[DV];
+#pragma GCC unroll 4
+    for (int dv = 0; dv < DV; ++dv) {
+      vv[dv] = _mm512_load_ps(v + j * d_p + 16 * dv);
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      const __m512 pb = _mm512_set1_ps(p[j * rows_p + r]);
+#pragma GCC unroll 4
+      for (int dv = 0; dv < DV; ++dv) {
+        acc[r][dv] = _mm512_fmadd_ps(pb, vv[dv], acc[r][dv]);
+      }
+    }
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 4
+    for (int dv = 0; dv < DV; ++dv) {
+      _mm512_store_ps(o + r * d_p + 16 * dv, acc[r][dv]);
+    }
+  }
+}
+
+template <int DV>
+LONGCTX_TARGET_AVX512 void PvColumnBlock(const float* p, int rows, int rows_p,
+                                         const float* v, int d_p, int keys,
+                                         const float* alpha, float* o) {
+  int r = 0;
+  for (; r + kPvRows <= rows; r += kPvRows) {
+    PvMicro<kPvRows, DV>(p + r, rows_p, v, d_p, keys, alpha + r, o + r * d_p);
+  }
+  const float* pr = p + r;
+  float* orow = o + r * d_p;
+  switch (rows - r) {
+    case 1:
+      PvMicro<1, DV>(pr, rows_p, v, d_p, keys, alpha + r, orow);
+      break;
+    case 2:
+      PvMicro<2, DV>(pr, rows_p, v, d_p, keys, alpha + r, orow);
+      break;
+    case 3:
+      PvMicro<3, DV>(pr, rows_p, v, d_p, keys, alpha + r, orow);
+      break;
+    case 4:
+      PvMicro<4, DV>(pr, rows_p, v, d_p, keys, alpha + r, orow);
+      break;
+    case 5:
+      PvMicro<5, DV>(pr, rows_p, v, d_p, keys, alpha + r, orow);
+      break;
+    default:
+      break;
+  }
+}
+
+// O = diag(alpha) O + P^T V for the first `rows` rows.
+LONGCTX_TARGET_AVX512 void PvTile(const float* p, int rows, int rows_p,
+                                  const float* v, int d_p, int keys,
+                                  const float* alpha, float* o) {
+  for (int c = 0; c < d_p; c += 16 * kPvVectors) {
+    switch (std::min(kPvVectors, (d_p - c) / 16)) {
+      case 1:
+        PvColumnBlock<1>(p, rows, rows_p, v + c, d_p, keys, alpha, o + c);
+        break;
+      case 2:
+        PvColumnBlock<2>(p, rows, rows_p, v + c, d_p, keys, alpha, o + c);
+        break;
+      case 3:
+        PvColumnBlock<3>(p, rows, rows_p, v + c, d_p, keys, alpha, o + c);
+        break;
+      default:
+        PvColumnBlock<4>(p, rows, rows_p, v + c, d_p, keys, alpha, o + c);
+        break;
+    }
+  }
+}
+
+// Online-softmax update of one key tile: masks S (when `mask`), turns it into
+// P = exp2(S - m_new) in place, and updates m, l and alpha = exp2(m_old -
+// m_new) per row. qpos[r] is the last key index row r may see.
+LONGCTX_TARGET_AVX512 void SoftmaxTile(float* s, int rows_p, int keys,
+                                       bool mask, int64_t key0,
+                                       const int32_t* qpos, float* m, float* l,
+                                       float* alpha) {
+  const __m512 neg_inf = _mm512_set1_ps(kNegInf);
+  for (int r = 0; r < rows_p; r += 16) {
+    const __m512 m_old = _mm512_load_ps(m + r);
+    __m512 row_max = neg_inf;
+    if (mask) {
+      const __m512i last_visible = _mm512_load_si512(qpos + r);
+      for (int j = 0; j < keys; ++j) {
+        float* sj = s + j * rows_p + r;
+        const __m512i key = _mm512_set1_epi32(static_cast<int32_t>(key0 + j));
+        const __mmask16 hidden = _mm512_cmpgt_epi32_mask(key, last_visible);
+        const __m512 v = _mm512_mask_mov_ps(_mm512_load_ps(sj), hidden, neg_inf);
+        _mm512_store_ps(sj, v);
+        row_max = _mm512_max_ps(row_max, v);
+      }
+    } else {
+      for (int j = 0; j < keys; ++j) {
+        row_max = _mm512_max_ps(row_max, _mm512_load_ps(s + j * rows_p + r));
+      }
+    }
+    const __m512 m_new = _mm512_max_ps(m_old, row_max);
+    // Rows that have seen no key yet keep m = -inf; subtract 0 instead so
+    // that exp2(-inf - m) is 0 rather than NaN.
+    const __m512 m_sub = _mm512_mask_mov_ps(
+        m_new, _mm512_cmp_ps_mask(m_new, neg_inf, _CMP_EQ_OQ),
+        _mm512_setzero_ps());
+    const __m512 a = internal::Exp2Avx512(_mm512_sub_ps(m_old, m_sub));
+    __m512 sum = _mm512_setzero_ps();
+    for (int j = 0; j < keys; ++j) {
+      float* sj = s + j * rows_p + r;
+      const __m512 e =
+          internal::Exp2Avx512(_mm512_sub_ps(_mm512_load_ps(sj), m_sub));
+      _mm512_store_ps(sj, e);
+      sum = _mm512_add_ps(sum, e);
+    }
+    _mm512_store_ps(m + r, m_new);
+    _mm512_store_ps(l + r, _mm512_fmadd_ps(_mm512_load_ps(l + r), a, sum));
+    _mm512_store_ps(alpha + r, a);
+  }
+}
+
+// Per-thread buffers of the AVX-512 path.
+struct Avx512Scratch {
+  Avx512Scratch(const TileShape& t)
+      : storage(AllocFloats(Floats(t))) {
+    float* f = storage.get();
+    qt = f;
+    f += static_cast<size_t>(t.d_p) * t.rows_p;
+    k = f;
+    f += static_cast<size_t>(kKeyTile) * t.d_p;
+    v = f;
+    f += static_cast<size_t>(kKeyTile) * t.d_p;
+    s = f;
+    f += static_cast<size_t>(kKeyTile) * t.rows_p;
+    o = f;
+    f += static_cast<size_t>(t.rows_p) * t.d_p;
+    m = f;
+    f += t.rows_p;
+    l = f;
+    f += t.rows_p;
+    alpha = f;
+    f += t.rows_p;
+    qpos = reinterpret_cast<int32_t*>(f);
+  }
+
+  // Every part is a multiple of 16 floats, so each stays 64-byte aligned.
+  static size_t Floats(const TileShape& t) {
+    return static_cast<size_t>(t.d_p) * t.rows_p +
+           2 * static_cast<size_t>(kKeyTile) * t.d_p +
+           static_cast<size_t>(kKeyTile) * t.rows_p +
+           static_cast<size_t>(t.rows_p) * t.d_p + 4 * t.rows_p;
+  }
+
+  std::unique_ptr<float, FreeDeleter> storage;
+  float* qt;
+  float* k;
+  float* v;
+  float* s;
+  float* o;
+  float* m;
+  float* l;
+  float* alpha;
+  int32_t* qpos;
+};
+
+// Runs one query tile [i0, i0 + tokens) of kv head h.
+LONGCTX_TARGET_AVX512 void QueryTileAvx512(const Problem& p,
+                                           const TileShape& t, int h,
+                                           int64_t i0, Avx512Scratch& w) {
+  const PagedKv& kv = *p.kv;
+  const int d = t.d;
+  const int tokens = static_cast<int>(std::min<int64_t>(t.tokens, p.n_q - i0));
+  const int rows = tokens * p.group;
+  const int rows_p = t.rows_p;
+  const float q_mult = p.scale * kLog2e;
+
+  // Q^T, scaled; padding rows are zero. Last visible key per row.
+  std::fill(w.qt, w.qt + static_cast<size_t>(d) * rows_p, 0.0f);
+  for (int r = 0; r < rows_p; ++r) {
+    w.qpos[r] = std::numeric_limits<int32_t>::max();
+  }
+  for (int tok = 0; tok < tokens; ++tok) {
+    const int64_t last = VisibleKeys(p, i0 + tok) - 1;
+    for (int g = 0; g < p.group; ++g) {
+      const int r = tok * p.group + g;
+      const float* q = p.q + (i0 + tok) * p.q_stride +
+                       (static_cast<int64_t>(h) * p.group + g) * d;
+      for (int x = 0; x < d; ++x) w.qt[x * rows_p + r] = q[x] * q_mult;
+      w.qpos[r] = static_cast<int32_t>(last);
+    }
+  }
+  std::fill(w.o, w.o + static_cast<size_t>(rows_p) * t.d_p, 0.0f);
+  std::fill(w.m, w.m + rows_p, kNegInf);
+  std::fill(w.l, w.l + rows_p, 0.0f);
+
+  // Keys [0, all_see) are visible to every row; [0, end) to some row.
+  const int64_t all_see = VisibleKeys(p, i0);
+  const int64_t end = VisibleKeys(p, i0 + tokens - 1);
+  for (int64_t j0 = 0; j0 < end; j0 += kKeyTile) {
+    const int keys = static_cast<int>(std::min<int64_t>(kKeyTile, end - j0));
+    LoadKvTile(kv.k_blocks, kv, h, j0, keys, d, w.k);
+    LoadKvTile(kv.v_blocks, kv, h, j0, keys, t.d_p, w.v);
+    QkTile(w.qt, rows_p, w.k, d, keys, w.s);
+    SoftmaxTile(w.s, rows_p, keys, j0 + keys > all_see, j0, w.qpos, w.m, w.l,
+                w.alpha);
+    PvTile(w.s, rows, rows_p, w.v, t.d_p, keys, w.alpha, w.o);
+  }
+
+  for (int r = 0; r < rows; ++r) {
+    const int tok = r / p.group;
+    const int head = h * p.group + r % p.group;
+    FinishRow(w.o + static_cast<size_t>(r) * t.d_p, w.m[r], w.l[r], d,
+              p.o + (i0 + tok) * p.o_stride + static_cast<int64_t>(head) * d,
+              p.lse != nullptr ? p.lse + (i0 + tok) * p.num_heads + head
+                               : nullptr);
+  }
+}
+
+void AttentionAvx512(const Problem& p) {
+  TileShape t;
+  t.tokens = std::max(1, kTargetRows / p.group);
+  t.rows = t.tokens * p.group;
+  t.rows_p = (t.rows + 15) / 16 * 16;
+  t.d = p.head_dim;
+  t.d_p = (p.head_dim + 15) / 16 * 16;
+  const int num_kv_heads = p.kv->num_kv_heads;
+  const int64_t tiles = (p.n_q + t.tokens - 1) / t.tokens;
+  const int64_t items = tiles * num_kv_heads;
+#pragma omp parallel if (items > 1)
+  {
+    Avx512Scratch scratch(t);
+    // Later query tiles see more keys: hand them out first.
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t item = 0; item < items; ++item) {
+      const int64_t tile = tiles - 1 - item / num_kv_heads;
+      const int h = static_cast<int>(item % num_kv_heads);
+      QueryTileAvx512(p, t, h, tile * t.tokens, scratch);
+    }
+  }
+}
+
+}  // namespace
+
+absl::Status FlashAttention(const float* q, int64_t n_q, int64_t q_stride,
+                            const PagedKv& kv, const AttentionParams& params,
+                            float* o, int64_t o_stride, float* lse) {
+  const int d = kv.head_dim;
+  if (kv.num_kv_heads <= 0 || params.num_heads <= 0 ||
+      params.num_heads % kv.num_kv_heads != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "FlashAttention: num_heads ", params.num_heads,
+        " must be a positive multiple of num_kv_heads ", kv.num_kv_heads));
+  }
+  if (d < 1 || d > kMaxHeadDim) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "FlashAttention: head_dim ", d, " is outside 1..", kMaxHeadDim));
+  }
+  if (n_q < 0 || kv.num_tokens < 0 || kv.block_size <= 0 ||
+      kv.num_tokens > std::numeric_limits<int32_t>::max() ||
+      q_stride < static_cast<int64_t>(params.num_heads) * d ||
+      o_stride < static_cast<int64_t>(params.num_heads) * d) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "FlashAttention: bad sizes: n_q=", n_q, " n_kv=", kv.num_tokens,
+        " block_size=", kv.block_size, " q_stride=", q_stride,
+        " o_stride=", o_stride, " (num_heads * head_dim = ",
+        params.num_heads * d, ")"));
+  }
+  if (n_q == 0) return absl::OkStatus();
+  if (q == nullptr || o == nullptr ||
+      (kv.num_tokens > 0 &&
+       (kv.k_blocks == nullptr || kv.v_blocks == nullptr))) {
+    return absl::InvalidArgumentError("FlashAttention: null q, o or blocks");
+  }
+  Problem p;
+  p.q = q;
+  p.n_q = n_q;
+  p.q_stride = q_stride;
+  p.kv = &kv;
+  p.num_heads = params.num_heads;
+  p.group = params.num_heads / kv.num_kv_heads;
+  p.head_dim = d;
+  p.q_offset = params.q_start_pos - kv.start_pos;
+  p.causal = params.causal;
+  p.scale = params.scale != 0.0f ? params.scale
+                                 : 1.0f / std::sqrt(static_cast<float>(d));
+  p.o = o;
+  p.o_stride = o_stride;
+  p.lse = lse;
+  if (ActiveCpuIsa() >= CpuIsa::kAvx512) {
+    AttentionAvx512(p);
+  } else {
+    AttentionScalar(p);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace longctx::kernels

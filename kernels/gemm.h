@@ -1,0 +1,113 @@
+// GEMM for linear layers, through oneDNN matmul on the CPU.
+//
+//   y[m, n] = sum_k x[m, k] * w[n, k]  (+ bias[n])
+//
+// that is Y = X * W^T with W stored as a Hugging Face nn.Linear weight,
+// row-major [N, K]. X and Y are fp32. W is converted once into a PackedWeight
+// (fp32, or bf16 for ComputePrecision::kBf16, in oneDNN's preferred blocked
+// layout). With kBf16, X is rounded to bf16 per call and products accumulate
+// in fp32; oneDNN uses AMX or AVX512_BF16, whichever the CPU has.
+//
+// Example:
+//   absl::StatusOr<PackedWeight> w = PackedWeight::Create(
+//       data, DType::kBf16, /*n=*/out_features, /*k=*/in_features,
+//       ComputePrecision::kBf16);
+//   Gemm gemm;
+//   absl::Status s = gemm.Run(x, m, /*x_stride=*/in_features, *w,
+//                             /*bias=*/nullptr, y, /*y_stride=*/out_features);
+#ifndef LONGCTX_KERNELS_GEMM_H_
+#define LONGCTX_KERNELS_GEMM_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "kernels/dtype.h"
+
+namespace longctx::kernels {
+
+// ComputePrecision is the type GEMM inputs are multiplied in; accumulation
+// and outputs are always fp32.
+enum class ComputePrecision { kFp32, kBf16 };
+
+// ParseComputePrecision accepts "fp32" and "bf16"; INVALID_ARGUMENT otherwise.
+absl::StatusOr<ComputePrecision> ParseComputePrecision(absl::string_view text);
+
+// ComputePrecisionName returns "fp32" or "bf16".
+const char* ComputePrecisionName(ComputePrecision precision);
+
+// Bf16GemmSupported reports whether this CPU multiplies bf16 natively
+// (AVX512_BF16 or AMX-BF16, as seen by oneDNN, honoring ONEDNN_MAX_CPU_ISA).
+bool Bf16GemmSupported();
+
+// PackedWeight is a weight matrix prepared for Gemm::Run. Immutable after
+// Create, so one PackedWeight may be used by any number of threads at once.
+class PackedWeight {
+ public:
+  // Create packs w, row-major [n, k] of type `dtype` (rows contiguous, no
+  // padding), for `precision`. Copies the data: w may be freed afterwards.
+  // INVALID_ARGUMENT for a null w or non-positive sizes, UNIMPLEMENTED for
+  // kBf16 when !Bf16GemmSupported(), INTERNAL if oneDNN fails.
+  static absl::StatusOr<PackedWeight> Create(const void* w, DType dtype,
+                                             int64_t n, int64_t k,
+                                             ComputePrecision precision);
+
+  PackedWeight(PackedWeight&& other) noexcept;
+  PackedWeight& operator=(PackedWeight&& other) noexcept;
+  ~PackedWeight();
+
+  int64_t n() const;  // Output features.
+  int64_t k() const;  // Input features.
+  ComputePrecision precision() const;
+  // Bytes of packed data held.
+  size_t size_bytes() const;
+
+ private:
+  friend class Gemm;
+  struct Rep;
+  explicit PackedWeight(std::unique_ptr<Rep> rep);
+  std::unique_ptr<Rep> rep_;
+};
+
+// GemmOptions configures a Gemm.
+struct GemmOptions {
+  // Most oneDNN primitives kept; one exists per distinct (m, weight shape,
+  // strides, precision, bias) seen. Beyond it the oldest is dropped and
+  // created again when next needed. Default: 1024.
+  size_t max_cached_primitives = 1024;
+};
+
+// Gemm runs matrix products and caches a oneDNN primitive per shape, so each
+// shape pays primitive creation once. Thread-safe: Run may be called from
+// several threads at once (each call runs on the calling thread's OpenMP
+// team; see threads.h).
+class Gemm {
+ public:
+  explicit Gemm(const GemmOptions& options = GemmOptions());
+  ~Gemm();
+  Gemm(const Gemm&) = delete;
+  Gemm& operator=(const Gemm&) = delete;
+
+  // Run computes y[i, j] = sum_l x[i, l] * w[j, l] + bias[j] for i < m,
+  // j < w.n(), l < w.k(). x is [m, w.k()] with row stride x_stride >= w.k()
+  // elements; y is [m, w.n()] with row stride y_stride >= w.n(); bias is
+  // [w.n()] or null for none. x and y must not overlap. m == 0 does nothing.
+  // INVALID_ARGUMENT for bad sizes or strides, INTERNAL if oneDNN fails.
+  absl::Status Run(const float* x, int64_t m, int64_t x_stride,
+                   const PackedWeight& w, const float* bias, float* y,
+                   int64_t y_stride);
+
+  // Number of primitives currently cached.
+  size_t num_cached_primitives() const;
+
+ private:
+  struct Cache;
+  std::unique_ptr<Cache> cache_;
+};
+
+}  // namespace longctx::kernels
+
+#endif  // LONGCTX_KERNELS_GEMM_H_

@@ -1,0 +1,119 @@
+// Engine: continuous batching on one worker. Requests queue up, join the
+// running batch between steps, have their prompts prefilled in chunks (so
+// running decodes are never starved by a long prompt), and decode together: one
+// step runs every running sequence's next token in one forward pass. Each
+// sequence stops on its own conditions; a cancelled sequence frees its KV
+// blocks at the next step boundary.
+#ifndef LONGCTX_SERVICES_WORKER_ENGINE_H_
+#define LONGCTX_SERVICES_WORKER_ENGINE_H_
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "proto/longctx.pb.h"
+#include "services/worker/forward_model.h"
+#include "services/worker/kv_block_pool.h"
+
+namespace longctx {
+
+// EngineOptions configures an Engine.
+struct EngineOptions {
+  // Most sequences in the running batch (--max_batch). Default: 64.
+  int max_running = 64;
+  // Most requests waiting to start (--max_queue); more are RESOURCE_EXHAUSTED.
+  // Default: 256.
+  int max_waiting = 256;
+  // Most prompt tokens prefilled per step (--prefill_chunk_tokens). Default:
+  // 512.
+  int prefill_chunk_tokens = 512;
+};
+
+// GenerateParams is one validated request.
+struct GenerateParams {
+  std::vector<int32_t> prompt;  // Non-empty, ids in the vocabulary.
+  float temperature = 1.0f;     // 0 is greedy.
+  int top_k = 0;                // 0 keeps all.
+  float top_p = 1.0f;           // (0, 1].
+  uint64_t seed = 0;
+  int max_new_tokens = 16;  // >= 1.
+  std::vector<int32_t> stop_token_ids;
+  bool logprobs = false;
+  int top_logprobs = 0;
+};
+
+// TokenEvent is what the engine reports to a request's sink.
+struct TokenEvent {
+  std::vector<int32_t> tokens;             // New tokens, in order.
+  std::vector<v1::TokenLogprob> logprobs;  // One per token when asked for.
+  bool finished = false;                   // Last event of the request.
+  v1::FinishReason finish_reason = v1::FINISH_REASON_UNSPECIFIED;
+  int cached_tokens = 0;  // Prompt tokens reused, not computed.
+  double prefill_seconds = 0;
+  double decode_seconds = 0;
+  absl::Status status;  // Not OK: the request failed (finished).
+};
+
+// Sink receives a request's events on the engine's thread, in order; it must
+// not block. After an event with finished set, it is never called again.
+using TokenSink = std::function<void(TokenEvent)>;
+
+// Engine owns its scheduling thread (stopped in the destructor, which fails
+// every unfinished request with CANCELLED). Thread-safe.
+class Engine {
+ public:
+  // `model` and `pool` are not owned and must outlive the engine.
+  Engine(ForwardModel* model, KvBlockPool* pool, const EngineOptions& options);
+  ~Engine();
+
+  // Submit queues a request and returns its id. RESOURCE_EXHAUSTED when the
+  // queue is full, or when prompt + max_new_tokens could never fit in the KV
+  // pool.
+  absl::StatusOr<int64_t> Submit(GenerateParams params, TokenSink sink);
+
+  // Cancel stops a request; its sink gets a final CANCELLED event and its KV
+  // blocks are freed at the next step boundary. Unknown or finished ids are
+  // ignored.
+  void Cancel(int64_t id);
+
+  // Counters for status reports.
+  int running() const;
+  int waiting() const;
+
+ private:
+  struct Sequence;
+
+  void Loop();
+  // One step: admit, build the batch, run it, sample, report. Returns false
+  // when there was nothing to do.
+  bool Step();
+  void Finish(Sequence& seq, v1::FinishReason reason, absl::Status status);
+  int BlocksFor(int tokens) const;
+
+  ForwardModel* const model_;
+  KvBlockPool* const pool_;
+  const EngineOptions options_;
+
+  mutable absl::Mutex mu_;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  int64_t next_id_ ABSL_GUARDED_BY(mu_) = 1;
+  std::deque<std::unique_ptr<Sequence>> waiting_ ABSL_GUARDED_BY(mu_);
+  std::vector<int64_t> cancelled_ ABSL_GUARDED_BY(mu_);
+  int running_count_ ABSL_GUARDED_BY(mu_) = 0;
+
+  // Owned by the engine thread.
+  std::vector<std::unique_ptr<Sequence>> running_;
+  std::vector<float> logits_;
+  std::thread thread_;
+};
+
+}  // namespace longctx
+
+#endif  // LONGCTX_SERVICES_WORKER_ENGINE_H_

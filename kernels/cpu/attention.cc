@@ -64,8 +64,8 @@ const uint8_t* KvRows(const void* const* blocks, const PagedKv& kv, int64_t t,
 
 // LoadKvTile converts tokens [t0, t0 + count) of kv head h to fp32 rows of
 // `row_stride` floats (>= head_dim; the padding is zero-filled).
-void LoadKvTile(const void* const* blocks, const PagedKv& kv, int h,
-                int64_t t0, int64_t count, int row_stride, float* out) {
+void LoadKvTile(const void* const* blocks, const PagedKv& kv, int h, int64_t t0,
+                int64_t count, int row_stride, float* out) {
   const int d = kv.head_dim;
   int64_t t = t0;
   while (t < t0 + count) {
@@ -131,7 +131,8 @@ void AttentionScalar(const Problem& p) {
     for (int64_t item = 0; item < items; ++item) {
       const int64_t i = item / kv.num_kv_heads;
       const int h = static_cast<int>(item % kv.num_kv_heads);
-      const float* q = p.q + i * p.q_stride + static_cast<int64_t>(h) * g_count * d;
+      const float* q =
+          p.q + i * p.q_stride + static_cast<int64_t>(h) * g_count * d;
       for (int x = 0; x < g_count * d; ++x) {
         q_rows.get()[x] = q[x] * p.scale * kLog2e;
         acc.get()[x] = 0.0f;
@@ -150,7 +151,8 @@ void AttentionScalar(const Problem& p) {
           const float alpha = std::exp2(m.get()[g] - m_new);
           const float weight = std::exp2(s - m_new);
           float* a = acc.get() + g * d;
-          for (int x = 0; x < d; ++x) a[x] = a[x] * alpha + weight * v_row.get()[x];
+          for (int x = 0; x < d; ++x)
+            a[x] = a[x] * alpha + weight * v_row.get()[x];
           l.get()[g] = l.get()[g] * alpha + weight;
           m.get()[g] = m_new;
         }
@@ -178,12 +180,12 @@ void AttentionScalar(const Problem& p) {
 // are element-wise across keys. Q is pre-scaled by scale * log2(e) so that
 // the softmax uses exp2.
 
-constexpr int kTargetRows = 64;  // Rows of a query tile.
-constexpr int kKeyTile = 128;    // Keys of a key tile.
-constexpr int kQkKeys = 6;       // Keys per QK^T micro-kernel call.
+constexpr int kTargetRows = 64;   // Rows of a query tile.
+constexpr int kKeyTile = 128;     // Keys of a key tile.
+constexpr int kQkKeys = 6;        // Keys per QK^T micro-kernel call.
 constexpr int kQkRowVectors = 4;  // Row vectors per QK^T micro-kernel call.
-constexpr int kPvRows = 6;       // Rows per PV micro-kernel call.
-constexpr int kPvVectors = 4;    // Head-dim vectors per PV call.
+constexpr int kPvRows = 6;        // Rows per PV micro-kernel call.
+constexpr int kPvVectors = 4;     // Head-dim vectors per PV call.
 
 struct TileShape {
   int tokens;  // Query tokens per tile.
@@ -196,8 +198,8 @@ struct TileShape {
 // S[j][0..16*RV) for KJ keys: qt points at row 0 of the block in Q^T (row
 // stride rows_p), k at the first key (row stride d), s at S[0][row 0].
 template <int RV, int KJ>
-LONGCTX_TARGET_AVX512 void QkMicro(const float* qt, int rows_p,
-                                   const float* k, int d, float* s) {
+LONGCTX_TARGET_AVX512 void QkMicro(const float* qt, int rows_p, const float* k,
+                                   int d, float* s) {
   __m512 acc[KJ][RV];
 #pragma GCC unroll 8
   for (int kj = 0; kj < KJ; ++kj) {
@@ -258,8 +260,8 @@ LONGCTX_TARGET_AVX512 void QkRowBlock(const float* qt, int rows_p,
 }
 
 // S = K Q^T for `keys` keys and all rows_p rows.
-LONGCTX_TARGET_AVX512 void QkTile(const float* qt, int rows_p,
-                                  const float* k, int d, int keys, float* s) {
+LONGCTX_TARGET_AVX512 void QkTile(const float* qt, int rows_p, const float* k,
+                                  int d, int keys, float* s) {
   for (int r = 0; r < rows_p; r += 16 * kQkRowVectors) {
     switch (std::min(kQkRowVectors, (rows_p - r) / 16)) {
       case 1:
@@ -388,7 +390,8 @@ LONGCTX_TARGET_AVX512 void SoftmaxTile(float* s, int rows_p, int keys,
         float* sj = s + j * rows_p + r;
         const __m512i key = _mm512_set1_epi32(static_cast<int32_t>(key0 + j));
         const __mmask16 hidden = _mm512_cmpgt_epi32_mask(key, last_visible);
-        const __m512 v = _mm512_mask_mov_ps(_mm512_load_ps(sj), hidden, neg_inf);
+        const __m512 v =
+            _mm512_mask_mov_ps(_mm512_load_ps(sj), hidden, neg_inf);
         _mm512_store_ps(sj, v);
         row_max = _mm512_max_ps(row_max, v);
       }
@@ -418,10 +421,9 @@ LONGCTX_TARGET_AVX512 void SoftmaxTile(float* s, int rows_p, int keys,
   }
 }
 
-// Per-thread buffers of the AVX-512 path.
+// Per-thread buffers of the AVX-512 paths.
 struct Avx512Scratch {
-  Avx512Scratch(const TileShape& t)
-      : storage(AllocFloats(Floats(t))) {
+  explicit Avx512Scratch(const TileShape& t) : storage(AllocFloats(Floats(t))) {
     float* f = storage.get();
     qt = f;
     f += static_cast<size_t>(t.d_p) * t.rows_p;
@@ -451,30 +453,26 @@ struct Avx512Scratch {
   }
 
   std::unique_ptr<float, FreeDeleter> storage;
-  float* qt;
-  float* k;
-  float* v;
-  float* s;
-  float* o;
-  float* m;
-  float* l;
+  float* qt;  // Q^T [d][rows_p] (tiles), or Q [rows][d_p] (decode).
+  float* k;   // K tile [kKeyTile][d] (tiles).
+  float* v;   // V tile [kKeyTile][d_p] (tiles).
+  float* s;   // S [kKeyTile][rows_p] (tiles), or [rows][16] (decode).
+  float* o;   // Unnormalized output [rows_p][d_p].
+  float* m;   // Running maximum per row, log2 units.
+  float* l;   // Running sum per row.
   float* alpha;
-  int32_t* qpos;
+  int32_t* qpos;  // Last key index visible to the row.
 };
 
-// Runs one query tile [i0, i0 + tokens) of kv head h.
-LONGCTX_TARGET_AVX512 void QueryTileAvx512(const Problem& p,
-                                           const TileShape& t, int h,
-                                           int64_t i0, Avx512Scratch& w) {
-  const PagedKv& kv = *p.kv;
+// PrepareTile loads query tile [i0, i0 + tokens) of kv head h into the
+// scratch, scaled by scale * log2(e) (transposed unless `row_major`), and
+// resets the running state.
+void PrepareTile(const Problem& p, const TileShape& t, int h, int64_t i0,
+                 int tokens, bool row_major, Avx512Scratch& w) {
   const int d = t.d;
-  const int tokens = static_cast<int>(std::min<int64_t>(t.tokens, p.n_q - i0));
-  const int rows = tokens * p.group;
   const int rows_p = t.rows_p;
   const float q_mult = p.scale * kLog2e;
-
-  // Q^T, scaled; padding rows are zero. Last visible key per row.
-  std::fill(w.qt, w.qt + static_cast<size_t>(d) * rows_p, 0.0f);
+  std::fill(w.qt, w.qt + static_cast<size_t>(t.d_p) * rows_p, 0.0f);
   for (int r = 0; r < rows_p; ++r) {
     w.qpos[r] = std::numeric_limits<int32_t>::max();
   }
@@ -484,40 +482,249 @@ LONGCTX_TARGET_AVX512 void QueryTileAvx512(const Problem& p,
       const int r = tok * p.group + g;
       const float* q = p.q + (i0 + tok) * p.q_stride +
                        (static_cast<int64_t>(h) * p.group + g) * d;
-      for (int x = 0; x < d; ++x) w.qt[x * rows_p + r] = q[x] * q_mult;
+      if (row_major) {
+        for (int x = 0; x < d; ++x) w.qt[r * t.d_p + x] = q[x] * q_mult;
+      } else {
+        for (int x = 0; x < d; ++x) w.qt[x * rows_p + r] = q[x] * q_mult;
+      }
       w.qpos[r] = static_cast<int32_t>(last);
     }
   }
   std::fill(w.o, w.o + static_cast<size_t>(rows_p) * t.d_p, 0.0f);
   std::fill(w.m, w.m + rows_p, kNegInf);
   std::fill(w.l, w.l + rows_p, 0.0f);
+}
 
-  // Keys [0, all_see) are visible to every row; [0, end) to some row.
+// TileRange runs keys [j_begin, j_end) for the prepared tile (rows of
+// `tokens` tokens starting at i0) through K/V tiles converted to fp32.
+LONGCTX_TARGET_AVX512 void TileRange(const Problem& p, const TileShape& t,
+                                     int h, int64_t i0, int tokens,
+                                     int64_t j_begin, int64_t j_end,
+                                     Avx512Scratch& w) {
+  const PagedKv& kv = *p.kv;
+  const int rows = tokens * p.group;
+  // Keys before all_see are visible to every row of the tile.
   const int64_t all_see = VisibleKeys(p, i0);
-  const int64_t end = VisibleKeys(p, i0 + tokens - 1);
-  for (int64_t j0 = 0; j0 < end; j0 += kKeyTile) {
-    const int keys = static_cast<int>(std::min<int64_t>(kKeyTile, end - j0));
-    LoadKvTile(kv.k_blocks, kv, h, j0, keys, d, w.k);
+  for (int64_t j0 = j_begin; j0 < j_end; j0 += kKeyTile) {
+    const int keys = static_cast<int>(std::min<int64_t>(kKeyTile, j_end - j0));
+    LoadKvTile(kv.k_blocks, kv, h, j0, keys, t.d, w.k);
     LoadKvTile(kv.v_blocks, kv, h, j0, keys, t.d_p, w.v);
-    QkTile(w.qt, rows_p, w.k, d, keys, w.s);
-    SoftmaxTile(w.s, rows_p, keys, j0 + keys > all_see, j0, w.qpos, w.m, w.l,
-                w.alpha);
-    PvTile(w.s, rows, rows_p, w.v, t.d_p, keys, w.alpha, w.o);
+    QkTile(w.qt, t.rows_p, w.k, t.d, keys, w.s);
+    SoftmaxTile(w.s, t.rows_p, keys, j0 + keys > all_see, j0, w.qpos, w.m,
+                w.l, w.alpha);
+    PvTile(w.s, rows, t.rows_p, w.v, t.d_p, keys, w.alpha, w.o);
   }
+}
 
-  for (int r = 0; r < rows; ++r) {
+// ---------------------------------------------------------------------------
+// Decode path: at most kDecodeRows rows (a few query tokens times the group).
+// With so few rows a 16-lane vector over rows would be mostly padding, so here
+// the lanes run along head_dim for q . k (one horizontal sum per score) and
+// along keys for the softmax; K and V are read from the cache in place.
+
+constexpr int kDecodeRows = 8;
+
+// LoadKv16 returns elements [16x, 16x + 16) of a K or V row as fp32; lanes
+// outside `mask` are 0.
+template <DType kType>
+LONGCTX_TARGET_AVX512 inline __m512 LoadKv16(const uint8_t* row, int x,
+                                             __mmask16 mask) {
+  if constexpr (kType == DType::kF32) {
+    return _mm512_maskz_loadu_ps(mask,
+                                 reinterpret_cast<const float*>(row) + 16 * x);
+  } else {
+    const __m256i bits = _mm256_maskz_loadu_epi16(
+        mask, reinterpret_cast<const uint16_t*>(row) + 16 * x);
+    if constexpr (kType == DType::kF16) {
+      return _mm512_cvtph_ps(bits);
+    } else {
+      return _mm512_castsi512_ps(
+          _mm512_slli_epi32(_mm512_cvtepu16_epi32(bits), 16));
+    }
+  }
+}
+
+// O[r][16 xb ..) = alpha[r] O[r][..] + sum_j P[r][j] V[j][..] for NV vectors.
+template <int R, int NV, DType kType>
+LONGCTX_TARGET_AVX512 void DecodePv(const uint8_t* v, size_t row_bytes,
+                                    int keys, int xb, int dv, __mmask16 tail,
+                                    const float* p, const float* alpha,
+                                    float* o, int d_p) {
+  __m512 acc[R][NV];
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) {
+    const __m512 a = _mm512_set1_ps(alpha[r]);
+#pragma GCC unroll 4
+    for (int k = 0; k < NV; ++k) {
+      acc[r][k] = _mm512_mul_ps(_mm512_load_ps(o + r * d_p + 16 * (xb + k)), a);
+    }
+  }
+  for (int j = 0; j < keys; ++j) {
+    __m512 vv[NV];
+#pragma GCC unroll 4
+    for (int k = 0; k < NV; ++k) {
+      vv[k] = LoadKv16<kType>(v + j * row_bytes, xb + k,
+                              xb + k + 1 < dv ? 0xffff : tail);
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      const __m512 pb = _mm512_set1_ps(p[r * 16 + j]);
+#pragma GCC unroll 4
+      for (int k = 0; k < NV; ++k) {
+        acc[r][k] = _mm512_fmadd_ps(pb, vv[k], acc[r][k]);
+      }
+    }
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 4
+    for (int k = 0; k < NV; ++k) {
+      _mm512_store_ps(o + r * d_p + 16 * (xb + k), acc[r][k]);
+    }
+  }
+}
+
+// DecodeRange runs keys [j_begin, j_end) for R prepared rows (Q row-major in
+// w.qt), 16 keys at a time, each run of keys staying inside one block.
+template <int R, DType kType>
+LONGCTX_TARGET_AVX512 void DecodeRange(const Problem& p, const TileShape& t,
+                                       int h, int64_t j_begin, int64_t j_end,
+                                       Avx512Scratch& w) {
+  constexpr int kBlockVectors = R <= 4 ? 4 : 2;  // Keeps acc in registers.
+  const PagedKv& kv = *p.kv;
+  const int d_p = t.d_p;
+  const int dv = d_p / 16;
+  const __mmask16 tail = internal::TailMask(t.d - 16 * (dv - 1));
+  const size_t row_bytes = static_cast<size_t>(t.d) * DTypeSize(kType);
+  const __m512 neg_inf = _mm512_set1_ps(kNegInf);
+  float* s = w.s;  // [R][16]: scores, then probabilities.
+  for (int64_t j0 = j_begin; j0 < j_end;) {
+    int64_t run;
+    const uint8_t* k = KvRows(kv.k_blocks, kv, j0, h, &run);
+    const uint8_t* v = KvRows(kv.v_blocks, kv, j0, h, &run);
+    const int keys = static_cast<int>(std::min<int64_t>(
+        std::min<int64_t>(16, run), j_end - j0));
+    for (int j = 0; j < keys; ++j) {
+      __m512 acc[R];
+#pragma GCC unroll 8
+      for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
+      for (int x = 0; x < dv; ++x) {
+        const __m512 kx =
+            LoadKv16<kType>(k + j * row_bytes, x, x + 1 < dv ? 0xffff : tail);
+#pragma GCC unroll 8
+        for (int r = 0; r < R; ++r) {
+          acc[r] = _mm512_fmadd_ps(_mm512_load_ps(w.qt + r * d_p + 16 * x), kx,
+                                   acc[r]);
+        }
+      }
+#pragma GCC unroll 8
+      for (int r = 0; r < R; ++r) s[r * 16 + j] = _mm512_reduce_add_ps(acc[r]);
+    }
+    for (int r = 0; r < R; ++r) {
+      // Lanes past `keys` and keys after the row's position are hidden.
+      const int64_t visible =
+          std::clamp<int64_t>(w.qpos[r] - j0 + 1, 0, keys);
+      const __m512 sv = _mm512_mask_load_ps(
+          neg_inf, internal::TailMask(static_cast<int>(visible)), s + r * 16);
+      const float m_old = w.m[r];
+      const float m_new = std::max(m_old, _mm512_reduce_max_ps(sv));
+      const float m_sub = m_new == kNegInf ? 0.0f : m_new;  // See SoftmaxTile.
+      const __m512 e =
+          internal::Exp2Avx512(_mm512_sub_ps(sv, _mm512_set1_ps(m_sub)));
+      _mm512_store_ps(s + r * 16, e);
+      const float a = std::exp2(m_old - m_sub);
+      w.l[r] = w.l[r] * a + _mm512_reduce_add_ps(e);
+      w.m[r] = m_new;
+      w.alpha[r] = a;
+    }
+    for (int xb = 0; xb < dv; xb += kBlockVectors) {
+      switch (std::min(kBlockVectors, dv - xb)) {
+        case 1:
+          DecodePv<R, 1, kType>(v, row_bytes, keys, xb, dv, tail, s, w.alpha,
+                                w.o, d_p);
+          break;
+        case 2:
+          DecodePv<R, 2, kType>(v, row_bytes, keys, xb, dv, tail, s, w.alpha,
+                                w.o, d_p);
+          break;
+        case 3:
+          DecodePv<R, 3, kType>(v, row_bytes, keys, xb, dv, tail, s, w.alpha,
+                                w.o, d_p);
+          break;
+        default:
+          DecodePv<R, kBlockVectors, kType>(v, row_bytes, keys, xb, dv, tail,
+                                            s, w.alpha, w.o, d_p);
+          break;
+      }
+    }
+    j0 += keys;
+  }
+}
+
+template <DType kType>
+void DecodeRangeForRows(const Problem& p, const TileShape& t, int h,
+                        int64_t j_begin, int64_t j_end, Avx512Scratch& w) {
+  // Rows are padded (with zero queries) to 1, 2, 4 or 8.
+  if (t.rows <= 1) {
+    DecodeRange<1, kType>(p, t, h, j_begin, j_end, w);
+  } else if (t.rows <= 2) {
+    DecodeRange<2, kType>(p, t, h, j_begin, j_end, w);
+  } else if (t.rows <= 4) {
+    DecodeRange<4, kType>(p, t, h, j_begin, j_end, w);
+  } else {
+    DecodeRange<8, kType>(p, t, h, j_begin, j_end, w);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Scheduling.
+
+// Splits of one work item's keys are at least this long.
+constexpr int64_t kMinSplitKeys = 512;
+
+// RunItem runs query tile `tile` of kv head h over keys [j_begin, j_end),
+// leaving the unnormalized state in w.o, w.m, w.l.
+void RunItem(const Problem& p, const TileShape& t, bool decode, int h,
+             int64_t tile, int64_t j_begin, int64_t j_end, Avx512Scratch& w) {
+  const int64_t i0 = tile * t.tokens;
+  const int tokens = static_cast<int>(std::min<int64_t>(t.tokens, p.n_q - i0));
+  PrepareTile(p, t, h, i0, tokens, decode, w);
+  if (!decode) {
+    TileRange(p, t, h, i0, tokens, j_begin, j_end, w);
+    return;
+  }
+  switch (p.kv->dtype) {
+    case DType::kF16:
+      DecodeRangeForRows<DType::kF16>(p, t, h, j_begin, j_end, w);
+      break;
+    case DType::kF32:
+      DecodeRangeForRows<DType::kF32>(p, t, h, j_begin, j_end, w);
+      break;
+    case DType::kBf16:
+      DecodeRangeForRows<DType::kBf16>(p, t, h, j_begin, j_end, w);
+      break;
+  }
+}
+
+// FinishItem normalizes and writes the rows of query tile `tile`, kv head h.
+void FinishItem(const Problem& p, const TileShape& t, int h, int64_t tile,
+                const float* o, const float* m, const float* l) {
+  const int64_t i0 = tile * t.tokens;
+  const int tokens = static_cast<int>(std::min<int64_t>(t.tokens, p.n_q - i0));
+  for (int r = 0; r < tokens * p.group; ++r) {
     const int tok = r / p.group;
     const int head = h * p.group + r % p.group;
-    FinishRow(w.o + static_cast<size_t>(r) * t.d_p, w.m[r], w.l[r], d,
-              p.o + (i0 + tok) * p.o_stride + static_cast<int64_t>(head) * d,
+    FinishRow(o + static_cast<size_t>(r) * t.d_p, m[r], l[r], t.d,
+              p.o + (i0 + tok) * p.o_stride + static_cast<int64_t>(head) * t.d,
               p.lse != nullptr ? p.lse + (i0 + tok) * p.num_heads + head
                                : nullptr);
   }
 }
 
 void AttentionAvx512(const Problem& p) {
+  const bool decode = p.n_q * p.group <= kDecodeRows;
   TileShape t;
-  t.tokens = std::max(1, kTargetRows / p.group);
+  t.tokens = decode ? static_cast<int>(p.n_q) : std::max(1, kTargetRows / p.group);
   t.rows = t.tokens * p.group;
   t.rows_p = (t.rows + 15) / 16 * 16;
   t.d = p.head_dim;
@@ -525,15 +732,88 @@ void AttentionAvx512(const Problem& p) {
   const int num_kv_heads = p.kv->num_kv_heads;
   const int64_t tiles = (p.n_q + t.tokens - 1) / t.tokens;
   const int64_t items = tiles * num_kv_heads;
+  // Keys each tile reaches; later tiles reach more.
+  auto tile_end = [&](int64_t tile) {
+    return VisibleKeys(p, std::min(p.n_q, (tile + 1) * t.tokens) - 1);
+  };
+
+  // Too few items to occupy every thread (decode, short chunks at long
+  // context): split each item's keys and merge the partial results.
+  const int threads = omp_get_max_threads();
+  int64_t splits = 1;
+  if (items < 2 * threads) {
+    splits = std::min<int64_t>((2 * threads + items - 1) / items,
+                               tile_end(tiles - 1) / kMinSplitKeys);
+    splits = std::max<int64_t>(splits, 1);
+  }
+  if (splits == 1) {
 #pragma omp parallel if (items > 1)
-  {
-    Avx512Scratch scratch(t);
-    // Later query tiles see more keys: hand them out first.
+    {
+      Avx512Scratch w(t);
+      // Later query tiles see more keys: hand them out first.
 #pragma omp for schedule(dynamic, 1)
-    for (int64_t item = 0; item < items; ++item) {
-      const int64_t tile = tiles - 1 - item / num_kv_heads;
+      for (int64_t item = 0; item < items; ++item) {
+        const int64_t tile = tiles - 1 - item / num_kv_heads;
+        const int h = static_cast<int>(item % num_kv_heads);
+        RunItem(p, t, decode, h, tile, 0, tile_end(tile), w);
+        FinishItem(p, t, h, tile, w.o, w.m, w.l);
+      }
+    }
+    return;
+  }
+
+  // Partial state of each (item, split): o [rows_p][d_p], m and l [rows_p].
+  const size_t state_floats =
+      static_cast<size_t>(t.rows_p) * t.d_p + 2 * static_cast<size_t>(t.rows_p);
+  const std::unique_ptr<float, FreeDeleter> partials =
+      AllocFloats(static_cast<size_t>(items * splits) * state_floats);
+#pragma omp parallel
+  {
+    Avx512Scratch w(t);
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t unit = 0; unit < items * splits; ++unit) {
+      const int64_t item = unit / splits;
+      const int64_t tile = item / num_kv_heads;
       const int h = static_cast<int>(item % num_kv_heads);
-      QueryTileAvx512(p, t, h, tile * t.tokens, scratch);
+      // Split boundaries are multiples of 16 keys.
+      const int64_t end = tile_end(tile);
+      const int64_t chunk = ((end + splits - 1) / splits + 15) / 16 * 16;
+      const int64_t j_begin = std::min(end, (unit % splits) * chunk);
+      const int64_t j_end = std::min(end, j_begin + chunk);
+      RunItem(p, t, decode, h, tile, j_begin, j_end, w);
+      float* state = partials.get() + unit * state_floats;
+      std::copy(w.o, w.o + static_cast<size_t>(t.rows_p) * t.d_p, state);
+      std::copy(w.m, w.m + t.rows_p, state + t.rows_p * t.d_p);
+      std::copy(w.l, w.l + t.rows_p, state + t.rows_p * t.d_p + t.rows_p);
+    }
+#pragma omp for schedule(static)
+    for (int64_t item = 0; item < items; ++item) {
+      // Exact merge in log2 units: rescale every split to the largest m.
+      for (int r = 0; r < t.rows; ++r) {
+        float m = kNegInf;
+        for (int64_t sp = 0; sp < splits; ++sp) {
+          const float* state = partials.get() + (item * splits + sp) * state_floats;
+          m = std::max(m, state[t.rows_p * t.d_p + r]);
+        }
+        float* o = w.o + static_cast<size_t>(r) * t.d_p;
+        std::fill(o, o + t.d_p, 0.0f);
+        float l = 0.0f;
+        if (m != kNegInf) {
+          for (int64_t sp = 0; sp < splits; ++sp) {
+            const float* state =
+                partials.get() + (item * splits + sp) * state_floats;
+            const float scale = std::exp2(state[t.rows_p * t.d_p + r] - m);
+            if (scale == 0.0f) continue;
+            l += scale * state[t.rows_p * t.d_p + t.rows_p + r];
+            const float* so = state + static_cast<size_t>(r) * t.d_p;
+            for (int x = 0; x < t.d_p; ++x) o[x] += scale * so[x];
+          }
+        }
+        w.m[r] = m;
+        w.l[r] = l;
+      }
+      FinishItem(p, t, static_cast<int>(item % num_kv_heads),
+                 item / num_kv_heads, w.o, w.m, w.l);
     }
   }
 }
@@ -560,9 +840,8 @@ absl::Status FlashAttention(const float* q, int64_t n_q, int64_t q_stride,
       o_stride < static_cast<int64_t>(params.num_heads) * d) {
     return absl::InvalidArgumentError(absl::StrCat(
         "FlashAttention: bad sizes: n_q=", n_q, " n_kv=", kv.num_tokens,
-        " block_size=", kv.block_size, " q_stride=", q_stride,
-        " o_stride=", o_stride, " (num_heads * head_dim = ",
-        params.num_heads * d, ")"));
+        " block_size=", kv.block_size, " q_stride=", q_stride, " o_stride=",
+        o_stride, " (num_heads * head_dim = ", params.num_heads * d, ")"));
   }
   if (n_q == 0) return absl::OkStatus();
   if (q == nullptr || o == nullptr ||

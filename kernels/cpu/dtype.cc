@@ -25,8 +25,8 @@ LONGCTX_TARGET_F16C void F32ToF16F16c(const float* src, uint16_t* dst,
                                       int64_t n) {
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) {
-    const __m128i h = _mm256_cvtps_ph(_mm256_loadu_ps(src + i),
-                                      _MM_FROUND_TO_NEAREST_INT);
+    const __m128i h =
+        _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT);
     _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + i), h);
   }
   for (; i < n; ++i) dst[i] = F32ToF16(src[i]);
@@ -55,13 +55,13 @@ LONGCTX_TARGET_AVX512 void F32ToBf16Avx512(const float* src, uint16_t* dst,
   for (; i + 16 <= n; i += 16) {
     const __m512i x = _mm512_loadu_si512(src + i);
     const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(x, 16), one);
-    __m512i rounded =
-        _mm512_add_epi32(x, _mm512_add_epi32(round_bias, lsb));
+    __m512i rounded = _mm512_add_epi32(x, _mm512_add_epi32(round_bias, lsb));
     const __mmask16 is_nan =
         _mm512_cmpgt_epu32_mask(_mm512_and_si512(x, abs_mask), inf_bits);
-    rounded = _mm512_mask_mov_epi32(rounded, is_nan,
-                                    _mm512_or_si512(x, quiet_bit));
-    const __m256i packed = _mm512_cvtepi32_epi16(_mm512_srli_epi32(rounded, 16));
+    rounded =
+        _mm512_mask_mov_epi32(rounded, is_nan, _mm512_or_si512(x, quiet_bit));
+    const __m256i packed =
+        _mm512_cvtepi32_epi16(_mm512_srli_epi32(rounded, 16));
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i), packed);
   }
   for (; i < n; ++i) dst[i] = F32ToBf16(src[i]);

@@ -4,14 +4,14 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "kernels/cpu/parallel.h"
 #include "kernels/dtype.h"
 
 namespace longctx::kernels {
 
-absl::Status EmbeddingLookup(const void* table, DType dtype,
-                             int64_t vocab_size, int64_t dim,
-                             const int32_t* ids, int64_t n, float* out,
-                             int64_t out_stride) {
+absl::Status EmbeddingLookup(const void* table, DType dtype, int64_t vocab_size,
+                             int64_t dim, const int32_t* ids, int64_t n,
+                             float* out, int64_t out_stride) {
   for (int64_t i = 0; i < n; ++i) {
     if (ids[i] < 0 || ids[i] >= vocab_size) {
       return absl::InvalidArgumentError(
@@ -20,11 +20,10 @@ absl::Status EmbeddingLookup(const void* table, DType dtype,
     }
   }
   const size_t row_bytes = static_cast<size_t>(dim) * DTypeSize(dtype);
-#pragma omp parallel for if (n * dim > (int64_t{1} << 16)) schedule(static)
-  for (int64_t i = 0; i < n; ++i) {
+  internal::ParallelFor(n, n * dim, [&](int64_t i) {
     ConvertToF32(dtype, static_cast<const uint8_t*>(table) + ids[i] * row_bytes,
                  out + i * out_stride, dim);
-  }
+  });
   return absl::OkStatus();
 }
 

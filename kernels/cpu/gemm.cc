@@ -1,7 +1,5 @@
 #include "kernels/gemm.h"
 
-#include <omp.h>
-
 #include <cstdlib>
 #include <deque>
 #include <map>
@@ -15,8 +13,9 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
-#include "dnnl.hpp"
+#include "kernels/cpu/parallel.h"
 #include "kernels/dtype.h"
+#include "oneapi/dnnl/dnnl.hpp"
 
 namespace longctx::kernels {
 namespace {
@@ -27,9 +26,6 @@ using dnnl::memory;
 // many rows. oneDNN's brgemm matmul picks the same layout for every row count
 // (checked for the model shapes), so one packing serves all calls.
 constexpr int64_t kLayoutRows = 256;
-
-// Conversions of large inputs are split across threads above this size.
-constexpr int64_t kParallelConvertElements = int64_t{1} << 16;
 
 dnnl::engine& CpuEngine() {
   static dnnl::engine* engine = new dnnl::engine(dnnl::engine::kind::cpu, 0);
@@ -84,27 +80,14 @@ dnnl::stream& ThreadStream() {
 // Converts rows of x (stride x_stride) to contiguous bf16 [m, k].
 void RowsToBf16(const float* x, int64_t m, int64_t k, int64_t x_stride,
                 uint16_t* out) {
-  if (x_stride == k) {
-    const int64_t total = m * k;
-    const int64_t chunk = kParallelConvertElements;
-    const int64_t chunks = (total + chunk - 1) / chunk;
-#pragma omp parallel for if (chunks > 1) schedule(static)
-    for (int64_t c = 0; c < chunks; ++c) {
-      const int64_t begin = c * chunk;
-      const int64_t end = begin + chunk < total ? begin + chunk : total;
-      ConvertF32ToBf16(x + begin, out + begin, end - begin);
-    }
-    return;
-  }
-#pragma omp parallel for if (m * k > kParallelConvertElements) schedule(static)
-  for (int64_t i = 0; i < m; ++i) {
+  internal::ParallelFor(m, m * k, [&](int64_t i) {
     ConvertF32ToBf16(x + i * x_stride, out + i * k, k);
-  }
+  });
 }
 
 absl::Status DnnlError(const char* what, const dnnl::error& e) {
-  return absl::InternalError(absl::StrCat(what, ": oneDNN error ", e.status,
-                                          ": ", e.what()));
+  return absl::InternalError(
+      absl::StrCat(what, ": oneDNN error ", e.status, ": ", e.what()));
 }
 
 }  // namespace
@@ -165,8 +148,7 @@ absl::StatusOr<PackedWeight> PackedWeight::Create(const void* w, DType dtype,
   // The source in the compute type, as dims {k, n} with strides {1, k}: the
   // transpose of the row-major [n, k] matrix, without moving data.
   const void* plain = w;
-  std::unique_ptr<uint8_t, decltype(&std::free)> converted(nullptr,
-                                                           &std::free);
+  std::unique_ptr<uint8_t, decltype(&std::free)> converted(nullptr, &std::free);
   const bool needs_conversion =
       !(dtype == DType::kF32 && precision == ComputePrecision::kFp32) &&
       !(dtype == DType::kBf16 && precision == ComputePrecision::kBf16);
@@ -178,35 +160,24 @@ absl::StatusOr<PackedWeight> PackedWeight::Create(const void* w, DType dtype,
       return absl::ResourceExhaustedError(
           absl::StrCat("cannot allocate ", bytes, " bytes to pack a weight"));
     }
-    const int64_t rows_per_chunk =
-        kParallelConvertElements / k > 0 ? kParallelConvertElements / k : 1;
-    const int64_t chunks = (n + rows_per_chunk - 1) / rows_per_chunk;
+    // Row by row, F16 to bf16 through fp32 in pieces that stay in L1.
     uint8_t* out = converted.get();
-#pragma omp parallel for schedule(static)
-    for (int64_t c = 0; c < chunks; ++c) {
-      const int64_t row0 = c * rows_per_chunk;
-      const int64_t rows =
-          row0 + rows_per_chunk < n ? rows_per_chunk : n - row0;
-      const int64_t offset = row0 * k;
-      const void* src = static_cast<const uint8_t*>(w) +
-                        static_cast<size_t>(offset) * DTypeSize(dtype);
+    internal::ParallelFor(n, count, [&](int64_t row) {
+      const uint8_t* src = static_cast<const uint8_t*>(w) +
+                           static_cast<size_t>(row * k) * DTypeSize(dtype);
       if (precision == ComputePrecision::kFp32) {
-        ConvertToF32(dtype, src, reinterpret_cast<float*>(out) + offset,
-                     rows * k);
-      } else {
-        // F32 or F16 to bf16, through fp32 in small pieces.
-        uint16_t* dst = reinterpret_cast<uint16_t*>(out) + offset;
-        float tmp[1024];
-        for (int64_t i = 0; i < rows * k; i += 1024) {
-          const int64_t len = rows * k - i < 1024 ? rows * k - i : 1024;
-          ConvertToF32(dtype,
-                       static_cast<const uint8_t*>(src) +
-                           static_cast<size_t>(i) * DTypeSize(dtype),
-                       tmp, len);
-          ConvertF32ToBf16(tmp, dst + i, len);
-        }
+        ConvertToF32(dtype, src, reinterpret_cast<float*>(out) + row * k, k);
+        return;
       }
-    }
+      uint16_t* dst = reinterpret_cast<uint16_t*>(out) + row * k;
+      float piece[1024];
+      for (int64_t i = 0; i < k; i += 1024) {
+        const int64_t len = k - i < 1024 ? k - i : 1024;
+        ConvertToF32(dtype, src + static_cast<size_t>(i) * DTypeSize(dtype),
+                     piece, len);
+        ConvertF32ToBf16(piece, dst + i, len);
+      }
+    });
     plain = converted.get();
   }
 
@@ -218,8 +189,7 @@ absl::StatusOr<PackedWeight> PackedWeight::Create(const void* w, DType dtype,
     dnnl::engine& engine = CpuEngine();
     const memory::desc src_md({kLayoutRows, k}, type, {k, 1});
     const memory::desc any_md({k, n}, type, memory::format_tag::any);
-    const memory::desc dst_md({kLayoutRows, n}, memory::data_type::f32,
-                              {n, 1});
+    const memory::desc dst_md({kLayoutRows, n}, memory::data_type::f32, {n, 1});
     const dnnl::matmul::primitive_desc pd(
         dnnl::matmul::desc(src_md, any_md, dst_md), engine);
     rep->desc = pd.weights_desc();
@@ -246,7 +216,8 @@ absl::StatusOr<PackedWeight> PackedWeight::Create(const void* w, DType dtype,
 
 struct Gemm::Cache {
   // (m, n, k, x_stride, y_stride, precision, has_bias).
-  using Key = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int, bool>;
+  using Key =
+      std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int, bool>;
   struct Entry {
     dnnl::matmul primitive;
     size_t scratchpad_bytes = 0;
@@ -277,9 +248,9 @@ absl::Status Gemm::Run(const float* x, int64_t m, int64_t x_stride,
   const int64_t n = rep.n;
   const int64_t k = rep.k;
   if (m < 0 || x_stride < k || y_stride < n) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "Gemm::Run: m=", m, " x_stride=", x_stride, " (k=", k,
-        ") y_stride=", y_stride, " (n=", n, ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("Gemm::Run: m=", m, " x_stride=", x_stride, " (k=", k,
+                     ") y_stride=", y_stride, " (n=", n, ")"));
   }
   if (m == 0) return absl::OkStatus();
   if (x == nullptr || y == nullptr) {

@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <limits>
 
+#include "kernels/cpu/parallel.h"
+
 namespace longctx::kernels {
 
 void MergeAttention(float* o_a, int64_t o_a_stride, float* lse_a,
@@ -12,8 +14,7 @@ void MergeAttention(float* o_a, int64_t o_a_stride, float* lse_a,
                     int64_t n_q, int num_heads, int head_dim) {
   const int64_t rows = n_q * num_heads;
   const int d = head_dim;
-#pragma omp parallel for if (rows * d > (int64_t{1} << 16)) schedule(static)
-  for (int64_t row = 0; row < rows; ++row) {
+  internal::ParallelFor(rows, rows * d, [&](int64_t row) {
     const int64_t i = row / num_heads;
     const int64_t h = row % num_heads;
     float* oa = o_a + i * o_a_stride + h * d;
@@ -23,12 +24,12 @@ void MergeAttention(float* o_a, int64_t o_a_stride, float* lse_a,
     constexpr float kNegInf = -std::numeric_limits<float>::infinity();
     if (lb == kNegInf) {  // b is empty: a stands (o = 0 if a is empty too).
       if (la == kNegInf) std::fill(oa, oa + d, 0.0f);
-      continue;
+      return;
     }
     if (la == kNegInf) {  // a is empty: take b.
       std::copy(ob, ob + d, oa);
       lse_a[row] = lb;
-      continue;
+      return;
     }
     // Weights relative to the larger lse: one is 1, the other in (0, 1].
     const float high = la > lb ? la : lb;
@@ -39,7 +40,7 @@ void MergeAttention(float* o_a, int64_t o_a_stride, float* lse_a,
     const float cb = wb / total;
     for (int x = 0; x < d; ++x) oa[x] = ca * oa[x] + cb * ob[x];
     lse_a[row] = high + std::log(total);
-  }
+  });
 }
 
 }  // namespace longctx::kernels

@@ -4,13 +4,11 @@
 #include <cstdint>
 
 #include "kernels/cpu/avx512_util.h"
+#include "kernels/cpu/parallel.h"
 #include "kernels/cpu_isa.h"
 
 namespace longctx::kernels {
 namespace {
-
-// Rows are spread over threads when a call touches more elements than this.
-constexpr int64_t kParallelElements = int64_t{1} << 15;
 
 // When `delta` is non-null, adds it into x first. Returns sum of x^2.
 LONGCTX_TARGET_AVX512 float SumSquaresAvx512(float* x, const float* delta,
@@ -31,7 +29,8 @@ LONGCTX_TARGET_AVX512 float SumSquaresAvx512(float* x, const float* delta,
     acc1 = _mm512_fmadd_ps(b, b, acc1);
   }
   for (; i < n; i += 16) {
-    const __mmask16 m = internal::TailMask(n - i < 16 ? static_cast<int>(n - i) : 16);
+    const __mmask16 m =
+        internal::TailMask(n - i < 16 ? static_cast<int>(n - i) : 16);
     __m512 a = _mm512_maskz_loadu_ps(m, x + i);
     if (delta != nullptr) {
       a = _mm512_add_ps(a, _mm512_maskz_loadu_ps(m, delta + i));
@@ -46,9 +45,11 @@ LONGCTX_TARGET_AVX512 void ScaleAvx512(const float* x, const float* weight,
                                        float scale, int64_t n, float* y) {
   const __m512 s = _mm512_set1_ps(scale);
   for (int64_t i = 0; i < n; i += 16) {
-    const __mmask16 m = internal::TailMask(n - i < 16 ? static_cast<int>(n - i) : 16);
+    const __mmask16 m =
+        internal::TailMask(n - i < 16 ? static_cast<int>(n - i) : 16);
     const __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), s);
-    _mm512_mask_storeu_ps(y + i, m, _mm512_mul_ps(v, _mm512_maskz_loadu_ps(m, weight + i)));
+    _mm512_mask_storeu_ps(
+        y + i, m, _mm512_mul_ps(v, _mm512_maskz_loadu_ps(m, weight + i)));
   }
 }
 
@@ -71,32 +72,28 @@ void NormRows(float* x, int64_t x_stride, const float* delta,
               int64_t delta_stride, const float* weight, int64_t rows,
               int64_t dim, float eps, float* y, int64_t y_stride) {
   const bool avx512 = ActiveCpuIsa() >= CpuIsa::kAvx512;
-#pragma omp parallel for if (rows > 1 && rows * dim > kParallelElements) \
-    schedule(static)
-  for (int64_t r = 0; r < rows; ++r) {
+  internal::ParallelFor(rows, rows * dim, [&](int64_t r) {
     float* xr = x + r * x_stride;
     const float* dr = delta != nullptr ? delta + r * delta_stride : nullptr;
     float* yr = y + r * y_stride;
-    const float sum = avx512 ? SumSquaresAvx512(xr, dr, dim)
-                             : SumSquaresScalar(xr, dr, dim);
-    const float scale =
-        1.0f / std::sqrt(sum / static_cast<float>(dim) + eps);
+    const float sum =
+        avx512 ? SumSquaresAvx512(xr, dr, dim) : SumSquaresScalar(xr, dr, dim);
+    const float scale = 1.0f / std::sqrt(sum / static_cast<float>(dim) + eps);
     if (avx512) {
       ScaleAvx512(xr, weight, scale, dim, yr);
     } else {
       ScaleScalar(xr, weight, scale, dim, yr);
     }
-  }
+  });
 }
 
 }  // namespace
 
 void RmsNorm(const float* x, int64_t x_stride, const float* weight,
-             int64_t rows, int64_t dim, float eps, float* y,
-             int64_t y_stride) {
+             int64_t rows, int64_t dim, float eps, float* y, int64_t y_stride) {
   // With delta == null, NormRows only reads x.
-  NormRows(const_cast<float*>(x), x_stride, nullptr, 0, weight, rows, dim,
-           eps, y, y_stride);
+  NormRows(const_cast<float*>(x), x_stride, nullptr, 0, weight, rows, dim, eps,
+           y, y_stride);
 }
 
 void AddRmsNorm(float* residual, int64_t residual_stride, const float* delta,

@@ -5,15 +5,13 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "kernels/cpu/parallel.h"
 
 namespace longctx::kernels {
 namespace {
 
 constexpr int kMaxHalf = 512;  // Supports head_dim up to 1024.
 constexpr double kPi = 3.14159265358979323846;
-
-// Tokens are spread over threads when a call touches more elements than this.
-constexpr int64_t kParallelElements = int64_t{1} << 14;
 
 void Rotate(float* x, int heads, int head_dim, const float* cos_a,
             const float* sin_a) {
@@ -46,12 +44,13 @@ absl::Status ComputeRopeInvFreq(const RopeParams& params, float* inv_freq) {
   if (params.use_llama3_scaling &&
       (!(s.factor > 0) || s.original_max_position_embeddings <= 0 ||
        !(s.high_freq_factor > s.low_freq_factor))) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "rope: llama3 rope_scaling needs factor > 0 (got ", s.factor,
-        "), original_max_position_embeddings > 0 (got ",
-        s.original_max_position_embeddings, ") and high_freq_factor > "
-        "low_freq_factor (got ", s.high_freq_factor, " and ",
-        s.low_freq_factor, ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("rope: llama3 rope_scaling needs factor > 0 (got ",
+                     s.factor, "), original_max_position_embeddings > 0 (got ",
+                     s.original_max_position_embeddings,
+                     ") and high_freq_factor > "
+                     "low_freq_factor (got ",
+                     s.high_freq_factor, " and ", s.low_freq_factor, ")"));
   }
   for (int i = 0; i < d / 2; ++i) {
     double f = std::pow(params.theta, -2.0 * i / d);
@@ -80,9 +79,7 @@ void ApplyRope(const float* inv_freq, int head_dim, const int32_t* positions,
                float* k, int64_t k_stride, int k_heads) {
   const int half = head_dim / 2;
   const int heads = q_heads + (k != nullptr ? k_heads : 0);
-#pragma omp parallel for if (n_tokens * heads * head_dim > kParallelElements) \
-    schedule(static)
-  for (int64_t t = 0; t < n_tokens; ++t) {
+  internal::ParallelFor(n_tokens, n_tokens * heads * head_dim, [&](int64_t t) {
     float cos_a[kMaxHalf];
     float sin_a[kMaxHalf];
     const double p = positions[t];
@@ -93,7 +90,7 @@ void ApplyRope(const float* inv_freq, int head_dim, const int32_t* positions,
     }
     Rotate(q + t * q_stride, q_heads, head_dim, cos_a, sin_a);
     if (k != nullptr) Rotate(k + t * k_stride, k_heads, head_dim, cos_a, sin_a);
-  }
+  });
 }
 
 }  // namespace longctx::kernels

@@ -4,7 +4,6 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
-#include <numeric>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -79,6 +78,67 @@ float LogSumExpScalar(const float* x, int64_t n) {
   return top + static_cast<float>(std::log(sum));
 }
 
+// LogitScan summarizes the logits.
+struct LogitScan {
+  float max = kNegInf;  // Largest non-NaN logit.
+  int32_t argmax = 0;   // Lowest id among maxima.
+};
+
+LONGCTX_TARGET_AVX512 float MaxAvx512(const float* l, int64_t n) {
+  const __m512 neg_inf = _mm512_set1_ps(kNegInf);
+  __m512 max = neg_inf;
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m =
+        internal::TailMask(n - i < 16 ? static_cast<int>(n - i) : 16);
+    // max_ps returns its second operand when either is NaN: NaN is skipped.
+    max = _mm512_max_ps(_mm512_mask_loadu_ps(neg_inf, m, l + i), max);
+  }
+  return _mm512_reduce_max_ps(max);
+}
+
+LogitScan Scan(const float* l, int64_t n) {
+  LogitScan scan;
+  if (ActiveCpuIsa() >= CpuIsa::kAvx512) {
+    scan.max = MaxAvx512(l, n);
+  } else {
+    for (int64_t i = 0; i < n; ++i)
+      scan.max = l[i] > scan.max ? l[i] : scan.max;
+  }
+  for (int64_t i = 0; i < n; ++i) {
+    if (l[i] == scan.max) {
+      scan.argmax = static_cast<int32_t>(i);
+      break;
+    }
+  }
+  return scan;
+}
+
+// SelectTop returns the ids of the k highest logits in ByLogit order. A
+// min-heap of size k holds the best so far; most tokens are rejected by one
+// comparison with the worst kept logit.
+std::vector<int32_t> SelectTop(const float* l, int64_t n, int64_t k) {
+  const ByLogit by_logit{l};
+  std::vector<int32_t> heap;
+  heap.reserve(k);
+  // With by_logit as "less", the heap's front is the worst kept id.
+  int64_t i = 0;
+  for (; i < n && static_cast<int64_t>(heap.size()) < k; ++i) {
+    heap.push_back(static_cast<int32_t>(i));
+    std::push_heap(heap.begin(), heap.end(), by_logit);
+  }
+  float worst = Clean(l[heap.front()]);
+  for (; i < n; ++i) {
+    // Ids only grow, so a tie with the worst kept logit never displaces it.
+    if (!(l[i] > worst)) continue;
+    std::pop_heap(heap.begin(), heap.end(), by_logit);
+    heap.back() = static_cast<int32_t>(i);
+    std::push_heap(heap.begin(), heap.end(), by_logit);
+    worst = Clean(l[heap.front()]);
+  }
+  std::sort_heap(heap.begin(), heap.end(), by_logit);
+  return heap;
+}
+
 }  // namespace
 
 float LogSumExp(absl::Span<const float> logits) {
@@ -89,14 +149,11 @@ float LogSumExp(absl::Span<const float> logits) {
 }
 
 void TopLogprobs(absl::Span<const float> logits, absl::Span<TokenLogprob> top) {
-  const size_t n = std::min(top.size(), logits.size());
+  const int64_t n = std::min(top.size(), logits.size());
   if (n == 0) return;
-  std::vector<int32_t> ids(logits.size());
-  std::iota(ids.begin(), ids.end(), 0);
-  std::partial_sort(ids.begin(), ids.begin() + n, ids.end(),
-                    ByLogit{logits.data()});
+  const std::vector<int32_t> ids = SelectTop(logits.data(), logits.size(), n);
   const float lse = LogSumExp(logits);
-  for (size_t i = 0; i < n; ++i) {
+  for (int64_t i = 0; i < n; ++i) {
     top[i].token = ids[i];
     top[i].logprob = Clean(logits[ids[i]]) - lse;
   }
@@ -116,100 +173,83 @@ absl::StatusOr<TokenLogprob> Sample(absl::Span<const float> logits,
   }
   const int64_t vocab = static_cast<int64_t>(logits.size());
   const float* l = logits.data();
-  int32_t best = 0;
-  float max = kNegInf;
-  for (int64_t i = 0; i < vocab; ++i) {
-    const float v = Clean(l[i]);
-    if (v == std::numeric_limits<float>::infinity()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("Sample: logit of token ", i, " is +inf"));
-    }
-    if (v > max) {
-      max = v;
-      best = static_cast<int32_t>(i);
-    }
+  const LogitScan scan = Scan(l, vocab);
+  if (scan.max == std::numeric_limits<float>::infinity()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("Sample: logit of token ", scan.argmax, " is +inf"));
   }
-  if (max == kNegInf) {
+  if (scan.max == kNegInf) {
     return absl::InvalidArgumentError("Sample: no token has a finite logit");
   }
   const float lse = LogSumExp(logits);
-  if (params.temperature == 0 || params.top_k == 1) {
-    return TokenLogprob{best, max - lse};
-  }
-
-  // Unnormalized probabilities at temperature T: exp((l - max) / T). The
-  // scalar std::exp keeps draws identical on every instruction set.
-  const double inv_t = 1.0 / params.temperature;
-  auto weight = [&](int32_t i) {
-    return std::exp((static_cast<double>(Clean(l[i])) - max) * inv_t);
-  };
-  const double draw = UniformDraw(params.seed, step);
-  auto pick = [&](int32_t token) {
+  auto pick = [l, lse](int32_t token) {
     return TokenLogprob{token, Clean(l[token]) - lse};
   };
+  if (params.temperature == 0 || params.top_k == 1) return pick(scan.argmax);
 
+  // Unnormalized probabilities at temperature T: exp((l - max) / T), 1 for
+  // the most likely token. The exponent is formed in double so that tiny
+  // temperatures do not overflow; below -150 the float exp is 0 anyway.
+  const double max = scan.max;
+  const double inv_t = 1.0 / params.temperature;
+  auto weight = [l, max, inv_t](int32_t i) {
+    const double z = (static_cast<double>(Clean(l[i])) - max) * inv_t;
+    return static_cast<double>(
+        std::exp(static_cast<float>(std::max(z, -150.0))));
+  };
+  const double draw = UniformDraw(params.seed, step);
+
+  // ids: candidate tokens; for top-p, the first `sorted` are in ByLogit order.
+  std::vector<int32_t> ids;
+  int64_t candidates = vocab;
   const bool top_k = params.top_k > 0 && params.top_k < vocab;
   const bool top_p = params.top_p < 1;
-  if (!top_k && !top_p) {
-    std::vector<double> w(vocab);
-    double total = 0;
-    for (int64_t i = 0; i < vocab; ++i) total += w[i] = weight(i);
-    double cumulative = 0;
-    const double target = draw * total;
-    int32_t last_nonzero = best;
-    for (int64_t i = 0; i < vocab; ++i) {
-      if (w[i] == 0) continue;
-      cumulative += w[i];
-      last_nonzero = static_cast<int32_t>(i);
-      if (cumulative > target) return pick(last_nonzero);
-    }
-    return pick(last_nonzero);  // Rounding left the target just past the end.
-  }
-
-  std::vector<int32_t> ids(vocab);
-  std::iota(ids.begin(), ids.end(), 0);
-  const ByLogit by_logit{l};
   if (top_k) {
-    std::nth_element(ids.begin(), ids.begin() + params.top_k, ids.end(),
-                     by_logit);
-    ids.resize(params.top_k);
+    ids = SelectTop(l, vocab, params.top_k);
+    candidates = params.top_k;
   }
-  const int64_t candidates = static_cast<int64_t>(ids.size());
+  auto id_at = [&ids, top_k](int64_t i) {
+    return top_k ? ids[i] : static_cast<int32_t>(i);
+  };
   std::vector<double> w(candidates);
+  double total = 0;
+  for (int64_t i = 0; i < candidates; ++i) total += w[i] = weight(id_at(i));
+
   int64_t kept = candidates;
-  double kept_total = 0;
+  double kept_total = total;
   if (top_p) {
-    // Probabilities are relative to the (top-k) candidates' total. Sort only
-    // as many of the most likely candidates as the nucleus needs.
-    double total = 0;
-    for (int32_t id : ids) total += weight(id);
+    // The nucleus: the most likely candidates until their share of the
+    // (top-k) total reaches top_p. Select only as many as it needs.
     const double needed = params.top_p * total;
     int64_t sorted = std::min<int64_t>(candidates, 64);
+    std::vector<int32_t> nucleus;
     for (;;) {
-      std::partial_sort(ids.begin(), ids.begin() + sorted, ids.end(),
-                        by_logit);
+      nucleus = top_k ? std::vector<int32_t>(ids.begin(), ids.begin() + sorted)
+                      : SelectTop(l, vocab, sorted);
       kept_total = 0;
       kept = 0;
       while (kept < sorted && kept_total < needed) {
-        kept_total += w[kept] = weight(ids[kept]);
+        kept_total += weight(nucleus[kept]);
         ++kept;
       }
       if (kept_total >= needed || sorted == candidates) break;
       sorted = std::min(candidates, sorted * 4);
     }
-  } else {
-    for (int64_t i = 0; i < candidates; ++i) kept_total += w[i] = weight(ids[i]);
+    nucleus.resize(kept);
+    ids = std::move(nucleus);
+    for (int64_t i = 0; i < kept; ++i) w[i] = weight(ids[i]);
   }
+  const bool by_index = !top_k && !top_p;
   const double target = draw * kept_total;
   double cumulative = 0;
-  int32_t last_nonzero = ids[0];
+  int32_t last_nonzero = scan.argmax;
   for (int64_t i = 0; i < kept; ++i) {
     if (w[i] == 0) continue;
     cumulative += w[i];
-    last_nonzero = ids[i];
+    last_nonzero = by_index ? static_cast<int32_t>(i) : ids[i];
     if (cumulative > target) return pick(last_nonzero);
   }
-  return pick(last_nonzero);
+  return pick(last_nonzero);  // Rounding left the target just past the end.
 }
 
 }  // namespace longctx::kernels

@@ -4,13 +4,11 @@
 #include <cstdint>
 
 #include "kernels/cpu/avx512_util.h"
+#include "kernels/cpu/parallel.h"
 #include "kernels/cpu_isa.h"
 
 namespace longctx::kernels {
 namespace {
-
-// Rows are spread over threads when a call touches more elements than this.
-constexpr int64_t kParallelElements = int64_t{1} << 15;
 
 LONGCTX_TARGET_AVX512 void SwiGluRowAvx512(const float* gate, const float* up,
                                            int64_t n, float* out) {
@@ -41,9 +39,7 @@ void SwiGlu(const float* gate, int64_t gate_stride, const float* up,
             int64_t up_stride, int64_t rows, int64_t dim, float* out,
             int64_t out_stride) {
   const bool avx512 = ActiveCpuIsa() >= CpuIsa::kAvx512;
-#pragma omp parallel for if (rows > 1 && rows * dim > kParallelElements) \
-    schedule(static)
-  for (int64_t r = 0; r < rows; ++r) {
+  internal::ParallelFor(rows, rows * dim, [&](int64_t r) {
     if (avx512) {
       SwiGluRowAvx512(gate + r * gate_stride, up + r * up_stride, dim,
                       out + r * out_stride);
@@ -51,7 +47,7 @@ void SwiGlu(const float* gate, int64_t gate_stride, const float* up,
       SwiGluRowScalar(gate + r * gate_stride, up + r * up_stride, dim,
                       out + r * out_stride);
     }
-  }
+  });
 }
 
 }  // namespace longctx::kernels

@@ -209,6 +209,7 @@ absl::Status LlamaModel::Forward(absl::Span<const SeqSpan> spans,
   grow(qkv_, total * qkv_dim);
   grow(attn_, total * q_dim);
   grow(mlp_, total * 2 * ffn);
+  grow(act_, total * ffn);
   ids_.clear();
   positions_.clear();
   for (const SeqSpan& span : spans) {
@@ -307,8 +308,10 @@ absl::Status LlamaModel::Forward(absl::Span<const SeqSpan> spans,
     status = gemm_.Run(h_.data(), total, h, *layer.gate_up, nullptr,
                        mlp_.data(), 2 * ffn);
     if (!status.ok()) return status;
-    kernels::SwiGluFused(mlp_.data(), total, ffn, mlp_.data(), 2 * ffn);
-    status = gemm_.Run(mlp_.data(), total, 2 * ffn, *layer.down, nullptr,
+    // A contiguous activation: oneDNN's fp32 matmul falls back to its slow
+    // reference kernel for strided input.
+    kernels::SwiGluFused(mlp_.data(), total, ffn, act_.data(), ffn);
+    status = gemm_.Run(act_.data(), total, ffn, *layer.down, nullptr,
                        delta_.data(), h);
     if (!status.ok()) return status;
   }

@@ -106,7 +106,7 @@ class LlamaModel : public ForwardModel {
   kernels::Gemm gemm_;
 
   // Scratch, grown to the largest batch seen.
-  std::vector<float> x_, h_, delta_, qkv_, attn_, mlp_, rows_;
+  std::vector<float> x_, h_, delta_, qkv_, attn_, mlp_, act_, rows_;
   std::vector<int32_t> ids_;
   std::vector<int32_t> positions_;
   std::vector<const void*> k_ptrs_, v_ptrs_;

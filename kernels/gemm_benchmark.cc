@@ -1,0 +1,73 @@
+// Benchmarks of Gemm::Run on the linear layers of the S and M models (hidden
+// 512 / 1024, FFN 1536 / 2816, vocabulary 32000), for decode (M = 1, 16) and
+// prefill (M = 2048) batches, plus the square 2048^3 product that measures
+// the machine's GEMM rate. Runs on OMP_NUM_THREADS threads. GFLOPS counts
+// 2 * M * N * K.
+#include <cstdint>
+#include <random>
+#include <vector>
+
+#include "benchmark/benchmark.h"
+#include "kernels/dtype.h"
+#include "kernels/gemm.h"
+
+namespace longctx::kernels {
+namespace {
+
+// Args: m, n, k, precision (0 = fp32, 1 = bf16).
+void BM_Gemm(benchmark::State& state) {
+  const int64_t m = state.range(0), n = state.range(1), k = state.range(2);
+  const auto precision = static_cast<ComputePrecision>(state.range(3));
+  if (precision == ComputePrecision::kBf16 && !Bf16GemmSupported()) {
+    state.SkipWithError("no native bf16 on this CPU");
+    return;
+  }
+  std::mt19937 rng(1);
+  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+  std::vector<float> w(n * k), x(m * k), y(m * n);
+  for (float& f : w) f = dist(rng);
+  for (float& f : x) f = dist(rng);
+  absl::StatusOr<PackedWeight> packed =
+      PackedWeight::Create(w.data(), DType::kF32, n, k, precision);
+  if (!packed.ok()) {
+    state.SkipWithError(packed.status().ToString().c_str());
+    return;
+  }
+  Gemm gemm;
+  // Creates the primitive and touches the buffers outside the timed loop.
+  if (!gemm.Run(x.data(), m, k, *packed, nullptr, y.data(), n).ok()) {
+    state.SkipWithError("Gemm::Run failed");
+    return;
+  }
+  for (auto _ : state) {
+    const absl::Status s =
+        gemm.Run(x.data(), m, k, *packed, nullptr, y.data(), n);
+    if (!s.ok()) state.SkipWithError(s.ToString().c_str());
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.counters["GFLOPS"] = benchmark::Counter(
+      2.0 * m * n * k * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+  state.SetLabel(ComputePrecisionName(precision));
+}
+
+void ModelShapes(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"m", "n", "k", "bf16"});
+  for (int precision : {0, 1}) {
+    b->Args({2048, 2048, 2048, precision});
+    // {n, k}: attention projection, FFN up (and gate), FFN down, LM head.
+    const int64_t shapes[][2] = {{512, 512},   {1536, 512},  {512, 1536},
+                                 {32000, 512}, {1024, 1024}, {2816, 1024},
+                                 {1024, 2816}, {32000, 1024}};
+    for (const auto& shape : shapes) {
+      for (int64_t m : {1, 16, 2048}) {
+        if (shape[0] == 32000 && m == 2048) continue;  // Logits: last token.
+        b->Args({m, shape[0], shape[1], precision});
+      }
+    }
+  }
+}
+
+BENCHMARK(BM_Gemm)->Apply(ModelShapes)->MinTime(0.2)->UseRealTime();
+
+}  // namespace
+}  // namespace longctx::kernels

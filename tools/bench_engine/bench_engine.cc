@@ -1,0 +1,399 @@
+// bench_engine: prefill and decode throughput of the CPU engine on the
+// benchmark shapes, as ratios to this machine's own baselines measured in the
+// same run:
+//
+//   * the GEMM rate (oneDNN, M = N = K = 2048) in fp32 and bf16,
+//   * the time to stream a buffer as large as the model's weights once (a tuned
+//     read: 64-byte loads, several accumulators, all threads).
+//
+// It reports model-FLOP utilization (MFU) of prefill against the GEMM rate of
+// the same precision, the batch-1 decode step time over the weight-streaming
+// time, and attention alone against the GEMM rate. Weights are random (made in
+// memory); speed does not depend on their values.
+//
+//   bazel run -c opt //tools/bench_engine -- --threads=2 --shapes=S,M
+#include <immintrin.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "kernels/attention.h"
+#include "kernels/dtype.h"
+#include "kernels/gemm.h"
+#include "kernels/threads.h"
+#include "services/worker/kv_block_pool.h"
+#include "services/worker/llama_model.h"
+
+ABSL_FLAG(int, threads, 2, "Compute threads.");
+ABSL_FLAG(std::string, shapes, "S,M", "Model shapes to run: S, M.");
+ABSL_FLAG(std::string, prefill_lengths, "512,2048,8192",
+          "Prompt lengths for prefill (S also runs --long_prefill).");
+ABSL_FLAG(int, long_prefill, 32768,
+          "Extra prefill length on shape S; 0 skips.");
+ABSL_FLAG(std::string, decode_batches, "1,16", "Decode batch sizes.");
+ABSL_FLAG(int, decode_context, 2048,
+          "Context length of each decoding sequence.");
+ABSL_FLAG(int, attention_tokens, 16384,
+          "Causal length of the attention-only run.");
+ABSL_FLAG(int, prefill_chunk, 2048,
+          "Prompt tokens per forward call in prefill.");
+ABSL_FLAG(std::string, precisions, "fp32,bf16", "Compute precisions to run.");
+ABSL_FLAG(std::string, weight_dtypes, "f32,bf16", "Weight dtypes to run.");
+
+namespace longctx {
+namespace {
+
+using kernels::ComputePrecision;
+using kernels::DType;
+
+double Seconds(absl::Time start) {
+  return absl::ToDoubleSeconds(absl::Now() - start);
+}
+
+// --- Baselines ---------------------------------------------------------------
+
+double GemmRate(ComputePrecision precision) {
+  const int64_t n = 2048;
+  std::vector<float> a(n * n, 0.5f), w(n * n, 0.25f), c(n * n);
+  auto packed =
+      kernels::PackedWeight::Create(w.data(), DType::kF32, n, n, precision);
+  if (!packed.ok()) return 0;
+  kernels::Gemm gemm;
+  (void)gemm.Run(a.data(), n, n, *packed, nullptr, c.data(), n);  // Warm up.
+  double best = 1e30;
+  for (int i = 0; i < 5; ++i) {
+    absl::Time start = absl::Now();
+    (void)gemm.Run(a.data(), n, n, *packed, nullptr, c.data(), n);
+    best = std::min(best, Seconds(start));
+  }
+  return 2.0 * n * n * n / best;
+}
+
+__attribute__((target("avx512f"))) float StreamOnce(const float* data,
+                                                    size_t n) {
+  float total = 0;
+#pragma omp parallel reduction(+ : total)
+  {
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps(),
+           acc2 = _mm512_setzero_ps(), acc3 = _mm512_setzero_ps();
+    const size_t blocks = n / 64;
+#pragma omp for schedule(static)
+    for (size_t b = 0; b < blocks; ++b) {
+      const float* p = data + b * 64;
+      acc0 = _mm512_add_ps(acc0, _mm512_loadu_ps(p));
+      acc1 = _mm512_add_ps(acc1, _mm512_loadu_ps(p + 16));
+      acc2 = _mm512_add_ps(acc2, _mm512_loadu_ps(p + 32));
+      acc3 = _mm512_add_ps(acc3, _mm512_loadu_ps(p + 48));
+    }
+    total += _mm512_reduce_add_ps(
+        _mm512_add_ps(_mm512_add_ps(acc0, acc1), _mm512_add_ps(acc2, acc3)));
+  }
+  return total;
+}
+
+// Seconds to read `bytes` once, best of several passes over a buffer in memory.
+double StreamSeconds(size_t bytes) {
+  std::vector<float> buffer(bytes / 4 + 64, 1.0f);
+  volatile float sink = StreamOnce(buffer.data(), buffer.size());
+  double best = 1e30;
+  for (int i = 0; i < 5; ++i) {
+    absl::Time start = absl::Now();
+    sink = StreamOnce(buffer.data(), buffer.size());
+    best = std::min(best, Seconds(start));
+  }
+  (void)sink;
+  return best;
+}
+
+// --- Models ------------------------------------------------------------------
+
+struct BenchModel {
+  LlamaShape shape;
+  std::vector<std::vector<uint8_t>> storage;
+  LlamaWeights weights;
+  size_t weight_bytes = 0;  // Of the packed GEMM weights read per decode step.
+};
+
+LlamaShape Shape(const std::string& name) {
+  LlamaShape s;
+  if (name == "S") {
+    s.hidden_size = 512, s.num_layers = 8, s.num_heads = 8, s.num_kv_heads = 4,
+    s.intermediate_size = 1536;
+  } else {
+    s.hidden_size = 1024, s.num_layers = 12, s.num_heads = 16,
+    s.num_kv_heads = 4, s.intermediate_size = 2816;
+  }
+  s.head_dim = s.hidden_size / s.num_heads;
+  s.vocab_size = 32000;
+  s.rope.theta = 500000.0;
+  return s;
+}
+
+TensorRef Random(BenchModel& m, std::mt19937& rng, size_t n, DType dtype,
+                 float scale, float offset = 0) {
+  std::normal_distribution<float> normal(0, 1);
+  std::vector<float> values(n);
+  for (float& v : values) v = offset + scale * normal(rng);
+  m.storage.emplace_back(n * kernels::DTypeSize(dtype));
+  kernels::ConvertFromF32(values.data(), dtype, m.storage.back().data(), n);
+  return {m.storage.back().data(), dtype};
+}
+
+std::unique_ptr<BenchModel> MakeModel(const std::string& name, DType dtype) {
+  auto m = std::make_unique<BenchModel>();
+  m->shape = Shape(name);
+  const LlamaShape& s = m->shape;
+  std::mt19937 rng(1);
+  const size_t h = s.hidden_size, q = s.num_heads * s.head_dim,
+               kv = s.num_kv_heads * s.head_dim, f = s.intermediate_size;
+  const float wscale = 1.0f / std::sqrt(float(h));
+  m->weights.embed_tokens = Random(*m, rng, s.vocab_size * h, dtype, 1.0f);
+  for (int l = 0; l < s.num_layers; ++l) {
+    LlamaWeights::Layer layer;
+    layer.input_norm = Random(*m, rng, h, DType::kF32, 0.05f, 1.0f);
+    layer.post_attention_norm = Random(*m, rng, h, DType::kF32, 0.05f, 1.0f);
+    layer.q = Random(*m, rng, q * h, dtype, wscale);
+    layer.k = Random(*m, rng, kv * h, dtype, wscale);
+    layer.v = Random(*m, rng, kv * h, dtype, wscale);
+    layer.o = Random(*m, rng, h * q, dtype, wscale);
+    layer.gate = Random(*m, rng, f * h, dtype, wscale);
+    layer.up = Random(*m, rng, f * h, dtype, wscale);
+    layer.down = Random(*m, rng, h * f, dtype, 1.0f / std::sqrt(float(f)));
+    m->weights.layers.push_back(layer);
+  }
+  m->weights.final_norm = Random(*m, rng, h, DType::kF32, 0.05f, 1.0f);
+  m->weights.lm_head = Random(*m, rng, s.vocab_size * h, dtype, wscale);
+  return m;
+}
+
+// Parameters in GEMMs per token (what prefill multiplies and decode streams).
+double MatmulParams(const LlamaShape& s) {
+  const double h = s.hidden_size, q = s.num_heads * s.head_dim,
+               kv = s.num_kv_heads * s.head_dim, f = s.intermediate_size;
+  return s.num_layers * (h * (q + 2 * kv) + q * h + 3 * h * f) +
+         h * s.vocab_size;
+}
+
+// FLOPs of causal attention over n tokens in all layers: QK^T and PV, half
+// masked.
+double AttentionFlops(const LlamaShape& s, double n) {
+  return s.num_layers * 4.0 * s.num_heads * s.head_dim * n * n / 2;
+}
+
+std::vector<int> IntList(const std::string& text) {
+  std::vector<int> out;
+  for (absl::string_view item : absl::StrSplit(text, ',', absl::SkipEmpty())) {
+    int v;
+    if (absl::SimpleAtoi(item, &v)) out.push_back(v);
+  }
+  return out;
+}
+
+struct Setup {
+  std::unique_ptr<LlamaModel> model;
+  std::unique_ptr<KvBlockPool> pool;
+};
+
+Setup Build(const BenchModel& m, ComputePrecision precision, int max_tokens) {
+  Setup setup;
+  LlamaModelOptions options;
+  options.precision = precision;
+  options.threads = absl::GetFlag(FLAGS_threads);
+  auto model = LlamaModel::Create(m.shape, m.weights, options);
+  if (!model.ok()) {
+    std::fprintf(stderr, "model: %s\n",
+                 std::string(model.status().message()).c_str());
+    return setup;
+  }
+  setup.model = *std::move(model);
+  KvLayout layout = setup.model->KvLayoutFor(256, KvDtype::kF16);
+  setup.pool = *KvBlockPool::Create(
+      layout, layout.BlockBytes() * (max_tokens / 256 + 64));
+  return setup;
+}
+
+// Seconds to prefill n tokens (in chunks), logits of the last one only.
+double Prefill(Setup& setup, int n) {
+  std::vector<int32_t> tokens(n);
+  for (int i = 0; i < n; ++i) tokens[i] = (i * 7919) % 32000;
+  std::vector<int> blocks;
+  for (int i = 0; i < (n + 255) / 256; ++i)
+    blocks.push_back(*setup.pool->Allocate());
+  std::vector<float> logits(32000);
+  const int chunk = absl::GetFlag(FLAGS_prefill_chunk);
+  absl::Time start = absl::Now();
+  for (int pos = 0; pos < n; pos += chunk) {
+    const int len = std::min(chunk, n - pos);
+    SeqSpan span{absl::MakeConstSpan(tokens).subspan(pos, len), pos, blocks,
+                 pos + len == n};
+    (void)setup.model->Forward({span}, *setup.pool, logits.data());
+  }
+  double seconds = Seconds(start);
+  for (int b : blocks) setup.pool->Unref(b);
+  return seconds;
+}
+
+// Seconds per decode step of `batch` sequences with `context` tokens each.
+double DecodeStep(Setup& setup, int batch, int context) {
+  const int blocks_each = (context + 1 + 255) / 256;
+  std::vector<std::vector<int>> blocks(batch);
+  for (auto& b : blocks) {
+    for (int i = 0; i < blocks_each; ++i) b.push_back(*setup.pool->Allocate());
+  }
+  // The KV contents do not change the work; the cache is written by the steps.
+  std::vector<int32_t> token(1, 42);
+  std::vector<float> logits(size_t(batch) * 32000);
+  std::vector<SeqSpan> spans;
+  for (int s = 0; s < batch; ++s)
+    spans.push_back({token, context, blocks[s], true});
+  (void)setup.model->Forward(spans, *setup.pool, logits.data());  // Warm up.
+  const int steps = 8;
+  double best = 1e30;
+  for (int i = 0; i < steps; ++i) {
+    absl::Time start = absl::Now();
+    (void)setup.model->Forward(spans, *setup.pool, logits.data());
+    best = std::min(best, Seconds(start));
+  }
+  for (auto& b : blocks) {
+    for (int id : b) setup.pool->Unref(id);
+  }
+  return best;
+}
+
+double AttentionOnly(int n) {
+  const LlamaShape s = Shape("S");
+  KvLayout layout{1, s.num_kv_heads, s.head_dim, 256, KvDtype::kF16};
+  auto pool = *KvBlockPool::Create(layout, layout.BlockBytes() * (n / 256 + 1));
+  std::vector<const void*> k, v;
+  for (int i = 0; i < (n + 255) / 256; ++i) {
+    int b = *pool->Allocate();
+    std::fill(pool->Data(b), pool->Data(b) + layout.BlockBytes(), 0x11);
+    k.push_back(pool->K(b, 0));
+    v.push_back(pool->V(b, 0));
+  }
+  std::vector<float> q(size_t(n) * s.num_heads * s.head_dim, 0.01f),
+      o(q.size());
+  kernels::PagedKv view;
+  view.k_blocks = k.data();
+  view.v_blocks = v.data();
+  view.dtype = DType::kF16;
+  view.block_size = 256;
+  view.num_kv_heads = s.num_kv_heads;
+  view.head_dim = s.head_dim;
+  view.num_tokens = n;
+  kernels::AttentionParams params;
+  params.num_heads = s.num_heads;
+  const int64_t stride = int64_t{s.num_heads} * s.head_dim;
+  absl::Time start = absl::Now();
+  (void)kernels::FlashAttention(q.data(), n, stride, view, params, o.data(),
+                                stride, nullptr);
+  const double seconds = Seconds(start);
+  return 4.0 * s.num_heads * s.head_dim * double(n) * n / 2 / seconds;
+}
+
+void Run() {
+  const int threads = absl::GetFlag(FLAGS_threads);
+  kernels::SetNumThreads(threads);
+  omp_set_num_threads(threads);
+  std::vector<std::string> precisions =
+      absl::StrSplit(absl::GetFlag(FLAGS_precisions), ',', absl::SkipEmpty());
+  if (!kernels::Bf16GemmSupported()) {
+    precisions.erase(std::remove(precisions.begin(), precisions.end(), "bf16"),
+                     precisions.end());
+  }
+  const double rate_fp32 = GemmRate(ComputePrecision::kFp32);
+  const double rate_bf16 =
+      kernels::Bf16GemmSupported() ? GemmRate(ComputePrecision::kBf16) : 0;
+  std::printf("# longctx engine benchmark, %d threads\n\n", threads);
+  std::printf("Baselines: GEMM 2048^3 fp32 %.1f GFLOP/s, bf16 %.1f GFLOP/s\n\n",
+              rate_fp32 / 1e9, rate_bf16 / 1e9);
+
+  const int attention_tokens = absl::GetFlag(FLAGS_attention_tokens);
+  if (attention_tokens > 0) {
+    double rate = AttentionOnly(attention_tokens);
+    std::printf(
+        "Attention alone, causal N=%d, shape S (fp16 KV): %.1f GFLOP/s = "
+        "%.0f%% of fp32 GEMM rate (target >= 40%%)\n\n",
+        attention_tokens, rate / 1e9, 100 * rate / rate_fp32);
+  }
+
+  std::printf("| shape | weights | compute | run | time | result | ratio |\n");
+  std::printf("|---|---|---|---|---|---|---|\n");
+  for (absl::string_view shape_name :
+       absl::StrSplit(absl::GetFlag(FLAGS_shapes), ',', absl::SkipEmpty())) {
+    for (absl::string_view dtype_name : absl::StrSplit(
+             absl::GetFlag(FLAGS_weight_dtypes), ',', absl::SkipEmpty())) {
+      const DType dtype = dtype_name == "f32"   ? DType::kF32
+                          : dtype_name == "f16" ? DType::kF16
+                                                : DType::kBf16;
+      auto m = MakeModel(std::string(shape_name), dtype);
+      for (const std::string& precision_name : precisions) {
+        const ComputePrecision precision = precision_name == "bf16"
+                                               ? ComputePrecision::kBf16
+                                               : ComputePrecision::kFp32;
+        const double rate =
+            precision == ComputePrecision::kBf16 ? rate_bf16 : rate_fp32;
+        std::vector<int> lengths =
+            IntList(absl::GetFlag(FLAGS_prefill_lengths));
+        if (shape_name == "S" && absl::GetFlag(FLAGS_long_prefill) > 0) {
+          lengths.push_back(absl::GetFlag(FLAGS_long_prefill));
+        }
+        const int max_tokens =
+            std::max(*std::max_element(lengths.begin(), lengths.end()),
+                     16 * (absl::GetFlag(FLAGS_decode_context) + 256));
+        Setup setup = Build(*m, precision, max_tokens);
+        if (setup.model == nullptr) continue;
+        // Packed GEMM weights: what a decode step must read once.
+        const double weight_bytes =
+            MatmulParams(m->shape) *
+            (precision == ComputePrecision::kBf16 ? 2 : 4);
+        const double stream = StreamSeconds(static_cast<size_t>(weight_bytes));
+        for (int n : lengths) {
+          double seconds = Prefill(setup, n);
+          double flops =
+              2 * MatmulParams(m->shape) * n + AttentionFlops(m->shape, n);
+          std::printf(
+              "| %s | %s | %s | prefill N=%d | %.3f s | %.0f tok/s | MFU "
+              "%.0f%% |\n",
+              std::string(shape_name).c_str(), std::string(dtype_name).c_str(),
+              precision_name.c_str(), n, seconds, n / seconds,
+              100 * flops / seconds / rate);
+          std::fflush(stdout);
+        }
+        for (int batch : IntList(absl::GetFlag(FLAGS_decode_batches))) {
+          double step =
+              DecodeStep(setup, batch, absl::GetFlag(FLAGS_decode_context));
+          std::printf(
+              "| %s | %s | %s | decode B=%d ctx=%d | %.2f ms/step | %.0f tok/s "
+              "| "
+              "%.2fx weight stream (%.2f ms) |\n",
+              std::string(shape_name).c_str(), std::string(dtype_name).c_str(),
+              precision_name.c_str(), batch,
+              absl::GetFlag(FLAGS_decode_context), step * 1e3, batch / step,
+              step / stream, stream * 1e3);
+          std::fflush(stdout);
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace longctx
+
+int main(int argc, char** argv) {
+  absl::ParseCommandLine(argc, argv);
+  longctx::Run();
+  return 0;
+}

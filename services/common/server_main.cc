@@ -70,8 +70,9 @@ absl::Status EnsureWritableDir(const std::string& dir,
 }
 
 int ServeUntilSignal(absl::string_view program, GrpcServer& server,
-                     const MetricsServer& metrics, absl::Duration grace) {
-  server.SetServing(true);
+                     const MetricsServer& metrics, absl::Duration grace,
+                     bool mark_serving) {
+  if (mark_serving) server.SetServing(true);
   Log(LogLevel::kInfo, "serving gRPC on port %d, /metrics on port %d",
       server.port(), metrics.port());
   int signal_number = WaitForShutdownSignal();

@@ -29,11 +29,13 @@ absl::Status InitProcess(absl::string_view program,
 absl::Status EnsureWritableDir(const std::string& dir,
                                absl::string_view flag_name);
 
-// ServeUntilSignal marks `server` SERVING, logs where the process listens,
-// blocks until SIGTERM or SIGINT, then shuts the server down with `grace` for
-// calls in flight. Returns the process's exit code (0).
+// ServeUntilSignal marks `server` SERVING (unless `mark_serving` is false: the
+// caller manages health itself), logs where the process listens, blocks until
+// SIGTERM or SIGINT, then shuts the server down with `grace` for calls in
+// flight. Returns the process's exit code (0).
 int ServeUntilSignal(absl::string_view program, GrpcServer& server,
-                     const MetricsServer& metrics, absl::Duration grace);
+                     const MetricsServer& metrics, absl::Duration grace,
+                     bool mark_serving = true);
 
 }  // namespace longctx
 

@@ -26,14 +26,21 @@ _LIBS = {
         "absl_span",
     ], [], "libabsl-dev"),
     "protobuf": (["protobuf"], [], "libprotobuf-dev"),
-    "grpc": (["grpc++"], ["-lgrpc++_reflection"], "libgrpc++-dev"),
+    "grpc": (["grpc++"], [], "libgrpc++-dev"),
+    # Servers only: it registers grpc.reflection.v1alpha's descriptors, which
+    # would clash with a client compiled from the same schema in one binary.
+    "grpc_reflection": (["grpc++"], ["-lgrpc++_reflection"], "libgrpc++-dev"),
     "rocksdb": (["rocksdb"], [], "librocksdb-dev"),
     "prometheus": (["prometheus-cpp-pull", "prometheus-cpp-core"], [], "prometheus-cpp-dev"),
     "gtest": (["gmock", "gtest"], [], "libgtest-dev libgmock-dev"),
     "gtest_main": (["gmock", "gtest", "gtest_main"], [], "libgtest-dev libgmock-dev"),
     "benchmark": (["benchmark"], [], "libbenchmark-dev"),
     "benchmark_main": (["benchmark"], ["-lbenchmark_main"], "libbenchmark-dev"),
-    "sentencepiece": (["sentencepiece"], ["-lsentencepiece_train"], "libsentencepiece-dev"),
+    # Debian's libsentencepiece exports the protobuf-lite it embeds. libprotobuf must
+    # come first in the load order, or protobuf's own start-up code binds to those
+    # copies and crashes: hence "protobuf" before "sentencepiece".
+    "sentencepiece": (["protobuf", "sentencepiece"], [], "libsentencepiece-dev"),
+    "sentencepiece_train": (["protobuf", "sentencepiece"], ["-lsentencepiece_train"], "libsentencepiece-dev"),
     "gloo": ([], ["-lgloo", "-lpthread"], "libgloo-dev"),
     "dnnl": ([], ["-ldnnl", "-fopenmp"], "libdnnl-dev"),
     "json": ([], [], "nlohmann-json3-dev"),

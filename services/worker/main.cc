@@ -7,10 +7,15 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
+#include "kernels/gemm.h"
 #include "services/common/grpc_server.h"
+#include "services/common/logging.h"
 #include "services/common/metrics_server.h"
 #include "services/common/net_address.h"
 #include "services/common/server_main.h"
+#include "services/worker/engine.h"
+#include "services/worker/kv_block_pool.h"
+#include "services/worker/llama_model.h"
 #include "services/worker/model_source.h"
 #include "services/worker/worker_service_impl.h"
 
@@ -27,9 +32,29 @@ ABSL_FLAG(std::string, memory_store, "",
           "Comma-separated host:port list of memory_store shards; empty runs "
           "without offload.");
 ABSL_FLAG(int, block_size, 256, "Tokens per KV block.");
+ABSL_FLAG(int64_t, kv_cache_bytes, int64_t{2} << 30,
+          "Bytes of memory for the KV cache (whole blocks).");
+ABSL_FLAG(std::string, kv_dtype, "f16", "KV cache element type: f16 or f32.");
+ABSL_FLAG(std::string, compute_precision, "fp32",
+          "GEMM precision: fp32, or bf16 (AVX512_BF16 or AMX CPUs).");
+ABSL_FLAG(int, threads, 0, "Compute threads; 0 uses every CPU.");
+ABSL_FLAG(int, max_batch, 64, "Most sequences decoding together.");
+ABSL_FLAG(int, max_queue, 256, "Most requests waiting to start.");
+ABSL_FLAG(int, prefill_chunk_tokens, 512,
+          "Most prompt tokens prefilled per engine step.");
 ABSL_FLAG(int, grace_period_seconds, 10,
           "On SIGTERM/SIGINT, seconds calls in flight may take to finish.");
 ABSL_FLAG(std::string, log_level, "info", "debug, info, warning or error.");
+
+namespace {
+
+absl::Status Positive(const char* flag, int64_t value) {
+  if (value >= 1) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat("--", flag, "=", value, " must be >= 1"));
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   constexpr char kProgram[] = "worker";
@@ -63,20 +88,66 @@ int main(int argc, char** argv) {
                       "--rank=", identity.rank, " must be in [0, --group_size=",
                       identity.group_size, ")")));
   }
+  if (identity.group_size != 1) {
+    return longctx::StartupError(
+        kProgram, absl::UnimplementedError(
+                      "--group_size > 1 (context parallelism) is not available "
+                      "yet; run groups of 1 rank"));
+  }
   const int block_size = absl::GetFlag(FLAGS_block_size);
   if (block_size < 1 || block_size > 65536) {
     return longctx::StartupError(
         kProgram, absl::InvalidArgumentError(absl::StrCat(
                       "--block_size=", block_size, " must be in [1, 65536]")));
   }
-  auto model = longctx::OpenModelSource(absl::GetFlag(FLAGS_model));
-  if (!model.ok()) return longctx::StartupError(kProgram, model.status());
+  longctx::EngineOptions engine_options;
+  engine_options.max_running = absl::GetFlag(FLAGS_max_batch);
+  engine_options.max_waiting = absl::GetFlag(FLAGS_max_queue);
+  engine_options.prefill_chunk_tokens =
+      absl::GetFlag(FLAGS_prefill_chunk_tokens);
+  for (absl::Status s :
+       {Positive("max_batch", engine_options.max_running),
+        Positive("max_queue", engine_options.max_waiting),
+        Positive("prefill_chunk_tokens", engine_options.prefill_chunk_tokens),
+        Positive("kv_cache_bytes", absl::GetFlag(FLAGS_kv_cache_bytes))}) {
+    if (!s.ok()) return longctx::StartupError(kProgram, s);
+  }
+  auto kv_dtype = longctx::ParseKvDtype(absl::GetFlag(FLAGS_kv_dtype));
+  if (!kv_dtype.ok()) return longctx::StartupError(kProgram, kv_dtype.status());
+  auto precision = longctx::kernels::ParseComputePrecision(
+      absl::GetFlag(FLAGS_compute_precision));
+  if (!precision.ok())
+    return longctx::StartupError(kProgram, precision.status());
 
+  // The ports are checked before the model loads, which can take a while.
+  status = longctx::CheckPortFree(*listen, "--listen_address");
+  if (!status.ok()) return longctx::StartupError(kProgram, status);
   auto metrics = longctx::MetricsServer::Start(*metrics_address, kProgram);
   if (!metrics.ok()) return longctx::StartupError(kProgram, metrics.status());
 
-  longctx::WorkerServiceImpl service(identity, model->fingerprint_hex,
-                                     block_size);
+  auto source = longctx::OpenModelSource(absl::GetFlag(FLAGS_model));
+  if (!source.ok()) return longctx::StartupError(kProgram, source.status());
+  longctx::LlamaModelOptions model_options;
+  model_options.precision = *precision;
+  model_options.threads = absl::GetFlag(FLAGS_threads);
+  auto model = longctx::LlamaModel::Create(source->shape, source->weights,
+                                           model_options);
+  if (!model.ok()) return longctx::StartupError(kProgram, model.status());
+  source->keep_alive.reset();  // The model holds its own copy of the weights.
+  auto pool = longctx::KvBlockPool::Create(
+      (*model)->KvLayoutFor(block_size, *kv_dtype),
+      static_cast<size_t>(absl::GetFlag(FLAGS_kv_cache_bytes)));
+  if (!pool.ok()) return longctx::StartupError(kProgram, pool.status());
+  longctx::Log(longctx::LogLevel::kInfo,
+               "model %s (%s, fingerprint %s): %d layers, hidden %d; KV cache "
+               "%d blocks of %d tokens (%s)",
+               source->dir, source->architecture, source->fingerprint_hex,
+               source->shape.num_layers, source->shape.hidden_size,
+               (*pool)->capacity(), block_size, absl::GetFlag(FLAGS_kv_dtype));
+
+  longctx::Engine engine(model->get(), pool->get(), engine_options);
+  longctx::WorkerServiceImpl service(identity, source->fingerprint_hex, &engine,
+                                     pool->get());
   longctx::GrpcServerOptions server_options;
   server_options.listen = *listen;
   auto server = longctx::GrpcServer::Start(server_options, {&service});

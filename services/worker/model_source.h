@@ -1,21 +1,32 @@
-// OpenModelSource: checks and opens the model folder a worker serves.
+// OpenModelSource: opens the Hugging Face model folder a worker serves and
+// describes it for LlamaModel (shape, tensor pointers into the memory-mapped
+// files).
 #ifndef LONGCTX_SERVICES_WORKER_MODEL_SOURCE_H_
 #define LONGCTX_SERVICES_WORKER_MODEL_SOURCE_H_
 
+#include <memory>
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "services/worker/llama_model.h"
 
 namespace longctx {
 
-// ModelSource is an opened model folder.
+// ModelSource is an opened model folder. `weights` points into memory the
+// source keeps mapped; LlamaModel::Create copies what it needs.
 struct ModelSource {
-  std::string dir;              // The folder.
-  std::string fingerprint_hex;  // Hex of the model fingerprint.
+  std::string dir;
+  std::string architecture;     // e.g. "LlamaForCausalLM".
+  std::string fingerprint_hex;  // 32 hex digits.
+  LlamaShape shape;
+  LlamaWeights weights;
+  std::shared_ptr<const void>
+      keep_alive;  // Owns the mappings behind `weights`.
 };
 
-// OpenModelSource opens `dir`. Errors name --model: an empty flag, a missing
-// folder or a folder without config.json.
+// OpenModelSource opens `dir`. Errors name --model and the problem: an empty
+// flag, a missing folder or config.json, an unsupported architecture or dtype,
+// a missing tensor, a shape mismatch, a truncated or corrupt file.
 absl::StatusOr<ModelSource> OpenModelSource(const std::string& dir);
 
 }  // namespace longctx

@@ -1,15 +1,177 @@
 #include "services/worker/worker_service_impl.h"
 
+#include <deque>
+#include <memory>
 #include <utility>
 
+#include "absl/synchronization/mutex.h"
+#include "services/common/status_util.h"
+
 namespace longctx {
+namespace {
+
+using worker::v1::GenerateResponse;
+
+// GenerateReactor streams one request's engine events to the gateway. Events
+// arrive on the engine's thread and queue in a state shared with the sink,
+// which outlives the reactor; one write is in flight at a time, merging queued
+// events into it.
+class GenerateReactor : public grpc::ServerWriteReactor<GenerateResponse> {
+ public:
+  GenerateReactor(Engine* engine, const worker::v1::GenerateRequest& request)
+      : engine_(engine), state_(std::make_shared<State>()) {
+    state_->reactor = this;
+    GenerateParams params;
+    params.prompt.assign(request.prompt_token_ids().begin(),
+                         request.prompt_token_ids().end());
+    params.temperature = request.sampling().temperature();
+    params.top_k = request.sampling().top_k();
+    params.top_p = request.sampling().top_p();
+    params.seed = request.sampling().seed();
+    params.max_new_tokens = request.max_new_tokens();
+    params.stop_token_ids.assign(request.stop_token_ids().begin(),
+                                 request.stop_token_ids().end());
+    params.logprobs = request.logprobs().enabled();
+    params.top_logprobs = request.logprobs().top_logprobs();
+    absl::Status valid = Check(params);
+    if (!valid.ok()) {
+      absl::MutexLock lock(&state_->mu);
+      FinishLocked(ToGrpcStatus(valid));
+      return;
+    }
+    std::shared_ptr<State> state = state_;
+    absl::StatusOr<int64_t> id =
+        engine_->Submit(std::move(params), [state](TokenEvent event) {
+          absl::MutexLock lock(&state->mu);
+          if (state->reactor == nullptr) return;
+          state->pending.push_back(std::move(event));
+          if (!state->writing) state->reactor->WriteNextLocked();
+        });
+    absl::MutexLock lock(&state_->mu);
+    if (!id.ok()) {
+      FinishLocked(ToGrpcStatus(id.status()));
+      return;
+    }
+    state_->id = *id;
+  }
+
+  void OnWriteDone(bool ok) override {
+    absl::MutexLock lock(&state_->mu);
+    state_->writing = false;
+    if (!ok) {  // The gateway went away.
+      engine_->Cancel(state_->id);
+      FinishLocked(grpc::Status::CANCELLED);
+      return;
+    }
+    if (!state_->pending.empty()) WriteNextLocked();
+  }
+
+  void OnCancel() override {
+    absl::MutexLock lock(&state_->mu);
+    if (state_->id > 0) engine_->Cancel(state_->id);
+  }
+
+  void OnDone() override {
+    {
+      absl::MutexLock lock(&state_->mu);
+      state_->reactor = nullptr;
+    }
+    delete this;
+  }
+
+ private:
+  struct State {
+    absl::Mutex mu;
+    GenerateReactor* reactor ABSL_GUARDED_BY(mu) = nullptr;
+    std::deque<TokenEvent> pending ABSL_GUARDED_BY(mu);
+    bool writing ABSL_GUARDED_BY(mu) = false;
+    bool finished ABSL_GUARDED_BY(mu) = false;
+    int64_t id ABSL_GUARDED_BY(mu) = 0;
+  };
+
+  // The gateway validates requests; a worker still refuses malformed ones.
+  static absl::Status Check(const GenerateParams& params) {
+    if (params.prompt.empty()) {
+      return absl::InvalidArgumentError("prompt_token_ids is empty");
+    }
+    if (params.max_new_tokens < 1) {
+      return absl::InvalidArgumentError("max_new_tokens must be >= 1");
+    }
+    if (!(params.temperature >= 0) ||
+        !(params.top_p > 0 && params.top_p <= 1) || params.top_k < 0) {
+      return absl::InvalidArgumentError("sampling parameters out of range");
+    }
+    return absl::OkStatus();
+  }
+
+  void FinishLocked(const grpc::Status& status)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(state_->mu) {
+    if (state_->finished) return;
+    state_->finished = true;
+    Finish(status);
+  }
+
+  // Sends every queued event in one message; the last event ends the stream.
+  void WriteNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(state_->mu) {
+    if (state_->finished || state_->pending.empty()) return;
+    response_.Clear();
+    bool last = false;
+    grpc::Status final_status;
+    while (!state_->pending.empty() && !last) {
+      TokenEvent& event = state_->pending.front();
+      if (!event.status.ok()) {
+        final_status = ToGrpcStatus(event.status);
+        last = true;
+        state_->pending.pop_front();
+        break;
+      }
+      for (int32_t token : event.tokens) response_.add_token_ids(token);
+      for (auto& logprob : event.logprobs) {
+        *response_.add_logprobs() = std::move(logprob);
+      }
+      response_.set_cached_tokens(event.cached_tokens);
+      response_.set_prefill_seconds(event.prefill_seconds);
+      if (event.finished) {
+        last = true;
+        response_.set_finished(true);
+        response_.set_finish_reason(event.finish_reason);
+        response_.set_decode_seconds(event.decode_seconds);
+      }
+      state_->pending.pop_front();
+    }
+    if (last && !final_status.ok()) {
+      FinishLocked(final_status);
+      return;
+    }
+    if (last) {
+      state_->finished = true;
+      StartWriteAndFinish(&response_, grpc::WriteOptions(), grpc::Status::OK);
+      return;
+    }
+    state_->writing = true;
+    StartWrite(&response_);
+  }
+
+  Engine* const engine_;
+  std::shared_ptr<State> state_;
+  GenerateResponse response_;
+};
+
+}  // namespace
 
 WorkerServiceImpl::WorkerServiceImpl(const WorkerIdentity& identity,
                                      std::string fingerprint_hex,
-                                     int block_size)
+                                     Engine* engine, const KvBlockPool* pool)
     : identity_(identity),
       fingerprint_hex_(std::move(fingerprint_hex)),
-      block_size_(block_size) {}
+      engine_(engine),
+      pool_(pool) {}
+
+grpc::ServerWriteReactor<GenerateResponse>* WorkerServiceImpl::Generate(
+    grpc::CallbackServerContext* /*context*/,
+    const worker::v1::GenerateRequest* request) {
+  return new GenerateReactor(engine_, *request);
+}
 
 grpc::ServerUnaryReactor* WorkerServiceImpl::GetStatus(
     grpc::CallbackServerContext* context,
@@ -20,7 +182,11 @@ grpc::ServerUnaryReactor* WorkerServiceImpl::GetStatus(
   response->set_group_size(identity_.group_size);
   response->set_ready(ready_.load());
   response->set_model_fingerprint(fingerprint_hex_);
-  response->set_block_size(block_size_);
+  response->set_block_size(pool_->layout().block_size);
+  response->set_running_sequences(engine_->running());
+  response->set_waiting_sequences(engine_->waiting());
+  response->set_kv_blocks_used(pool_->used_blocks());
+  response->set_kv_blocks_capacity(pool_->capacity());
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   reactor->Finish(grpc::Status::OK);
   return reactor;

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "proto/worker.grpc.pb.h"
+#include "services/worker/engine.h"
 
 namespace longctx {
 
@@ -17,13 +18,15 @@ struct WorkerIdentity {
 };
 
 // WorkerServiceImpl answers the gateway for this rank. Thread-safe.
-//
-// Generate is not overridden yet: it answers UNIMPLEMENTED until the inference
-// engine is wired in.
 class WorkerServiceImpl final : public worker::v1::Worker::CallbackService {
  public:
+  // `engine` and `pool` are not owned and must outlive the service.
   WorkerServiceImpl(const WorkerIdentity& identity, std::string fingerprint_hex,
-                    int block_size);
+                    Engine* engine, const KvBlockPool* pool);
+
+  grpc::ServerWriteReactor<worker::v1::GenerateResponse>* Generate(
+      grpc::CallbackServerContext* context,
+      const worker::v1::GenerateRequest* request) override;
 
   grpc::ServerUnaryReactor* GetStatus(
       grpc::CallbackServerContext* context,
@@ -36,7 +39,8 @@ class WorkerServiceImpl final : public worker::v1::Worker::CallbackService {
  private:
   const WorkerIdentity identity_;
   const std::string fingerprint_hex_;
-  const int block_size_;
+  Engine* const engine_;
+  const KvBlockPool* const pool_;
   std::atomic<bool> ready_{false};
 };
 

@@ -1,0 +1,93 @@
+#include "services/gateway/gateway_model.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "services/model/model_config.h"
+
+namespace longctx {
+namespace {
+
+// DetokenizerStream adapts the tokenizer's incremental detokenizer to a
+// TextStream.
+class DetokenizerStream : public TextStream {
+ public:
+  explicit DetokenizerStream(const Tokenizer* tokenizer)
+      : tokenizer_(tokenizer), detokenizer_(tokenizer->NewDetokenizer()) {}
+
+  std::string Push(absl::Span<const int32_t> ids) override {
+    return detokenizer_->Push(ids);
+  }
+  std::string Flush() override { return detokenizer_->Flush(); }
+  std::string TokenText(int32_t id) override {
+    return tokenizer_->TokenText(id);
+  }
+
+ private:
+  const Tokenizer* tokenizer_;
+  std::unique_ptr<IncrementalDetokenizer> detokenizer_;
+};
+
+std::string BaseName(const std::string& dir) {
+  std::string trimmed = dir;
+  while (trimmed.size() > 1 && trimmed.back() == '/') trimmed.pop_back();
+  size_t slash = trimmed.rfind('/');
+  return slash == std::string::npos ? trimmed : trimmed.substr(slash + 1);
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<GatewayModel>> GatewayModel::Load(
+    const std::string& dir, const std::string& name) {
+  if (dir.empty()) {
+    return absl::InvalidArgumentError(
+        "--model is required: the workers' model folder (config.json and "
+        "tokenizer)");
+  }
+  auto prefixed = [&](const absl::Status& status) {
+    return absl::Status(status.code(),
+                        absl::StrCat("--model=", dir, ": ", status.message()));
+  };
+  absl::StatusOr<ModelConfig> config = LoadModelConfig(dir);
+  if (!config.ok()) return prefixed(config.status());
+  absl::StatusOr<std::unique_ptr<Tokenizer>> tokenizer =
+      LoadTokenizer(dir, *config);
+  if (!tokenizer.ok()) return prefixed(tokenizer.status());
+
+  std::unique_ptr<GatewayModel> model(new GatewayModel());
+  model->tokenizer_ = *std::move(tokenizer);
+  v1::ModelInfo& info = model->info_;
+  info.set_name(name.empty() ? BaseName(dir) : name);
+  info.set_architecture(config->architecture);
+  info.set_vocab_size(config->vocab_size);
+  info.set_num_layers(config->num_hidden_layers);
+  info.set_hidden_size(config->hidden_size);
+  info.set_num_attention_heads(config->num_attention_heads);
+  info.set_num_kv_heads(config->num_key_value_heads);
+  info.set_head_dim(config->head_dim);
+  // torch_dtype names the checkpoint's dtype ("bfloat16"); report it in the
+  // safetensors spelling.
+  const std::string& dtype = config->torch_dtype;
+  info.set_weight_dtype(dtype == "float32"    ? "F32"
+                        : dtype == "float16"  ? "F16"
+                        : dtype == "bfloat16" ? "BF16"
+                                              : dtype);
+  info.set_tokenizer(
+      dynamic_cast<const ByteTokenizer*>(model->tokenizer_.get()) != nullptr
+          ? "byte"
+          : "sentencepiece");
+  for (int32_t id : model->tokenizer_->eos_ids()) info.add_eos_token_ids(id);
+  info.set_bos_token_id(model->tokenizer_->bos_id().value_or(-1));
+  return model;
+}
+
+absl::StatusOr<std::vector<int32_t>> GatewayModel::Encode(
+    absl::string_view text) const {
+  return tokenizer_->Encode(text);
+}
+
+std::unique_ptr<TextStream> GatewayModel::NewTextStream() const {
+  return std::make_unique<DetokenizerStream>(tokenizer_.get());
+}
+
+}  // namespace longctx

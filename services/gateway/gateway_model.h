@@ -1,0 +1,47 @@
+// GatewayModel: what the gateway needs of the model folder — its description
+// and its tokenizer (never the weights).
+#ifndef LONGCTX_SERVICES_GATEWAY_GATEWAY_MODEL_H_
+#define LONGCTX_SERVICES_GATEWAY_GATEWAY_MODEL_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "proto/longctx.pb.h"
+#include "services/gateway/generate_call.h"
+#include "services/model/tokenizer.h"
+
+namespace longctx {
+
+// GatewayModel is immutable after Load and thread-safe.
+class GatewayModel {
+ public:
+  // Load reads config.json and the tokenizer of `dir`. `name` overrides the
+  // model's name (default: the folder's last component). Errors name --model.
+  static absl::StatusOr<std::unique_ptr<GatewayModel>> Load(
+      const std::string& dir, const std::string& name);
+
+  // The model's description; limits, groups and the fingerprint (which the
+  // workers report: the gateway never reads the weights) are left unset.
+  const v1::ModelInfo& info() const { return info_; }
+
+  // Encode tokenizes text (no special tokens added); INTERNAL if the tokenizer
+  // library fails.
+  absl::StatusOr<std::vector<int32_t>> Encode(absl::string_view text) const;
+
+  // NewTextStream starts the detokenization of one request's output.
+  std::unique_ptr<TextStream> NewTextStream() const;
+
+ private:
+  GatewayModel() = default;
+
+  v1::ModelInfo info_;
+  std::unique_ptr<Tokenizer> tokenizer_;
+};
+
+}  // namespace longctx
+
+#endif  // LONGCTX_SERVICES_GATEWAY_GATEWAY_MODEL_H_

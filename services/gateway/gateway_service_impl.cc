@@ -1,0 +1,174 @@
+#include "services/gateway/gateway_service_impl.h"
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/random/random.h"
+#include "absl/strings/str_cat.h"
+#include "services/common/status_util.h"
+#include "services/gateway/generate_call.h"
+#include "services/gateway/request_validator.h"
+
+namespace longctx {
+namespace {
+
+// Buckets for requests over long prompts: from 10 ms to 20 minutes.
+prometheus::Histogram::BucketBoundaries LatencyBuckets() {
+  return {0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,   2.5, 5,
+          10,   20,    40,   60,  120,  240, 480, 900, 1200};
+}
+
+// Answers a Generate call with an error and nothing else.
+class ErrorReactor : public grpc::ServerWriteReactor<v1::GenerateResponse> {
+ public:
+  explicit ErrorReactor(const grpc::Status& status) { Finish(status); }
+  void OnDone() override { delete this; }
+};
+
+}  // namespace
+
+GatewayServiceImpl::GatewayServiceImpl(const GatewayModel* model,
+                                       WorkerPool* pool,
+                                       const GatewayLimits& limits,
+                                       prometheus::Registry& registry)
+    : model_(model),
+      pool_(pool),
+      limits_(limits),
+      requests_(prometheus::BuildCounter()
+                    .Name("longctx_requests_total")
+                    .Help("Generate requests finished, by gRPC status code.")
+                    .Register(registry)),
+      prompt_tokens_(prometheus::BuildCounter()
+                         .Name("longctx_prompt_tokens_total")
+                         .Help("Prompt tokens of finished Generate requests.")
+                         .Register(registry)
+                         .Add({})),
+      cached_tokens_(
+          prometheus::BuildCounter()
+              .Name("longctx_cached_prompt_tokens_total")
+              .Help("Prompt tokens served from the KV cache or store.")
+              .Register(registry)
+              .Add({})),
+      generated_tokens_(prometheus::BuildCounter()
+                            .Name("longctx_generated_tokens_total")
+                            .Help("Tokens generated.")
+                            .Register(registry)
+                            .Add({})),
+      time_to_first_token_(
+          prometheus::BuildHistogram()
+              .Name("longctx_time_to_first_token_seconds")
+              .Help("Time from a request's arrival to its first token.")
+              .Register(registry)
+              .Add({}, LatencyBuckets())),
+      request_duration_(prometheus::BuildHistogram()
+                            .Name("longctx_request_duration_seconds")
+                            .Help("Time from a request's arrival to its end.")
+                            .Register(registry)
+                            .Add({}, LatencyBuckets())) {}
+
+void GatewayServiceImpl::RecordDone(const grpc::Status& status,
+                                    const v1::Usage& usage,
+                                    const v1::Timings& timings) {
+  requests_
+      .Add({{"code", absl::StatusCodeToString(
+                         static_cast<absl::StatusCode>(status.error_code()))}})
+      .Increment();
+  prompt_tokens_.Increment(usage.prompt_tokens());
+  cached_tokens_.Increment(usage.cached_tokens());
+  generated_tokens_.Increment(usage.generated_tokens());
+  if (usage.generated_tokens() > 0) {
+    time_to_first_token_.Observe(timings.time_to_first_token_seconds());
+  }
+  request_duration_.Observe(timings.total_seconds());
+}
+
+grpc::ServerWriteReactor<v1::GenerateResponse>* GatewayServiceImpl::Generate(
+    grpc::CallbackServerContext* context, const v1::GenerateRequest* request) {
+  const absl::Time arrived = absl::Now();
+  auto fail = [&](const absl::Status& status) {
+    RecordDone(ToGrpcStatus(status), v1::Usage(), v1::Timings());
+    return new ErrorReactor(ToGrpcStatus(status));
+  };
+  thread_local absl::BitGen random;
+  absl::StatusOr<ValidatedRequest> validated = ValidateGenerateRequest(
+      *request, model_->info(), limits_, absl::Uniform<uint64_t>(random));
+  if (!validated.ok()) return fail(validated.status());
+
+  std::vector<int32_t> prompt;
+  std::string field = "token_ids.ids";
+  if (request->has_text()) {
+    field = "text";
+    if (request->add_bos() && model_->info().bos_token_id() >= 0) {
+      prompt.push_back(model_->info().bos_token_id());
+    }
+    absl::StatusOr<std::vector<int32_t>> ids = model_->Encode(request->text());
+    if (!ids.ok()) return fail(ids.status());
+    prompt.insert(prompt.end(), ids->begin(), ids->end());
+  } else {
+    prompt.assign(request->token_ids().ids().begin(),
+                  request->token_ids().ids().end());
+  }
+  absl::Status checked =
+      CheckPromptTokens(prompt, model_->info(), limits_, field);
+  if (!checked.ok()) return fail(checked);
+  validated->worker_request.mutable_prompt_token_ids()->Add(prompt.begin(),
+                                                            prompt.end());
+
+  absl::StatusOr<int> group = pool_->Acquire();
+  if (!group.ok()) return fail(group.status());
+  std::string request_id =
+      request->request_id().empty()
+          ? absl::StrCat("req-", next_request_.fetch_add(1))
+          : request->request_id();
+  validated->worker_request.set_request_id(request_id);
+  GenerateCallHooks hooks;
+  hooks.on_done = [this, g = *group](const grpc::Status& status,
+                                     const v1::Usage& usage,
+                                     const v1::Timings& timings) {
+    pool_->Release(g);
+    RecordDone(status, usage, timings);
+  };
+  return StartGenerateCall(context, pool_->Leader(*group),
+                           *std::move(validated), std::move(request_id),
+                           arrived, model_->NewTextStream(), std::move(hooks));
+}
+
+grpc::ServerUnaryReactor* GatewayServiceImpl::Tokenize(
+    grpc::CallbackServerContext* context, const v1::TokenizeRequest* request,
+    v1::TokenizeResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  if (request->text().size() > static_cast<size_t>(limits_.max_text_bytes)) {
+    reactor->Finish(ToGrpcStatus(absl::InvalidArgumentError(absl::StrCat(
+        "text has ", request->text().size(), " bytes; the limit is ",
+        limits_.max_text_bytes, " (--max_text_bytes)"))));
+    return reactor;
+  }
+  absl::StatusOr<std::vector<int32_t>> ids = model_->Encode(request->text());
+  if (!ids.ok()) {
+    reactor->Finish(ToGrpcStatus(ids.status()));
+    return reactor;
+  }
+  if (request->add_bos() && model_->info().bos_token_id() >= 0) {
+    response->add_token_ids(model_->info().bos_token_id());
+  }
+  for (int32_t id : *ids) response->add_token_ids(id);
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* GatewayServiceImpl::GetModelInfo(
+    grpc::CallbackServerContext* context,
+    const v1::GetModelInfoRequest* /*request*/, v1::ModelInfo* response) {
+  *response = model_->info();
+  response->set_max_prompt_tokens(limits_.max_prompt_tokens);
+  response->set_max_new_tokens(limits_.max_new_tokens);
+  response->set_num_groups(pool_->num_groups());
+  response->set_group_size(pool_->group_size());
+  response->set_fingerprint(pool_->fingerprint());
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+}  // namespace longctx

@@ -1,0 +1,56 @@
+// GatewayServiceImpl: the public API longctx.v1.LongContext
+// (proto/longctx.proto).
+#ifndef LONGCTX_SERVICES_GATEWAY_GATEWAY_SERVICE_IMPL_H_
+#define LONGCTX_SERVICES_GATEWAY_GATEWAY_SERVICE_IMPL_H_
+
+#include <atomic>
+#include <cstdint>
+
+#include "prometheus/counter.h"
+#include "prometheus/histogram.h"
+#include "prometheus/registry.h"
+#include "proto/longctx.grpc.pb.h"
+#include "services/gateway/gateway_limits.h"
+#include "services/gateway/gateway_model.h"
+#include "services/gateway/worker_pool.h"
+
+namespace longctx {
+
+// GatewayServiceImpl serves the public API. Thread-safe.
+class GatewayServiceImpl final : public v1::LongContext::CallbackService {
+ public:
+  // `model` and `pool` are not owned and must outlive the service.
+  GatewayServiceImpl(const GatewayModel* model, WorkerPool* pool,
+                     const GatewayLimits& limits,
+                     prometheus::Registry& registry);
+
+  grpc::ServerWriteReactor<v1::GenerateResponse>* Generate(
+      grpc::CallbackServerContext* context,
+      const v1::GenerateRequest* request) override;
+  grpc::ServerUnaryReactor* Tokenize(grpc::CallbackServerContext* context,
+                                     const v1::TokenizeRequest* request,
+                                     v1::TokenizeResponse* response) override;
+  grpc::ServerUnaryReactor* GetModelInfo(grpc::CallbackServerContext* context,
+                                         const v1::GetModelInfoRequest* request,
+                                         v1::ModelInfo* response) override;
+
+ private:
+  void RecordDone(const grpc::Status& status, const v1::Usage& usage,
+                  const v1::Timings& timings);
+
+  const GatewayModel* const model_;
+  WorkerPool* const pool_;
+  const GatewayLimits limits_;
+  std::atomic<uint64_t> next_request_{1};
+
+  prometheus::Family<prometheus::Counter>& requests_;
+  prometheus::Counter& prompt_tokens_;
+  prometheus::Counter& cached_tokens_;
+  prometheus::Counter& generated_tokens_;
+  prometheus::Histogram& time_to_first_token_;
+  prometheus::Histogram& request_duration_;
+};
+
+}  // namespace longctx
+
+#endif  // LONGCTX_SERVICES_GATEWAY_GATEWAY_SERVICE_IMPL_H_

@@ -1,0 +1,50 @@
+// GenerateCall: one public Generate stream at the gateway, relayed to a worker
+// group's leader. Tokens are detokenized as they arrive, stop sequences are
+// matched on the text, and the final message carries usage, finish reason and
+// timings. Cancellation travels both ways: a client that goes away cancels the
+// worker call, a stop sequence ends the worker call early.
+#ifndef LONGCTX_SERVICES_GATEWAY_GENERATE_CALL_H_
+#define LONGCTX_SERVICES_GATEWAY_GENERATE_CALL_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "absl/types/span.h"
+#include "proto/longctx.pb.h"
+#include "proto/worker.grpc.pb.h"
+#include "services/gateway/request_validator.h"
+
+namespace longctx {
+
+// TextStream turns a request's generated token ids into text as they arrive.
+// Push returns the newly completed text (never a partial UTF-8 character);
+// Flush returns what is left at the end. TokenText renders one token on its own
+// (for logprobs).
+class TextStream {
+ public:
+  virtual ~TextStream() = default;
+  virtual std::string Push(absl::Span<const int32_t> ids) = 0;
+  virtual std::string Flush() = 0;
+  virtual std::string TokenText(int32_t id) = 0;
+};
+
+// GenerateCallHooks are called once per request when it ends.
+struct GenerateCallHooks {
+  // Called with the final gRPC status code, usage and timings.
+  std::function<void(const grpc::Status&, const v1::Usage&, const v1::Timings&)>
+      on_done;
+};
+
+// StartGenerateCall starts relaying `request` (validated, prompt tokenized) to
+// `leader` and returns the server reactor that streams to the client. The
+// reactor deletes itself when done. `leader` must outlive it.
+grpc::ServerWriteReactor<v1::GenerateResponse>* StartGenerateCall(
+    grpc::CallbackServerContext* context, worker::v1::Worker::Stub* leader,
+    ValidatedRequest request, std::string request_id, absl::Time arrived,
+    std::unique_ptr<TextStream> text, GenerateCallHooks hooks);
+
+}  // namespace longctx
+
+#endif  // LONGCTX_SERVICES_GATEWAY_GENERATE_CALL_H_

@@ -1,0 +1,119 @@
+// gateway: the public endpoint of longctx (proto/longctx.proto). Validates and
+// tokenizes requests and drives the worker groups.
+#include <memory>
+#include <string>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "services/common/grpc_server.h"
+#include "services/common/metrics_server.h"
+#include "services/common/net_address.h"
+#include "services/common/server_main.h"
+#include "services/gateway/gateway_model.h"
+#include "services/gateway/gateway_service_impl.h"
+#include "services/gateway/worker_pool.h"
+#include "services/rendezvous/rendezvous_service_impl.h"
+
+ABSL_FLAG(std::string, listen_address, "0.0.0.0:50051",
+          "host:port of the public gRPC endpoint.");
+ABSL_FLAG(std::string, metrics_address, "0.0.0.0:9451",
+          "host:port of the Prometheus /metrics endpoint.");
+ABSL_FLAG(std::string, model, "",
+          "Model folder (config.json and the tokenizer; weights are not read). "
+          "Required; must be the workers' model.");
+ABSL_FLAG(
+    std::string, model_name, "",
+    "Name of the model in GetModelInfo and GenerateRequest.model; default: "
+    "the model folder's name.");
+ABSL_FLAG(std::string, workers, "",
+          "Comma-separated host:port of every worker rank, group after group "
+          "(ranks 0..P-1 of group 0, then group 1, ...). Required.");
+ABSL_FLAG(int, group_size, 1, "Ranks per worker group (P).");
+ABSL_FLAG(std::string, memory_store, "",
+          "Comma-separated host:port list of memory_store shards; empty runs "
+          "without the prefix store.");
+ABSL_FLAG(int, max_prompt_tokens, 131072,
+          "Longest prompt accepted, in tokens.");
+ABSL_FLAG(int, max_new_tokens, 4096, "Most new tokens a request may ask for.");
+ABSL_FLAG(int, default_max_new_tokens, 256,
+          "New tokens for a request that does not set max_new_tokens.");
+ABSL_FLAG(int, max_text_bytes, 16 << 20,
+          "Longest text accepted by Tokenize, in bytes.");
+ABSL_FLAG(int, grace_period_seconds, 10,
+          "On SIGTERM/SIGINT, seconds calls in flight may take to finish.");
+ABSL_FLAG(std::string, log_level, "info", "debug, info, warning or error.");
+
+int main(int argc, char** argv) {
+  constexpr char kProgram[] = "gateway";
+  absl::SetProgramUsageMessage(
+      "The public endpoint of longctx. Usage: gateway --model=DIR "
+      "--workers=host:port,... [--flags]");
+  absl::ParseCommandLine(argc, argv);
+  absl::Status status =
+      longctx::InitProcess(kProgram, absl::GetFlag(FLAGS_log_level));
+  if (!status.ok()) return longctx::StartupError(kProgram, status);
+
+  auto listen = longctx::ParseHostPort(absl::GetFlag(FLAGS_listen_address),
+                                       "listen_address");
+  if (!listen.ok()) return longctx::StartupError(kProgram, listen.status());
+  auto metrics_address = longctx::ParseHostPort(
+      absl::GetFlag(FLAGS_metrics_address), "metrics_address");
+  if (!metrics_address.ok()) {
+    return longctx::StartupError(kProgram, metrics_address.status());
+  }
+  auto workers =
+      longctx::ParseHostPortList(absl::GetFlag(FLAGS_workers), "workers");
+  if (!workers.ok()) return longctx::StartupError(kProgram, workers.status());
+  auto stores = longctx::ParseHostPortList(absl::GetFlag(FLAGS_memory_store),
+                                           "memory_store");
+  if (!stores.ok()) return longctx::StartupError(kProgram, stores.status());
+
+  longctx::GatewayLimits limits;
+  limits.max_prompt_tokens = absl::GetFlag(FLAGS_max_prompt_tokens);
+  limits.max_new_tokens = absl::GetFlag(FLAGS_max_new_tokens);
+  limits.default_max_new_tokens = absl::GetFlag(FLAGS_default_max_new_tokens);
+  limits.max_text_bytes = absl::GetFlag(FLAGS_max_text_bytes);
+  if (limits.max_prompt_tokens < 1 || limits.max_new_tokens < 1 ||
+      limits.default_max_new_tokens < 1 || limits.max_text_bytes < 1) {
+    return longctx::StartupError(
+        kProgram, absl::InvalidArgumentError(
+                      "--max_prompt_tokens, --max_new_tokens, "
+                      "--default_max_new_tokens and --max_text_bytes must be "
+                      ">= 1"));
+  }
+
+  auto model = longctx::GatewayModel::Load(absl::GetFlag(FLAGS_model),
+                                           absl::GetFlag(FLAGS_model_name));
+  if (!model.ok()) return longctx::StartupError(kProgram, model.status());
+
+  longctx::WorkerPoolOptions pool_options;
+  pool_options.workers = *workers;
+  pool_options.group_size = absl::GetFlag(FLAGS_group_size);
+  auto pool = longctx::WorkerPool::Create(pool_options);
+  if (!pool.ok()) return longctx::StartupError(kProgram, pool.status());
+
+  auto metrics = longctx::MetricsServer::Start(*metrics_address, kProgram);
+  if (!metrics.ok()) return longctx::StartupError(kProgram, metrics.status());
+
+  longctx::GatewayServiceImpl service(model->get(), pool->get(), limits,
+                                      (*metrics)->registry());
+  // Worker groups form through the gateway (Gloo addresses, NCCL ids).
+  longctx::RendezvousServiceImpl rendezvous;
+  longctx::GrpcServerOptions server_options;
+  server_options.listen = *listen;
+  auto server =
+      longctx::GrpcServer::Start(server_options, {&service, &rendezvous});
+  if (!server.ok()) return longctx::StartupError(kProgram, server.status());
+  // SERVING while at least one worker group is ready.
+  longctx::GrpcServer* grpc_server = server->get();
+  (*pool)->OnReadinessChange(
+      [grpc_server](bool ready) { grpc_server->SetServing(ready); });
+  int code = longctx::ServeUntilSignal(
+      kProgram, **server, **metrics,
+      absl::Seconds(absl::GetFlag(FLAGS_grace_period_seconds)),
+      /*mark_serving=*/false);
+  (*pool)->OnReadinessChange([](bool) {});
+  return code;
+}

@@ -1,0 +1,247 @@
+// Generate end to end: a real gateway, worker and memory_store on loopback, the
+// tiny model, and a gRPC client.
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "grpcpp/grpcpp.h"
+#include "gtest/gtest.h"
+#include "proto/longctx.grpc.pb.h"
+#include "proto/worker.grpc.pb.h"
+#include "tests/testing/stack.h"
+
+namespace longctx {
+namespace {
+
+using ::testing::HasSubstr;
+
+// One Generate call's stream, collected.
+struct Result {
+  grpc::Status status;
+  std::vector<int32_t> tokens;
+  std::string text;
+  int messages = 0;
+  v1::GenerateResponse last;
+};
+
+class GenerateTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    stack_ = new testing::LocalStack();
+    absl::Status status = stack_->Start({});
+    ASSERT_TRUE(status.ok()) << status;
+  }
+  static void TearDownTestSuite() { delete stack_; }
+
+  void SetUp() override {
+    ASSERT_NE(stack_, nullptr);
+    stub_ = v1::LongContext::NewStub(grpc::CreateChannel(
+        stack_->gateway().address(), grpc::InsecureChannelCredentials()));
+  }
+
+  Result Generate(const v1::GenerateRequest& request,
+                  absl::Duration deadline = absl::Seconds(120)) {
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
+    auto reader = stub_->Generate(&context, request);
+    Result result;
+    v1::GenerateResponse response;
+    while (reader->Read(&response)) {
+      ++result.messages;
+      result.tokens.insert(result.tokens.end(), response.token_ids().begin(),
+                           response.token_ids().end());
+      result.text += response.text();
+      result.last = response;
+    }
+    result.status = reader->Finish();
+    return result;
+  }
+
+  static v1::GenerateRequest TextRequest(const std::string& text, int max_new) {
+    v1::GenerateRequest request;
+    request.set_text(text);
+    request.mutable_stopping()->set_max_new_tokens(max_new);
+    request.mutable_stopping()->set_ignore_eos(true);
+    return request;
+  }
+
+  // Expects `request` to fail with `code` and a message containing `field`, and
+  // the server to answer a good request right after.
+  void ExpectRejected(const v1::GenerateRequest& request, grpc::StatusCode code,
+                      const std::string& field) {
+    Result bad = Generate(request);
+    EXPECT_EQ(bad.status.error_code(), code) << bad.status.error_message();
+    EXPECT_THAT(bad.status.error_message(), HasSubstr(field));
+    EXPECT_TRUE(bad.tokens.empty());
+    Result good = Generate(TextRequest("still serving", 2));
+    EXPECT_TRUE(good.status.ok()) << good.status.error_message();
+  }
+
+  static testing::LocalStack* stack_;
+  std::unique_ptr<v1::LongContext::Stub> stub_;
+};
+
+testing::LocalStack* GenerateTest::stack_ = nullptr;
+
+TEST_F(GenerateTest, StreamsTokensThenUsageFinishReasonAndTimings) {
+  v1::GenerateRequest request = TextRequest("Once upon a time", 12);
+  request.mutable_sampling()->set_temperature(0);
+  Result r = Generate(request);
+  ASSERT_TRUE(r.status.ok()) << r.status.error_message() << stack_->Logs();
+  EXPECT_EQ(r.tokens.size(), 12u);
+  EXPECT_GE(r.messages, 2);  // Tokens stream before the final message.
+  EXPECT_EQ(r.last.finish_reason(), v1::FINISH_REASON_LENGTH);
+  EXPECT_EQ(r.last.usage().prompt_tokens(), 16);  // Byte tokenizer.
+  EXPECT_EQ(r.last.usage().generated_tokens(), 12);
+  EXPECT_GT(r.last.timings().total_seconds(), 0);
+  EXPECT_GT(r.last.timings().time_to_first_token_seconds(), 0);
+  EXPECT_LE(r.last.timings().time_to_first_token_seconds(),
+            r.last.timings().total_seconds());
+  EXPECT_FALSE(r.last.request_id().empty());
+}
+
+TEST_F(GenerateTest, TokenIdsAndTextPromptsAgree) {
+  v1::GenerateRequest by_text = TextRequest("abc", 6);
+  by_text.mutable_sampling()->set_temperature(0);
+  v1::GenerateRequest by_ids = by_text;
+  for (char c : std::string("abc")) by_ids.mutable_token_ids()->add_ids(c);
+  Result a = Generate(by_text);
+  Result b = Generate(by_ids);
+  ASSERT_TRUE(a.status.ok() && b.status.ok());
+  EXPECT_EQ(a.tokens, b.tokens);
+}
+
+TEST_F(GenerateTest, AFixedSeedGivesTheSameOutput) {
+  v1::GenerateRequest request = TextRequest("The quick brown fox", 20);
+  request.mutable_sampling()->set_temperature(0.9f);
+  request.mutable_sampling()->set_top_p(0.95f);
+  request.mutable_sampling()->set_seed(1234);
+  Result a = Generate(request);
+  Result b = Generate(request);
+  ASSERT_TRUE(a.status.ok() && b.status.ok());
+  EXPECT_EQ(a.tokens, b.tokens);
+  EXPECT_EQ(a.text, b.text);
+}
+
+TEST_F(GenerateTest, LogprobsComeWithTheirAlternatives) {
+  v1::GenerateRequest request = TextRequest("hello", 4);
+  request.mutable_sampling()->set_temperature(0);
+  request.mutable_logprobs()->set_enabled(true);
+  request.mutable_logprobs()->set_top_logprobs(3);
+  grpc::ClientContext context;
+  auto reader = stub_->Generate(&context, request);
+  v1::GenerateResponse response;
+  int logprobs = 0;
+  while (reader->Read(&response)) {
+    ASSERT_EQ(response.logprobs_size(), response.token_ids_size());
+    for (int i = 0; i < response.logprobs_size(); ++i) {
+      const v1::TokenLogprob& lp = response.logprobs(i);
+      EXPECT_EQ(lp.token_id(), response.token_ids(i));
+      EXPECT_LE(lp.logprob(), 0.0f);
+      ASSERT_EQ(lp.top_size(), 3);
+      // Greedy: the chosen token is the most likely one.
+      EXPECT_EQ(lp.top(0).token_id(), lp.token_id());
+      EXPECT_GE(lp.top(0).logprob(), lp.top(1).logprob());
+      ++logprobs;
+    }
+  }
+  ASSERT_TRUE(reader->Finish().ok());
+  EXPECT_EQ(logprobs, 4);
+}
+
+TEST_F(GenerateTest, StopSequenceEndsTheTextBeforeIt) {
+  v1::GenerateRequest request = TextRequest("Stop here", 40);
+  request.mutable_sampling()->set_temperature(0);
+  Result full = Generate(request);
+  ASSERT_TRUE(full.status.ok());
+  // The tiny model's text is arbitrary bytes: stop at a printable ASCII
+  // character of the greedy continuation (never part of a multi-byte
+  // character).
+  size_t at = 1;
+  while (at < full.text.size() &&
+         !(full.text[at] >= 0x21 && full.text[at] <= 0x7e)) {
+    ++at;
+  }
+  ASSERT_LT(at, full.text.size()) << "no ASCII in the continuation";
+  const std::string stop = full.text.substr(at, 1);
+  request.mutable_stopping()->add_stop_sequences(stop);
+  Result stopped = Generate(request);
+  ASSERT_TRUE(stopped.status.ok()) << stopped.status.error_message();
+  EXPECT_EQ(stopped.last.finish_reason(), v1::FINISH_REASON_STOP_SEQUENCE);
+  EXPECT_EQ(stopped.text, full.text.substr(0, full.text.find(stop)));
+}
+
+TEST_F(GenerateTest, EachBadInputGetsAClearStatusAndTheServerKeepsServing) {
+  v1::GenerateRequest r;
+  ExpectRejected(r, grpc::StatusCode::INVALID_ARGUMENT, "prompt is empty");
+  r = TextRequest("", 4);
+  ExpectRejected(r, grpc::StatusCode::INVALID_ARGUMENT, "prompt is empty");
+  r = TextRequest("x", 4);
+  r.clear_text();
+  r.mutable_token_ids()->add_ids(5);
+  r.mutable_token_ids()->add_ids(100000);
+  ExpectRejected(r, grpc::StatusCode::INVALID_ARGUMENT,
+                 "token_ids.ids[1] is 100000");
+  r = TextRequest("x", 100000);
+  ExpectRejected(r, grpc::StatusCode::INVALID_ARGUMENT, "--max_new_tokens");
+  r = TextRequest("x", 4);
+  r.mutable_sampling()->set_temperature(-1);
+  ExpectRejected(r, grpc::StatusCode::INVALID_ARGUMENT, "sampling.temperature");
+  r = TextRequest("x", 4);
+  r.mutable_sampling()->set_top_p(1.5f);
+  ExpectRejected(r, grpc::StatusCode::INVALID_ARGUMENT, "sampling.top_p");
+  r = TextRequest("x", 4);
+  r.mutable_sampling()->set_top_p(0);
+  ExpectRejected(r, grpc::StatusCode::INVALID_ARGUMENT, "sampling.top_p");
+  r = TextRequest("x", 4);
+  r.set_model("no-such-model");
+  ExpectRejected(r, grpc::StatusCode::INVALID_ARGUMENT, "no-such-model");
+  r = TextRequest(std::string(140000, 'a'), 4);
+  ExpectRejected(r, grpc::StatusCode::RESOURCE_EXHAUSTED,
+                 "--max_prompt_tokens");
+}
+
+TEST_F(GenerateTest, ACancelledRequestFreesItsKvAtOnce) {
+  auto worker = worker::v1::Worker::NewStub(grpc::CreateChannel(
+      stack_->workers()[0].address(), grpc::InsecureChannelCredentials()));
+  auto used_blocks = [&] {
+    grpc::ClientContext context;
+    worker::v1::WorkerStatus status;
+    EXPECT_TRUE(worker->GetStatus(&context, {}, &status).ok());
+    return status.kv_blocks_used();
+  };
+  {
+    grpc::ClientContext context;
+    v1::GenerateRequest request = TextRequest(std::string(3000, 'z'), 4000);
+    auto reader = stub_->Generate(&context, request);
+    v1::GenerateResponse response;
+    ASSERT_TRUE(reader->Read(&response));
+    EXPECT_GT(used_blocks(), 0);
+    context.TryCancel();
+    while (reader->Read(&response)) {
+    }
+    EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  }
+  absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (used_blocks() != 0 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  EXPECT_EQ(used_blocks(), 0);
+}
+
+TEST_F(GenerateTest, StreamsAContinuationOfATwentyThousandTokenText) {
+  std::string text;
+  for (int i = 0; text.size() < 20000; ++i) {
+    absl::StrAppend(&text, "Chapter ", i, ". It was a long document, and ");
+  }
+  text.resize(20000);
+  v1::GenerateRequest request = TextRequest(text, 16);
+  Result r = Generate(request, absl::Seconds(240));
+  ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+  EXPECT_EQ(r.last.usage().prompt_tokens(), 20000);
+  EXPECT_EQ(r.tokens.size(), 16u);
+}
+
+}  // namespace
+}  // namespace longctx

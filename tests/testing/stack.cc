@@ -1,0 +1,100 @@
+#include "tests/testing/stack.h"
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
+namespace longctx::testing {
+
+constexpr absl::Duration kStartTimeout = absl::Seconds(90);
+
+std::string Endpoint::address() const {
+  return absl::StrCat("127.0.0.1:", grpc_port);
+}
+
+Endpoint NewEndpoint() { return {FreePort(), FreePort()}; }
+
+std::vector<std::string> CommonFlags(const Endpoint& e) {
+  return {absl::StrCat("--listen_address=127.0.0.1:", e.grpc_port),
+          absl::StrCat("--metrics_address=127.0.0.1:", e.metrics_port),
+          "--grace_period_seconds=5"};
+}
+
+absl::Status MakeTinyModel(const std::string& dir,
+                           const std::vector<std::string>& extra_flags) {
+  std::vector<std::string> argv = {
+      RunfilePath("tools/make_tiny_model/make_tiny_model"), "--out=" + dir};
+  argv.insert(argv.end(), extra_flags.begin(), extra_flags.end());
+  std::string output;
+  absl::StatusOr<int> rc = RunCommand(argv, "", &output);
+  if (!rc.ok()) return rc.status();
+  if (*rc != 0) {
+    return absl::InternalError(
+        absl::StrCat("make_tiny_model failed: ", output));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status LocalStack::Start(const StackOptions& options) {
+  dir_ = TempDir("stack");
+  model_dir_ = dir_ + "/model";
+  absl::Status status = MakeTinyModel(model_dir_, options.model_flags);
+  if (!status.ok()) return status;
+
+  store_ep_ = NewEndpoint();
+  std::vector<std::string> argv = {RunfilePath("memory_store/memory_store"),
+                                   "--data_dir=" + dir_ + "/store"};
+  for (const auto& f : CommonFlags(store_ep_)) argv.push_back(f);
+  absl::StatusOr<Process> p = Process::Start(argv, dir_ + "/memory_store.log");
+  if (!p.ok()) return p.status();
+  processes_.push_back(*std::move(p));
+
+  std::vector<std::string> worker_addresses;
+  for (int i = 0; i < options.num_workers; ++i) {
+    Endpoint e = NewEndpoint();
+    worker_eps_.push_back(e);
+    worker_addresses.push_back(e.address());
+    argv = {RunfilePath("services/worker/worker"),
+            "--model=" + model_dir_,
+            "--memory_store=" + store_ep_.address(),
+            "--threads=1",
+            "--kv_cache_bytes=268435456",
+            absl::StrCat("--group_id=group-", i)};
+    for (const auto& f : CommonFlags(e)) argv.push_back(f);
+    for (const auto& f : options.worker_flags) argv.push_back(f);
+    p = Process::Start(argv, absl::StrCat(dir_, "/worker", i, ".log"));
+    if (!p.ok()) return p.status();
+    processes_.push_back(*std::move(p));
+  }
+
+  gateway_ep_ = NewEndpoint();
+  argv = {RunfilePath("services/gateway/gateway"), "--model=" + model_dir_,
+          "--workers=" + absl::StrJoin(worker_addresses, ","),
+          "--memory_store=" + store_ep_.address()};
+  for (const auto& f : CommonFlags(gateway_ep_)) argv.push_back(f);
+  for (const auto& f : options.gateway_flags) argv.push_back(f);
+  p = Process::Start(argv, dir_ + "/gateway.log");
+  if (!p.ok()) return p.status();
+  processes_.push_back(*std::move(p));
+
+  for (const Endpoint& e : worker_eps_) {
+    status = WaitForServing(e.address(), kStartTimeout);
+    if (!status.ok())
+      return absl::InternalError(absl::StrCat(status.message(), "\n", Logs()));
+  }
+  for (const Endpoint* e : {&store_ep_, &gateway_ep_}) {
+    status = WaitForServing(e->address(), kStartTimeout);
+    if (!status.ok())
+      return absl::InternalError(absl::StrCat(status.message(), "\n", Logs()));
+  }
+  return absl::OkStatus();
+}
+
+std::string LocalStack::Logs() const {
+  std::string out;
+  for (const Process& p : processes_) {
+    absl::StrAppend(&out, "==== ", p.log_path(), "\n", p.Log());
+  }
+  return out;
+}
+
+}  // namespace longctx::testing

@@ -1,0 +1,69 @@
+// LocalStack: the whole longctx stack on loopback for multi-process tests — a
+// memory_store, worker ranks and a gateway on free ports, serving a tiny model
+// made by tools/make_tiny_model. Every process is reaped when the stack is
+// destroyed.
+#ifndef LONGCTX_TESTS_TESTING_STACK_H_
+#define LONGCTX_TESTS_TESTING_STACK_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "tests/testing/process.h"
+
+namespace longctx::testing {
+
+// Endpoint is a process's gRPC and metrics ports.
+struct Endpoint {
+  int grpc_port = 0;
+  int metrics_port = 0;
+  std::string address() const;  // "127.0.0.1:<grpc_port>"
+};
+
+// NewEndpoint picks two free ports.
+Endpoint NewEndpoint();
+
+// CommonFlags are the address and grace-period flags of a process at `e`.
+std::vector<std::string> CommonFlags(const Endpoint& e);
+
+// MakeTinyModel writes the default tiny model (plus `extra_flags`) to `dir`.
+absl::Status MakeTinyModel(const std::string& dir,
+                           const std::vector<std::string>& extra_flags = {});
+
+struct StackOptions {
+  int num_workers = 1;  // Groups of one rank each.
+  std::vector<std::string> worker_flags;
+  std::vector<std::string> gateway_flags;
+  std::vector<std::string> model_flags;  // For make_tiny_model.
+};
+
+class LocalStack {
+ public:
+  // Start makes the model and starts every process, then waits until each
+  // answers SERVING (and the gateway sees a ready group).
+  absl::Status Start(const StackOptions& options);
+
+  const std::string& dir() const { return dir_; }
+  const std::string& model_dir() const { return model_dir_; }
+  const Endpoint& gateway() const { return gateway_ep_; }
+  const Endpoint& store() const { return store_ep_; }
+  const std::vector<Endpoint>& workers() const { return worker_eps_; }
+  Process& gateway_process() { return processes_.back(); }
+  Process& worker_process(int i) { return processes_[1 + i]; }
+  Process& store_process() { return processes_[0]; }
+
+  // Logs of every process, for failure messages.
+  std::string Logs() const;
+
+ private:
+  std::string dir_;
+  std::string model_dir_;
+  Endpoint store_ep_, gateway_ep_;
+  std::vector<Endpoint> worker_eps_;
+  std::vector<Process> processes_;  // store, workers..., gateway.
+};
+
+}  // namespace longctx::testing
+
+#endif  // LONGCTX_TESTS_TESTING_STACK_H_

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Runs every longctx test: installs what is missing (tools/setup.sh), builds and runs
+# `bazel test //...`, compiles and links the CUDA configuration when nvcc is present,
+# and ends with a one-line summary "N passed, N failed".
+# Usage: tools/test.sh [extra bazel test arguments]
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+tools/setup.sh || exit 1
+
+jobs_flag=(--jobs="$(nproc)")
+log=$(mktemp)
+start=$(date +%s)
+bazel test "${jobs_flag[@]}" --test_summary=short //... "$@" 2>&1 | tee "$log"
+test_rc=${PIPESTATUS[0]}
+
+cuda_rc=0
+if [ -x /usr/local/cuda/bin/nvcc ]; then
+  echo "== CUDA configuration: compile and link (no GPU needed) =="
+  bazel build "${jobs_flag[@]}" --config=cuda //kernels/cuda/... 2>&1 | tail -n 3
+  cuda_rc=${PIPESTATUS[0]}
+  [ "$cuda_rc" -eq 0 ] && echo "CUDA configuration builds" || echo "CUDA configuration FAILED to build"
+else
+  echo "== nvcc not found: CUDA configuration skipped =="
+fi
+
+passed=$(grep -cE "^//[^ ]+ +(\(cached\) )?PASSED" "$log")
+failed=$(grep -cE "^//[^ ]+ +(\(cached\) )?(FAILED|TIMEOUT|NO STATUS|INCOMPLETE)|FAILED TO BUILD" "$log")
+rm -f "$log"
+if [ "$cuda_rc" -ne 0 ]; then failed=$((failed + 1)); fi
+echo "tests took $(( $(date +%s) - start ))s"
+echo "${passed} passed, ${failed} failed"
+if [ "$test_rc" -ne 0 ] || [ "$cuda_rc" -ne 0 ]; then exit 1; fi
+exit 0

@@ -15,9 +15,14 @@
 // over disjoint key ranges merge exactly with MergeAttention (lse_merge.h).
 //
 // The kernel is tiled (online softmax, no [n_q, n_kv] score matrix), skips key
-// tiles that are wholly in a query tile's causal future, and runs on the
-// calling thread's OpenMP team (threads.h). It allocates only per-thread
-// scratch, once per call. Thread-safe: concurrent calls share nothing.
+// tiles that are wholly in a query tile's causal future, reads keys and values
+// from the blocks in place (converting fp16 / bf16 a tile at a time), and runs
+// on the calling thread's OpenMP team (threads.h): work items are (kv head,
+// query tile) pairs, and when there are fewer items than threads (decode,
+// short chunks) each item's keys are split across threads and the parts
+// merged exactly. Memory is allocated once per call (per-thread scratch, and
+// the parts of split items), never per tile. Thread-safe: concurrent calls
+// share nothing.
 #ifndef LONGCTX_KERNELS_ATTENTION_H_
 #define LONGCTX_KERNELS_ATTENTION_H_
 
@@ -42,7 +47,7 @@ struct PagedKv {
   DType dtype = DType::kF16;
   int block_size = 256;  // Tokens per block.
   int num_kv_heads = 0;
-  int head_dim = 0;  // 1..256.
+  int head_dim = 0;        // 1..256.
   int64_t num_tokens = 0;  // n_kv; 0 gives every row o = 0, lse = -inf.
   int64_t start_pos = 0;   // Absolute position of token 0 (kv_pos0).
 };

@@ -33,7 +33,8 @@ inline float F16ToF32(uint16_t h) {
   if (exponent == 0x1f) {  // Infinity or NaN.
     bits = sign | 0x7f800000u | (mantissa << 13);
   } else if (exponent == 0) {  // Zero or subnormal: mantissa * 2^-24, exact.
-    const float magnitude = static_cast<float>(mantissa) * 5.9604644775390625e-8f;
+    const float magnitude =
+        static_cast<float>(mantissa) * 5.9604644775390625e-8f;
     std::memcpy(&bits, &magnitude, sizeof(bits));
     bits |= sign;
   } else {

@@ -141,7 +141,9 @@ TEST(DTypeTest, F32ToBf16RoundsToNearestEven) {
   for (uint32_t b = 0; b < 0x10000; ++b) {
     const float value = Bf16ToF32(static_cast<uint16_t>(b));
     EXPECT_EQ(Bits(value), b << 16);
-    if (!std::isnan(value)) EXPECT_EQ(F32ToBf16(value), b);
+    if (!std::isnan(value)) {
+      EXPECT_EQ(F32ToBf16(value), b);
+    }
   }
 }
 

@@ -15,10 +15,9 @@ namespace longctx::kernels {
 // INVALID_ARGUMENT, with nothing written, if an id is outside
 // [0, vocab_size). Thread-safe; large inputs run on the calling thread's
 // OpenMP team.
-absl::Status EmbeddingLookup(const void* table, DType dtype,
-                             int64_t vocab_size, int64_t dim,
-                             const int32_t* ids, int64_t n, float* out,
-                             int64_t out_stride);
+absl::Status EmbeddingLookup(const void* table, DType dtype, int64_t vocab_size,
+                             int64_t dim, const int32_t* ids, int64_t n,
+                             float* out, int64_t out_stride);
 
 }  // namespace longctx::kernels
 

@@ -40,7 +40,8 @@ absl::StatusOr<ComputePrecision> ParseComputePrecision(absl::string_view text);
 const char* ComputePrecisionName(ComputePrecision precision);
 
 // Bf16GemmSupported reports whether this CPU multiplies bf16 natively
-// (AVX512_BF16 or AMX-BF16, as seen by oneDNN, honoring ONEDNN_MAX_CPU_ISA).
+// (AVX512_BF16 or AMX-BF16, as seen by oneDNN, which honors the environment
+// variable ONEDNN_MAX_CPU_ISA).
 bool Bf16GemmSupported();
 
 // PackedWeight is a weight matrix prepared for Gemm::Run. Immutable after
@@ -49,8 +50,10 @@ class PackedWeight {
  public:
   // Create packs w, row-major [n, k] of type `dtype` (rows contiguous, no
   // padding), for `precision`. Copies the data: w may be freed afterwards.
+  // Needs transient memory of up to twice the packed size. Thread-safe.
   // INVALID_ARGUMENT for a null w or non-positive sizes, UNIMPLEMENTED for
-  // kBf16 when !Bf16GemmSupported(), INTERNAL if oneDNN fails.
+  // kBf16 when !Bf16GemmSupported(), RESOURCE_EXHAUSTED when out of memory,
+  // INTERNAL if oneDNN fails.
   static absl::StatusOr<PackedWeight> Create(const void* w, DType dtype,
                                              int64_t n, int64_t k,
                                              ComputePrecision precision);
@@ -75,7 +78,7 @@ class PackedWeight {
 // GemmOptions configures a Gemm.
 struct GemmOptions {
   // Most oneDNN primitives kept; one exists per distinct (m, weight shape,
-  // strides, precision, bias) seen. Beyond it the oldest is dropped and
+  // precision, bias) seen. Beyond it the oldest is dropped and
   // created again when next needed. Default: 1024.
   size_t max_cached_primitives = 1024;
 };
@@ -95,7 +98,12 @@ class Gemm {
   // j < w.n(), l < w.k(). x is [m, w.k()] with row stride x_stride >= w.k()
   // elements; y is [m, w.n()] with row stride y_stride >= w.n(); bias is
   // [w.n()] or null for none. x and y must not overlap. m == 0 does nothing.
-  // INVALID_ARGUMENT for bad sizes or strides, INTERNAL if oneDNN fails.
+  // Padded rows (x_stride > w.k(), y_stride > w.n()) cost a copy of x or y:
+  // oneDNN's fast kernels need dense operands.
+  // The first call for a shape creates its primitive (JIT code generation);
+  // later calls reuse it, and per-thread scratch that only grows.
+  // INVALID_ARGUMENT for bad sizes or strides, RESOURCE_EXHAUSTED if scratch
+  // memory cannot be had, INTERNAL if oneDNN fails.
   absl::Status Run(const float* x, int64_t m, int64_t x_stride,
                    const PackedWeight& w, const float* bias, float* y,
                    int64_t y_stride);

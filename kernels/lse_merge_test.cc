@@ -17,8 +17,8 @@ struct Partial {
   std::vector<float> o, lse;
 };
 
-Partial RandomPartial(int64_t n_q, int heads, int d, int64_t stride,
-                      uint32_t seed, float lse_spread) {
+Partial RandomPartial(int64_t n_q, int heads, int64_t stride, uint32_t seed,
+                      float lse_spread) {
   std::mt19937 rng(seed);
   std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
   Partial p;
@@ -38,8 +38,8 @@ TEST(LseMergeTest, MatchesDoubleReference) {
   const int heads = 3, d = 37;
   const int64_t stride_a = heads * d + 2, stride_b = heads * d;
   for (float spread : {1.0f, 30.0f, 200.0f}) {
-    Partial a = RandomPartial(n_q, heads, d, stride_a, 1, spread);
-    const Partial b = RandomPartial(n_q, heads, d, stride_b, 2, spread);
+    Partial a = RandomPartial(n_q, heads, stride_a, 1, spread);
+    const Partial b = RandomPartial(n_q, heads, stride_b, 2, spread);
     a.lse[0] = kNegInf;  // a empty: result is b.
     a.lse[4] = kNegInf;
     const Partial a0 = a;
@@ -81,9 +81,9 @@ TEST(LseMergeTest, EmptyPartials) {
 TEST(LseMergeTest, OrderDoesNotMatter) {
   const int64_t n_q = 4;
   const int heads = 2, d = 8, stride = heads * d;
-  const Partial p[3] = {RandomPartial(n_q, heads, d, stride, 5, 5.0f),
-                        RandomPartial(n_q, heads, d, stride, 6, 5.0f),
-                        RandomPartial(n_q, heads, d, stride, 7, 5.0f)};
+  const Partial p[3] = {RandomPartial(n_q, heads, stride, 5, 5.0f),
+                        RandomPartial(n_q, heads, stride, 6, 5.0f),
+                        RandomPartial(n_q, heads, stride, 7, 5.0f)};
   auto merge = [&](int x, int y, int z) {
     Partial r = p[x];
     for (int other : {y, z}) {

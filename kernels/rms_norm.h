@@ -16,8 +16,8 @@
 namespace longctx::kernels {
 
 // RmsNorm normalizes `rows` rows of x (row stride x_stride >= dim) into y
-// (row stride y_stride >= dim). weight is [dim]; eps > 0 (Llama: 1e-5 or
-// 1e-6). y may be x (in place, with y_stride == x_stride).
+// (row stride y_stride >= dim), dim >= 1. weight is [dim]; eps > 0 (Llama: 1e-5
+// or 1e-6). y may be x (in place, with y_stride == x_stride).
 void RmsNorm(const float* x, int64_t x_stride, const float* weight,
              int64_t rows, int64_t dim, float eps, float* y, int64_t y_stride);
 

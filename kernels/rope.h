@@ -30,7 +30,7 @@ struct Llama3RopeScaling {
 
 // RopeParams describes the rotary embedding of a model.
 struct RopeParams {
-  int head_dim = 0;  // Even, > 0.
+  int head_dim = 0;  // Even, 2..1024.
   // config.json "rope_theta". Default: 10000.
   double theta = 10000.0;
   // Whether rope_scaling is Llama 3 style; otherwise there is no scaling.
@@ -49,8 +49,9 @@ absl::Status ComputeRopeInvFreq(const RopeParams& params, float* inv_freq);
 // for n_tokens tokens at absolute positions positions[0..n_tokens).
 // q is [n_tokens, q_heads, head_dim] with token stride q_stride >= q_heads *
 // head_dim; likewise k with k_heads and k_stride. inv_freq has head_dim / 2
-// entries from ComputeRopeInvFreq. Thread-safe; large inputs run on the
-// calling thread's OpenMP team.
+// entries from a successful ComputeRopeInvFreq (so head_dim is even and at
+// most 1024). Thread-safe; large inputs run on the calling thread's OpenMP
+// team.
 void ApplyRope(const float* inv_freq, int head_dim, const int32_t* positions,
                int64_t n_tokens, float* q, int64_t q_stride, int q_heads,
                float* k, int64_t k_stride, int k_heads);

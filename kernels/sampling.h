@@ -2,9 +2,10 @@
 //
 // The pipeline follows Hugging Face's warpers: temperature, then top-k, then
 // top-p (nucleus) over the renormalized top-k set, then one draw. Draws are
-// deterministic: the same logits, params, seed and step give the same token
-// on every machine and thread count, with no global random state. Use the
-// sequence's seed and the index of the generated token as `step`.
+// deterministic: the same logits, params, seed and step give the same token,
+// whatever the thread or the instruction set (the probabilities behind a draw
+// use only the C library's exp), and there is no global random state. Use
+// the sequence's seed and the index of the generated token as `step`.
 //
 // Logits must be finite or -inf (a masked token; NaN counts as -inf).
 // Log-probabilities are of the model's own distribution, log_softmax(logits),
@@ -40,8 +41,8 @@ struct TokenLogprob {
 };
 
 // Sample draws one token from logits (the vocabulary, in id order) and
-// returns it with its log-probability. Thread-safe. Allocates O(vocab)
-// temporary memory when top_k or top_p is in use.
+// returns it with its log-probability. Thread-safe. Unless greedy, allocates
+// O(vocab) temporary memory (O(top_k) with top_k alone).
 // INVALID_ARGUMENT for empty logits, bad params (temperature < 0, top_k < 0,
 // top_p outside (0, 1]), a +inf logit, or no token with a finite logit.
 absl::StatusOr<TokenLogprob> Sample(absl::Span<const float> logits,
@@ -49,8 +50,9 @@ absl::StatusOr<TokenLogprob> Sample(absl::Span<const float> logits,
                                     uint64_t step);
 
 // TopLogprobs fills `top` with the top.size() most likely tokens (highest
-// logit first, lower id first among ties) and their log-probabilities.
-// top.size() must not exceed logits.size(). Thread-safe.
+// logit first, lower id first among ties) and their log-probabilities; if
+// top is longer than the vocabulary only its first logits.size() entries are
+// written. Thread-safe.
 void TopLogprobs(absl::Span<const float> logits, absl::Span<TokenLogprob> top);
 
 // LogSumExp returns log(sum_i exp(logits[i])), or -inf if every logit is

@@ -21,8 +21,7 @@ void SwiGlu(const float* gate, int64_t gate_stride, const float* up,
 // itself (out_stride == 2 * dim), leaving the result in each row's first half.
 inline void SwiGluFused(const float* gate_up, int64_t rows, int64_t dim,
                         float* out, int64_t out_stride) {
-  SwiGlu(gate_up, 2 * dim, gate_up + dim, 2 * dim, rows, dim, out,
-         out_stride);
+  SwiGlu(gate_up, 2 * dim, gate_up + dim, 2 * dim, rows, dim, out, out_stride);
 }
 
 }  // namespace longctx::kernels

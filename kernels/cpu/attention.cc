@@ -510,8 +510,8 @@ LONGCTX_TARGET_AVX512 void TileRange(const Problem& p, const TileShape& t,
     LoadKvTile(kv.k_blocks, kv, h, j0, keys, t.d, w.k);
     LoadKvTile(kv.v_blocks, kv, h, j0, keys, t.d_p, w.v);
     QkTile(w.qt, t.rows_p, w.k, t.d, keys, w.s);
-    SoftmaxTile(w.s, t.rows_p, keys, j0 + keys > all_see, j0, w.qpos, w.m,
-                w.l, w.alpha);
+    SoftmaxTile(w.s, t.rows_p, keys, j0 + keys > all_see, j0, w.qpos, w.m, w.l,
+                w.alpha);
     PvTile(w.s, rows, t.rows_p, w.v, t.d_p, keys, w.alpha, w.o);
   }
 }
@@ -602,8 +602,8 @@ LONGCTX_TARGET_AVX512 void DecodeRange(const Problem& p, const TileShape& t,
     int64_t run;
     const uint8_t* k = KvRows(kv.k_blocks, kv, j0, h, &run);
     const uint8_t* v = KvRows(kv.v_blocks, kv, j0, h, &run);
-    const int keys = static_cast<int>(std::min<int64_t>(
-        std::min<int64_t>(16, run), j_end - j0));
+    const int keys = static_cast<int>(
+        std::min<int64_t>(std::min<int64_t>(16, run), j_end - j0));
     for (int j = 0; j < keys; ++j) {
       __m512 acc[R];
 #pragma GCC unroll 8
@@ -622,8 +622,7 @@ LONGCTX_TARGET_AVX512 void DecodeRange(const Problem& p, const TileShape& t,
     }
     for (int r = 0; r < R; ++r) {
       // Lanes past `keys` and keys after the row's position are hidden.
-      const int64_t visible =
-          std::clamp<int64_t>(w.qpos[r] - j0 + 1, 0, keys);
+      const int64_t visible = std::clamp<int64_t>(w.qpos[r] - j0 + 1, 0, keys);
       const __m512 sv = _mm512_mask_load_ps(
           neg_inf, internal::TailMask(static_cast<int>(visible)), s + r * 16);
       const float m_old = w.m[r];
@@ -652,8 +651,8 @@ LONGCTX_TARGET_AVX512 void DecodeRange(const Problem& p, const TileShape& t,
                                 w.o, d_p);
           break;
         default:
-          DecodePv<R, kBlockVectors, kType>(v, row_bytes, keys, xb, dv, tail,
-                                            s, w.alpha, w.o, d_p);
+          DecodePv<R, kBlockVectors, kType>(v, row_bytes, keys, xb, dv, tail, s,
+                                            w.alpha, w.o, d_p);
           break;
       }
     }
@@ -714,17 +713,18 @@ void FinishItem(const Problem& p, const TileShape& t, int h, int64_t tile,
   for (int r = 0; r < tokens * p.group; ++r) {
     const int tok = r / p.group;
     const int head = h * p.group + r % p.group;
-    FinishRow(o + static_cast<size_t>(r) * t.d_p, m[r], l[r], t.d,
-              p.o + (i0 + tok) * p.o_stride + static_cast<int64_t>(head) * t.d,
-              p.lse != nullptr ? p.lse + (i0 + tok) * p.num_heads + head
-                               : nullptr);
+    FinishRow(
+        o + static_cast<size_t>(r) * t.d_p, m[r], l[r], t.d,
+        p.o + (i0 + tok) * p.o_stride + static_cast<int64_t>(head) * t.d,
+        p.lse != nullptr ? p.lse + (i0 + tok) * p.num_heads + head : nullptr);
   }
 }
 
 void AttentionAvx512(const Problem& p) {
   const bool decode = p.n_q * p.group <= kDecodeRows;
   TileShape t;
-  t.tokens = decode ? static_cast<int>(p.n_q) : std::max(1, kTargetRows / p.group);
+  t.tokens =
+      decode ? static_cast<int>(p.n_q) : std::max(1, kTargetRows / p.group);
   t.rows = t.tokens * p.group;
   t.rows_p = (t.rows + 15) / 16 * 16;
   t.d = p.head_dim;
@@ -792,7 +792,8 @@ void AttentionAvx512(const Problem& p) {
       for (int r = 0; r < t.rows; ++r) {
         float m = kNegInf;
         for (int64_t sp = 0; sp < splits; ++sp) {
-          const float* state = partials.get() + (item * splits + sp) * state_floats;
+          const float* state =
+              partials.get() + (item * splits + sp) * state_floats;
           m = std::max(m, state[t.rows_p * t.d_p + r]);
         }
         float* o = w.o + static_cast<size_t>(r) * t.d_p;

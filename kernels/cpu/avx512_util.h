@@ -7,6 +7,15 @@
 
 #include <immintrin.h>
 
+// GCC 12 flags the deliberately undefined vectors inside its own AVX-512
+// intrinsics (_mm512_reduce_*_ps and others) as uninitialized once they are
+// inlined (GCC bug 105593, fixed in GCC 13). The files that include this
+// header use those intrinsics, so the false positives are silenced here.
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ == 12
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
 #define LONGCTX_TARGET_AVX512 \
   __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,f16c,fma")))
 #define LONGCTX_TARGET_F16C __attribute__((target("avx,f16c")))

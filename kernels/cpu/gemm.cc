@@ -1,5 +1,6 @@
 #include "kernels/gemm.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <deque>
 #include <map>
@@ -45,12 +46,14 @@ class AlignedBuffer {
   AlignedBuffer& operator=(const AlignedBuffer&) = delete;
   ~AlignedBuffer() { std::free(data_); }
 
-  // Ensure returns at least `bytes` bytes; earlier contents are lost.
+  // Ensure returns at least `bytes` bytes (earlier contents are lost), or
+  // null if memory is exhausted.
   void* Ensure(size_t bytes) {
     if (bytes > size_) {
       std::free(data_);
-      size_ = (bytes + 63) / 64 * 64;
-      data_ = std::aligned_alloc(64, size_);
+      const size_t rounded = (bytes + 63) / 64 * 64;
+      data_ = std::aligned_alloc(64, rounded);
+      size_ = data_ != nullptr ? rounded : 0;
     }
     return data_;
   }
@@ -60,10 +63,12 @@ class AlignedBuffer {
   size_t size_ = 0;
 };
 
-// Per-thread scratch: the bf16 copy of X and oneDNN's scratchpad. Kept across
-// calls so that steady-state calls do not allocate.
+// Per-thread scratch: dense copies of X (bf16, or fp32 rows with padding) and
+// of Y (when Y has padding), and oneDNN's scratchpad. Kept across calls so
+// that steady-state calls do not allocate.
 struct ThreadScratch {
   AlignedBuffer src;
+  AlignedBuffer dst;
   AlignedBuffer scratchpad;
 };
 
@@ -82,6 +87,15 @@ void RowsToBf16(const float* x, int64_t m, int64_t k, int64_t x_stride,
                 uint16_t* out) {
   internal::ParallelFor(m, m * k, [&](int64_t i) {
     ConvertF32ToBf16(x + i * x_stride, out + i * k, k);
+  });
+}
+
+// Copies m rows of `cols` floats between row strides.
+void CopyRows(const float* from, int64_t from_stride, int64_t m, int64_t cols,
+              float* to, int64_t to_stride) {
+  internal::ParallelFor(m, m * cols, [&](int64_t i) {
+    std::copy(from + i * from_stride, from + i * from_stride + cols,
+              to + i * to_stride);
   });
 }
 
@@ -215,9 +229,8 @@ absl::StatusOr<PackedWeight> PackedWeight::Create(const void* w, DType dtype,
 // Gemm
 
 struct Gemm::Cache {
-  // (m, n, k, x_stride, y_stride, precision, has_bias).
-  using Key =
-      std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int, bool>;
+  // (m, n, k, precision, has_bias); operands are always dense.
+  using Key = std::tuple<int64_t, int64_t, int64_t, int, bool>;
   struct Entry {
     dnnl::matmul primitive;
     size_t scratchpad_bytes = 0;
@@ -256,13 +269,14 @@ absl::Status Gemm::Run(const float* x, int64_t m, int64_t x_stride,
   if (x == nullptr || y == nullptr) {
     return absl::InvalidArgumentError("Gemm::Run: null x or y");
   }
+  // oneDNN 2.6 runs matmul on its slow reference kernel unless source and
+  // destination rows are dense, so padded operands go through dense copies.
   const bool bf16 = rep.precision == ComputePrecision::kBf16;
-  const int64_t src_stride = bf16 ? k : x_stride;
-  const Cache::Key key(m, n, k, src_stride, y_stride,
-                       static_cast<int>(rep.precision), bias != nullptr);
+  const Cache::Key key(m, n, k, static_cast<int>(rep.precision),
+                       bias != nullptr);
   const memory::data_type type = ComputeType(rep.precision);
-  const memory::desc src_md({m, k}, type, {src_stride, 1});
-  const memory::desc dst_md({m, n}, memory::data_type::f32, {y_stride, 1});
+  const memory::desc src_md({m, k}, type, {k, 1});
+  const memory::desc dst_md({m, n}, memory::data_type::f32, {n, 1});
   const memory::desc bias_md({1, n}, memory::data_type::f32, {n, 1});
 
   try {
@@ -300,16 +314,46 @@ absl::Status Gemm::Run(const float* x, int64_t m, int64_t x_stride,
 
     ThreadScratch& scratch = GetThreadScratch();
     const void* src = x;
+    void* scratchpad = scratch.scratchpad.Ensure(entry->scratchpad_bytes);
     if (bf16) {
       uint16_t* converted = static_cast<uint16_t*>(
           scratch.src.Ensure(static_cast<size_t>(m * k) * sizeof(uint16_t)));
+      if (converted == nullptr) {
+        return absl::ResourceExhaustedError(
+            absl::StrCat("Gemm::Run: no memory for a bf16 copy of x (m=", m,
+                         ", k=", k, ")"));
+      }
       RowsToBf16(x, m, k, x_stride, converted);
       src = converted;
+    } else if (x_stride != k) {
+      float* dense = static_cast<float*>(
+          scratch.src.Ensure(static_cast<size_t>(m * k) * sizeof(float)));
+      if (dense == nullptr) {
+        return absl::ResourceExhaustedError(
+            absl::StrCat("Gemm::Run: no memory for a dense copy of x (m=", m,
+                         ", k=", k, ")"));
+      }
+      CopyRows(x, x_stride, m, k, dense, k);
+      src = dense;
+    }
+    float* dst = y;
+    if (y_stride != n) {
+      dst = static_cast<float*>(
+          scratch.dst.Ensure(static_cast<size_t>(m * n) * sizeof(float)));
+      if (dst == nullptr) {
+        return absl::ResourceExhaustedError(absl::StrCat(
+            "Gemm::Run: no memory for a dense y (m=", m, ", n=", n, ")"));
+      }
+    }
+    if (entry->scratchpad_bytes > 0 && scratchpad == nullptr) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("Gemm::Run: no memory for ", entry->scratchpad_bytes,
+                       " bytes of oneDNN scratchpad"));
     }
     dnnl::engine& engine = CpuEngine();
     memory src_mem(src_md, engine, const_cast<void*>(src));
     memory weights_mem(rep.desc, engine, rep.data.get());
-    memory dst_mem(dst_md, engine, y);
+    memory dst_mem(dst_md, engine, dst);
     std::unordered_map<int, memory> args = {{DNNL_ARG_SRC, src_mem},
                                             {DNNL_ARG_WEIGHTS, weights_mem},
                                             {DNNL_ARG_DST, dst_mem}};
@@ -318,8 +362,7 @@ absl::Status Gemm::Run(const float* x, int64_t m, int64_t x_stride,
           {static_cast<int64_t>(entry->scratchpad_bytes)},
           memory::data_type::u8, memory::format_tag::a);
       args.emplace(DNNL_ARG_SCRATCHPAD,
-                   memory(scratchpad_md, engine,
-                          scratch.scratchpad.Ensure(entry->scratchpad_bytes)));
+                   memory(scratchpad_md, engine, scratchpad));
     }
     if (bias != nullptr) {
       args.emplace(DNNL_ARG_BIAS,
@@ -328,6 +371,7 @@ absl::Status Gemm::Run(const float* x, int64_t m, int64_t x_stride,
     dnnl::stream& stream = ThreadStream();
     entry->primitive.execute(stream, args);
     stream.wait();
+    if (dst != y) CopyRows(dst, n, m, n, y, y_stride);
   } catch (const dnnl::error& e) {
     return DnnlError("Gemm::Run", e);
   }

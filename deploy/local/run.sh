@@ -16,7 +16,7 @@ mkdir -p "$logs" "$home/data"
 
 tools/setup.sh
 echo "building..."
-bazel build -c opt //services/gateway //services/worker //memory_store //tools/make_tiny_model \
+bazel build //services/gateway //services/worker //memory_store //tools/make_tiny_model \
   2>&1 | tail -n 1
 bin="$repo/bazel-bin"
 

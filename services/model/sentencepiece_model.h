@@ -1,11 +1,11 @@
 // SentencePieceModel wraps libsentencepiece's processor behind an interface of
 // standard types only.
 //
-// Why a wrapper: sentencepiece_processor.h declares `namespace absl { using
-// std::string_view; }`, which collides with the system Abseil's own
-// absl::string_view, so no translation unit may include both. Only
-// sentencepiece_model.cc includes libsentencepiece; this header includes no
-// Abseil and no sentencepiece header.
+// Why a wrapper: libsentencepiece runs in libsentencepiece_shim.so, loaded with
+// deep binding (see sentencepiece_library.h), because Debian's build embeds a
+// protobuf that clashes with libprotobuf; and sentencepiece_processor.h
+// declares `namespace absl { using std::string_view; }`, which collides with
+// the system Abseil. This header includes neither.
 #ifndef LONGCTX_SERVICES_MODEL_SENTENCEPIECE_MODEL_H_
 #define LONGCTX_SERVICES_MODEL_SENTENCEPIECE_MODEL_H_
 
@@ -14,10 +14,6 @@
 #include <string_view>
 #include <vector>
 
-namespace sentencepiece {
-class SentencePieceProcessor;
-}  // namespace sentencepiece
-
 namespace longctx {
 
 // SentencePieceModel is a loaded tokenizer.model. Immutable after Load; its
@@ -25,7 +21,8 @@ namespace longctx {
 class SentencePieceModel {
  public:
   // Load reads a serialized SentencePiece model from `path`. Returns null and
-  // sets *error to the library's message on failure.
+  // sets *error to the library's message on failure (also when the shim library
+  // cannot be found).
   static std::unique_ptr<SentencePieceModel> Load(const std::string& path,
                                                   std::string* error);
   ~SentencePieceModel();
@@ -50,9 +47,10 @@ class SentencePieceModel {
   bool IsControl(int id) const;
 
  private:
-  SentencePieceModel();
+  SentencePieceModel() = default;
 
-  std::unique_ptr<sentencepiece::SentencePieceProcessor> processor_;
+  const struct SentencePieceLibrary* library_ = nullptr;
+  void* model_ = nullptr;  // Owned; released through library_.
 };
 
 }  // namespace longctx

@@ -36,11 +36,10 @@ _LIBS = {
     "gtest_main": (["gmock", "gtest", "gtest_main"], [], "libgtest-dev libgmock-dev"),
     "benchmark": (["benchmark"], [], "libbenchmark-dev"),
     "benchmark_main": (["benchmark"], ["-lbenchmark_main"], "libbenchmark-dev"),
-    # Debian's libsentencepiece exports the protobuf-lite it embeds. libprotobuf must
-    # come first in the load order, or protobuf's own start-up code binds to those
-    # copies and crashes: hence "protobuf" before "sentencepiece".
-    "sentencepiece": (["protobuf", "sentencepiece"], [], "libsentencepiece-dev"),
-    "sentencepiece_train": (["protobuf", "sentencepiece"], ["-lsentencepiece_train"], "libsentencepiece-dev"),
+    # Only for //services/model:libsentencepiece_shim.so, loaded with deep binding:
+    # Debian's libsentencepiece exports the protobuf-lite it embeds, which clashes
+    # with libprotobuf in one symbol namespace.
+    "sentencepiece_shim_deps": ([], ["-lsentencepiece", "-lsentencepiece_train"], "libsentencepiece-dev"),
     "gloo": ([], ["-lgloo", "-lpthread"], "libgloo-dev"),
     "dnnl": ([], ["-ldnnl", "-fopenmp"], "libdnnl-dev"),
     "json": ([], [], "nlohmann-json3-dev"),

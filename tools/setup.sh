@@ -22,6 +22,9 @@ PKGS=(
   curl
 )
 
+# npm packages of //tests/deploy:deploy_test's validator (skipped when up to date).
+"$(dirname "$0")/setup_deploy_tests.sh"
+
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -87,8 +87,8 @@ for b in gateway worker memory_store make_tiny_model; do
   if [[ "$mode" == help || ( "$mode" == auto && -x "${binary[$b]}" ) ]]; then
     [[ -x "${binary[$b]}" ]] ||
       fail "${binary[$b]} not found; build it (bazel build //services/gateway //services/worker //memory_store //tools/make_tiny_model) or run under bazel test"
-    # absl's --help lists only the flags of a file named after the program (the
-    # services' main.cc is not), and --helpfull exits 1: what counts is the listing.
+    # --helpfull lists every flag, absl's own too, and exits 1: what counts is the
+    # listing.
     rc=0
     "${binary[$b]}" --helpfull >"$out" 2>&1 || rc=$?
     if ! grep -q "^  Flags from " "$out"; then

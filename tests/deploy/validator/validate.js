@@ -7,8 +7,9 @@
 //     schema below.
 //  2. Invariants: every container has liveness and readiness probes (native gRPC
 //     readiness for the longctx services), CPU and memory limits, and runs as
-//     non-root; no Secret is inlined; Services, ServiceMonitor and PDBs select pods
-//     that exist, through ports that exist.
+//     non-root (init containers, which cannot have probes, get the rest); no Secret
+//     is inlined; Services, ServiceMonitor and PDBs select pods that exist, through
+//     ports that exist.
 //  3. Command lines: each container's final command line is built as the kubelet and
 //     longctx-entrypoint would build it (env from ConfigMaps and the downward API,
 //     $(VAR) expansion, the entrypoint run with LONGCTX_ENTRYPOINT_DRY_RUN=1, for
@@ -42,10 +43,20 @@ const ABSL_BUILTIN_FLAGS = [
   'helppackage', 'helpon', 'helpmatch', 'version', 'only_check_args',
 ];
 
+// unquote turns a C string literal ("a\"b") into its text, close enough for defaults.
+function unquote(literal) {
+  try {
+    return JSON.parse(literal);
+  } catch (e) {
+    return literal.slice(1, -1);
+  }
+}
+
 // A FlagSet maps a flag name to {defaultValue, isBool}.
 function flagsFromHelp(text) {
   const flags = new Map();
-  const re = /^\s+--([A-Za-z0-9_]+) \(/gm;
+  // absl indents each flag by 4 spaces, its wrapped description lines by 6.
+  const re = /^ {4}--([A-Za-z0-9_]+) \(/gm;
   const starts = [];
   let m;
   while ((m = re.exec(text)) !== null) starts.push({name: m[1], at: m.index});
@@ -53,7 +64,7 @@ function flagsFromHelp(text) {
     const body = text.slice(s.at, i + 1 < starts.length ? starts[i + 1].at : text.length);
     const d = /default: ("(?:[^"\\]|\\.)*"|[^;\n]*);/.exec(body.replace(/\n\s*/g, ' '));
     let value = d ? d[1] : undefined;
-    if (value !== undefined && value.startsWith('"')) value = JSON.parse(value);
+    if (value !== undefined && value.startsWith('"')) value = unquote(value);
     flags.set(s.name, {defaultValue: value, isBool: value === 'true' || value === 'false'});
   });
   return flags;
@@ -67,7 +78,7 @@ function flagsFromSource(text) {
   while ((m = re.exec(text)) !== null) {
     const type = m[1].replace(/\s+/g, ' ');
     flags.set(m[2], {
-      defaultValue: m[3] !== undefined ? JSON.parse(m[3]) : undefined,
+      defaultValue: m[3] !== undefined ? unquote(m[3]) : undefined,
       isBool: type === 'bool',
     });
   }
@@ -337,6 +348,7 @@ class Rendering {
     this.objects = objects;
     this.options = options;
     this.failures = [];
+    this.failureKeys = new Set();
     this.notes = new Set();
     this.checks = 0;
     this.configMaps = new Map();
@@ -345,8 +357,13 @@ class Rendering {
     }
   }
 
+  // fail records a failure; the same one in several pods of a workload counts once.
   fail(where, message) {
-    this.failures.push(`${where}: ${message}`);
+    const text = `${where}: ${message}`;
+    const key = text.replace(/ \(pod [^)]*\)/, '');
+    if (this.failureKeys.has(key)) return;
+    this.failureKeys.add(key);
+    this.failures.push(text);
   }
 
   check(condition, where, message) {
@@ -368,7 +385,17 @@ class Rendering {
     return [`${w.metadata.name}-7d9f8c6b5-x2x7q`];
   }
 
+  // run does every check; an object too malformed to check is a failure, not a crash.
   run() {
+    try {
+      this.runChecks();
+    } catch (e) {
+      this.fail(this.name, `checks stopped: ${e.stack || e}`);
+    }
+    return this;
+  }
+
+  runChecks() {
     this.validateSchemas();
     this.checkNoInlineSecrets();
     const commandLines = [];
@@ -389,7 +416,6 @@ class Rendering {
     this.checkServices();
     this.checkServiceMonitors();
     this.checkTopology(commandLines);
-    return this;
   }
 
   validateSchemas() {
@@ -424,7 +450,7 @@ class Rendering {
         this.notes.add(`unknown-field check skipped for ${obj.apiVersion} ${obj.kind}: no type declarations`);
         continue;
       }
-      this.options.fieldIndex.unknownFields(obj, type, where, (m) => this.fail(where, `schema: ${m}`));
+      this.options.fieldIndex.unknownFields(obj, type, '', (m) => this.fail(where, `schema: ${m}`));
     }
   }
 
@@ -662,10 +688,13 @@ class Rendering {
     const workerSts = single(workers, 'worker');
     const storeSts = single(stores, 'memory_store');
     const gatewayDep = single(gateways, 'gateway');
-    if (!workerSts || !gatewayDep) {
-      this.fail(this.name, 'the manifests need a gateway and a worker workload');
-      return;
+    // A workload whose command line could not be built has been reported already.
+    const runs = (binary) => this.workloads().some((w) => w.spec.template.spec.containers.some(
+        (c) => (c.command || []).concat(c.args || []).some((x) => path.basename(x) === binary)));
+    for (const binary of ['gateway', 'worker']) {
+      this.check(runs(binary), this.name, `the manifests need a workload running ${binary}`);
     }
+    if (!workerSts) return;
     const where = describe(workerSts);
     this.check(workerSts.kind === 'StatefulSet', where, 'workers must be a StatefulSet (stable ranks)');
     const replicas = workerSts.spec.replicas === undefined ? 1 : workerSts.spec.replicas;
@@ -692,7 +721,7 @@ class Rendering {
           `gateway --group_size must equal the workers' (${groupSize})`);
       this.checkAddressList(l, 'workers', expectWorkers);
     }
-    if (groupSize > 1) {
+    if (groupSize > 1 && gatewayDep) {
       const gatewayReplicas = gatewayDep.spec.replicas === undefined ? 1 : gatewayDep.spec.replicas;
       this.check(gatewayReplicas === 1, describe(gatewayDep),
           'with groups of more than one rank, run one gateway replica: the ranks of a group must meet in one Rendezvous');
@@ -722,11 +751,6 @@ class Rendering {
 
   checkAddressList(line, flag, expected) {
     const value = flagValue(line.flags, line.flagSet, flag) || '';
-    // Pods of one workload normally share the value: report it once.
-    const key = `${describe(line.workload)} ${flag}=${value}`;
-    this.addressesSeen = this.addressesSeen || new Set();
-    if (this.addressesSeen.has(key)) return;
-    this.addressesSeen.add(key);
     const got = value === '' ? [] : value.split(',');
     const ok = got.length === expected.length && got.every((a, i) => expected[i].re.test(a));
     this.check(ok, line.where, `--${flag}=${value} must list ${expected.length} address(es): ` +

@@ -38,13 +38,11 @@ int main(int argc, char** argv) {
       longctx::InitProcess(kProgram, absl::GetFlag(FLAGS_log_level));
   if (!status.ok()) return longctx::StartupError(kProgram, status);
 
-  auto listen = longctx::ParseHostPort(absl::GetFlag(FLAGS_listen_address),
-                                       "listen_address");
-  if (!listen.ok()) return longctx::StartupError(kProgram, listen.status());
-  auto metrics_address = longctx::ParseHostPort(
-      absl::GetFlag(FLAGS_metrics_address), "metrics_address");
-  if (!metrics_address.ok()) {
-    return longctx::StartupError(kProgram, metrics_address.status());
+  auto addresses =
+      longctx::ParseServerAddresses(absl::GetFlag(FLAGS_listen_address),
+                                    absl::GetFlag(FLAGS_metrics_address));
+  if (!addresses.ok()) {
+    return longctx::StartupError(kProgram, addresses.status());
   }
   if (absl::GetFlag(FLAGS_max_block_bytes) <= 0) {
     return longctx::StartupError(
@@ -60,7 +58,7 @@ int main(int argc, char** argv) {
   auto store = longctx::BlockStore::Open(store_options);
   if (!store.ok()) return longctx::StartupError(kProgram, store.status());
 
-  auto metrics = longctx::MetricsServer::Start(*metrics_address, kProgram);
+  auto metrics = longctx::MetricsServer::Start(addresses->metrics, kProgram);
   if (!metrics.ok()) return longctx::StartupError(kProgram, metrics.status());
 
   longctx::MemoryStoreServiceOptions service_options;
@@ -69,7 +67,7 @@ int main(int argc, char** argv) {
                                           (*metrics)->registry());
 
   longctx::GrpcServerOptions server_options;
-  server_options.listen = *listen;
+  server_options.listen = addresses->listen;
   auto server = longctx::GrpcServer::Start(server_options, {&service});
   if (!server.ok()) return longctx::StartupError(kProgram, server.status());
   return longctx::ServeUntilSignal(

@@ -212,6 +212,16 @@ class GetReactor : public grpc::ServerWriteReactor<GetResponse> {
   GetResponse response_;
 };
 
+// The keys of a Contains or Delete call, at most `limit` of them.
+absl::StatusOr<std::vector<std::string>> KeysOf(
+    const google::protobuf::RepeatedPtrField<std::string>& keys, int limit) {
+  if (keys.size() > limit) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "keys has ", keys.size(), " entries; the limit is ", limit));
+  }
+  return std::vector<std::string>(keys.begin(), keys.end());
+}
+
 prometheus::Counter* NewCounter(prometheus::Registry& registry,
                                 const std::string& name,
                                 const std::string& help) {
@@ -275,15 +285,13 @@ grpc::ServerUnaryReactor* MemoryStoreServiceImpl::Contains(
     const memory_store::v1::ContainsRequest* request,
     memory_store::v1::ContainsResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  if (request->keys_size() > options_.max_keys_per_call) {
-    reactor->Finish(ToGrpcStatus(absl::InvalidArgumentError(
-        absl::StrCat("keys has ", request->keys_size(),
-                     " entries; the limit is ", options_.max_keys_per_call))));
+  absl::StatusOr<std::vector<std::string>> keys =
+      KeysOf(request->keys(), options_.max_keys_per_call);
+  if (!keys.ok()) {
+    reactor->Finish(ToGrpcStatus(keys.status()));
     return reactor;
   }
-  const std::vector<std::string> keys(request->keys().begin(),
-                                      request->keys().end());
-  std::vector<bool> present = store_->Contains(keys);
+  std::vector<bool> present = store_->Contains(*keys);
   for (bool p : present) response->add_present(p);
   reactor->Finish(grpc::Status::OK);
   return reactor;
@@ -294,15 +302,13 @@ grpc::ServerUnaryReactor* MemoryStoreServiceImpl::Delete(
     const memory_store::v1::DeleteRequest* request,
     memory_store::v1::DeleteResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  if (request->keys_size() > options_.max_keys_per_call) {
-    reactor->Finish(ToGrpcStatus(absl::InvalidArgumentError(
-        absl::StrCat("keys has ", request->keys_size(),
-                     " entries; the limit is ", options_.max_keys_per_call))));
+  absl::StatusOr<std::vector<std::string>> keys =
+      KeysOf(request->keys(), options_.max_keys_per_call);
+  if (!keys.ok()) {
+    reactor->Finish(ToGrpcStatus(keys.status()));
     return reactor;
   }
-  const std::vector<std::string> keys(request->keys().begin(),
-                                      request->keys().end());
-  absl::StatusOr<int64_t> deleted = store_->Delete(keys);
+  absl::StatusOr<int64_t> deleted = store_->Delete(*keys);
   if (deleted.ok()) {
     response->set_deleted(*deleted);
     UpdateGauges();

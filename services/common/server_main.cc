@@ -14,6 +14,20 @@
 
 namespace longctx {
 
+absl::StatusOr<ServerAddresses> ParseServerAddresses(
+    absl::string_view listen_address, absl::string_view metrics_address) {
+  ServerAddresses addresses;
+  absl::StatusOr<HostPort> listen =
+      ParseHostPort(listen_address, "listen_address");
+  if (!listen.ok()) return listen.status();
+  addresses.listen = *listen;
+  absl::StatusOr<HostPort> metrics =
+      ParseHostPort(metrics_address, "metrics_address");
+  if (!metrics.ok()) return metrics.status();
+  addresses.metrics = *metrics;
+  return addresses;
+}
+
 int StartupError(absl::string_view program, const absl::Status& status) {
   std::fprintf(stderr, "%.*s: error: %.*s\n", static_cast<int>(program.size()),
                program.data(), static_cast<int>(status.message().size()),

@@ -7,12 +7,24 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "services/common/grpc_server.h"
 #include "services/common/metrics_server.h"
+#include "services/common/net_address.h"
 
 namespace longctx {
+
+// ServerAddresses are the --listen_address and --metrics_address of a process.
+struct ServerAddresses {
+  HostPort listen;
+  HostPort metrics;
+};
+
+// ParseServerAddresses parses both flags' values; errors name the flag.
+absl::StatusOr<ServerAddresses> ParseServerAddresses(
+    absl::string_view listen_address, absl::string_view metrics_address);
 
 // StartupError prints "<program>: error: <message>" as one line on stderr and
 // returns the exit code for a configuration error (2).

@@ -55,13 +55,11 @@ int main(int argc, char** argv) {
       longctx::InitProcess(kProgram, absl::GetFlag(FLAGS_log_level));
   if (!status.ok()) return longctx::StartupError(kProgram, status);
 
-  auto listen = longctx::ParseHostPort(absl::GetFlag(FLAGS_listen_address),
-                                       "listen_address");
-  if (!listen.ok()) return longctx::StartupError(kProgram, listen.status());
-  auto metrics_address = longctx::ParseHostPort(
-      absl::GetFlag(FLAGS_metrics_address), "metrics_address");
-  if (!metrics_address.ok()) {
-    return longctx::StartupError(kProgram, metrics_address.status());
+  auto addresses =
+      longctx::ParseServerAddresses(absl::GetFlag(FLAGS_listen_address),
+                                    absl::GetFlag(FLAGS_metrics_address));
+  if (!addresses.ok()) {
+    return longctx::StartupError(kProgram, addresses.status());
   }
   auto workers =
       longctx::ParseHostPortList(absl::GetFlag(FLAGS_workers), "workers");
@@ -94,7 +92,7 @@ int main(int argc, char** argv) {
   auto pool = longctx::WorkerPool::Create(pool_options);
   if (!pool.ok()) return longctx::StartupError(kProgram, pool.status());
 
-  auto metrics = longctx::MetricsServer::Start(*metrics_address, kProgram);
+  auto metrics = longctx::MetricsServer::Start(addresses->metrics, kProgram);
   if (!metrics.ok()) return longctx::StartupError(kProgram, metrics.status());
 
   longctx::GatewayServiceImpl service(model->get(), pool->get(), limits,
@@ -102,7 +100,7 @@ int main(int argc, char** argv) {
   // Worker groups form through the gateway (Gloo addresses, NCCL ids).
   longctx::RendezvousServiceImpl rendezvous;
   longctx::GrpcServerOptions server_options;
-  server_options.listen = *listen;
+  server_options.listen = addresses->listen;
   auto server =
       longctx::GrpcServer::Start(server_options, {&service, &rendezvous});
   if (!server.ok()) return longctx::StartupError(kProgram, server.status());

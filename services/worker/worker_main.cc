@@ -66,13 +66,11 @@ int main(int argc, char** argv) {
       longctx::InitProcess(kProgram, absl::GetFlag(FLAGS_log_level));
   if (!status.ok()) return longctx::StartupError(kProgram, status);
 
-  auto listen = longctx::ParseHostPort(absl::GetFlag(FLAGS_listen_address),
-                                       "listen_address");
-  if (!listen.ok()) return longctx::StartupError(kProgram, listen.status());
-  auto metrics_address = longctx::ParseHostPort(
-      absl::GetFlag(FLAGS_metrics_address), "metrics_address");
-  if (!metrics_address.ok()) {
-    return longctx::StartupError(kProgram, metrics_address.status());
+  auto addresses =
+      longctx::ParseServerAddresses(absl::GetFlag(FLAGS_listen_address),
+                                    absl::GetFlag(FLAGS_metrics_address));
+  if (!addresses.ok()) {
+    return longctx::StartupError(kProgram, addresses.status());
   }
   auto stores = longctx::ParseHostPortList(absl::GetFlag(FLAGS_memory_store),
                                            "memory_store");
@@ -120,9 +118,9 @@ int main(int argc, char** argv) {
     return longctx::StartupError(kProgram, precision.status());
 
   // The ports are checked before the model loads, which can take a while.
-  status = longctx::CheckPortFree(*listen, "--listen_address");
+  status = longctx::CheckPortFree(addresses->listen, "--listen_address");
   if (!status.ok()) return longctx::StartupError(kProgram, status);
-  auto metrics = longctx::MetricsServer::Start(*metrics_address, kProgram);
+  auto metrics = longctx::MetricsServer::Start(addresses->metrics, kProgram);
   if (!metrics.ok()) return longctx::StartupError(kProgram, metrics.status());
 
   auto source = longctx::OpenModelSource(absl::GetFlag(FLAGS_model));
@@ -149,7 +147,7 @@ int main(int argc, char** argv) {
   longctx::WorkerServiceImpl service(identity, source->fingerprint_hex, &engine,
                                      pool->get());
   longctx::GrpcServerOptions server_options;
-  server_options.listen = *listen;
+  server_options.listen = addresses->listen;
   auto server = longctx::GrpcServer::Start(server_options, {&service});
   if (!server.ok()) return longctx::StartupError(kProgram, server.status());
   service.SetReady(true);

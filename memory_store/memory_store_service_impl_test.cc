@@ -37,9 +37,9 @@ class MemoryStoreServiceTest : public ::testing::Test {
     GrpcServerOptions server_options;
     server_options.listen = {"127.0.0.1", 0};
     server_ = *GrpcServer::Start(server_options, {service_.get()});
-    stub_ = MemoryStore::NewStub(grpc::CreateChannel(
-        "127.0.0.1:" + std::to_string(server_->port()),
-        grpc::InsecureChannelCredentials()));
+    stub_ = MemoryStore::NewStub(
+        grpc::CreateChannel("127.0.0.1:" + std::to_string(server_->port()),
+                            grpc::InsecureChannelCredentials()));
   }
 
   // Sends `messages` as one Put stream.
@@ -158,7 +158,8 @@ TEST_F(MemoryStoreServiceTest, MalformedStreamsStoreNothingAndSayWhy) {
   cases.push_back({{}, grpc::StatusCode::INVALID_ARGUMENT, "without a header"});
   // Short key.
   auto short_key = Block("short", {"x"}, 10);
-  cases.push_back({short_key, grpc::StatusCode::INVALID_ARGUMENT, "header.key"});
+  cases.push_back(
+      {short_key, grpc::StatusCode::INVALID_ARGUMENT, "header.key"});
   // Parts out of order.
   auto disorder = Block(Key(3), {"a", "b", "c"}, 10);
   std::swap(disorder[1], disorder[3]);
@@ -166,10 +167,12 @@ TEST_F(MemoryStoreServiceTest, MalformedStreamsStoreNothingAndSayWhy) {
   // Stream ends before every part arrived.
   auto truncated = Block(Key(3), {"a", "b", "c"}, 10);
   truncated.pop_back();
-  cases.push_back({truncated, grpc::StatusCode::INVALID_ARGUMENT, "2 of 3 parts"});
+  cases.push_back(
+      {truncated, grpc::StatusCode::INVALID_ARGUMENT, "2 of 3 parts"});
   // Over --max_block_bytes.
   auto huge = Block(Key(3), {std::string(17 << 20, 'h')}, 1 << 20);
-  cases.push_back({huge, grpc::StatusCode::RESOURCE_EXHAUSTED, "--max_block_bytes"});
+  cases.push_back(
+      {huge, grpc::StatusCode::RESOURCE_EXHAUSTED, "--max_block_bytes"});
   for (const Case& c : cases) {
     grpc::Status status = Put(c.messages);
     EXPECT_EQ(status.error_code(), c.code) << status.error_message();

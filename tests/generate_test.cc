@@ -243,5 +243,33 @@ TEST_F(GenerateTest, StreamsAContinuationOfATwentyThousandTokenText) {
   EXPECT_EQ(r.tokens.size(), 16u);
 }
 
+// The value of an unlabelled sample `name` on a /metrics page, or -1.
+double Sample(const std::string& page, const std::string& name) {
+  size_t at = page.find("\n" + name + " ");
+  if (at == std::string::npos) return -1;
+  return std::stod(page.substr(at + name.size() + 2));
+}
+
+TEST_F(GenerateTest, MetricsCountTheTrafficAndStayValid) {
+  Result r = Generate(TextRequest("count me", 5));
+  ASSERT_TRUE(r.status.ok());
+  auto gateway = testing::HttpGet(stack_->gateway().metrics_port, "/metrics");
+  auto worker = testing::HttpGet(stack_->workers()[0].metrics_port, "/metrics");
+  ASSERT_TRUE(gateway.ok() && worker.ok());
+  EXPECT_GE(Sample(*gateway, "longctx_generated_tokens_total"), 5);
+  EXPECT_GE(Sample(*gateway, "longctx_time_to_first_token_seconds_count"), 1);
+  EXPECT_THAT(*gateway, HasSubstr("longctx_requests_total{code=\"OK\"}"));
+  EXPECT_GE(Sample(*worker, "longctx_decode_tokens_total"), 1);
+  EXPECT_GE(Sample(*worker, "longctx_prefill_tokens_total"), 8);
+  EXPECT_GT(Sample(*worker, "longctx_kv_blocks_capacity"), 0);
+  for (const std::string* page : {&*gateway, &*worker}) {
+    std::string output;
+    auto rc =
+        testing::RunCommand({"promtool", "check", "metrics"}, *page, &output);
+    ASSERT_TRUE(rc.ok());
+    EXPECT_EQ(*rc, 0) << output;
+  }
+}
+
 }  // namespace
 }  // namespace longctx

@@ -130,9 +130,9 @@ TEST_F(StackTest, EveryServiceIsHealthyReflectsAndExportsValidMetrics) {
   ExpectHealthyProcess(store_ep, "longctx.memory_store.v1.MemoryStore",
                        "longctx_store_blocks");
   ExpectHealthyProcess(worker_ep, "longctx.worker.v1.Worker",
-                       "longctx_build_info");
+                       "longctx_kv_blocks_capacity");
   ExpectHealthyProcess(gateway_ep, "longctx.v1.LongContext",
-                       "longctx_build_info");
+                       "longctx_time_to_first_token_seconds");
 
   // The public API answers through the gateway.
   auto stub = v1::LongContext::NewStub(grpc::CreateChannel(

@@ -19,6 +19,7 @@ struct Engine::Sequence {
   double prefill_seconds = 0;
   double decode_seconds = 0;
   bool cancelled = false;
+  absl::Time submitted = absl::Now();
 
   int prompt_size() const { return static_cast<int>(params.prompt.size()); }
   bool prefilling() const { return computed < prompt_size(); }
@@ -218,6 +219,18 @@ bool Engine::Step() {
   const absl::Time start = absl::Now();
   absl::Status status = model_->Forward(spans, *pool_, logits_.data());
   const double seconds = absl::ToDoubleSeconds(absl::Now() - start);
+  if (options_.metrics != nullptr) {
+    double prefilled = 0, decoded = 0;
+    for (size_t i = 0; i < spans.size(); ++i) {
+      (is_prefill[i] ? prefilled : decoded) +=
+          static_cast<double>(spans[i].tokens.size());
+    }
+    options_.metrics->prefill_tokens.Increment(prefilled);
+    options_.metrics->decode_tokens.Increment(decoded);
+    (prefilled > 0 ? options_.metrics->prefill_step
+                   : options_.metrics->decode_step)
+        .Observe(seconds);
+  }
   if (!status.ok()) {
     for (Sequence* seq : owners) {
       Finish(*seq, v1::FINISH_REASON_UNSPECIFIED,
@@ -263,6 +276,12 @@ bool Engine::Step() {
                  running_.end());
   absl::MutexLock lock(&mu_);
   running_count_ = static_cast<int>(running_.size());
+  if (options_.metrics != nullptr) {
+    options_.metrics->running.Set(running_count_);
+    options_.metrics->waiting.Set(static_cast<double>(waiting_.size()));
+    options_.metrics->kv_blocks_used.Set(pool_->used_blocks());
+    options_.metrics->kv_blocks_capacity.Set(pool_->capacity());
+  }
   return true;
 }
 

@@ -19,6 +19,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "proto/longctx.pb.h"
+#include "services/worker/engine_metrics.h"
 #include "services/worker/forward_model.h"
 #include "services/worker/kv_block_pool.h"
 
@@ -34,6 +35,8 @@ struct EngineOptions {
   // Most prompt tokens prefilled per step (--prefill_chunk_tokens). Default:
   // 512.
   int prefill_chunk_tokens = 512;
+  // Where to report metrics; null reports none. Not owned.
+  EngineMetrics* metrics = nullptr;
 };
 
 // GenerateParams is one validated request.

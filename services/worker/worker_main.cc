@@ -143,6 +143,9 @@ int main(int argc, char** argv) {
                source->shape.num_layers, source->shape.hidden_size,
                (*pool)->capacity(), block_size, absl::GetFlag(FLAGS_kv_dtype));
 
+  longctx::EngineMetrics engine_metrics((*metrics)->registry());
+  engine_metrics.kv_blocks_capacity.Set((*pool)->capacity());
+  engine_options.metrics = &engine_metrics;
   longctx::Engine engine(model->get(), pool->get(), engine_options);
   longctx::WorkerServiceImpl service(identity, source->fingerprint_hex, &engine,
                                      pool->get());

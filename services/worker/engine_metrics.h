@@ -1,0 +1,30 @@
+// EngineMetrics: what a worker's engine reports to Prometheus.
+#ifndef LONGCTX_SERVICES_WORKER_ENGINE_METRICS_H_
+#define LONGCTX_SERVICES_WORKER_ENGINE_METRICS_H_
+
+#include "prometheus/counter.h"
+#include "prometheus/gauge.h"
+#include "prometheus/histogram.h"
+#include "prometheus/registry.h"
+
+namespace longctx {
+
+// EngineMetrics registers the engine's metric families in `registry`, which
+// must outlive it. The metric objects are thread-safe.
+struct EngineMetrics {
+  explicit EngineMetrics(prometheus::Registry& registry);
+
+  prometheus::Gauge& running;             // Sequences in the running batch.
+  prometheus::Gauge& waiting;             // Requests queued.
+  prometheus::Gauge& kv_blocks_used;      // KV blocks allocated.
+  prometheus::Gauge& kv_blocks_capacity;  // KV blocks in the pool.
+  prometheus::Counter& prefill_tokens;    // Prompt tokens computed.
+  prometheus::Counter& decode_tokens;     // Tokens generated.
+  prometheus::Histogram& prefill_step;  // Seconds of steps with prompt tokens.
+  prometheus::Histogram& decode_step;   // Seconds of decode-only steps.
+  prometheus::Histogram& queue_time;    // Seconds from submit to admission.
+};
+
+}  // namespace longctx
+
+#endif  // LONGCTX_SERVICES_WORKER_ENGINE_METRICS_H_

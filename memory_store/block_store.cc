@@ -1,9 +1,10 @@
 #include "memory_store/block_store.h"
 
+#include <algorithm>
 #include <cstring>
+#include <optional>
 #include <utility>
 
-#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "rocksdb/options.h"
 #include "rocksdb/write_batch.h"
@@ -11,28 +12,34 @@
 namespace longctx {
 namespace {
 
-// Layout: column family "meta" maps key -> Meta (fixed 12 bytes: num_parts u32,
-// total bytes u64, little-endian); column family "parts" maps key ‖ be32(part)
-// -> bytes. Big-endian part numbers keep a block's parts adjacent and in order.
+// Layout: column family "meta" maps key -> Meta (20 bytes, little-endian:
+// num_parts u32, total bytes u64, last use u64; 12-byte records of the first
+// format have no last use); column family "parts" maps key ‖ be32(part) ->
+// bytes. Big-endian part numbers keep a block's parts adjacent and in order.
+// The last-use numbers persist the eviction order across restarts.
 constexpr char kMetaFamily[] = "meta";
 constexpr char kPartsFamily[] = "parts";
 
 struct Meta {
   uint32_t num_parts = 0;
   uint64_t bytes = 0;
+  uint64_t last_use = 0;
 };
 
 std::string EncodeMeta(const Meta& meta) {
-  std::string out(12, '\0');
+  std::string out(20, '\0');
   std::memcpy(&out[0], &meta.num_parts, 4);
   std::memcpy(&out[4], &meta.bytes, 8);
+  std::memcpy(&out[12], &meta.last_use, 8);
   return out;
 }
 
 bool DecodeMeta(absl::string_view in, Meta* meta) {
-  if (in.size() != 12) return false;
+  if (in.size() != 12 && in.size() != 20) return false;
   std::memcpy(&meta->num_parts, in.data(), 4);
   std::memcpy(&meta->bytes, in.data() + 4, 8);
+  meta->last_use = 0;
+  if (in.size() == 20) std::memcpy(&meta->last_use, in.data() + 12, 8);
   return true;
 }
 
@@ -101,7 +108,7 @@ absl::StatusOr<std::unique_ptr<BlockStore>> BlockStore::Open(
   store->db_->DestroyColumnFamilyHandle(handles[0]);
   store->meta_cf_ = handles[1];
   store->parts_cf_ = handles[2];
-  absl::Status loaded = store->LoadStats();
+  absl::Status loaded = store->LoadIndex();
   if (!loaded.ok()) return loaded;
   return store;
 }
@@ -113,10 +120,13 @@ BlockStore::~BlockStore() {
   db_->Close();
 }
 
-absl::Status BlockStore::LoadStats() {
-  BlockStoreStats stats;
+absl::Status BlockStore::LoadIndex() {
+  absl::MutexLock lock(&mu_);
   std::unique_ptr<rocksdb::Iterator> it(
       db_->NewIterator(rocksdb::ReadOptions(), meta_cf_));
+  // Blocks with equal persisted last use (e.g. of the first format) keep the
+  // order of their keys: deterministic, if arbitrary.
+  std::vector<std::pair<uint64_t, std::string>> order;
   for (it->SeekToFirst(); it->Valid(); it->Next()) {
     Meta meta;
     if (!DecodeMeta(absl::string_view(it->value().data(), it->value().size()),
@@ -124,14 +134,29 @@ absl::Status BlockStore::LoadStats() {
       return absl::DataLossError(
           absl::StrCat("malformed block metadata in ", options_.path));
     }
-    ++stats.blocks;
-    stats.bytes += static_cast<int64_t>(meta.bytes);
+    std::string key(it->key().data(), it->key().size());
+    index_[key] = Entry{meta.num_parts, meta.bytes, 0};
+    order.emplace_back(meta.last_use, std::move(key));
+    ++stats_.blocks;
+    stats_.bytes += static_cast<int64_t>(meta.bytes);
   }
   absl::Status status = FromRocks(it->status(), "scanning block metadata");
   if (!status.ok()) return status;
-  absl::MutexLock lock(&mu_);
-  stats_ = stats;
+  std::sort(order.begin(), order.end());
+  for (auto& [last_use, key] : order) {
+    index_[key].last_use = ++clock_;
+    lru_[clock_] = std::move(key);
+  }
   return absl::OkStatus();
+}
+
+void BlockStore::TouchLocked(const std::string& key, Entry& entry) {
+  lru_.erase(entry.last_use);
+  entry.last_use = ++clock_;
+  lru_[entry.last_use] = key;
+  // Persist the new position; losing it (a crash) only ages the block.
+  Meta meta{entry.num_parts, entry.bytes, entry.last_use};
+  db_->Put(rocksdb::WriteOptions(), meta_cf_, key, EncodeMeta(meta));
 }
 
 absl::Status BlockStore::Put(absl::string_view key,
@@ -142,52 +167,83 @@ absl::Status BlockStore::Put(absl::string_view key,
     return absl::InvalidArgumentError(absl::StrCat(
         "block has ", parts.size(), " parts; expected 1 to ", kMaxParts));
   }
-  Meta meta;
-  meta.num_parts = static_cast<uint32_t>(parts.size());
+  const std::string name(key);
+  Entry entry;
+  entry.num_parts = static_cast<uint32_t>(parts.size());
   rocksdb::WriteBatch batch;
   for (size_t i = 0; i < parts.size(); ++i) {
     batch.Put(parts_cf_, PartKey(key, static_cast<uint32_t>(i)), parts[i]);
-    meta.bytes += parts[i].size();
+    entry.bytes += parts[i].size();
+  }
+  if (options_.max_bytes > 0 && entry.bytes > options_.max_bytes) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "block of ", entry.bytes, " bytes exceeds the store's budget of ",
+        options_.max_bytes, " bytes (--max_bytes)"));
   }
   absl::MutexLock lock(&mu_);
-  // A replaced block with more parts than the new one leaves no stale parts
-  // behind.
-  Meta old;
-  std::string old_value;
-  bool existed = db_->Get(rocksdb::ReadOptions(), meta_cf_,
-                          rocksdb::Slice(key.data(), key.size()), &old_value)
-                     .ok() &&
-                 DecodeMeta(old_value, &old);
-  for (uint32_t i = meta.num_parts; existed && i < old.num_parts; ++i) {
-    batch.Delete(parts_cf_, PartKey(key, i));
+  // A replaced block with more parts than the new one leaves no stale parts.
+  std::optional<Entry> old;
+  if (auto it = index_.find(name); it != index_.end()) old = it->second;
+  uint64_t kept = static_cast<uint64_t>(stats_.bytes);
+  if (old.has_value()) {
+    for (uint32_t i = entry.num_parts; i < old->num_parts; ++i) {
+      batch.Delete(parts_cf_, PartKey(key, i));
+    }
+    kept -= old->bytes;
   }
-  batch.Put(meta_cf_, rocksdb::Slice(key.data(), key.size()), EncodeMeta(meta));
+  // Evict least recently used blocks, in the same atomic write, until it fits.
+  std::vector<std::string> evicted;
+  uint64_t evicted_bytes = 0;
+  if (options_.max_bytes > 0) {
+    for (auto it = lru_.begin();
+         it != lru_.end() &&
+         kept - evicted_bytes + entry.bytes > options_.max_bytes;
+         ++it) {
+      if (it->second == name) continue;
+      const Entry& victim = index_.at(it->second);
+      for (uint32_t i = 0; i < victim.num_parts; ++i) {
+        batch.Delete(parts_cf_, PartKey(it->second, i));
+      }
+      batch.Delete(meta_cf_, it->second);
+      evicted.push_back(it->second);
+      evicted_bytes += victim.bytes;
+    }
+  }
+  entry.last_use = ++clock_;
+  batch.Put(meta_cf_, rocksdb::Slice(key.data(), key.size()),
+            EncodeMeta(Meta{entry.num_parts, entry.bytes, entry.last_use}));
   rocksdb::WriteOptions write_options;
   write_options.sync = options_.sync_writes;
   status = FromRocks(db_->Write(write_options, &batch), "writing a block");
   if (!status.ok()) return status;
-  if (existed) {
+  for (const std::string& victim : evicted) {
+    auto it = index_.find(victim);
+    lru_.erase(it->second.last_use);
+    stats_.bytes -= static_cast<int64_t>(it->second.bytes);
     --stats_.blocks;
-    stats_.bytes -= static_cast<int64_t>(old.bytes);
+    ++stats_.evictions;
+    index_.erase(it);
   }
+  if (old.has_value()) {
+    lru_.erase(old->last_use);
+    stats_.bytes -= static_cast<int64_t>(old->bytes);
+    --stats_.blocks;
+  }
+  index_[name] = entry;
+  lru_[entry.last_use] = name;
   ++stats_.blocks;
-  stats_.bytes += static_cast<int64_t>(meta.bytes);
+  stats_.bytes += static_cast<int64_t>(entry.bytes);
   return absl::OkStatus();
 }
 
 absl::StatusOr<int> BlockStore::NumParts(absl::string_view key) {
   absl::Status status = CheckKey(key);
   if (!status.ok()) return status;
-  std::string value;
-  status = FromRocks(db_->Get(rocksdb::ReadOptions(), meta_cf_,
-                              rocksdb::Slice(key.data(), key.size()), &value),
-                     "block not found");
-  if (!status.ok()) return status;
-  Meta meta;
-  if (!DecodeMeta(value, &meta)) {
-    return absl::DataLossError("malformed block metadata");
-  }
-  return static_cast<int>(meta.num_parts);
+  absl::MutexLock lock(&mu_);
+  auto it = index_.find(std::string(key));
+  if (it == index_.end()) return absl::NotFoundError("block not found");
+  TouchLocked(it->first, it->second);
+  return static_cast<int>(it->second.num_parts);
 }
 
 absl::Status BlockStore::GetPart(absl::string_view key, int part,
@@ -204,54 +260,42 @@ absl::Status BlockStore::GetPart(absl::string_view key, int part,
 }
 
 std::vector<bool> BlockStore::Contains(absl::Span<const std::string> keys) {
-  std::vector<rocksdb::Slice> slices;
-  std::vector<bool> present(keys.size(), false);
-  std::vector<size_t> asked;
-  for (size_t i = 0; i < keys.size(); ++i) {
-    if (keys[i].size() != kKeySize) continue;
-    slices.emplace_back(keys[i]);
-    asked.push_back(i);
-  }
-  std::vector<rocksdb::PinnableSlice> values(slices.size());
-  std::vector<rocksdb::Status> statuses(slices.size());
-  if (!slices.empty()) {
-    db_->MultiGet(rocksdb::ReadOptions(), meta_cf_, slices.size(),
-                  slices.data(), values.data(), statuses.data());
-  }
-  for (size_t j = 0; j < asked.size(); ++j)
-    present[asked[j]] = statuses[j].ok();
+  absl::MutexLock lock(&mu_);
+  std::vector<bool> present(keys.size());
+  for (size_t i = 0; i < keys.size(); ++i)
+    present[i] = index_.contains(keys[i]);
   return present;
 }
 
 absl::StatusOr<int64_t> BlockStore::Delete(absl::Span<const std::string> keys) {
   absl::MutexLock lock(&mu_);
   rocksdb::WriteBatch batch;
-  int64_t deleted = 0;
-  int64_t bytes = 0;
-  absl::flat_hash_set<std::string> seen;
+  std::vector<std::string> deleted;
   for (const std::string& key : keys) {
-    if (key.size() != kKeySize || !seen.insert(key).second) continue;
-    std::string value;
-    Meta meta;
-    if (!db_->Get(rocksdb::ReadOptions(), meta_cf_, key, &value).ok() ||
-        !DecodeMeta(value, &meta)) {
+    auto it = index_.find(key);
+    if (it == index_.end() ||
+        std::find(deleted.begin(), deleted.end(), key) != deleted.end()) {
       continue;
     }
-    for (uint32_t i = 0; i < meta.num_parts; ++i) {
+    for (uint32_t i = 0; i < it->second.num_parts; ++i) {
       batch.Delete(parts_cf_, PartKey(key, i));
     }
     batch.Delete(meta_cf_, key);
-    ++deleted;
-    bytes += static_cast<int64_t>(meta.bytes);
+    deleted.push_back(key);
   }
   rocksdb::WriteOptions write_options;
   write_options.sync = options_.sync_writes;
   absl::Status status =
       FromRocks(db_->Write(write_options, &batch), "deleting blocks");
   if (!status.ok()) return status;
-  stats_.blocks -= deleted;
-  stats_.bytes -= bytes;
-  return deleted;
+  for (const std::string& key : deleted) {
+    auto it = index_.find(key);
+    lru_.erase(it->second.last_use);
+    stats_.bytes -= static_cast<int64_t>(it->second.bytes);
+    --stats_.blocks;
+    index_.erase(it);
+  }
+  return static_cast<int64_t>(deleted.size());
 }
 
 BlockStoreStats BlockStore::Stats() const {

@@ -9,10 +9,12 @@
 #define LONGCTX_MEMORY_STORE_BLOCK_STORE_H_
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -33,12 +35,17 @@ struct BlockStoreOptions {
   // fsync the write-ahead log on every Put (survives power loss, not only a
   // killed process). Default: false.
   bool sync_writes = false;
+  // Most bytes of block values kept; Put evicts the least recently used blocks
+  // (written or read longest ago) to stay under it. 0 means no limit. Default:
+  // 0.
+  uint64_t max_bytes = 0;
 };
 
 // BlockStoreStats are the store's counters.
 struct BlockStoreStats {
-  int64_t blocks = 0;  // Blocks stored.
-  int64_t bytes = 0;   // Sum of the sizes of their parts.
+  int64_t blocks = 0;     // Blocks stored.
+  int64_t bytes = 0;      // Sum of the sizes of their parts.
+  int64_t evictions = 0;  // Blocks evicted for the byte budget since Open.
 };
 
 // BlockStore is thread-safe.
@@ -57,12 +64,15 @@ class BlockStore {
   ~BlockStore();
 
   // Put stores a block atomically (all parts or none), replacing any block with
-  // the same key. INVALID_ARGUMENT for a key that is not 16 bytes or a part
-  // count outside [1, kMaxParts].
+  // the same key, and evicts least recently used blocks in the same atomic
+  // write when the budget requires. INVALID_ARGUMENT for a key that is not 16
+  // bytes or a part count outside [1, kMaxParts]; RESOURCE_EXHAUSTED for a
+  // block larger than the whole budget.
   absl::Status Put(absl::string_view key,
                    const std::vector<std::string>& parts);
 
-  // NumParts returns the block's part count, or NOT_FOUND.
+  // NumParts returns the block's part count, or NOT_FOUND. It counts as a use
+  // of the block for eviction (a Get starts with it).
   absl::StatusOr<int> NumParts(absl::string_view key);
 
   // GetPart reads one part of a block into *value. NOT_FOUND if the block or
@@ -75,12 +85,24 @@ class BlockStore {
   // Delete removes the blocks of `keys` and returns how many existed.
   absl::StatusOr<int64_t> Delete(absl::Span<const std::string> keys);
 
+  const BlockStoreOptions& options() const { return options_; }
+
   // Stats returns the current counters.
   BlockStoreStats Stats() const;
 
  private:
+  // Entry is what the store keeps in memory about a stored block.
+  struct Entry {
+    uint32_t num_parts = 0;
+    uint64_t bytes = 0;
+    uint64_t last_use = 0;  // Position in lru_.
+  };
+
   explicit BlockStore(const BlockStoreOptions& options);
-  absl::Status LoadStats();
+  absl::Status LoadIndex();
+  // Moves `key` to the most recently used end; persists the order in its meta.
+  void TouchLocked(const std::string& key, Entry& entry)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const BlockStoreOptions options_;
   std::unique_ptr<rocksdb::DB> db_;
@@ -88,9 +110,12 @@ class BlockStore {
       nullptr;  // Owned by db_ until closed.
   rocksdb::ColumnFamilyHandle* meta_cf_ = nullptr;
 
-  // Serializes writers so that the counters match the database.
+  // Serializes writers so that the index and counters match the database.
   mutable absl::Mutex mu_;
   BlockStoreStats stats_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, Entry> index_ ABSL_GUARDED_BY(mu_);
+  std::map<uint64_t, std::string> lru_ ABSL_GUARDED_BY(mu_);  // last_use -> key
+  uint64_t clock_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace longctx

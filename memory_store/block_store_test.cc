@@ -118,6 +118,72 @@ TEST(BlockStoreTest, BlocksAndCountersSurviveReopening) {
   EXPECT_EQ(value, parts[4]);
 }
 
+BlockStoreOptions Budget(const std::string& dir, uint64_t max_bytes) {
+  BlockStoreOptions options;
+  options.path = dir;
+  options.max_bytes = max_bytes;
+  return options;
+}
+
+TEST(BlockStoreTest, StaysUnderItsBudgetUnderALargerWriteLoad) {
+  auto store = BlockStore::Open(Budget(TempDir(), 1'000'000));
+  ASSERT_TRUE(store.ok());
+  std::mt19937 rng(3);
+  for (int i = 0; i < 60; ++i) {
+    // 2 parts of 30001 + 40007 bytes: 70008 per block, 14 blocks fit.
+    std::vector<std::string> parts = {RandomParts(rng, 1, 30001)[0],
+                                      RandomParts(rng, 1, 40007)[0]};
+    ASSERT_TRUE((*store)->Put(Key(i), parts).ok()) << i;
+    ASSERT_LE((*store)->Stats().bytes, 1'000'000) << "after block " << i;
+  }
+  BlockStoreStats stats = (*store)->Stats();
+  EXPECT_EQ(stats.blocks, 14);
+  EXPECT_EQ(stats.evictions, 46);
+  // The newest blocks are the ones kept.
+  std::vector<std::string> newest = {Key(59), Key(46), Key(45)};
+  EXPECT_THAT((*store)->Contains(newest),
+              ::testing::ElementsAre(true, true, false));
+}
+
+TEST(BlockStoreTest, EvictsTheLeastRecentlyUsedBlockFirst) {
+  auto store = BlockStore::Open(Budget(TempDir(), 3000));
+  ASSERT_TRUE(store.ok());
+  const std::string kilobyte(1000, 'x');
+  for (int i : {1, 2, 3}) ASSERT_TRUE((*store)->Put(Key(i), {kilobyte}).ok());
+  // Reading block 1 makes block 2 the least recently used.
+  ASSERT_TRUE((*store)->NumParts(Key(1)).ok());
+  ASSERT_TRUE((*store)->Put(Key(4), {kilobyte}).ok());
+  std::vector<std::string> keys = {Key(1), Key(2), Key(3), Key(4)};
+  EXPECT_THAT((*store)->Contains(keys),
+              ::testing::ElementsAre(true, false, true, true));
+}
+
+TEST(BlockStoreTest, EvictionOrderSurvivesReopening) {
+  std::string dir = TempDir();
+  const std::string kilobyte(1000, 'y');
+  {
+    auto store = BlockStore::Open(Budget(dir, 3000));
+    ASSERT_TRUE(store.ok());
+    for (int i : {1, 2, 3}) ASSERT_TRUE((*store)->Put(Key(i), {kilobyte}).ok());
+    ASSERT_TRUE((*store)->NumParts(Key(1)).ok());
+  }
+  auto store = BlockStore::Open(Budget(dir, 3000));
+  ASSERT_TRUE(store.ok());
+  ASSERT_TRUE((*store)->Put(Key(4), {kilobyte}).ok());
+  std::vector<std::string> keys = {Key(1), Key(2), Key(3), Key(4)};
+  EXPECT_THAT((*store)->Contains(keys),
+              ::testing::ElementsAre(true, false, true, true));
+}
+
+TEST(BlockStoreTest, ABlockLargerThanTheBudgetIsRefused) {
+  auto store = BlockStore::Open(Budget(TempDir(), 100));
+  ASSERT_TRUE(store.ok());
+  absl::Status status = (*store)->Put(Key(1), {std::string(101, 'z')});
+  EXPECT_EQ(status.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(status.message(), ::testing::HasSubstr("--max_bytes"));
+  EXPECT_EQ((*store)->Stats().blocks, 0);
+}
+
 TEST(BlockStoreTest, OpenFailsClearlyOnAnUnusablePath) {
   auto store = BlockStore::Open({"/proc/not-a-place-for-a-database"});
   ASSERT_FALSE(store.ok());

@@ -23,6 +23,10 @@ ABSL_FLAG(
     bool, sync_writes, false,
     "fsync the write-ahead log on every Put (survives power loss, not only "
     "a killed process).");
+ABSL_FLAG(
+    int64_t, max_bytes, 0,
+    "Most bytes of KV blocks kept; least recently used blocks are evicted "
+    "beyond it. 0 means no limit.");
 ABSL_FLAG(int64_t, max_block_bytes, 512ll << 20,
           "Largest block a Put may store, in bytes.");
 ABSL_FLAG(int, grace_period_seconds, 10,
@@ -55,6 +59,12 @@ int main(int argc, char** argv) {
   longctx::BlockStoreOptions store_options;
   store_options.path = data_dir;
   store_options.sync_writes = absl::GetFlag(FLAGS_sync_writes);
+  if (absl::GetFlag(FLAGS_max_bytes) < 0) {
+    return longctx::StartupError(
+        kProgram, absl::InvalidArgumentError("--max_bytes must be >= 0"));
+  }
+  store_options.max_bytes =
+      static_cast<uint64_t>(absl::GetFlag(FLAGS_max_bytes));
   auto store = longctx::BlockStore::Open(store_options);
   if (!store.ok()) return longctx::StartupError(kProgram, store.status());
 

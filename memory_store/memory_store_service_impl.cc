@@ -102,6 +102,7 @@ class PutReactor : public grpc::ServerReadReactor<PutRequest> {
                                                      parts_.size(), " of ",
                                                      num_parts_, " parts"));
     }
+    const int64_t evictions_before = store_->Stats().evictions;
     absl::Status status = store_->Put(key_, parts_);
     if (!status.ok()) return status;
     response_->set_bytes(total_bytes_);
@@ -110,6 +111,10 @@ class PutReactor : public grpc::ServerReadReactor<PutRequest> {
     BlockStoreStats stats = store_->Stats();
     counters_.blocks->Set(static_cast<double>(stats.blocks));
     counters_.bytes->Set(static_cast<double>(stats.bytes));
+    if (stats.evictions > evictions_before) {
+      counters_.evictions->Increment(
+          static_cast<double>(stats.evictions - evictions_before));
+    }
     return absl::OkStatus();
   }
 
@@ -257,6 +262,9 @@ MemoryStoreServiceImpl::MemoryStoreServiceImpl(
   counters_.read_misses =
       NewCounter(registry, "longctx_store_read_misses_total",
                  "Get calls for a block that is not stored.");
+  counters_.evictions =
+      NewCounter(registry, "longctx_store_evictions_total",
+                 "KV blocks evicted to keep the store under --max_bytes.");
   counters_.blocks =
       NewGauge(registry, "longctx_store_blocks", "KV blocks in the store.");
   counters_.bytes = NewGauge(registry, "longctx_store_size_bytes",
@@ -324,6 +332,8 @@ grpc::ServerUnaryReactor* MemoryStoreServiceImpl::GetStats(
   BlockStoreStats stats = store_->Stats();
   response->set_blocks(stats.blocks);
   response->set_bytes(stats.bytes);
+  response->set_budget_bytes(static_cast<int64_t>(store_->options().max_bytes));
+  response->set_evictions(stats.evictions);
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   reactor->Finish(grpc::Status::OK);
   return reactor;

@@ -61,6 +61,7 @@ class MemoryStoreServiceImpl final
     prometheus::Counter* blocks_read;
     prometheus::Counter* bytes_read;
     prometheus::Counter* read_misses;
+    prometheus::Counter* evictions;
     prometheus::Gauge* blocks;
     prometheus::Gauge* bytes;
   };

@@ -243,6 +243,20 @@ TEST_F(GenerateTest, StreamsAContinuationOfATwentyThousandTokenText) {
   EXPECT_EQ(r.tokens.size(), 16u);
 }
 
+TEST_F(GenerateTest, ThePythonClientStreamsFromTheStack) {
+  std::string output;
+  auto rc = testing::RunCommand(
+      {"/usr/bin/python3",
+       testing::RunfilePath("tools/clients/python/longctx_client.py"),
+       "--address=" + stack_->gateway().address(), "--max-new-tokens=7",
+       "--temperature=0", "a prompt from python"},
+      "", &output);
+  ASSERT_TRUE(rc.ok());
+  EXPECT_EQ(*rc, 0) << output;
+  EXPECT_THAT(output, HasSubstr("[FINISH_REASON_LENGTH] prompt 20 tokens"));
+  EXPECT_THAT(output, HasSubstr("generated 7"));
+}
+
 // The value of an unlabelled sample `name` on a /metrics page, or -1.
 double Sample(const std::string& page, const std::string& name) {
   size_t at = page.find("\n" + name + " ");

@@ -257,6 +257,30 @@ TEST_F(GenerateTest, ThePythonClientStreamsFromTheStack) {
   EXPECT_THAT(output, HasSubstr("generated 7"));
 }
 
+TEST_F(GenerateTest, TheCommandLineClientPassesEveryOption) {
+  const std::string generate =
+      testing::RunfilePath("tools/clients/cpp/generate");
+  std::string out;
+  auto rc = testing::RunCommand(
+      {generate, "--address=" + stack_->gateway().address(),
+       "--max_new_tokens=6", "--temperature=0.7", "--top_k=20", "--top_p=0.9",
+       "--seed=5", "--ignore_eos", "--logprobs", "--top_logprobs=2",
+       "--request_id=cli-1", "--cache_policy=disabled"},
+      "prompt on stdin", &out);
+  ASSERT_TRUE(rc.ok());
+  EXPECT_EQ(*rc, 0) << out;
+  EXPECT_THAT(out, HasSubstr("[FINISH_REASON_LENGTH] prompt 15 tokens"));
+  EXPECT_THAT(out, HasSubstr("generated 6"));
+  EXPECT_THAT(out, HasSubstr("logprob"));
+  // The server's validation reaches the user as the status and its message.
+  rc = testing::RunCommand(
+      {generate, "--address=" + stack_->gateway().address(), "--top_p=2"}, "x",
+      &out);
+  ASSERT_TRUE(rc.ok());
+  EXPECT_EQ(*rc, 1);
+  EXPECT_THAT(out, HasSubstr("INVALID_ARGUMENT: sampling.top_p"));
+}
+
 // The value of an unlabelled sample `name` on a /metrics page, or -1.
 double Sample(const std::string& page, const std::string& name) {
   size_t at = page.find("\n" + name + " ");

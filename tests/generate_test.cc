@@ -281,6 +281,23 @@ TEST_F(GenerateTest, TheCommandLineClientPassesEveryOption) {
   EXPECT_THAT(out, HasSubstr("INVALID_ARGUMENT: sampling.top_p"));
 }
 
+TEST_F(GenerateTest, TheLoadGeneratorReportsEveryRequest) {
+  for (const char* workload : {"book", "conversation"}) {
+    std::string out;
+    auto rc = testing::RunCommand(
+        {testing::RunfilePath("tools/loadgen/loadgen"),
+         "--address=" + stack_->gateway().address(),
+         std::string("--workload=") + workload, "--requests=6",
+         "--concurrency=2", "--document_chars=3000", "--max_new_tokens=4",
+         "--warmup_requests=1", "--json"},
+        "", &out);
+    ASSERT_TRUE(rc.ok());
+    EXPECT_EQ(*rc, 0) << out;
+    EXPECT_THAT(out, HasSubstr("\"requests\": {\"OK\": 6}")) << out;
+    EXPECT_THAT(out, HasSubstr("\"ttft_seconds\": {\"p50\": ")) << out;
+  }
+}
+
 // The value of an unlabelled sample `name` on a /metrics page, or -1.
 double Sample(const std::string& page, const std::string& name) {
   size_t at = page.find("\n" + name + " ");

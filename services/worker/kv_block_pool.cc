@@ -6,13 +6,6 @@
 
 namespace longctx {
 
-absl::StatusOr<KvDtype> ParseKvDtype(const std::string& text) {
-  if (text == "f16") return KvDtype::kF16;
-  if (text == "f32") return KvDtype::kF32;
-  return absl::InvalidArgumentError(
-      absl::StrCat("KV cache dtype \"", text, "\" is not f16 or f32"));
-}
-
 absl::StatusOr<std::unique_ptr<KvBlockPool>> KvBlockPool::Create(
     const KvLayout& layout, size_t budget_bytes) {
   if (layout.num_layers <= 0 || layout.num_kv_heads <= 0 ||

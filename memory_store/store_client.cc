@@ -1,0 +1,313 @@
+#include "memory_store/store_client.h"
+
+#include <algorithm>
+#include <chrono>
+#include <thread>
+#include <utility>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
+#include "grpcpp/grpcpp.h"
+#include "services/common/hash128.h"
+#include "services/common/status_util.h"
+
+namespace longctx {
+namespace {
+
+using memory_store::v1::GetRequest;
+using memory_store::v1::GetResponse;
+using memory_store::v1::MemoryStore;
+using memory_store::v1::PutRequest;
+using memory_store::v1::PutResponse;
+
+bool IsRetryable(const absl::Status& status) {
+  return absl::IsUnavailable(status) || absl::IsDeadlineExceeded(status);
+}
+
+// Prefixes a shard's error with its address so a caller can tell which of N
+// shards failed.
+absl::Status FromShard(const std::string& name, const grpc::Status& status) {
+  absl::Status converted = FromGrpcStatus(status);
+  if (converted.ok()) return converted;
+  return absl::Status(
+      converted.code(),
+      absl::StrCat("memory_store shard ", name, ": ", converted.message()));
+}
+
+absl::Status CheckKey(absl::string_view key) {
+  if (key.size() != StoreClient::kKeySize) {
+    return absl::InvalidArgumentError(absl::StrCat("block key has ", key.size(),
+                                                   " bytes; expected ",
+                                                   StoreClient::kKeySize));
+  }
+  return absl::OkStatus();
+}
+
+// Runs `attempt` once and then again up to `retries` times while it fails
+// with a transient status.
+template <typename Attempt>
+absl::Status WithRetries(int retries, Attempt attempt) {
+  absl::Status status = attempt();
+  for (int i = 0; i < retries && IsRetryable(status); ++i) status = attempt();
+  return status;
+}
+
+}  // namespace
+
+StoreClient::StoreClient(const StoreClientOptions& options)
+    : options_(options) {}
+
+absl::StatusOr<std::unique_ptr<StoreClient>> StoreClient::Create(
+    const std::vector<HostPort>& shards, const StoreClientOptions& options) {
+  if (shards.empty()) {
+    return absl::InvalidArgumentError("memory_store shard list is empty");
+  }
+  if (options.call_timeout <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "call_timeout is ", absl::FormatDuration(options.call_timeout),
+        "; it must be positive"));
+  }
+  if (options.chunk_bytes == 0) {
+    return absl::InvalidArgumentError("chunk_bytes must be positive");
+  }
+  if (options.max_retries < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "max_retries is ", options.max_retries, "; it must be >= 0"));
+  }
+  std::unique_ptr<StoreClient> client(new StoreClient(options));
+  absl::flat_hash_set<std::string> seen;
+  grpc::ChannelArguments args;
+  // A shard that comes back should serve again within about a second, not
+  // after gRPC's default reconnect backoff of up to two minutes.
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+  for (const HostPort& address : shards) {
+    Shard shard;
+    shard.address = address;
+    shard.name = address.ToString();
+    if (!seen.insert(shard.name).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("memory_store shard ", shard.name, " is listed twice"));
+    }
+    const Hash128 seed = ComputeHash128(shard.name);
+    shard.weight_seed = seed.lo ^ seed.hi;
+    shard.stub = MemoryStore::NewStub(grpc::CreateCustomChannel(
+        shard.name, grpc::InsecureChannelCredentials(), args));
+    client->shards_.push_back(std::move(shard));
+  }
+  return client;
+}
+
+int StoreClient::ShardOf(absl::string_view key) const {
+  // Highest random weight: the shard whose (key, shard) hash is largest.
+  int best = 0;
+  Hash128 best_weight;
+  for (int i = 0; i < num_shards(); ++i) {
+    const Hash128 weight =
+        ComputeHash128(key.data(), key.size(), shards_[i].weight_seed);
+    if (i == 0 || best_weight < weight) {
+      best = i;
+      best_weight = weight;
+    }
+  }
+  return best;
+}
+
+std::chrono::system_clock::time_point StoreClient::Deadline() const {
+  return std::chrono::system_clock::now() +
+         absl::ToChronoNanoseconds(options_.call_timeout);
+}
+
+absl::Status StoreClient::Put(absl::string_view key,
+                              absl::Span<const std::string> parts) {
+  absl::Status status = CheckKey(key);
+  if (!status.ok()) return status;
+  if (parts.empty()) {
+    return absl::InvalidArgumentError("a block needs at least one part");
+  }
+  Shard& shard = shards_[ShardOf(key)];
+  return WithRetries(options_.max_retries,
+                     [&] { return PutOnce(shard, key, parts); });
+}
+
+absl::Status StoreClient::PutOnce(Shard& shard, absl::string_view key,
+                                  absl::Span<const std::string> parts) {
+  grpc::ClientContext context;
+  context.set_deadline(Deadline());
+  PutResponse response;
+  std::unique_ptr<grpc::ClientWriter<PutRequest>> writer =
+      shard.stub->Put(&context, &response);
+  PutRequest request;
+  request.mutable_header()->set_key(key.data(), key.size());
+  request.mutable_header()->set_num_parts(static_cast<int>(parts.size()));
+  bool open = writer->Write(request);
+  for (size_t p = 0; open && p < parts.size(); ++p) {
+    // Every part is sent as at least one chunk, so empty parts exist too.
+    size_t offset = 0;
+    do {
+      const size_t n = std::min(options_.chunk_bytes, parts[p].size() - offset);
+      request.Clear();
+      request.mutable_chunk()->set_part(static_cast<int>(p));
+      request.mutable_chunk()->set_data(parts[p].data() + offset, n);
+      offset += n;
+      open = writer->Write(request);
+    } while (open && offset < parts[p].size());
+  }
+  // A failed Write means the stream is broken; Finish says why.
+  if (open) writer->WritesDone();
+  return FromShard(shard.name, writer->Finish());
+}
+
+absl::StatusOr<std::vector<std::string>> StoreClient::Get(
+    absl::string_view key, absl::Span<const int> parts_wanted) {
+  absl::Status status = CheckKey(key);
+  if (!status.ok()) return status;
+  Shard& shard = shards_[ShardOf(key)];
+  std::vector<std::string> parts;
+  status = WithRetries(options_.max_retries, [&] {
+    return GetOnce(shard, key, parts_wanted, &parts);
+  });
+  if (!status.ok()) return status;
+  return parts;
+}
+
+absl::Status StoreClient::GetOnce(Shard& shard, absl::string_view key,
+                                  absl::Span<const int> parts_wanted,
+                                  std::vector<std::string>* parts) {
+  parts->clear();
+  grpc::ClientContext context;
+  context.set_deadline(Deadline());
+  GetRequest request;
+  request.set_key(key.data(), key.size());
+  for (int part : parts_wanted) request.add_parts(part);
+  std::unique_ptr<grpc::ClientReader<GetResponse>> reader =
+      shard.stub->Get(&context, request);
+  GetResponse response;
+  std::string current;
+  int num_parts = -1;
+  bool in_order = true;
+  while (reader->Read(&response)) {
+    if (num_parts < 0) num_parts = response.num_parts();
+    // The part this chunk should belong to, in the order asked.
+    const size_t index = parts->size();
+    const int expected =
+        parts_wanted.empty()
+            ? static_cast<int>(index)
+            : (index < parts_wanted.size() ? parts_wanted[index] : -1);
+    if (response.part() != expected) in_order = false;
+    current.append(response.data());
+    if (response.part_end()) {
+      parts->push_back(std::move(current));
+      current.clear();
+    }
+  }
+  absl::Status status = FromShard(shard.name, reader->Finish());
+  if (!status.ok()) return status;
+  const size_t wanted = parts_wanted.empty()
+                            ? static_cast<size_t>(std::max(num_parts, 0))
+                            : parts_wanted.size();
+  if (!in_order || !current.empty() || parts->size() != wanted ||
+      num_parts < 0) {
+    return absl::DataLossError(
+        absl::StrCat("memory_store shard ", shard.name, " sent ", parts->size(),
+                     " whole parts", in_order ? "" : " out of order",
+                     "; expected ", wanted));
+  }
+  return absl::OkStatus();
+}
+
+template <typename Call>
+void StoreClient::FanOut(absl::Span<const std::string> keys, Call call) {
+  std::vector<std::vector<size_t>> by_shard(shards_.size());
+  for (size_t i = 0; i < keys.size(); ++i) {
+    by_shard[ShardOf(keys[i])].push_back(i);
+  }
+  // One thread per further shard with keys; the calling thread takes the
+  // first. Threads are joined before returning.
+  std::vector<std::thread> threads;
+  int first = -1;
+  for (int s = 0; s < num_shards(); ++s) {
+    if (by_shard[s].empty()) continue;
+    if (first < 0) {
+      first = s;
+      continue;
+    }
+    threads.emplace_back([&, s] { call(shards_[s], by_shard[s]); });
+  }
+  if (first >= 0) call(shards_[first], by_shard[first]);
+  for (std::thread& thread : threads) thread.join();
+}
+
+std::vector<bool> StoreClient::Contains(absl::Span<const std::string> keys) {
+  // One byte per key: threads write distinct elements, which vector<bool>'s
+  // packed bits would not allow.
+  std::vector<uint8_t> present(keys.size(), 0);
+  FanOut(keys, [&](Shard& shard, const std::vector<size_t>& indices) {
+    for (size_t begin = 0; begin < indices.size(); begin += kMaxKeysPerCall) {
+      const size_t end = std::min(indices.size(),
+                                  begin + static_cast<size_t>(kMaxKeysPerCall));
+      memory_store::v1::ContainsRequest request;
+      for (size_t i = begin; i < end; ++i) {
+        const std::string& key = keys[indices[i]];
+        // A malformed key is never stored; sending it would fail the batch.
+        request.add_keys(key.size() == kKeySize ? key
+                                                : std::string(kKeySize, '\0'));
+      }
+      memory_store::v1::ContainsResponse response;
+      absl::Status status = WithRetries(options_.max_retries, [&] {
+        grpc::ClientContext context;
+        context.set_deadline(Deadline());
+        return FromShard(shard.name,
+                         shard.stub->Contains(&context, request, &response));
+      });
+      if (!status.ok() ||
+          response.present_size() != static_cast<int>(end - begin)) {
+        continue;  // The shard's keys read as misses.
+      }
+      for (size_t i = begin; i < end; ++i) {
+        present[indices[i]] = keys[indices[i]].size() == kKeySize &&
+                              response.present(static_cast<int>(i - begin));
+      }
+    }
+  });
+  return std::vector<bool>(present.begin(), present.end());
+}
+
+absl::StatusOr<int64_t> StoreClient::Delete(
+    absl::Span<const std::string> keys) {
+  for (const std::string& key : keys) {
+    absl::Status status = CheckKey(key);
+    if (!status.ok()) return status;
+  }
+  std::vector<absl::Status> statuses(shards_.size());
+  std::vector<int64_t> deleted(shards_.size(), 0);
+  FanOut(keys, [&](Shard& shard, const std::vector<size_t>& indices) {
+    const size_t s = &shard - shards_.data();
+    for (size_t begin = 0; begin < indices.size(); begin += kMaxKeysPerCall) {
+      const size_t end = std::min(indices.size(),
+                                  begin + static_cast<size_t>(kMaxKeysPerCall));
+      memory_store::v1::DeleteRequest request;
+      for (size_t i = begin; i < end; ++i) request.add_keys(keys[indices[i]]);
+      memory_store::v1::DeleteResponse response;
+      absl::Status status = WithRetries(options_.max_retries, [&] {
+        grpc::ClientContext context;
+        context.set_deadline(Deadline());
+        return FromShard(shard.name,
+                         shard.stub->Delete(&context, request, &response));
+      });
+      if (!status.ok()) {
+        statuses[s] = status;
+        return;
+      }
+      deleted[s] += response.deleted();
+    }
+  });
+  int64_t total = 0;
+  for (size_t s = 0; s < shards_.size(); ++s) {
+    if (!statuses[s].ok()) return statuses[s];
+    total += deleted[s];
+  }
+  return total;
+}
+
+}  // namespace longctx

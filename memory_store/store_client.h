@@ -1,0 +1,126 @@
+// StoreClient: the client side of the memory store (proto/memory_store.proto)
+// over N shards. Each block key lives on exactly one shard, chosen by
+// rendezvous (highest-random-weight) hashing of the key and the shard's
+// address, so every client that names the same shard addresses places every
+// key on the same shard whatever the order of the list, and adding or removing
+// one of N shards moves only about 1/N of the keys.
+//
+// A shard that is down or slow makes its keys misses: Contains says false and
+// Get fails with its status; no call waits longer than
+// (1 + max_retries) * call_timeout per shard.
+#ifndef LONGCTX_MEMORY_STORE_STORE_CLIENT_H_
+#define LONGCTX_MEMORY_STORE_STORE_CLIENT_H_
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "proto/memory_store.grpc.pb.h"
+#include "services/common/net_address.h"
+
+namespace longctx {
+
+// StoreClientOptions configures a StoreClient.
+struct StoreClientOptions {
+  // Deadline of one attempt of one RPC (a whole Put or Get stream included).
+  // Default: 2 s.
+  absl::Duration call_timeout = absl::Seconds(2);
+  // Further attempts after an attempt fails with UNAVAILABLE or
+  // DEADLINE_EXCEEDED (every call is idempotent). Default: 1.
+  int max_retries = 1;
+  // Largest piece of a part sent in one Put message, in bytes; the server
+  // caps the chunks of Get itself. Default: 1 MiB.
+  size_t chunk_bytes = 1 << 20;
+};
+
+// StoreClient is thread-safe: any number of threads may call it at once.
+class StoreClient {
+ public:
+  // Keys are 16 bytes (KeyBytes of services/common/block_keys.h).
+  static constexpr size_t kKeySize = 16;
+  // Most keys the server takes in one Contains or Delete call; longer lists
+  // are split.
+  static constexpr int kMaxKeysPerCall = 65536;
+
+  // Create makes a client of the shards at `shards` (at least one, no address
+  // twice). Channels connect lazily: a shard that is down now is not an error.
+  // INVALID_ARGUMENT for an empty or duplicated address list, a non-positive
+  // call_timeout or chunk_bytes, or a negative max_retries.
+  static absl::StatusOr<std::unique_ptr<StoreClient>> Create(
+      const std::vector<HostPort>& shards, const StoreClientOptions& options);
+
+  // Put stores the block `parts` (at least one part; part 0 is the header)
+  // under `key`, replacing any block with that key. OK means the shard has it
+  // durably. INVALID_ARGUMENT for a key that is not 16 bytes or no parts;
+  // otherwise the shard's status (UNAVAILABLE when it is down,
+  // RESOURCE_EXHAUSTED for a block over its limit), its message prefixed with
+  // the shard's address.
+  absl::Status Put(absl::string_view key, absl::Span<const std::string> parts);
+
+  // Get reads the parts `parts_wanted` of the block `key`, in that order, or
+  // all its parts when `parts_wanted` is empty. NOT_FOUND when the shard does
+  // not hold the block, UNAVAILABLE or DEADLINE_EXCEEDED when the shard cannot
+  // be reached in time, INVALID_ARGUMENT for a bad key or a part number the
+  // block lacks, DATA_LOSS when the stream does not carry the parts asked.
+  absl::StatusOr<std::vector<std::string>> Get(
+      absl::string_view key, absl::Span<const int> parts_wanted = {});
+
+  // Contains says for each key whether its shard holds it. Keys of a shard
+  // that cannot be reached, and keys that are not 16 bytes, read false. Asks
+  // the shards in parallel.
+  std::vector<bool> Contains(absl::Span<const std::string> keys);
+
+  // Delete removes the blocks of `keys` (absent keys are ignored) from their
+  // shards, in parallel, and returns how many were removed. Fails with
+  // INVALID_ARGUMENT for a key that is not 16 bytes (before deleting
+  // anything), or with the status of the first shard that failed (the other
+  // shards' deletions still happen).
+  absl::StatusOr<int64_t> Delete(absl::Span<const std::string> keys);
+
+  // ShardOf returns the index in the address list of the shard that holds
+  // `key` (any bytes; placement does not check the size).
+  int ShardOf(absl::string_view key) const;
+
+  int num_shards() const { return static_cast<int>(shards_.size()); }
+  const HostPort& shard_address(int shard) const {
+    return shards_[shard].address;
+  }
+
+ private:
+  struct Shard {
+    HostPort address;
+    std::string name;          // address.ToString(), for messages.
+    uint64_t weight_seed = 0;  // Hash of `name`: its rendezvous seed.
+    std::unique_ptr<memory_store::v1::MemoryStore::Stub> stub;
+  };
+
+  explicit StoreClient(const StoreClientOptions& options);
+
+  // FanOut groups `keys` by shard and runs call(shard, indices) for every
+  // shard that has keys, in parallel, where `indices` point into `keys`.
+  template <typename Call>
+  void FanOut(absl::Span<const std::string> keys, Call call);
+
+  absl::Status PutOnce(Shard& shard, absl::string_view key,
+                       absl::Span<const std::string> parts);
+  absl::Status GetOnce(Shard& shard, absl::string_view key,
+                       absl::Span<const int> parts_wanted,
+                       std::vector<std::string>* parts);
+  // Deadline of an attempt that starts now.
+  std::chrono::system_clock::time_point Deadline() const;
+
+  const StoreClientOptions options_;
+  std::vector<Shard> shards_;  // Fixed after Create; stubs are thread-safe.
+};
+
+}  // namespace longctx
+
+#endif  // LONGCTX_MEMORY_STORE_STORE_CLIENT_H_

@@ -298,6 +298,28 @@ TEST_F(GenerateTest, TheLoadGeneratorReportsEveryRequest) {
   }
 }
 
+TEST_F(GenerateTest, ASecondRequestOverTheSameDocumentIsServedFromTheStore) {
+  std::string document;
+  for (int i = 0; document.size() < 3000; ++i) {
+    absl::StrAppend(&document, "Clause ", i, " binds the parties. ");
+  }
+  document.resize(3000);  // 11 full blocks of 256 tokens, byte tokenizer.
+  v1::GenerateRequest request = TextRequest(document, 8);
+  request.mutable_sampling()->set_temperature(0);
+  Result cold = Generate(request);
+  ASSERT_TRUE(cold.status.ok()) << cold.status.error_message();
+  EXPECT_EQ(cold.last.usage().cached_tokens(), 0);
+  // Offload runs behind the computation: ask again until every block is stored.
+  Result warm;
+  absl::Time deadline = absl::Now() + absl::Seconds(20);
+  do {
+    warm = Generate(request);
+    ASSERT_TRUE(warm.status.ok());
+  } while (warm.last.usage().cached_tokens() < 2816 && absl::Now() < deadline);
+  EXPECT_EQ(warm.last.usage().cached_tokens(), 2816);
+  EXPECT_EQ(warm.tokens, cold.tokens);
+}
+
 // The value of an unlabelled sample `name` on a /metrics page, or -1.
 double Sample(const std::string& page, const std::string& name) {
   size_t at = page.find("\n" + name + " ");

@@ -1,5 +1,6 @@
 #include "services/gateway/generate_call.h"
 
+#include <algorithm>
 #include <atomic>
 #include <utility>
 
@@ -48,7 +49,8 @@ class GenerateCall
     absl::MutexLock lock(&mu_);
     if (!ok || server_finished_) return;  // OnDone(status) follows.
     timings_.set_prefill_seconds(from_worker_.prefill_seconds());
-    usage_.set_cached_tokens(from_worker_.cached_tokens());
+    usage_.set_cached_tokens(
+        std::max(usage_.cached_tokens(), from_worker_.cached_tokens()));
     to_client_.Clear();
     to_client_.set_request_id(request_id_);
     std::string text;

@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "services/common/block_keys.h"
 #include "services/worker/sampler.h"
 
 namespace longctx {
@@ -20,6 +21,10 @@ struct Engine::Sequence {
   double decode_seconds = 0;
   bool cancelled = false;
   absl::Time submitted = absl::Now();
+  std::vector<std::string> keys;  // Store keys of the prompt's full blocks.
+  int stored_blocks = 0;          // Leading blocks restored from the store.
+  int offloaded_upto = 0;         // Blocks already considered for offload.
+  int cached_tokens = 0;
 
   int prompt_size() const { return static_cast<int>(params.prompt.size()); }
   bool prefilling() const { return computed < prompt_size(); }
@@ -49,6 +54,17 @@ Engine::~Engine() {
     event.status = absl::CancelledError("the worker is shutting down");
     seq->sink(std::move(event));
   }
+}
+
+void Engine::OffloadCompletedBlocks(Sequence& seq) {
+  if (options_.offloader == nullptr || !seq.params.cache_write) return;
+  const int b = pool_->layout().block_size;
+  const int full =
+      std::min(seq.computed / b, static_cast<int>(seq.keys.size()));
+  for (int i = seq.offloaded_upto; i < full; ++i) {
+    options_.offloader->Offload(seq.keys[i], seq.blocks[i], b);
+  }
+  seq.offloaded_upto = std::max(seq.offloaded_upto, full);
 }
 
 int Engine::BlocksFor(int tokens) const {
@@ -121,6 +137,7 @@ void Engine::Finish(Sequence& seq, v1::FinishReason reason,
   TokenEvent event;
   event.finished = true;
   event.finish_reason = reason;
+  event.cached_tokens = seq.cached_tokens;
   event.prefill_seconds = seq.prefill_seconds;
   event.decode_seconds = seq.decode_seconds;
   event.status = std::move(status);
@@ -130,6 +147,7 @@ void Engine::Finish(Sequence& seq, v1::FinishReason reason,
 
 bool Engine::Step() {
   std::vector<std::unique_ptr<Sequence>> cancelled_waiting;
+  std::vector<std::unique_ptr<Sequence>> admitted;
   {
     absl::MutexLock lock(&mu_);
     // Cancellations, of running and of waiting requests.
@@ -149,16 +167,45 @@ bool Engine::Step() {
     cancelled_.clear();
     // Admission, first come first served, when the whole reservation fits.
     while (!waiting_.empty() &&
-           static_cast<int>(running_.size()) < options_.max_running) {
+           static_cast<int>(running_.size() + admitted.size()) <
+               options_.max_running) {
       Sequence& next = *waiting_.front();
       const int needed =
           BlocksFor(next.prompt_size() + next.params.max_new_tokens);
       if (needed > pool_->free_blocks()) break;
       for (int i = 0; i < needed; ++i)
         next.blocks.push_back(*pool_->Allocate());
-      running_.push_back(std::move(waiting_.front()));
+      if (options_.metrics != nullptr) {
+        options_.metrics->queue_time.Observe(
+            absl::ToDoubleSeconds(absl::Now() - next.submitted));
+      }
+      admitted.push_back(std::move(waiting_.front()));
       waiting_.pop_front();
     }
+  }
+  // Restore the stored prefix of each admitted prompt (outside the lock: it
+  // reads from the store). At least the prompt's last token is always computed,
+  // for its logits.
+  for (auto& seq : admitted) {
+    if (options_.offloader != nullptr &&
+        (seq->params.cache_read || seq->params.cache_write)) {
+      const int b = pool_->layout().block_size;
+      for (const Hash128& key :
+           ChainedBlockKeys(options_.fingerprint, seq->params.prompt, b)) {
+        seq->keys.push_back(KeyBytes(key));
+      }
+      if (seq->params.cache_read) {
+        const int restorable = std::min(static_cast<int>(seq->keys.size()),
+                                        (seq->prompt_size() - 1) / b);
+        seq->stored_blocks = options_.offloader->Restore(
+            absl::MakeConstSpan(seq->keys).subspan(0, restorable),
+            absl::MakeConstSpan(seq->blocks).subspan(0, restorable));
+        seq->computed = seq->stored_blocks * b;
+        seq->cached_tokens = seq->computed;
+        seq->offloaded_upto = seq->stored_blocks;
+      }
+    }
+    running_.push_back(std::move(seq));
   }
   for (auto& seq : cancelled_waiting) {
     TokenEvent event;
@@ -242,6 +289,7 @@ bool Engine::Step() {
     for (size_t i = 0; i < spans.size(); ++i) {
       Sequence& seq = *owners[i];
       seq.computed += static_cast<int>(spans[i].tokens.size());
+      if (is_prefill[i]) OffloadCompletedBlocks(seq);
       (is_prefill[i] ? seq.prefill_seconds : seq.decode_seconds) += seconds;
       if (!spans[i].want_logits) continue;
       const float* logits = logits_.data() + static_cast<size_t>(row++) * vocab;
@@ -262,6 +310,7 @@ bool Engine::Step() {
       event.tokens.push_back(token);
       if (seq.params.logprobs) event.logprobs.push_back(std::move(logprob));
       event.prefill_seconds = seq.prefill_seconds;
+      event.cached_tokens = seq.cached_tokens;
       seq.sink(std::move(event));
       const auto& stops = seq.params.stop_token_ids;
       if (std::find(stops.begin(), stops.end(), token) != stops.end()) {

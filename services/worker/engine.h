@@ -22,6 +22,7 @@
 #include "services/worker/engine_metrics.h"
 #include "services/worker/forward_model.h"
 #include "services/worker/kv_block_pool.h"
+#include "services/worker/kv_offloader.h"
 
 namespace longctx {
 
@@ -37,6 +38,11 @@ struct EngineOptions {
   int prefill_chunk_tokens = 512;
   // Where to report metrics; null reports none. Not owned.
   EngineMetrics* metrics = nullptr;
+  // Moves prompt blocks to and from the memory store; null runs without a
+  // store. Not owned.
+  KvOffloader* offloader = nullptr;
+  // Seeds the block keys (the model fingerprint).
+  Hash128 fingerprint;
 };
 
 // GenerateParams is one validated request.
@@ -50,6 +56,9 @@ struct GenerateParams {
   std::vector<int32_t> stop_token_ids;
   bool logprobs = false;
   int top_logprobs = 0;
+  // Whether to reuse stored prompt blocks, and to store new ones.
+  bool cache_read = true;
+  bool cache_write = true;
 };
 
 // TokenEvent is what the engine reports to a request's sink.
@@ -99,6 +108,8 @@ class Engine {
   bool Step();
   void Finish(Sequence& seq, v1::FinishReason reason, absl::Status status);
   int BlocksFor(int tokens) const;
+  // Queues the sequence's newly completed prompt blocks for the store.
+  void OffloadCompletedBlocks(Sequence& seq);
 
   ForwardModel* const model_;
   KvBlockPool* const pool_;

@@ -1,10 +1,21 @@
 #include "services/worker/engine.h"
 
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cstdlib>
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
 #include "gtest/gtest.h"
+#include "memory_store/block_store.h"
+#include "memory_store/memory_store_service_impl.h"
+#include "memory_store/store_client.h"
+#include "services/common/block_keys.h"
+#include "services/common/grpc_server.h"
+#include "services/worker/kv_offloader.h"
 #include "services/worker/llama_model.h"
 #include "services/worker/testing/random_llama.h"
 
@@ -18,6 +29,7 @@ class Collector {
     return [this](TokenEvent event) {
       absl::MutexLock lock(&mu_);
       for (int32_t t : event.tokens) tokens_.push_back(t);
+      cached_tokens_ = std::max(cached_tokens_, event.cached_tokens);
       events_ += 1;
       if (event.finished) {
         finished_ = true;
@@ -50,6 +62,10 @@ class Collector {
     absl::MutexLock lock(&mu_);
     return status_;
   }
+  int cached_tokens() {
+    absl::MutexLock lock(&mu_);
+    return cached_tokens_;
+  }
 
  private:
   absl::Mutex mu_;
@@ -58,6 +74,7 @@ class Collector {
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
   v1::FinishReason reason_ ABSL_GUARDED_BY(mu_) = v1::FINISH_REASON_UNSPECIFIED;
   absl::Status status_ ABSL_GUARDED_BY(mu_);
+  int cached_tokens_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 class EngineTest : public ::testing::Test {
@@ -196,6 +213,135 @@ TEST_F(EngineTest, ALongPromptDoesNotStallRunningDecodes) {
   long_prompt.Wait();
   EXPECT_TRUE(decoding.WaitForTokens(25, absl::ZeroDuration()));
   decoding.Wait();
+}
+
+// A loopback port nothing listens on.
+int DeadPort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  socklen_t len = sizeof(addr);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+// The engine with a real memory_store (RocksDB on disk, served over gRPC on a
+// loopback port) behind it.
+class EngineStoreTest : public EngineTest {
+ protected:
+  void SetUp() override {
+    const char* tmp = std::getenv("TEST_TMPDIR");
+    std::string dir = std::string(tmp ? tmp : "/tmp") + "/engine_store_XXXXXX";
+    std::vector<char> buffer(dir.begin(), dir.end());
+    buffer.push_back('\0');
+    store_ = *BlockStore::Open({mkdtemp(buffer.data())});
+    service_ = std::make_unique<MemoryStoreServiceImpl>(
+        store_.get(), MemoryStoreServiceOptions(), service_registry_);
+    GrpcServerOptions options;
+    options.listen = {"127.0.0.1", 0};
+    server_ = *GrpcServer::Start(options, {service_.get()});
+    client_ = *StoreClient::Create({{"127.0.0.1", server_->port()}}, {});
+    Restart();
+  }
+
+  // A worker restart: new model, empty KV pool, same store.
+  void Restart(StoreClient* client = nullptr) {
+    engine_.reset();
+    offloader_.reset();
+    Build(/*blocks=*/64, EngineOptions());
+    registry_ = std::make_unique<prometheus::Registry>();
+    offloader_ = std::make_unique<KvOffloader>(
+        client ? client : client_.get(), pool_.get(), kFingerprint,
+        KvOffloaderOptions(), registry_.get());
+    EngineOptions options;
+    options.offloader = offloader_.get();
+    options.fingerprint = kFingerprint;
+    engine_ = std::make_unique<Engine>(model_.get(), pool_.get(), options);
+  }
+
+  // Runs a request to the end; returns its tokens and cached-token count.
+  std::pair<std::vector<int32_t>, int> Run(const GenerateParams& params) {
+    Collector c;
+    EXPECT_TRUE(engine_->Submit(params, c.Sink()).ok());
+    auto tokens = c.Wait();
+    offloader_->WaitIdle();
+    return {tokens, c.cached_tokens()};
+  }
+
+  double Counter(const std::string& name) {
+    for (const auto& family : registry_->Collect()) {
+      if (family.name == name) return family.metric[0].counter.value;
+    }
+    return -1;
+  }
+
+  static constexpr Hash128 kFingerprint{0x1234, 0x5678};
+  prometheus::Registry service_registry_;
+  std::unique_ptr<BlockStore> store_;
+  std::unique_ptr<MemoryStoreServiceImpl> service_;
+  std::unique_ptr<GrpcServer> server_;
+  std::unique_ptr<StoreClient> client_;
+  std::unique_ptr<prometheus::Registry> registry_;
+  std::unique_ptr<KvOffloader> offloader_;
+};
+
+TEST_F(EngineStoreTest, RestoredPrefixGivesTheSameTokensAsRecompute) {
+  // 100 prompt tokens in blocks of 16: 6 full blocks are stored.
+  GenerateParams params = Greedy(testing::RandomTokens(100, 97, 30), 12);
+  auto [cold, cold_cached] = Run(params);
+  EXPECT_EQ(cold_cached, 0);
+  EXPECT_EQ(store_->Stats().blocks, 6);
+
+  Restart();  // Memory emptied; only the store remembers.
+  auto [restored, restored_cached] = Run(params);
+  EXPECT_EQ(restored, cold);
+  EXPECT_EQ(restored_cached, 96);
+  EXPECT_EQ(Counter("longctx_restore_blocks_total"), 6);
+
+  // A prompt that shares only the first 40 tokens reuses the first 2 blocks.
+  GenerateParams other = params;
+  for (size_t i = 40; i < other.prompt.size(); ++i)
+    other.prompt[i] = (i * 7) % 97;
+  auto [tokens, cached] = Run(other);
+  EXPECT_EQ(cached, 32);
+}
+
+TEST_F(EngineStoreTest, ACorruptedStoredBlockIsRecomputedNeverServed) {
+  GenerateParams params = Greedy(testing::RandomTokens(100, 97, 31), 12);
+  auto [cold, unused] = Run(params);
+  // Flip one byte in layer 1 (part 2) of the third block.
+  auto keys = ChainedBlockKeys(kFingerprint, params.prompt, 16);
+  const std::string key = KeyBytes(keys[2]);
+  const int num_parts = *store_->NumParts(key);
+  std::vector<std::string> parts(num_parts);
+  for (int p = 0; p < num_parts; ++p)
+    ASSERT_TRUE(store_->GetPart(key, p, &parts[p]).ok());
+  parts[2][parts[2].size() / 2] ^= 0x40;
+  ASSERT_TRUE(store_->Put(key, parts).ok());
+
+  Restart();
+  auto [tokens, cached] = Run(params);
+  EXPECT_EQ(tokens, cold);
+  EXPECT_EQ(cached, 32);  // Blocks 0 and 1; block 2 onward recomputed.
+  EXPECT_EQ(Counter("longctx_restore_corrupt_blocks_total"), 1);
+}
+
+TEST_F(EngineStoreTest, WithTheStoreDownRequestsStillSucceedByRecomputing) {
+  GenerateParams params = Greedy(testing::RandomTokens(70, 97, 32), 8);
+  auto [expected, unused] = Run(params);
+  StoreClientOptions options;
+  options.call_timeout = absl::Milliseconds(300);
+  auto dead = *StoreClient::Create({{"127.0.0.1", DeadPort()}}, options);
+  Restart(dead.get());
+  auto [tokens, cached] = Run(params);
+  EXPECT_EQ(tokens, expected);
+  EXPECT_EQ(cached, 0);
+  EXPECT_GE(Counter("longctx_offload_failed_blocks_total"), 1);
+  engine_.reset();
+  offloader_.reset();
 }
 
 }  // namespace

@@ -34,6 +34,7 @@ absl::StatusOr<ModelSource> OpenModelSource(const std::string& dir) {
   ModelSource source;
   source.dir = dir;
   source.architecture = config.architecture;
+  source.fingerprint = weights->fingerprint();
   source.fingerprint_hex = weights->fingerprint().ToHex();
   LlamaShape& shape = source.shape;
   shape.hidden_size = config.hidden_size;

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "services/common/hash128.h"
 #include "services/worker/llama_model.h"
 
 namespace longctx {
@@ -16,7 +17,8 @@ namespace longctx {
 // source keeps mapped; LlamaModel::Create copies what it needs.
 struct ModelSource {
   std::string dir;
-  std::string architecture;     // e.g. "LlamaForCausalLM".
+  std::string architecture;  // e.g. "LlamaForCausalLM".
+  Hash128 fingerprint;
   std::string fingerprint_hex;  // 32 hex digits.
   LlamaShape shape;
   LlamaWeights weights;

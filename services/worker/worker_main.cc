@@ -8,6 +8,7 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "kernels/gemm.h"
+#include "memory_store/store_client.h"
 #include "services/common/grpc_server.h"
 #include "services/common/logging.h"
 #include "services/common/metrics_server.h"
@@ -15,6 +16,7 @@
 #include "services/common/server_main.h"
 #include "services/worker/engine.h"
 #include "services/worker/kv_block_pool.h"
+#include "services/worker/kv_offloader.h"
 #include "services/worker/llama_model.h"
 #include "services/worker/model_source.h"
 #include "services/worker/worker_service_impl.h"
@@ -42,6 +44,12 @@ ABSL_FLAG(int, max_batch, 64, "Most sequences decoding together.");
 ABSL_FLAG(int, max_queue, 256, "Most requests waiting to start.");
 ABSL_FLAG(int, prefill_chunk_tokens, 512,
           "Most prompt tokens prefilled per engine step.");
+ABSL_FLAG(int, offload_queue_blocks, 64,
+          "KV blocks waiting to be written to the memory store; more are "
+          "dropped (counted), never waited for.");
+ABSL_FLAG(int, store_timeout_ms, 2000,
+          "Deadline of one memory_store call; a slow or absent shard's blocks "
+          "count as misses.");
 ABSL_FLAG(int, grace_period_seconds, 10,
           "On SIGTERM/SIGINT, seconds calls in flight may take to finish.");
 ABSL_FLAG(std::string, log_level, "info", "debug, info, warning or error.");
@@ -146,6 +154,25 @@ int main(int argc, char** argv) {
   longctx::EngineMetrics engine_metrics((*metrics)->registry());
   engine_metrics.kv_blocks_capacity.Set((*pool)->capacity());
   engine_options.metrics = &engine_metrics;
+  // Offload and restore through the memory store, when there is one.
+  std::unique_ptr<longctx::StoreClient> store_client;
+  std::unique_ptr<longctx::KvOffloader> offloader;
+  if (!stores->empty()) {
+    longctx::StoreClientOptions client_options;
+    client_options.call_timeout =
+        absl::Milliseconds(absl::GetFlag(FLAGS_store_timeout_ms));
+    auto client = longctx::StoreClient::Create(*stores, client_options);
+    if (!client.ok()) return longctx::StartupError(kProgram, client.status());
+    store_client = *std::move(client);
+    longctx::KvOffloaderOptions offload_options;
+    offload_options.max_queued_blocks =
+        absl::GetFlag(FLAGS_offload_queue_blocks);
+    offloader = std::make_unique<longctx::KvOffloader>(
+        store_client.get(), pool->get(), source->fingerprint, offload_options,
+        &(*metrics)->registry());
+    engine_options.offloader = offloader.get();
+  }
+  engine_options.fingerprint = source->fingerprint;
   longctx::Engine engine(model->get(), pool->get(), engine_options);
   longctx::WorkerServiceImpl service(identity, source->fingerprint_hex, &engine,
                                      pool->get());

@@ -33,6 +33,13 @@ class GenerateReactor : public grpc::ServerWriteReactor<GenerateResponse> {
                                  request.stop_token_ids().end());
     params.logprobs = request.logprobs().enabled();
     params.top_logprobs = request.logprobs().top_logprobs();
+    const v1::CachePolicy policy = request.cache_policy();
+    params.cache_read = policy == v1::CACHE_POLICY_UNSPECIFIED ||
+                        policy == v1::CACHE_POLICY_READ_WRITE ||
+                        policy == v1::CACHE_POLICY_READ_ONLY;
+    params.cache_write = policy == v1::CACHE_POLICY_UNSPECIFIED ||
+                         policy == v1::CACHE_POLICY_READ_WRITE ||
+                         policy == v1::CACHE_POLICY_WRITE_ONLY;
     absl::Status valid = Check(params);
     if (!valid.ok()) {
       absl::MutexLock lock(&state_->mu);

@@ -1,0 +1,154 @@
+#include "services/worker/kv_offloader.h"
+
+#include <cstring>
+#include <utility>
+#include <vector>
+
+#include "absl/time/clock.h"
+#include "memory_store/kv_block_format.h"
+#include "services/common/logging.h"
+
+namespace longctx {
+namespace {
+
+prometheus::Counter* NewCounter(prometheus::Registry* registry,
+                                const char* name, const char* help) {
+  if (registry == nullptr) return nullptr;
+  return &prometheus::BuildCounter()
+              .Name(name)
+              .Help(help)
+              .Register(*registry)
+              .Add({});
+}
+
+void Add(prometheus::Counter* counter, double value) {
+  if (counter != nullptr) counter->Increment(value);
+}
+
+}  // namespace
+
+KvOffloader::KvOffloader(StoreClient* client, KvBlockPool* pool,
+                         const Hash128& fingerprint,
+                         const KvOffloaderOptions& options,
+                         prometheus::Registry* registry)
+    : client_(client),
+      pool_(pool),
+      fingerprint_(fingerprint),
+      options_(options) {
+  offloaded_blocks_ = NewCounter(registry, "longctx_offload_blocks_total",
+                                 "KV blocks written to the memory store.");
+  offloaded_bytes_ =
+      NewCounter(registry, "longctx_offload_bytes_total",
+                 "Bytes of KV blocks written to the memory store.");
+  offload_seconds_ =
+      NewCounter(registry, "longctx_offload_seconds_total",
+                 "Seconds spent writing KV blocks to the store.");
+  offload_dropped_ =
+      NewCounter(registry, "longctx_offload_dropped_blocks_total",
+                 "KV blocks not offloaded because the offload queue was full.");
+  offload_failed_ = NewCounter(registry, "longctx_offload_failed_blocks_total",
+                               "KV blocks whose write to the store failed.");
+  restored_blocks_ = NewCounter(registry, "longctx_restore_blocks_total",
+                                "KV blocks restored from the memory store.");
+  restored_bytes_ = NewCounter(registry, "longctx_restore_bytes_total",
+                               "Bytes of KV blocks restored from the store.");
+  restore_seconds_ = NewCounter(registry, "longctx_restore_seconds_total",
+                                "Seconds spent restoring KV blocks.");
+  restore_corrupt_ = NewCounter(
+      registry, "longctx_restore_corrupt_blocks_total",
+      "Stored KV blocks that failed verification and were recomputed.");
+  thread_ = std::thread([this] { Loop(); });
+}
+
+KvOffloader::~KvOffloader() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  thread_.join();
+}
+
+bool KvOffloader::Offload(const std::string& key, int block, int token_count) {
+  absl::MutexLock lock(&mu_);
+  if (static_cast<int>(queue_.size()) >= options_.max_queued_blocks) {
+    Add(offload_dropped_, 1);
+    return false;
+  }
+  pool_->Ref(block);
+  queue_.push_back(Job{key, block, token_count});
+  return true;
+}
+
+void KvOffloader::WaitIdle() {
+  absl::MutexLock lock(&mu_);
+  auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return queue_.empty() && !busy_;
+  };
+  mu_.Await(absl::Condition(&idle));
+}
+
+void KvOffloader::Loop() {
+  while (true) {
+    Job job;
+    {
+      absl::MutexLock lock(&mu_);
+      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return stopping_ || !queue_.empty();
+      };
+      mu_.Await(absl::Condition(&ready));
+      if (queue_.empty()) return;  // Stopping with nothing left to write.
+      job = queue_.front();
+      queue_.pop_front();
+      busy_ = true;
+    }
+    const absl::Time start = absl::Now();
+    absl::StatusOr<std::vector<std::string>> parts = EncodeKvBlock(
+        pool_->layout(), fingerprint_, job.token_count, pool_->Data(job.block));
+    pool_->Unref(job.block);
+    absl::Status status = parts.status();
+    if (status.ok()) status = client_->Put(job.key, *parts);
+    if (status.ok()) {
+      Add(offloaded_blocks_, 1);
+      double bytes = 0;
+      for (const std::string& part : *parts) bytes += part.size();
+      Add(offloaded_bytes_, bytes);
+    } else {
+      Add(offload_failed_, 1);
+      Log(LogLevel::kWarning, "offload of a KV block failed: %s",
+          std::string(status.message()));
+    }
+    Add(offload_seconds_, absl::ToDoubleSeconds(absl::Now() - start));
+    absl::MutexLock lock(&mu_);
+    busy_ = false;
+  }
+}
+
+int KvOffloader::Restore(absl::Span<const std::string> keys,
+                         absl::Span<const int> blocks) {
+  if (keys.empty()) return 0;
+  const absl::Time start = absl::Now();
+  const std::vector<bool> present = client_->Contains(keys);
+  int restored = 0;
+  while (restored < static_cast<int>(keys.size()) && present[restored]) {
+    absl::StatusOr<std::vector<std::string>> parts =
+        client_->Get(keys[restored]);
+    if (!parts.ok()) break;  // Gone, or the shard went away: recompute.
+    absl::StatusOr<KvBlockHeader> header = DecodeKvBlockInto(
+        *parts, pool_->layout(), fingerprint_, pool_->Data(blocks[restored]));
+    if (!header.ok() || header->token_count != pool_->layout().block_size) {
+      Add(restore_corrupt_, 1);
+      Log(LogLevel::kWarning, "stored KV block rejected, recomputing: %s",
+          std::string(header.status().message()));
+      break;
+    }
+    double bytes = 0;
+    for (const std::string& part : *parts) bytes += part.size();
+    Add(restored_bytes_, bytes);
+    Add(restored_blocks_, 1);
+    ++restored;
+  }
+  Add(restore_seconds_, absl::ToDoubleSeconds(absl::Now() - start));
+  return restored;
+}
+
+}  // namespace longctx

@@ -1,0 +1,91 @@
+// KvOffloader: moves a worker's KV blocks to and from the memory store.
+//
+// Offload: completed blocks are written behind the computation. Offload() only
+// queues (it takes a reference on the pool block, dropped once written); a
+// background thread encodes and stores them. A full queue drops the block
+// rather than wait: decode never blocks on the store, and drops are counted.
+//
+// Restore: a new request's prompt blocks that the store holds are read back
+// into the sequence's own blocks, in order, until the first one that is
+// missing, does not verify (checksum, fingerprint, layout) or cannot be read in
+// time: from there the prompt is recomputed. A corrupted block is never served.
+#ifndef LONGCTX_SERVICES_WORKER_KV_OFFLOADER_H_
+#define LONGCTX_SERVICES_WORKER_KV_OFFLOADER_H_
+
+#include <deque>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/synchronization/mutex.h"
+#include "absl/types/span.h"
+#include "memory_store/store_client.h"
+#include "prometheus/counter.h"
+#include "prometheus/registry.h"
+#include "services/common/hash128.h"
+#include "services/worker/kv_block_pool.h"
+
+namespace longctx {
+
+// KvOffloaderOptions configures a KvOffloader.
+struct KvOffloaderOptions {
+  // Blocks waiting to be written; more are dropped (--offload_queue_blocks).
+  // Default: 64.
+  int max_queued_blocks = 64;
+};
+
+// KvOffloader is thread-safe. The destructor writes what is queued, then stops.
+class KvOffloader {
+ public:
+  // `client` and `pool` are not owned and must outlive the offloader;
+  // `registry` (may be null) receives its metrics.
+  KvOffloader(StoreClient* client, KvBlockPool* pool,
+              const Hash128& fingerprint, const KvOffloaderOptions& options,
+              prometheus::Registry* registry);
+  ~KvOffloader();
+
+  // Offload queues pool block `block` (holding `token_count` tokens) for
+  // storing under `key` (16 bytes). Returns false if the queue was full
+  // (dropped).
+  bool Offload(const std::string& key, int block, int token_count);
+
+  // Restore reads the blocks of `keys` into `blocks` (same length) in order and
+  // returns how many leading blocks were restored.
+  int Restore(absl::Span<const std::string> keys, absl::Span<const int> blocks);
+
+  // WaitIdle blocks until the queue is empty and nothing is being written.
+  void WaitIdle();
+
+ private:
+  struct Job {
+    std::string key;
+    int block;
+    int token_count;
+  };
+  void Loop();
+
+  StoreClient* const client_;
+  KvBlockPool* const pool_;
+  const Hash128 fingerprint_;
+  const KvOffloaderOptions options_;
+
+  absl::Mutex mu_;
+  std::deque<Job> queue_ ABSL_GUARDED_BY(mu_);
+  bool busy_ ABSL_GUARDED_BY(mu_) = false;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread thread_;
+
+  prometheus::Counter* offloaded_blocks_ = nullptr;
+  prometheus::Counter* offloaded_bytes_ = nullptr;
+  prometheus::Counter* offload_seconds_ = nullptr;
+  prometheus::Counter* offload_dropped_ = nullptr;
+  prometheus::Counter* offload_failed_ = nullptr;
+  prometheus::Counter* restored_blocks_ = nullptr;
+  prometheus::Counter* restored_bytes_ = nullptr;
+  prometheus::Counter* restore_seconds_ = nullptr;
+  prometheus::Counter* restore_corrupt_ = nullptr;
+};
+
+}  // namespace longctx
+
+#endif  // LONGCTX_SERVICES_WORKER_KV_OFFLOADER_H_

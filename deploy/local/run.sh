@@ -30,35 +30,41 @@ store_port=50071
 worker_ports=(50061 50062)
 
 pids=()
+declare -A pids_of
 stop_all() {
   trap - INT TERM EXIT
   echo "stopping longctx..."
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  # Front to back: the gateway stops taking requests, the workers finish theirs
+  # (and their last offloads), then the store.
+  for group in gateway workers memory_store; do
+    for pid in ${pids_of[$group]:-}; do kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in ${pids_of[$group]:-}; do wait "$pid" 2>/dev/null || true; done
+  done
   echo "stopped."
 }
 trap 'stop_all; exit 0' INT TERM
 trap stop_all EXIT
 
-start() {  # name, then the command
-  local name="$1"; shift
+start() {  # group, name, then the command
+  local group="$1" name="$2"; shift 2
   "$@" >"$logs/$name.log" 2>&1 &
   pids+=("$!")
+  pids_of[$group]="${pids_of[$group]:-} $!"
 }
 
-start memory_store "$bin/memory_store/memory_store" \
+start memory_store memory_store "$bin/memory_store/memory_store" \
   --listen_address="127.0.0.1:$store_port" --metrics_address=127.0.0.1:9471 \
   --data_dir="$home/data/memory_store"
 workers=""
 for i in "${!worker_ports[@]}"; do
   port="${worker_ports[$i]}"
-  start "worker$i" "$bin/services/worker/worker" --model="$model" \
+  start workers "worker$i" "$bin/services/worker/worker" --model="$model" \
     --listen_address="127.0.0.1:$port" --metrics_address="127.0.0.1:$((9461 + i))" \
     --group_id="group-$i" --rank=0 --group_size=1 \
     --memory_store="127.0.0.1:$store_port"
   workers="${workers:+$workers,}127.0.0.1:$port"
 done
-start gateway "$bin/services/gateway/gateway" --model="$model" \
+start gateway gateway "$bin/services/gateway/gateway" --model="$model" \
   --listen_address="127.0.0.1:$gateway_port" --metrics_address=127.0.0.1:9451 \
   --workers="$workers" --group_size=1 --memory_store="127.0.0.1:$store_port"
 

@@ -96,7 +96,14 @@ void KvOffloader::Loop() {
         return stopping_ || !queue_.empty();
       };
       mu_.Await(absl::Condition(&ready));
-      if (queue_.empty()) return;  // Stopping with nothing left to write.
+      if (stopping_) {
+        // Shutting down: blocks not yet written are dropped (a later request
+        // recomputes them) rather than holding the process for the store.
+        for (const Job& dropped : queue_) pool_->Unref(dropped.block);
+        Add(offload_dropped_, static_cast<double>(queue_.size()));
+        queue_.clear();
+        return;
+      }
       job = queue_.front();
       queue_.pop_front();
       busy_ = true;

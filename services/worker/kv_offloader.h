@@ -34,7 +34,8 @@ struct KvOffloaderOptions {
   int max_queued_blocks = 64;
 };
 
-// KvOffloader is thread-safe. The destructor writes what is queued, then stops.
+// KvOffloader is thread-safe. The destructor finishes the block being written
+// and drops the queued ones (counted as dropped).
 class KvOffloader {
  public:
   // `client` and `pool` are not owned and must outlive the offloader;

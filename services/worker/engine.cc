@@ -195,12 +195,16 @@ bool Engine::Step() {
         seq->keys.push_back(KeyBytes(key));
       }
       if (seq->params.cache_read) {
+        // Every stored full block is restored; the prompt's last token is then
+        // computed again (rewriting its own KV with the same values) for
+        // logits.
         const int restorable = std::min(static_cast<int>(seq->keys.size()),
-                                        (seq->prompt_size() - 1) / b);
+                                        seq->prompt_size() / b);
         seq->stored_blocks = options_.offloader->Restore(
             absl::MakeConstSpan(seq->keys).subspan(0, restorable),
             absl::MakeConstSpan(seq->blocks).subspan(0, restorable));
-        seq->computed = seq->stored_blocks * b;
+        seq->computed =
+            std::min(seq->stored_blocks * b, seq->prompt_size() - 1);
         seq->cached_tokens = seq->computed;
         seq->offloaded_upto = seq->stored_blocks;
       }

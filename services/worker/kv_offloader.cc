@@ -1,5 +1,6 @@
 #include "services/worker/kv_offloader.h"
 
+#include <atomic>
 #include <cstring>
 #include <utility>
 #include <vector>
@@ -135,24 +136,50 @@ int KvOffloader::Restore(absl::Span<const std::string> keys,
   if (keys.empty()) return 0;
   const absl::Time start = absl::Now();
   const std::vector<bool> present = client_->Contains(keys);
-  int restored = 0;
-  while (restored < static_cast<int>(keys.size()) && present[restored]) {
-    absl::StatusOr<std::vector<std::string>> parts =
-        client_->Get(keys[restored]);
-    if (!parts.ok()) break;  // Gone, or the shard went away: recompute.
-    absl::StatusOr<KvBlockHeader> header = DecodeKvBlockInto(
-        *parts, pool_->layout(), fingerprint_, pool_->Data(blocks[restored]));
-    if (!header.ok() || header->token_count != pool_->layout().block_size) {
-      Add(restore_corrupt_, 1);
-      Log(LogLevel::kWarning, "stored KV block rejected, recomputing: %s",
-          std::string(header.status().message()));
-      break;
+  int candidates = 0;
+  while (candidates < static_cast<int>(keys.size()) && present[candidates]) {
+    ++candidates;
+  }
+  // Blocks are fetched, verified and copied in by several threads at once (each
+  // into its own pool block); what counts is the leading run that succeeded.
+  std::vector<absl::Status> results(candidates);
+  std::vector<double> sizes(candidates, 0);
+  std::atomic<int> next{0};
+  auto fetch = [&] {
+    for (int i = next++; i < candidates; i = next++) {
+      absl::StatusOr<std::vector<std::string>> parts = client_->Get(keys[i]);
+      if (!parts.ok()) {
+        results[i] = parts.status();
+        continue;
+      }
+      absl::StatusOr<KvBlockHeader> header = DecodeKvBlockInto(
+          *parts, pool_->layout(), fingerprint_, pool_->Data(blocks[i]));
+      if (header.ok() && header->token_count != pool_->layout().block_size) {
+        header = absl::DataLossError("stored block is not full");
+      }
+      results[i] = header.status();
+      for (const std::string& part : *parts) sizes[i] += part.size();
     }
-    double bytes = 0;
-    for (const std::string& part : *parts) bytes += part.size();
-    Add(restored_bytes_, bytes);
+  };
+  std::vector<std::thread> threads;
+  const int parallel = std::min(options_.restore_parallelism, candidates);
+  for (int t = 1; t < parallel; ++t) threads.emplace_back(fetch);
+  fetch();
+  for (std::thread& t : threads) t.join();
+
+  int restored = 0;
+  while (restored < candidates && results[restored].ok()) {
+    Add(restored_bytes_, sizes[restored]);
     Add(restored_blocks_, 1);
     ++restored;
+  }
+  if (restored < candidates && !absl::IsNotFound(results[restored]) &&
+      !absl::IsUnavailable(results[restored]) &&
+      !absl::IsDeadlineExceeded(results[restored])) {
+    // Present but rejected: corrupt, another model, another layout.
+    Add(restore_corrupt_, 1);
+    Log(LogLevel::kWarning, "stored KV block rejected, recomputing: %s",
+        std::string(results[restored].message()));
   }
   Add(restore_seconds_, absl::ToDoubleSeconds(absl::Now() - start));
   return restored;

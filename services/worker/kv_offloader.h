@@ -32,6 +32,8 @@ struct KvOffloaderOptions {
   // Blocks waiting to be written; more are dropped (--offload_queue_blocks).
   // Default: 64.
   int max_queued_blocks = 64;
+  // Blocks fetched from the store at once during a restore. Default: 4.
+  int restore_parallelism = 4;
 };
 
 // KvOffloader is thread-safe. The destructor finishes the block being written

@@ -15,9 +15,7 @@
 // --requests, after --warmup_requests that are not counted. A progress line
 // updates every second on stderr; the table (or --json) goes to stdout.
 //
-//   bazel run -c opt //tools/loadgen -- --address=127.0.0.1:50051
-//   --concurrency=8 \
-//       --duration_seconds=60 --document_chars=20000
+//   bazel run -c opt //tools/loadgen -- --concurrency=8 --duration_seconds=60
 #include <dirent.h>
 
 #include <algorithm>

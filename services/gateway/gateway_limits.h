@@ -15,6 +15,9 @@ struct GatewayLimits {
   // Longest text accepted by Tokenize or Generate, in bytes (--max_text_bytes).
   // Default: 16 MiB.
   int max_text_bytes = 16 << 20;
+  // Most Generate streams at once; more get RESOURCE_EXHAUSTED
+  // (--max_concurrent_requests). Default: 256.
+  int max_concurrent_requests = 256;
 };
 
 }  // namespace longctx

@@ -39,6 +39,8 @@ ABSL_FLAG(int, max_prompt_tokens, 131072,
 ABSL_FLAG(int, max_new_tokens, 4096, "Most new tokens a request may ask for.");
 ABSL_FLAG(int, default_max_new_tokens, 256,
           "New tokens for a request that does not set max_new_tokens.");
+ABSL_FLAG(int, max_concurrent_requests, 256,
+          "Most Generate streams at once; more get RESOURCE_EXHAUSTED.");
 ABSL_FLAG(int, max_text_bytes, 16 << 20,
           "Longest text accepted by Tokenize, in bytes.");
 ABSL_FLAG(int, grace_period_seconds, 10,
@@ -73,6 +75,12 @@ int main(int argc, char** argv) {
   limits.max_new_tokens = absl::GetFlag(FLAGS_max_new_tokens);
   limits.default_max_new_tokens = absl::GetFlag(FLAGS_default_max_new_tokens);
   limits.max_text_bytes = absl::GetFlag(FLAGS_max_text_bytes);
+  limits.max_concurrent_requests = absl::GetFlag(FLAGS_max_concurrent_requests);
+  if (limits.max_concurrent_requests < 1) {
+    return longctx::StartupError(
+        kProgram,
+        absl::InvalidArgumentError("--max_concurrent_requests must be >= 1"));
+  }
   if (limits.max_prompt_tokens < 1 || limits.max_new_tokens < 1 ||
       limits.default_max_new_tokens < 1 || limits.max_text_bytes < 1) {
     return longctx::StartupError(

@@ -6,6 +6,7 @@
 
 #include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
+#include "services/common/logging.h"
 #include "services/common/status_util.h"
 #include "services/gateway/generate_call.h"
 #include "services/gateway/request_validator.h"
@@ -67,9 +68,21 @@ GatewayServiceImpl::GatewayServiceImpl(const GatewayModel* model,
                             .Register(registry)
                             .Add({}, LatencyBuckets())) {}
 
-void GatewayServiceImpl::RecordDone(const grpc::Status& status,
+void GatewayServiceImpl::RecordDone(const std::string& request_id,
+                                    const grpc::Status& status,
                                     const v1::Usage& usage,
                                     const v1::Timings& timings) {
+  // One structured line per request; prompts and outputs are never logged.
+  Log(status.ok() ? LogLevel::kInfo : LogLevel::kWarning,
+      "request id=%s status=%s prompt_tokens=%d cached_tokens=%d "
+      "new_tokens=%d ttft_s=%.3f total_s=%.3f%s",
+      request_id,
+      absl::StatusCodeToString(
+          static_cast<absl::StatusCode>(status.error_code())),
+      usage.prompt_tokens(), usage.cached_tokens(), usage.generated_tokens(),
+      timings.time_to_first_token_seconds(), timings.total_seconds(),
+      status.ok() ? ""
+                  : absl::StrCat(" error=\"", status.error_message(), "\""));
   requests_
       .Add({{"code", absl::StatusCodeToString(
                          static_cast<absl::StatusCode>(status.error_code()))}})
@@ -86,14 +99,29 @@ void GatewayServiceImpl::RecordDone(const grpc::Status& status,
 grpc::ServerWriteReactor<v1::GenerateResponse>* GatewayServiceImpl::Generate(
     grpc::CallbackServerContext* context, const v1::GenerateRequest* request) {
   const absl::Time arrived = absl::Now();
+  const std::string request_id =
+      request->request_id().empty()
+          ? absl::StrCat("req-", next_request_.fetch_add(1))
+          : request->request_id();
   auto fail = [&](const absl::Status& status) {
-    RecordDone(ToGrpcStatus(status), v1::Usage(), v1::Timings());
+    RecordDone(request_id, ToGrpcStatus(status), v1::Usage(), v1::Timings());
     return new ErrorReactor(ToGrpcStatus(status));
+  };
+  // Admission: at most --max_concurrent_requests streams at once.
+  if (in_flight_.fetch_add(1) >= limits_.max_concurrent_requests) {
+    const int now = in_flight_.fetch_sub(1) - 1;
+    return fail(absl::ResourceExhaustedError(absl::StrCat(
+        "the gateway has ", now, " requests in flight; the limit is ",
+        limits_.max_concurrent_requests, " (--max_concurrent_requests)")));
+  }
+  auto fail_admitted = [&](const absl::Status& status) {
+    in_flight_.fetch_sub(1);
+    return fail(status);
   };
   thread_local absl::BitGen random;
   absl::StatusOr<ValidatedRequest> validated = ValidateGenerateRequest(
       *request, model_->info(), limits_, absl::Uniform<uint64_t>(random));
-  if (!validated.ok()) return fail(validated.status());
+  if (!validated.ok()) return fail_admitted(validated.status());
 
   std::vector<int32_t> prompt;
   std::string field = "token_ids.ids";
@@ -103,7 +131,7 @@ grpc::ServerWriteReactor<v1::GenerateResponse>* GatewayServiceImpl::Generate(
       prompt.push_back(model_->info().bos_token_id());
     }
     absl::StatusOr<std::vector<int32_t>> ids = model_->Encode(request->text());
-    if (!ids.ok()) return fail(ids.status());
+    if (!ids.ok()) return fail_admitted(ids.status());
     prompt.insert(prompt.end(), ids->begin(), ids->end());
   } else {
     prompt.assign(request->token_ids().ids().begin(),
@@ -111,27 +139,24 @@ grpc::ServerWriteReactor<v1::GenerateResponse>* GatewayServiceImpl::Generate(
   }
   absl::Status checked =
       CheckPromptTokens(prompt, model_->info(), limits_, field);
-  if (!checked.ok()) return fail(checked);
+  if (!checked.ok()) return fail_admitted(checked);
   validated->worker_request.mutable_prompt_token_ids()->Add(prompt.begin(),
                                                             prompt.end());
 
   absl::StatusOr<int> group = pool_->Acquire();
-  if (!group.ok()) return fail(group.status());
-  std::string request_id =
-      request->request_id().empty()
-          ? absl::StrCat("req-", next_request_.fetch_add(1))
-          : request->request_id();
+  if (!group.ok()) return fail_admitted(group.status());
   validated->worker_request.set_request_id(request_id);
   GenerateCallHooks hooks;
-  hooks.on_done = [this, g = *group](const grpc::Status& status,
-                                     const v1::Usage& usage,
-                                     const v1::Timings& timings) {
+  hooks.on_done = [this, g = *group, request_id](const grpc::Status& status,
+                                                 const v1::Usage& usage,
+                                                 const v1::Timings& timings) {
     pool_->Release(g);
-    RecordDone(status, usage, timings);
+    in_flight_.fetch_sub(1);
+    RecordDone(request_id, status, usage, timings);
   };
   return StartGenerateCall(context, pool_->Leader(*group),
-                           *std::move(validated), std::move(request_id),
-                           arrived, model_->NewTextStream(), std::move(hooks));
+                           *std::move(validated), request_id, arrived,
+                           model_->NewTextStream(), std::move(hooks));
 }
 
 grpc::ServerUnaryReactor* GatewayServiceImpl::Tokenize(

@@ -35,13 +35,15 @@ class GatewayServiceImpl final : public v1::LongContext::CallbackService {
                                          v1::ModelInfo* response) override;
 
  private:
-  void RecordDone(const grpc::Status& status, const v1::Usage& usage,
-                  const v1::Timings& timings);
+  // Counts a finished request in the metrics and logs its one line.
+  void RecordDone(const std::string& request_id, const grpc::Status& status,
+                  const v1::Usage& usage, const v1::Timings& timings);
 
   const GatewayModel* const model_;
   WorkerPool* const pool_;
   const GatewayLimits limits_;
   std::atomic<uint64_t> next_request_{1};
+  std::atomic<int> in_flight_{0};  // Generate streams admitted and not done.
 
   prometheus::Family<prometheus::Counter>& requests_;
   prometheus::Counter& prompt_tokens_;

@@ -84,7 +84,9 @@ TEST(GlooCommunicatorTest, BroadcastGatherAndBarrier) {
     int32_t mine = 100 + comm.rank();
     std::vector<int32_t> all(3, -1);
     ASSERT_TRUE(comm.Gather(&mine, 4, all.data(), /*root=*/1, 11).ok());
-    if (comm.rank() == 1) EXPECT_EQ(all, (std::vector<int32_t>{100, 101, 102}));
+    if (comm.rank() == 1) {
+      EXPECT_EQ(all, (std::vector<int32_t>{100, 101, 102}));
+    }
     EXPECT_TRUE(comm.Barrier(12).ok());
   });
 }

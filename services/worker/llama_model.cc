@@ -308,8 +308,8 @@ absl::Status LlamaModel::Forward(absl::Span<const SeqSpan> spans,
     status = gemm_.Run(h_.data(), total, h, *layer.gate_up, nullptr,
                        mlp_.data(), 2 * ffn);
     if (!status.ok()) return status;
-    // A contiguous activation: oneDNN's fp32 matmul falls back to its slow
-    // reference kernel for strided input.
+    // SwiGLU writes a contiguous activation: Gemm::Run would otherwise copy the
+    // strided rows into a dense buffer first (oneDNN is slow on strided input).
     kernels::SwiGluFused(mlp_.data(), total, ffn, act_.data(), ffn);
     status = gemm_.Run(act_.data(), total, ffn, *layer.down, nullptr,
                        delta_.data(), h);

@@ -26,8 +26,12 @@ class Communicator {
   class PendingOp {
    public:
     virtual ~PendingOp() = default;
-    // Wait blocks until the op completes or fails.
+    // Wait blocks until the op completes or fails, at most the
+    // communicator's timeout.
     virtual absl::Status Wait() = 0;
+    // WaitFor is Wait with its own limit (a rank idling until the next step
+    // waits longer than any transfer may take).
+    virtual absl::Status WaitFor(absl::Duration timeout) { return Wait(); }
   };
 
   virtual ~Communicator() = default;

@@ -1,5 +1,6 @@
 #include "services/worker/gloo_communicator.h"
 
+#include <algorithm>
 #include <chrono>
 #include <exception>
 #include <utility>
@@ -27,8 +28,11 @@ absl::Status FromGloo(const std::exception& e, absl::string_view what) {
   return absl::InternalError(absl::StrCat(what, ": ", e.what()));
 }
 
+// Gloo adds timeouts to the clock: an infinite one is capped at 30 days so the
+// sum cannot overflow.
 std::chrono::milliseconds Millis(absl::Duration d) {
-  return std::chrono::milliseconds(absl::ToInt64Milliseconds(d));
+  return std::chrono::milliseconds(
+      absl::ToInt64Milliseconds(std::min(d, absl::Hours(24 * 30))));
 }
 
 class GlooOp : public Communicator::PendingOp {
@@ -53,13 +57,15 @@ class GlooOp : public Communicator::PendingOp {
     }
   }
 
-  absl::Status Wait() override {
+  absl::Status Wait() override { return WaitFor(timeout_); }
+
+  absl::Status WaitFor(absl::Duration timeout) override {
     done_ = true;
     const std::string what =
         absl::StrCat(is_send_ ? "send to" : "receive from", " rank ", peer_);
     try {
-      bool ok = is_send_ ? buffer_->waitSend(Millis(timeout_))
-                         : buffer_->waitRecv(Millis(timeout_));
+      bool ok = is_send_ ? buffer_->waitSend(Millis(timeout))
+                         : buffer_->waitRecv(Millis(timeout));
       if (!ok) return absl::AbortedError(absl::StrCat(what, " was aborted"));
     } catch (const std::exception& e) {
       return FromGloo(e, what);

@@ -25,14 +25,30 @@ absl::StatusOr<std::unique_ptr<KvBlockPool>> KvBlockPool::Create(
     return absl::InvalidArgumentError("KV budget holds too many blocks");
   }
   return std::unique_ptr<KvBlockPool>(
-      new KvBlockPool(layout, static_cast<int>(blocks)));
+      new KvBlockPool(layout, static_cast<int>(blocks), /*backed=*/true));
 }
 
-KvBlockPool::KvBlockPool(const KvLayout& layout, int capacity)
+absl::StatusOr<std::unique_ptr<KvBlockPool>> KvBlockPool::CreateUnbacked(
+    const KvLayout& layout, int capacity) {
+  if (capacity <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("a pool needs at least one block, not ", capacity));
+  }
+  return std::unique_ptr<KvBlockPool>(
+      new KvBlockPool(layout, capacity, /*backed=*/false));
+}
+
+KvBlockPool::KvBlockPool(const KvLayout& layout, int capacity, bool backed)
     : layout_(layout),
       capacity_(capacity),
       block_bytes_(layout.BlockBytes()),
       layer_bytes_(layout.LayerBytes()) {
+  if (!backed) {
+    absl::MutexLock lock(&mu_);
+    refcount_.assign(capacity, 0);
+    for (int i = capacity - 1; i >= 0; --i) free_.push_back(i);
+    return;
+  }
   const size_t bytes = block_bytes_ * static_cast<size_t>(capacity) + 64;
   // Not value-initialized: pages are touched only when blocks are written.
   storage_.reset(new uint8_t[bytes]);
@@ -74,6 +90,11 @@ void KvBlockPool::Unref(int block) {
   absl::MutexLock lock(&mu_);
   if (block < 0 || block >= capacity_ || refcount_[block] <= 0) std::abort();
   if (--refcount_[block] == 0) free_.push_back(block);
+}
+
+bool KvBlockPool::InUse(int block) const {
+  absl::MutexLock lock(&mu_);
+  return block >= 0 && block < capacity_ && refcount_[block] > 0;
 }
 
 int KvBlockPool::RefCount(int block) const {

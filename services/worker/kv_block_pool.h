@@ -37,6 +37,12 @@ class KvBlockPool {
   static absl::StatusOr<std::unique_ptr<KvBlockPool>> Create(
       const KvLayout& layout, size_t budget_bytes);
 
+  // CreateUnbacked makes a pool of `capacity` block ids with no storage: it
+  // only allocates and counts references (a group leader's ids for blocks that
+  // live on its ranks). Data, K and V must not be called on it.
+  static absl::StatusOr<std::unique_ptr<KvBlockPool>> CreateUnbacked(
+      const KvLayout& layout, int capacity);
+
   const KvLayout& layout() const { return layout_; }
   int capacity() const { return capacity_; }
   int free_blocks() const;
@@ -52,6 +58,8 @@ class KvBlockPool {
   void Ref(int block);
   void Unref(int block);
   int RefCount(int block) const;
+  // Whether the block is allocated (any id; out-of-range ids are not).
+  bool InUse(int block) const;
 
   // The block's buffer, and its layer's K and V tensors.
   uint8_t* Data(int block) {
@@ -65,7 +73,7 @@ class KvBlockPool {
   }
 
  private:
-  KvBlockPool(const KvLayout& layout, int capacity);
+  KvBlockPool(const KvLayout& layout, int capacity, bool backed);
 
   const KvLayout layout_;
   const int capacity_;

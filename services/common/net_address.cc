@@ -90,6 +90,10 @@ absl::Status CheckPortFree(const HostPort& address, absl::string_view what) {
     status = absl::InternalError(
         absl::StrCat(what, ": socket(): ", std::strerror(errno)));
   } else {
+    // As gRPC binds: connections of an earlier process on this port that are
+    // still in TIME_WAIT do not make it busy; a listener does.
+    const int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
     if (bind(fd, found->ai_addr, found->ai_addrlen) != 0) {
       int err = errno;
       if (err == EADDRINUSE) {

@@ -283,10 +283,23 @@ bool Engine::Step() {
         .Observe(seconds);
   }
   if (!status.ok()) {
-    for (Sequence* seq : owners) {
-      Finish(*seq, v1::FINISH_REASON_UNSPECIFIED,
-             absl::InternalError(
-                 absl::StrCat("forward pass failed: ", status.message())));
+    // UNAVAILABLE: the model lost state it keeps elsewhere (a rank of the
+    // group, holding part of every sequence's KV, went away): every running
+    // sequence fails, not only this step's. Anything else fails the step's.
+    const bool lost_kv = absl::IsUnavailable(status);
+    const absl::Status failure(
+        lost_kv ? absl::StatusCode::kUnavailable : absl::StatusCode::kInternal,
+        absl::StrCat("forward pass failed: ", status.message()));
+    if (lost_kv) {
+      for (auto& seq : running_) {
+        if (!seq->cancelled) {
+          Finish(*seq, v1::FINISH_REASON_UNSPECIFIED, failure);
+        }
+      }
+    } else {
+      for (Sequence* seq : owners) {
+        Finish(*seq, v1::FINISH_REASON_UNSPECIFIED, failure);
+      }
     }
   } else {
     int row = 0;

@@ -96,8 +96,11 @@ absl::StatusOr<std::unique_ptr<GlooCommunicator>> GlooCommunicator::Connect(
         gloo::transport::tcp::CreateDevice(attr);
     auto context =
         std::make_shared<gloo::rendezvous::Context>(options.rank, options.size);
-    context->setTimeout(Millis(options.timeout));
+    context->setTimeout(Millis(options.connect_timeout > absl::ZeroDuration()
+                                   ? options.connect_timeout
+                                   : options.timeout));
     context->connectFullMesh(store, device);
+    context->setTimeout(Millis(options.timeout));
     return std::unique_ptr<GlooCommunicator>(new GlooCommunicator(
         std::move(context), options.rank, options.size, options.timeout));
   } catch (const std::exception& e) {

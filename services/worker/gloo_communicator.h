@@ -24,8 +24,10 @@ struct GlooOptions {
   // Address of this rank's TCP listener (peers connect to it). Default:
   // loopback.
   std::string hostname = "127.0.0.1";
-  // How long forming the group and each operation may take.
+  // How long each operation may take.
   absl::Duration timeout = absl::Seconds(30);
+  // How long connecting to the other ranks may take; zero means `timeout`.
+  absl::Duration connect_timeout = absl::ZeroDuration();
 };
 
 class GlooCommunicator : public Communicator {

@@ -1,5 +1,6 @@
 // worker: one rank of a worker group that hosts the model and holds long
 // sequences (proto/worker.proto).
+#include <atomic>
 #include <memory>
 #include <string>
 
@@ -19,6 +20,7 @@
 #include "services/worker/kv_offloader.h"
 #include "services/worker/llama_model.h"
 #include "services/worker/model_source.h"
+#include "services/worker/worker_group.h"
 #include "services/worker/worker_service_impl.h"
 
 ABSL_FLAG(std::string, listen_address, "0.0.0.0:50061",
@@ -29,7 +31,19 @@ ABSL_FLAG(std::string, model, "",
           "Hugging Face model folder (config.json + *.safetensors). Required.");
 ABSL_FLAG(std::string, group_id, "group-0", "Id of this rank's worker group.");
 ABSL_FLAG(int, rank, 0, "This worker's rank in its group, in [0, group_size).");
-ABSL_FLAG(int, group_size, 1, "Ranks in the group.");
+ABSL_FLAG(int, group_size, 1,
+          "Ranks in the group; more than 1 splits each sequence across them "
+          "(context parallelism).");
+ABSL_FLAG(std::string, rendezvous_address, "",
+          "host:port of the gateway, where the ranks of a group find each "
+          "other. Required when --group_size > 1.");
+ABSL_FLAG(std::string, gloo_hostname, "127.0.0.1",
+          "Address the other ranks of the group reach this rank at (its Gloo "
+          "listener binds to it).");
+ABSL_FLAG(int, group_form_timeout_seconds, 20,
+          "How long one attempt to form the group waits for every rank.");
+ABSL_FLAG(int, group_op_timeout_seconds, 60,
+          "How long one transfer between the ranks of a group may take.");
 ABSL_FLAG(std::string, memory_store, "",
           "Comma-separated host:port list of memory_store shards; empty runs "
           "without offload.");
@@ -94,11 +108,19 @@ int main(int argc, char** argv) {
                       "--rank=", identity.rank, " must be in [0, --group_size=",
                       identity.group_size, ")")));
   }
-  if (identity.group_size != 1) {
+  const bool grouped = identity.group_size > 1;
+  if (grouped && absl::GetFlag(FLAGS_rendezvous_address).empty()) {
     return longctx::StartupError(
-        kProgram, absl::UnimplementedError(
-                      "--group_size > 1 (context parallelism) is not available "
-                      "yet; run groups of 1 rank"));
+        kProgram, absl::InvalidArgumentError(
+                      "--rendezvous_address (the gateway's host:port) is "
+                      "required when --group_size > 1"));
+  }
+  for (absl::Status s :
+       {Positive("group_form_timeout_seconds",
+                 absl::GetFlag(FLAGS_group_form_timeout_seconds)),
+        Positive("group_op_timeout_seconds",
+                 absl::GetFlag(FLAGS_group_op_timeout_seconds))}) {
+    if (!s.ok()) return longctx::StartupError(kProgram, s);
   }
   const int block_size = absl::GetFlag(FLAGS_block_size);
   if (block_size < 1 || block_size > 65536) {
@@ -157,7 +179,14 @@ int main(int argc, char** argv) {
   // Offload and restore through the memory store, when there is one.
   std::unique_ptr<longctx::StoreClient> store_client;
   std::unique_ptr<longctx::KvOffloader> offloader;
-  if (!stores->empty()) {
+  if (grouped && !stores->empty()) {
+    // Each rank would have to offload and restore the blocks it holds; the
+    // leader does not drive that yet.
+    longctx::Log(longctx::LogLevel::kWarning,
+                 "--memory_store is not used by a group of %d ranks yet: "
+                 "prompts are recomputed, never offloaded or restored",
+                 identity.group_size);
+  } else if (!stores->empty()) {
     longctx::StoreClientOptions client_options;
     client_options.call_timeout =
         absl::Milliseconds(absl::GetFlag(FLAGS_store_timeout_ms));
@@ -173,14 +202,51 @@ int main(int argc, char** argv) {
     engine_options.offloader = offloader.get();
   }
   engine_options.fingerprint = source->fingerprint;
-  longctx::Engine engine(model->get(), pool->get(), engine_options);
-  longctx::WorkerServiceImpl service(identity, source->fingerprint_hex, &engine,
-                                     pool->get());
+  // A rank of a group of P > 1 serves once the group has formed; rank 0 runs
+  // the engine over the whole group, the others run the steps it sends.
+  std::mutex ready_mu;  // Orders the group's readiness reports.
+  longctx::WorkerServiceImpl* service_ptr = nullptr;
+  bool group_ready = false;
+  std::unique_ptr<longctx::WorkerServiceImpl> service;
+  std::unique_ptr<longctx::WorkerGroup> group;
+  if (grouped) {
+    longctx::WorkerGroupOptions group_options;
+    group_options.group_id = identity.group_id;
+    group_options.rank = identity.rank;
+    group_options.size = identity.group_size;
+    group_options.rendezvous_address = absl::GetFlag(FLAGS_rendezvous_address);
+    group_options.hostname = absl::GetFlag(FLAGS_gloo_hostname);
+    group_options.form_timeout =
+        absl::Seconds(absl::GetFlag(FLAGS_group_form_timeout_seconds));
+    group_options.op_timeout =
+        absl::Seconds(absl::GetFlag(FLAGS_group_op_timeout_seconds));
+    group = std::make_unique<longctx::WorkerGroup>(
+        group_options, model->get(), pool->get(),
+        [&](bool ready, const std::string& /*why*/) {
+          std::lock_guard<std::mutex> lock(ready_mu);
+          group_ready = ready;
+          if (service_ptr != nullptr) service_ptr->SetReady(ready);
+        });
+  }
+  longctx::ForwardModel* forward =
+      grouped ? group->forward_model() : model->get();
+  longctx::KvBlockPool* ids = grouped ? group->group_pool() : pool->get();
+  std::unique_ptr<longctx::Engine> engine;
+  if (forward != nullptr) {
+    engine = std::make_unique<longctx::Engine>(forward, ids, engine_options);
+  }
+  service = std::make_unique<longctx::WorkerServiceImpl>(
+      identity, source->fingerprint_hex, engine.get(),
+      ids != nullptr ? ids : pool->get());
   longctx::GrpcServerOptions server_options;
   server_options.listen = addresses->listen;
-  auto server = longctx::GrpcServer::Start(server_options, {&service});
+  auto server = longctx::GrpcServer::Start(server_options, {service.get()});
   if (!server.ok()) return longctx::StartupError(kProgram, server.status());
-  service.SetReady(true);
+  {
+    std::lock_guard<std::mutex> lock(ready_mu);
+    service_ptr = service.get();
+    service->SetReady(!grouped || group_ready);
+  }
   return longctx::ServeUntilSignal(
       kProgram, **server, **metrics,
       absl::Seconds(absl::GetFlag(FLAGS_grace_period_seconds)));

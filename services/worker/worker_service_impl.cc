@@ -41,6 +41,11 @@ class GenerateReactor : public grpc::ServerWriteReactor<GenerateResponse> {
                          policy == v1::CACHE_POLICY_READ_WRITE ||
                          policy == v1::CACHE_POLICY_WRITE_ONLY;
     absl::Status valid = Check(params);
+    if (engine_ == nullptr) {
+      valid = absl::FailedPreconditionError(
+          "this rank does not take requests: send them to rank 0 of its "
+          "group");
+    }
     if (!valid.ok()) {
       absl::MutexLock lock(&state_->mu);
       FinishLocked(ToGrpcStatus(valid));
@@ -190,8 +195,10 @@ grpc::ServerUnaryReactor* WorkerServiceImpl::GetStatus(
   response->set_ready(ready_.load());
   response->set_model_fingerprint(fingerprint_hex_);
   response->set_block_size(pool_->layout().block_size);
-  response->set_running_sequences(engine_->running());
-  response->set_waiting_sequences(engine_->waiting());
+  if (engine_ != nullptr) {
+    response->set_running_sequences(engine_->running());
+    response->set_waiting_sequences(engine_->waiting());
+  }
   response->set_kv_blocks_used(pool_->used_blocks());
   response->set_kv_blocks_capacity(pool_->capacity());
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();

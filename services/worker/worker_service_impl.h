@@ -20,7 +20,9 @@ struct WorkerIdentity {
 // WorkerServiceImpl answers the gateway for this rank. Thread-safe.
 class WorkerServiceImpl final : public worker::v1::Worker::CallbackService {
  public:
-  // `engine` and `pool` are not owned and must outlive the service.
+  // `engine` and `pool` are not owned and must outlive the service. A rank
+  // other than its group's rank 0 has no engine (null): it refuses Generate
+  // with FAILED_PRECONDITION. `pool` is the group's (its block ids) on rank 0.
   WorkerServiceImpl(const WorkerIdentity& identity, std::string fingerprint_hex,
                     Engine* engine, const KvBlockPool* pool);
 

@@ -48,6 +48,12 @@ absl::Status LocalStack::Start(const StackOptions& options) {
   if (!p.ok()) return p.status();
   processes_.push_back(*std::move(p));
 
+  const int P = options.group_size;
+  if (P < 1 || options.num_workers % P != 0) {
+    return absl::InvalidArgumentError("group_size must divide num_workers");
+  }
+  // The gateway's address first: the ranks of a group meet there.
+  gateway_ep_ = NewEndpoint();
   std::vector<std::string> worker_addresses;
   for (int i = 0; i < options.num_workers; ++i) {
     Endpoint e = NewEndpoint();
@@ -58,17 +64,21 @@ absl::Status LocalStack::Start(const StackOptions& options) {
             "--memory_store=" + store_ep_.address(),
             "--threads=1",
             "--kv_cache_bytes=268435456",
-            absl::StrCat("--group_id=group-", i)};
+            absl::StrCat("--group_id=group-", i / P),
+            absl::StrCat("--rank=", i % P),
+            absl::StrCat("--group_size=", P),
+            "--rendezvous_address=" + gateway_ep_.address()};
     for (const auto& f : CommonFlags(e)) argv.push_back(f);
     for (const auto& f : options.worker_flags) argv.push_back(f);
+    worker_argv_.push_back(argv);
     p = Process::Start(argv, absl::StrCat(dir_, "/worker", i, ".log"));
     if (!p.ok()) return p.status();
     processes_.push_back(*std::move(p));
   }
 
-  gateway_ep_ = NewEndpoint();
   argv = {RunfilePath("services/gateway/gateway"), "--model=" + model_dir_,
           "--workers=" + absl::StrJoin(worker_addresses, ","),
+          absl::StrCat("--group_size=", P),
           "--memory_store=" + store_ep_.address()};
   for (const auto& f : CommonFlags(gateway_ep_)) argv.push_back(f);
   for (const auto& f : options.gateway_flags) argv.push_back(f);
@@ -86,6 +96,15 @@ absl::Status LocalStack::Start(const StackOptions& options) {
     if (!status.ok())
       return absl::InternalError(absl::StrCat(status.message(), "\n", Logs()));
   }
+  return absl::OkStatus();
+}
+
+absl::Status LocalStack::RestartWorker(int i) {
+  absl::StatusOr<Process> p = Process::Start(
+      worker_argv_[i],
+      absl::StrCat(dir_, "/worker", i, ".", ++restarts_, ".log"));
+  if (!p.ok()) return p.status();
+  processes_[1 + i] = *std::move(p);
   return absl::OkStatus();
 }
 

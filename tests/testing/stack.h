@@ -32,7 +32,8 @@ absl::Status MakeTinyModel(const std::string& dir,
                            const std::vector<std::string>& extra_flags = {});
 
 struct StackOptions {
-  int num_workers = 1;  // Groups of one rank each.
+  int num_workers = 1;  // Ranks in all, group after group.
+  int group_size = 1;   // Ranks per group; divides num_workers.
   std::vector<std::string> worker_flags;
   std::vector<std::string> gateway_flags;
   std::vector<std::string> model_flags;  // For make_tiny_model.
@@ -53,6 +54,10 @@ class LocalStack {
   Process& worker_process(int i) { return processes_[1 + i]; }
   Process& store_process() { return processes_[0]; }
 
+  // RestartWorker starts worker rank `i` again (after it was killed) with the
+  // same flags; its log goes to worker<i>.<n>.log.
+  absl::Status RestartWorker(int i);
+
   // Logs of every process, for failure messages.
   std::string Logs() const;
 
@@ -62,6 +67,8 @@ class LocalStack {
   Endpoint store_ep_, gateway_ep_;
   std::vector<Endpoint> worker_eps_;
   std::vector<Process> processes_;  // store, workers..., gateway.
+  std::vector<std::vector<std::string>> worker_argv_;
+  int restarts_ = 0;
 };
 
 }  // namespace longctx::testing

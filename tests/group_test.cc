@@ -1,0 +1,154 @@
+// Context parallelism end to end: worker groups of P ranks (real processes on
+// loopback, Gloo between them, formed through the gateway's rendezvous)
+// serving the tiny model through the gateway.
+#include <csignal>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "gmock/gmock.h"
+#include "grpcpp/grpcpp.h"
+#include "gtest/gtest.h"
+#include "proto/longctx.grpc.pb.h"
+#include "proto/worker.grpc.pb.h"
+#include "tests/testing/stack.h"
+
+namespace longctx {
+namespace {
+
+using ::testing::HasSubstr;
+
+struct Result {
+  grpc::Status status;
+  std::vector<int32_t> tokens;
+  v1::GenerateResponse last;
+  absl::Duration elapsed;
+};
+
+Result Generate(const std::string& address, const v1::GenerateRequest& request,
+                absl::Duration deadline) {
+  auto stub = v1::LongContext::NewStub(
+      grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
+  const absl::Time start = absl::Now();
+  auto reader = stub->Generate(&context, request);
+  Result result;
+  v1::GenerateResponse response;
+  while (reader->Read(&response)) {
+    result.tokens.insert(result.tokens.end(), response.token_ids().begin(),
+                         response.token_ids().end());
+    result.last = response;
+  }
+  result.status = reader->Finish();
+  result.elapsed = absl::Now() - start;
+  return result;
+}
+
+// A prompt of `n` token ids (not a multiple of the block size of 16).
+v1::GenerateRequest GreedyRequest(int n, int max_new) {
+  v1::GenerateRequest request;
+  for (int i = 0; i < n; ++i) {
+    request.mutable_token_ids()->add_ids((i * 37 + 11) % 250 + 3);
+  }
+  request.mutable_sampling()->set_temperature(0);
+  request.mutable_stopping()->set_max_new_tokens(max_new);
+  request.mutable_stopping()->set_ignore_eos(true);
+  return request;
+}
+
+testing::StackOptions GroupOptions(int P) {
+  testing::StackOptions options;
+  options.num_workers = P;
+  options.group_size = P;
+  // Small blocks and chunks: every rank holds several blocks of the prompt,
+  // and prefill runs in chunks (ring and pass-Q steps both happen).
+  options.worker_flags = {"--block_size=16", "--prefill_chunk_tokens=96",
+                          "--group_form_timeout_seconds=5"};
+  return options;
+}
+
+TEST(GroupTest, EveryGroupSizeGivesTheTokensOfOneRank) {
+  std::vector<int32_t> reference;
+  for (int P : {1, 2, 3, 4}) {
+    testing::LocalStack stack;
+    absl::Status status = stack.Start(GroupOptions(P));
+    ASSERT_TRUE(status.ok()) << status;
+    for (int n : {333, 21}) {
+      Result r = Generate(stack.gateway().address(), GreedyRequest(n, 20),
+                          absl::Seconds(120));
+      ASSERT_TRUE(r.status.ok())
+          << "P=" << P << ": " << r.status.error_message() << "\n"
+          << stack.Logs();
+      ASSERT_EQ(r.tokens.size(), 20u);
+      if (P == 1) {
+        reference.insert(reference.end(), r.tokens.begin(), r.tokens.end());
+      } else {
+        const std::vector<int32_t> expected(
+            reference.begin() + (n == 333 ? 0 : 20),
+            reference.begin() + (n == 333 ? 20 : 40));
+        EXPECT_EQ(r.tokens, expected) << "P=" << P << " n=" << n;
+      }
+    }
+  }
+}
+
+TEST(GroupTest, ALostRankFailsTheRequestAndTheGroupComesBack) {
+  testing::LocalStack stack;
+  absl::Status status = stack.Start(GroupOptions(2));
+  ASSERT_TRUE(status.ok()) << status;
+  const std::string gateway = stack.gateway().address();
+  Result before = Generate(gateway, GreedyRequest(200, 8), absl::Seconds(60));
+  ASSERT_TRUE(before.status.ok()) << before.status.error_message();
+
+  // A long request; rank 1 is killed while it runs.
+  Result during;
+  std::thread client([&] {
+    during = Generate(gateway, GreedyRequest(300, 4000), absl::Seconds(60));
+  });
+  absl::SleepFor(absl::Seconds(1));
+  stack.worker_process(1).Signal(SIGKILL);
+  ASSERT_TRUE(stack.worker_process(1).Wait(absl::Seconds(10)).ok());
+  client.join();
+  EXPECT_EQ(during.status.error_code(), grpc::StatusCode::UNAVAILABLE)
+      << during.status.error_message();
+  EXPECT_LT(during.elapsed, absl::Seconds(60));
+
+  // Back: once the group forms again, the same request gives the same tokens.
+  status = stack.RestartWorker(1);
+  ASSERT_TRUE(status.ok()) << status;
+  Result after;
+  const absl::Time give_up = absl::Now() + absl::Seconds(60);
+  do {
+    after = Generate(gateway, GreedyRequest(200, 8), absl::Seconds(60));
+    if (after.status.ok()) break;
+    absl::SleepFor(absl::Milliseconds(500));
+  } while (absl::Now() < give_up);
+  ASSERT_TRUE(after.status.ok()) << after.status.error_message() << "\n"
+                                 << stack.Logs();
+  EXPECT_EQ(after.tokens, before.tokens);
+}
+
+TEST(GroupTest, OnlyRankZeroTakesRequests) {
+  testing::LocalStack stack;
+  absl::Status status = stack.Start(GroupOptions(2));
+  ASSERT_TRUE(status.ok()) << status;
+  auto stub = worker::v1::Worker::NewStub(grpc::CreateChannel(
+      stack.workers()[1].address(), grpc::InsecureChannelCredentials()));
+  grpc::ClientContext context;
+  worker::v1::GenerateRequest request;
+  request.add_prompt_token_ids(5);
+  request.set_max_new_tokens(1);
+  auto reader = stub->Generate(&context, request);
+  worker::v1::GenerateResponse response;
+  while (reader->Read(&response)) {
+  }
+  grpc::Status s = reader->Finish();
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(s.error_message(), HasSubstr("rank 0"));
+}
+
+}  // namespace
+}  // namespace longctx

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Starts the whole longctx stack on this machine with embedded defaults: one
-# memory_store (RocksDB under .longctx/data), two CPU workers and the gateway, serving
+# memory_store (RocksDB under .longctx/data), one worker group of two CPU ranks (each
+# sequence split across both: ring attention over Gloo) and the gateway, serving
 # the generated tiny model. Installs what is missing first (tools/setup.sh).
 # Prints where each process listens; logs go to .longctx/logs/. Ctrl-C or SIGTERM
 # stops everything; if any process dies, the others are stopped too.
 #
 # Environment overrides: LONGCTX_HOME (default: <repo>/.longctx), LONGCTX_MODEL
-# (a model folder to serve instead of the tiny model), GATEWAY_PORT (50051).
+# (a model folder to serve instead of the tiny model), GATEWAY_PORT (50051),
+# LONGCTX_GROUP_SIZE (2; 1 runs two independent workers instead, which offload KV
+# blocks to the memory store and restore them: groups do not use the store yet).
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$repo"
@@ -55,24 +58,29 @@ start() {  # group, name, then the command
 start memory_store memory_store "$bin/memory_store/memory_store" \
   --listen_address="127.0.0.1:$store_port" --metrics_address=127.0.0.1:9471 \
   --data_dir="$home/data/memory_store"
+group_size="${LONGCTX_GROUP_SIZE:-2}"
+case "$group_size" in 1|2) ;; *) echo "LONGCTX_GROUP_SIZE must be 1 or 2" >&2; exit 2;; esac
+# Each rank uses one core: two ranks fill this machine's two.
 workers=""
 for i in "${!worker_ports[@]}"; do
   port="${worker_ports[$i]}"
   start workers "worker$i" "$bin/services/worker/worker" --model="$model" \
     --listen_address="127.0.0.1:$port" --metrics_address="127.0.0.1:$((9461 + i))" \
-    --group_id="group-$i" --rank=0 --group_size=1 \
-    --memory_store="127.0.0.1:$store_port"
+    --group_id="group-$((i / group_size))" --rank="$((i % group_size))" \
+    --group_size="$group_size" --rendezvous_address="127.0.0.1:$gateway_port" \
+    --threads=1 --memory_store="127.0.0.1:$store_port"
   workers="${workers:+$workers,}127.0.0.1:$port"
 done
 start gateway gateway "$bin/services/gateway/gateway" --model="$model" \
   --listen_address="127.0.0.1:$gateway_port" --metrics_address=127.0.0.1:9451 \
-  --workers="$workers" --group_size=1 --memory_store="127.0.0.1:$store_port"
+  --workers="$workers" --group_size="$group_size" \
+  --memory_store="127.0.0.1:$store_port"
 
 cat <<TXT
 longctx is starting (logs: $logs)
   gateway       grpc 127.0.0.1:$gateway_port   metrics http://127.0.0.1:9451/metrics
-  worker 0      grpc 127.0.0.1:${worker_ports[0]}   metrics http://127.0.0.1:9461/metrics
-  worker 1      grpc 127.0.0.1:${worker_ports[1]}   metrics http://127.0.0.1:9462/metrics
+  worker 0      grpc 127.0.0.1:${worker_ports[0]}   metrics http://127.0.0.1:9461/metrics  (group $((0 / group_size)) rank $((0 % group_size)))
+  worker 1      grpc 127.0.0.1:${worker_ports[1]}   metrics http://127.0.0.1:9462/metrics  (group $((1 / group_size)) rank $((1 % group_size)))
   memory_store  grpc 127.0.0.1:$store_port   metrics http://127.0.0.1:9471/metrics
   model         $model
 Press Ctrl-C to stop.

@@ -10,6 +10,9 @@
 #
 # Derived flags, each only when its variables are set (deploy/k8s sets them from the
 # longctx-config ConfigMap and the downward API):
+#   worker:  --rendezvous_address, --gloo_hostname  (groups of more than one rank)
+#            from LONGCTX_RENDEZVOUS_ADDRESS (default longctx-rendezvous:50051) and
+#            LONGCTX_POD_IP (default: hostname -i);
 #   worker:  --group_size, --rank, --group_id  from LONGCTX_GROUP_SIZE and the pod's
 #            StatefulSet ordinal (the number after the last '-' of LONGCTX_POD_NAME,
 #            else of the host name): ordinal o is rank o % G of group-(o / G).
@@ -97,6 +100,12 @@ if [ "$binary" = worker ] && [ -n "$group_size" ]; then
   o="$(ordinal)"
   set -- "--group_size=$group_size" "--rank=$((o % group_size))" \
     "--group_id=group-$((o / group_size))" "$@"
+  if [ "$group_size" -gt 1 ]; then
+    # The ranks meet at the gateway's rendezvous service and reach each other at
+    # the pod IP (Gloo's TCP listener binds to it).
+    set -- "--rendezvous_address=${LONGCTX_RENDEZVOUS_ADDRESS:-longctx-rendezvous:50051}" \
+      "--gloo_hostname=${LONGCTX_POD_IP:-$(hostname -i | cut -d' ' -f1)}" "$@"
+  fi
 fi
 
 if [ "$binary" = gateway ] && [ -n "${LONGCTX_WORKER_REPLICAS:-}" ]; then

@@ -131,6 +131,26 @@ TEST(GroupTest, ALostRankFailsTheRequestAndTheGroupComesBack) {
   EXPECT_EQ(after.tokens, before.tokens);
 }
 
+TEST(GroupTest, AGroupRestoresItsBlocksFromTheStore) {
+  testing::LocalStack stack;
+  absl::Status status = stack.Start(GroupOptions(2));
+  ASSERT_TRUE(status.ok()) << status;
+  const std::string gateway = stack.gateway().address();
+  Result cold = Generate(gateway, GreedyRequest(333, 12), absl::Seconds(60));
+  ASSERT_TRUE(cold.status.ok()) << cold.status.error_message();
+  EXPECT_EQ(cold.last.usage().cached_tokens(), 0);
+  // Each rank stores the blocks it holds, behind the computation: the 20 full
+  // blocks of 16 come back from the store (both ranks read theirs).
+  Result warm;
+  const absl::Time deadline = absl::Now() + absl::Seconds(20);
+  do {
+    warm = Generate(gateway, GreedyRequest(333, 12), absl::Seconds(60));
+    ASSERT_TRUE(warm.status.ok()) << warm.status.error_message();
+  } while (warm.last.usage().cached_tokens() < 320 && absl::Now() < deadline);
+  EXPECT_EQ(warm.last.usage().cached_tokens(), 320) << stack.Logs();
+  EXPECT_EQ(warm.tokens, cold.tokens);
+}
+
 TEST(GroupTest, OnlyRankZeroTakesRequests) {
   testing::LocalStack stack;
   absl::Status status = stack.Start(GroupOptions(2));

@@ -8,8 +8,7 @@
 #
 # Environment overrides: LONGCTX_HOME (default: <repo>/.longctx), LONGCTX_MODEL
 # (a model folder to serve instead of the tiny model), GATEWAY_PORT (50051),
-# LONGCTX_GROUP_SIZE (2; 1 runs two independent workers instead, which offload KV
-# blocks to the memory store and restore them: groups do not use the store yet).
+# LONGCTX_GROUP_SIZE (2; 1 runs two independent single-rank workers instead).
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$repo"

@@ -40,7 +40,7 @@ struct EngineOptions {
   EngineMetrics* metrics = nullptr;
   // Moves prompt blocks to and from the memory store; null runs without a
   // store. Not owned.
-  KvOffloader* offloader = nullptr;
+  KvStoreIo* offloader = nullptr;
   // Seeds the block keys (the model fingerprint).
   Hash128 fingerprint;
 };

@@ -80,6 +80,20 @@ bool KvOffloader::Offload(const std::string& key, int block, int token_count) {
   return true;
 }
 
+bool KvOffloader::OffloadCopy(const std::string& key, int block,
+                              int token_count) {
+  absl::MutexLock lock(&mu_);
+  if (static_cast<int>(queue_.size()) >= options_.max_queued_blocks) {
+    Add(offload_dropped_, 1);
+    return false;
+  }
+  const uint8_t* data = pool_->Data(block);
+  queue_.push_back(
+      Job{key, block, token_count,
+          std::vector<uint8_t>(data, data + pool_->layout().BlockBytes())});
+  return true;
+}
+
 void KvOffloader::WaitIdle() {
   absl::MutexLock lock(&mu_);
   auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -100,19 +114,23 @@ void KvOffloader::Loop() {
       if (stopping_) {
         // Shutting down: blocks not yet written are dropped (a later request
         // recomputes them) rather than holding the process for the store.
-        for (const Job& dropped : queue_) pool_->Unref(dropped.block);
+        for (const Job& dropped : queue_) {
+          if (dropped.copy.empty()) pool_->Unref(dropped.block);
+        }
         Add(offload_dropped_, static_cast<double>(queue_.size()));
         queue_.clear();
         return;
       }
-      job = queue_.front();
+      job = std::move(queue_.front());
       queue_.pop_front();
       busy_ = true;
     }
     const absl::Time start = absl::Now();
-    absl::StatusOr<std::vector<std::string>> parts = EncodeKvBlock(
-        pool_->layout(), fingerprint_, job.token_count, pool_->Data(job.block));
-    pool_->Unref(job.block);
+    const bool copied = !job.copy.empty();
+    absl::StatusOr<std::vector<std::string>> parts =
+        EncodeKvBlock(pool_->layout(), fingerprint_, job.token_count,
+                      copied ? job.copy.data() : pool_->Data(job.block));
+    if (!copied) pool_->Unref(job.block);
     absl::Status status = parts.status();
     if (status.ok()) status = client_->Put(job.key, *parts);
     if (status.ok()) {

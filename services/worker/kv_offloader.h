@@ -36,9 +36,24 @@ struct KvOffloaderOptions {
   int restore_parallelism = 4;
 };
 
+// KvStoreIo is how the engine moves its blocks to and from the memory store:
+// a KvOffloader on one rank, or a group's leader that has every rank move the
+// blocks it holds.
+class KvStoreIo {
+ public:
+  virtual ~KvStoreIo() = default;
+  // Offload queues block `block` (holding `token_count` tokens) for storing
+  // under `key` (16 bytes). Returns false if it was dropped (queue full).
+  virtual bool Offload(const std::string& key, int block, int token_count) = 0;
+  // Restore reads the blocks of `keys` into `blocks` (same length) in order and
+  // returns how many leading blocks were restored.
+  virtual int Restore(absl::Span<const std::string> keys,
+                      absl::Span<const int> blocks) = 0;
+};
+
 // KvOffloader is thread-safe. The destructor finishes the block being written
 // and drops the queued ones (counted as dropped).
-class KvOffloader {
+class KvOffloader : public KvStoreIo {
  public:
   // `client` and `pool` are not owned and must outlive the offloader;
   // `registry` (may be null) receives its metrics.
@@ -50,11 +65,17 @@ class KvOffloader {
   // Offload queues pool block `block` (holding `token_count` tokens) for
   // storing under `key` (16 bytes). Returns false if the queue was full
   // (dropped).
-  bool Offload(const std::string& key, int block, int token_count);
+  bool Offload(const std::string& key, int block, int token_count) override;
+
+  // OffloadCopy is Offload of a copy of the block's bytes taken now, for a
+  // pool whose reference counts the caller does not keep (a rank of a group,
+  // whose blocks the leader places): the block may be rewritten right after.
+  bool OffloadCopy(const std::string& key, int block, int token_count);
 
   // Restore reads the blocks of `keys` into `blocks` (same length) in order and
   // returns how many leading blocks were restored.
-  int Restore(absl::Span<const std::string> keys, absl::Span<const int> blocks);
+  int Restore(absl::Span<const std::string> keys,
+              absl::Span<const int> blocks) override;
 
   // WaitIdle blocks until the queue is empty and nothing is being written.
   void WaitIdle();
@@ -64,6 +85,7 @@ class KvOffloader {
     std::string key;
     int block;
     int token_count;
+    std::vector<uint8_t> copy;  // The block's bytes, for OffloadCopy.
   };
   void Loop();
 

@@ -35,6 +35,7 @@ class Writer {
     out_.append(reinterpret_cast<const char*>(v.data()),
                 v.size() * sizeof(int32_t));
   }
+  void PutBytes(const std::string& bytes) { out_.append(bytes); }
   std::string Take() { return std::move(out_); }
 
  private:
@@ -56,6 +57,12 @@ class Reader {
     v.resize(n);
     std::memcpy(v.data(), in_.data(), n * sizeof(int32_t));
     in_.remove_prefix(n * sizeof(int32_t));
+    return true;
+  }
+  bool GetBytes(size_t n, std::string& out) {
+    if (in_.size() < n) return false;
+    out.assign(in_.data(), n);
+    in_.remove_prefix(n);
     return true;
   }
   bool done() const { return in_.empty(); }
@@ -124,6 +131,16 @@ std::string EncodeStepPlan(const StepPlan& plan) {
     w.PutInts(span.owner);
     w.PutInts(span.local);
   }
+  for (const std::vector<BlockIo>* list : {&plan.offloads, &plan.restores}) {
+    w.Put<int32_t>(static_cast<int32_t>(list->size()));
+    for (const BlockIo& io : *list) {
+      w.Put<int32_t>(io.rank);
+      w.Put<int32_t>(io.local);
+      w.Put<int32_t>(io.token_count);
+      w.Put<int32_t>(static_cast<int32_t>(io.key.size()));
+      w.PutBytes(io.key);
+    }
+  }
   return w.Take();
 }
 
@@ -137,7 +154,7 @@ absl::StatusOr<StepPlan> DecodeStepPlan(absl::string_view bytes) {
   if (!r.Get(plan.kind) || !r.Get(plan.step) || !r.Get(num_spans)) {
     return truncated();
   }
-  if (plan.kind < StepPlan::kStep || plan.kind > StepPlan::kStop ||
+  if (plan.kind < StepPlan::kStep || plan.kind > StepPlan::kRestore ||
       num_spans < 0) {
     return absl::InvalidArgumentError("step plan has a bad header");
   }
@@ -158,6 +175,21 @@ absl::StatusOr<StepPlan> DecodeStepPlan(absl::string_view bytes) {
         !r.GetInts(static_cast<size_t>(num_blocks), span.owner) ||
         !r.GetInts(static_cast<size_t>(num_blocks), span.local)) {
       return truncated();
+    }
+  }
+  for (std::vector<BlockIo>* list : {&plan.offloads, &plan.restores}) {
+    int32_t n = 0;
+    if (!r.Get(n)) return truncated();
+    if (n < 0) return absl::InvalidArgumentError("step plan has a bad list");
+    for (int32_t i = 0; i < n; ++i) {
+      BlockIo io;
+      int32_t key_size = 0;
+      if (!r.Get(io.rank) || !r.Get(io.local) || !r.Get(io.token_count) ||
+          !r.Get(key_size) || key_size < 0 ||
+          !r.GetBytes(static_cast<size_t>(key_size), io.key)) {
+        return truncated();
+      }
+      list->push_back(std::move(io));
     }
   }
   if (!r.done()) {

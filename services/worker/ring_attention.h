@@ -47,16 +47,29 @@ struct PlanSpan {
   int32_t end() const { return start + static_cast<int32_t>(tokens.size()); }
 };
 
+// BlockIo moves one block of one rank to or from the memory store.
+struct BlockIo {
+  int32_t rank = 0;
+  int32_t local = 0;        // The block's id in that rank's pool.
+  int32_t token_count = 0;  // Offload: tokens in the block.
+  std::string key;          // Store key (16 bytes).
+};
+
 // StepPlan is what the leader sends every rank.
 struct StepPlan {
   enum Kind : int32_t {
-    kStep = 0,  // Run the spans.
-    kPing = 1,  // Nothing to run: the leader is alive.
-    kStop = 2,  // The group is shutting down.
+    kStep = 0,     // Run the spans.
+    kPing = 1,     // Nothing to run: the leader is alive.
+    kStop = 2,     // The group is shutting down.
+    kRestore = 3,  // Read `restores` from the store; report to rank 0.
   };
   int32_t kind = kStep;
   uint64_t step = 0;  // Increases by one per kStep; part of message tags.
   std::vector<PlanSpan> spans;
+  // Blocks each rank queues for the store (a copy, taken before the plan runs:
+  // the blocks may be reused by the step), with any kind of plan.
+  std::vector<BlockIo> offloads;
+  std::vector<BlockIo> restores;  // kRestore only.
 };
 
 std::string EncodeStepPlan(const StepPlan& plan);

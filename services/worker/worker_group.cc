@@ -18,6 +18,32 @@ absl::Status Unavailable(absl::string_view what, const absl::Status& cause) {
   return absl::UnavailableError(absl::StrCat(what, ": ", cause.message()));
 }
 
+// Rank r's restored-block count for rank 0, after a kRestore plan.
+constexpr uint64_t kRestoreCountTag = 3;
+
+// Queues the plan's offloads of this rank (copies: the plan may reuse the
+// blocks).
+void ApplyOffloads(const StepPlan& plan, int rank, KvOffloader* io) {
+  if (io == nullptr) return;
+  for (const BlockIo& op : plan.offloads) {
+    if (op.rank == rank) io->OffloadCopy(op.key, op.local, op.token_count);
+  }
+}
+
+// Restores this rank's blocks of a kRestore plan, in plan order; returns how
+// many of them, leading, were restored.
+int32_t RestoreOnRank(const StepPlan& plan, int rank, KvOffloader* io) {
+  if (io == nullptr) return 0;
+  std::vector<std::string> keys;
+  std::vector<int> blocks;
+  for (const BlockIo& op : plan.restores) {
+    if (op.rank != rank) continue;
+    keys.push_back(op.key);
+    blocks.push_back(op.local);
+  }
+  return io->Restore(keys, blocks);
+}
+
 }  // namespace
 
 // LeaderModel runs the engine's steps on the group. Every method may be
@@ -26,8 +52,8 @@ absl::Status Unavailable(absl::string_view what, const absl::Status& cause) {
 class WorkerGroup::LeaderModel : public ForwardModel {
  public:
   LeaderModel(const WorkerGroupOptions& options, LlamaModel* model,
-              KvBlockPool* pool)
-      : options_(options), model_(model), pool_(pool) {}
+              KvBlockPool* pool, KvOffloader* io)
+      : options_(options), model_(model), pool_(pool), io_(io) {}
 
   int vocab_size() const override { return model_->vocab_size(); }
 
@@ -88,6 +114,8 @@ class WorkerGroup::LeaderModel : public ForwardModel {
       }
       plan.spans.push_back(std::move(out));
     }
+    plan.offloads = std::move(pending_offloads_);
+    pending_offloads_.clear();
     absl::Status status = SendStepPlan(*comm_, plan);
     if (status.ok()) status = ring_->Run(plan, logits);
     if (!status.ok()) {
@@ -99,6 +127,68 @@ class WorkerGroup::LeaderModel : public ForwardModel {
           status);
     }
     return absl::OkStatus();
+  }
+
+  // Offload queues the store write of an id's block on the rank holding it:
+  // at once on this rank, with the next plan on the others.
+  bool Offload(const std::string& key, int id, int token_count) {
+    absl::MutexLock lock(&mu_);
+    auto it = placed_.find(id);
+    if (ring_ == nullptr || broken_ || io_ == nullptr || it == placed_.end() ||
+        it->second.generation != generation_) {
+      return false;
+    }
+    const BlockPlacer::Place& place = it->second.place;
+    if (place.rank == 0) return io_->OffloadCopy(key, place.local, token_count);
+    pending_offloads_.push_back({place.rank, place.local, token_count, key});
+    return true;
+  }
+
+  // Restore places the ids' blocks and has every rank read its blocks from
+  // the store; returns how many leading blocks every rank restored.
+  int Restore(absl::Span<const std::string> keys, absl::Span<const int> ids) {
+    absl::MutexLock lock(&mu_);
+    if (ring_ == nullptr || broken_ || keys.empty()) return 0;
+    StepPlan plan;
+    plan.kind = StepPlan::kRestore;
+    std::vector<int> fresh;
+    for (int id : ids) {
+      if (placed_.find(id) == placed_.end()) fresh.push_back(id);
+    }
+    auto places = placer_->PlaceBlocks(static_cast<int>(fresh.size()));
+    if (!places.ok()) return 0;
+    for (size_t k = 0; k < fresh.size(); ++k) {
+      placed_[fresh[k]] = {(*places)[k], generation_};
+    }
+    for (size_t i = 0; i < keys.size(); ++i) {
+      const Placed& p = placed_[ids[i]];
+      if (p.generation != generation_) return 0;
+      plan.restores.push_back({p.place.rank, p.place.local, 0, keys[i]});
+    }
+    plan.offloads = std::move(pending_offloads_);
+    pending_offloads_.clear();
+    absl::Status status = SendStepPlan(*comm_, plan);
+    std::vector<int32_t> counts(comm_->size(), 0);
+    if (status.ok()) {
+      ApplyOffloads(plan, 0, io_);
+      counts[0] = RestoreOnRank(plan, 0, io_);
+      for (int r = 1; r < comm_->size() && status.ok(); ++r) {
+        status = comm_->Recv(&counts[r], sizeof(int32_t), r, kRestoreCountTag);
+      }
+    }
+    if (!status.ok()) {
+      broken_ = true;
+      why_ = std::string(status.message());
+      return 0;
+    }
+    // The first block a rank did not restore ends the restored prefix.
+    std::vector<int32_t> seen(comm_->size(), 0);
+    int restored = 0;
+    for (const BlockIo& op : plan.restores) {
+      if (seen[op.rank]++ >= counts[op.rank]) break;
+      ++restored;
+    }
+    return restored;
   }
 
   // Attach starts a new generation on `comm`; Detach ends it.
@@ -130,6 +220,8 @@ class WorkerGroup::LeaderModel : public ForwardModel {
     if (ring_ == nullptr || broken_) return false;
     StepPlan ping;
     ping.kind = StepPlan::kPing;
+    ping.offloads = std::move(pending_offloads_);
+    pending_offloads_.clear();
     absl::Status status = SendStepPlan(*comm_, ping);
     if (!status.ok()) {
       broken_ = true;
@@ -167,8 +259,10 @@ class WorkerGroup::LeaderModel : public ForwardModel {
   const WorkerGroupOptions& options_;
   LlamaModel* const model_;
   KvBlockPool* const pool_;
+  KvOffloader* const io_;
 
   mutable absl::Mutex mu_;
+  std::vector<BlockIo> pending_offloads_ ABSL_GUARDED_BY(mu_);
   Communicator* comm_ ABSL_GUARDED_BY(mu_) = nullptr;
   std::unique_ptr<RingStep> ring_ ABSL_GUARDED_BY(mu_);
   std::unique_ptr<BlockPlacer> placer_ ABSL_GUARDED_BY(mu_);
@@ -179,14 +273,39 @@ class WorkerGroup::LeaderModel : public ForwardModel {
   std::string why_ ABSL_GUARDED_BY(mu_) = "the group has not formed yet";
 };
 
+// GroupStoreIo is the leader engine's KvStoreIo: every rank moves the blocks
+// it holds.
+class WorkerGroup::GroupStoreIo : public KvStoreIo {
+ public:
+  explicit GroupStoreIo(LeaderModel* leader) : leader_(leader) {}
+  bool Offload(const std::string& key, int block, int token_count) override {
+    return leader_->Offload(key, block, token_count);
+  }
+  int Restore(absl::Span<const std::string> keys,
+              absl::Span<const int> blocks) override {
+    return leader_->Restore(keys, blocks);
+  }
+
+ private:
+  LeaderModel* const leader_;
+};
+
 WorkerGroup::WorkerGroup(
     const WorkerGroupOptions& options, LlamaModel* model, KvBlockPool* pool,
+    KvOffloader* io,
     std::function<void(bool ready, const std::string& why)> on_ready)
-    : options_(options), model_(model), pool_(pool), on_ready_(on_ready) {
+    : options_(options),
+      model_(model),
+      pool_(pool),
+      on_ready_(on_ready),
+      io_(io) {
   if (options_.rank == 0) {
     group_pool_ = *KvBlockPool::CreateUnbacked(
         pool->layout(), pool->capacity() * std::max(1, options_.size));
-    leader_model_ = std::make_unique<LeaderModel>(options_, model, pool);
+    leader_model_ = std::make_unique<LeaderModel>(options_, model, pool, io);
+    if (io != nullptr) {
+      store_io_ = std::make_unique<GroupStoreIo>(leader_model_.get());
+    }
   }
   thread_ = std::thread([this] { Run(); });
 }
@@ -212,6 +331,8 @@ WorkerGroup::~WorkerGroup() {
 }
 
 ForwardModel* WorkerGroup::forward_model() { return leader_model_.get(); }
+
+KvStoreIo* WorkerGroup::store_io() { return store_io_.get(); }
 
 RingStats WorkerGroup::stats() const {
   if (leader_model_ != nullptr) return leader_model_->stats();
@@ -346,7 +467,18 @@ void WorkerGroup::Follow(std::unique_ptr<Communicator> comm) {
       why = "the leader left the group";
       break;
     }
+    ApplyOffloads(*plan, options_.rank, io_);
     if (plan->kind == StepPlan::kPing) continue;
+    if (plan->kind == StepPlan::kRestore) {
+      const int32_t count = RestoreOnRank(*plan, options_.rank, io_);
+      absl::Status status =
+          comm->Send(&count, sizeof(count), 0, kRestoreCountTag);
+      if (!status.ok()) {
+        why = absl::StrCat("a restore failed: ", status.message());
+        break;
+      }
+      continue;
+    }
     absl::Status status = ring.Run(*plan, nullptr);
     if (!status.ok()) {
       why = absl::StrCat("a step failed: ", status.message());

@@ -26,6 +26,7 @@
 #include "services/worker/communicator.h"
 #include "services/worker/forward_model.h"
 #include "services/worker/kv_block_pool.h"
+#include "services/worker/kv_offloader.h"
 #include "services/worker/llama_model.h"
 #include "services/worker/ring_attention.h"
 
@@ -57,8 +58,10 @@ class WorkerGroup {
   // joins or leaves a formed group. `model` and `pool` (this rank's blocks)
   // are not owned and must outlive the group; only the leader's engine may
   // use the model while the group runs (through forward_model()).
+  // `io` (may be null: no memory store) moves this rank's blocks to and from
+  // the store.
   WorkerGroup(const WorkerGroupOptions& options, LlamaModel* model,
-              KvBlockPool* pool,
+              KvBlockPool* pool, KvOffloader* io,
               std::function<void(bool ready, const std::string& why)> on_ready);
   // Stops the group (the leader tells the other ranks it is leaving).
   ~WorkerGroup();
@@ -66,12 +69,16 @@ class WorkerGroup {
   // Leader only: the engine's model and block-id pool.
   ForwardModel* forward_model();
   KvBlockPool* group_pool() { return group_pool_.get(); }
+  // Leader with a store only (else null): the engine's offload and restore,
+  // which every rank does for the blocks it holds.
+  KvStoreIo* store_io();
 
   // Counters of this rank's ring traffic (bytes sent, waits).
   RingStats stats() const;
 
  private:
   class LeaderModel;
+  class GroupStoreIo;
 
   void Run();
   // One generation: returns when the group breaks or the rank stops.
@@ -85,7 +92,9 @@ class WorkerGroup {
   KvBlockPool* const pool_;
   const std::function<void(bool, const std::string&)> on_ready_;
   std::unique_ptr<KvBlockPool> group_pool_;  // Leader: ids over the group.
+  KvOffloader* const io_;
   std::unique_ptr<LeaderModel> leader_model_;
+  std::unique_ptr<GroupStoreIo> store_io_;
 
   mutable absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;

@@ -179,14 +179,7 @@ int main(int argc, char** argv) {
   // Offload and restore through the memory store, when there is one.
   std::unique_ptr<longctx::StoreClient> store_client;
   std::unique_ptr<longctx::KvOffloader> offloader;
-  if (grouped && !stores->empty()) {
-    // Each rank would have to offload and restore the blocks it holds; the
-    // leader does not drive that yet.
-    longctx::Log(longctx::LogLevel::kWarning,
-                 "--memory_store is not used by a group of %d ranks yet: "
-                 "prompts are recomputed, never offloaded or restored",
-                 identity.group_size);
-  } else if (!stores->empty()) {
+  if (!stores->empty()) {
     longctx::StoreClientOptions client_options;
     client_options.call_timeout =
         absl::Milliseconds(absl::GetFlag(FLAGS_store_timeout_ms));
@@ -220,8 +213,10 @@ int main(int argc, char** argv) {
         absl::Seconds(absl::GetFlag(FLAGS_group_form_timeout_seconds));
     group_options.op_timeout =
         absl::Seconds(absl::GetFlag(FLAGS_group_op_timeout_seconds));
+    // Every rank offloads and restores the blocks it holds, as the leader
+    // tells it.
     group = std::make_unique<longctx::WorkerGroup>(
-        group_options, model->get(), pool->get(),
+        group_options, model->get(), pool->get(), offloader.get(),
         [&](bool ready, const std::string& /*why*/) {
           std::lock_guard<std::mutex> lock(ready_mu);
           group_ready = ready;
@@ -232,6 +227,7 @@ int main(int argc, char** argv) {
       grouped ? group->forward_model() : model->get();
   longctx::KvBlockPool* ids = grouped ? group->group_pool() : pool->get();
   std::unique_ptr<longctx::Engine> engine;
+  if (grouped) engine_options.offloader = group->store_io();
   if (forward != nullptr) {
     engine = std::make_unique<longctx::Engine>(forward, ids, engine_options);
   }

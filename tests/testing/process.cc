@@ -8,10 +8,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <random>
 #include <sstream>
 #include <utility>
 
@@ -22,16 +24,30 @@
 
 namespace longctx::testing {
 
+// Ports are picked below the kernel's ephemeral range, where nothing binds by
+// itself: an ephemeral port handed out here could be taken, before the process
+// that gets it binds it, by any socket that binds port 0 (Gloo's listeners, a
+// client's connection). Each call tries the next port of a sequence that
+// starts at a random place (tests run in parallel), keeping one that binds.
 int FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  socklen_t len = sizeof(addr);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
-  return ntohs(addr.sin_port);
+  static std::atomic<int> next{0};
+  static const int first = [] {
+    std::random_device random;
+    return static_cast<int>(random() % 20000);
+  }();
+  for (int attempt = 0; attempt < 20000; ++attempt) {
+    const int port = 10000 + (first + next++) % 20000;  // [10000, 30000)
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    const bool ok =
+        bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+    close(fd);
+    if (ok) return port;
+  }
+  std::abort();  // No free port in the range: the machine is in trouble.
 }
 
 std::string RunfilePath(const std::string& workspace_relative) {

@@ -6,7 +6,10 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "grpcpp/grpcpp.h"
@@ -149,6 +152,46 @@ TEST(GroupTest, AGroupRestoresItsBlocksFromTheStore) {
   } while (warm.last.usage().cached_tokens() < 320 && absl::Now() < deadline);
   EXPECT_EQ(warm.last.usage().cached_tokens(), 320) << stack.Logs();
   EXPECT_EQ(warm.tokens, cold.tokens);
+}
+
+// The counter's value on a Prometheus page (0 when absent).
+double CounterValue(const std::string& page, const std::string& name) {
+  for (absl::string_view line : absl::StrSplit(page, '\n')) {
+    if (absl::StartsWith(line, name + " ")) {
+      double value = 0;
+      if (absl::SimpleAtod(line.substr(name.size() + 1), &value)) return value;
+    }
+  }
+  return 0;
+}
+
+TEST(GroupTest, TheGatewaySpreadsRequestsOverSeveralGroups) {
+  testing::StackOptions options = GroupOptions(2);
+  options.num_workers = 4;  // Two groups of two ranks.
+  testing::LocalStack stack;
+  absl::Status status = stack.Start(options);
+  ASSERT_TRUE(status.ok()) << status;
+  std::vector<Result> results(6);
+  std::vector<std::thread> clients;
+  for (size_t i = 0; i < results.size(); ++i) {
+    clients.emplace_back([&, i] {
+      results[i] = Generate(stack.gateway().address(),
+                            GreedyRequest(150 + static_cast<int>(i), 30),
+                            absl::Seconds(120));
+    });
+  }
+  for (auto& t : clients) t.join();
+  for (const Result& r : results) {
+    EXPECT_TRUE(r.status.ok()) << r.status.error_message();
+  }
+  // Both leaders (ranks 0 and 2 of the list) computed prompts.
+  for (int leader : {0, 2}) {
+    auto page =
+        testing::HttpGet(stack.workers()[leader].metrics_port, "/metrics");
+    ASSERT_TRUE(page.ok()) << page.status();
+    EXPECT_GT(CounterValue(*page, "longctx_prefill_tokens_total"), 0)
+        << "group of worker " << leader << " ran nothing";
+  }
 }
 
 TEST(GroupTest, OnlyRankZeroTakesRequests) {

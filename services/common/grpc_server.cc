@@ -14,6 +14,10 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
     const std::vector<grpc::Service*>& services) {
   absl::Status free = CheckPortFree(options.listen, "--listen_address");
   if (!free.ok()) return free;
+  if (options.health_listen.has_value()) {
+    free = CheckPortFree(*options.health_listen, "--health_address");
+    if (!free.ok()) return free;
+  }
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -28,14 +32,33 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
     builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::NUM_CQS,
                                 options.num_polling_threads);
   }
-  builder.AddListeningPort(options.listen.ToString(),
-                           grpc::InsecureServerCredentials(), &server->port_);
+  const bool tls = options.credentials != nullptr;
+  builder.AddListeningPort(
+      options.listen.ToString(),
+      tls ? options.credentials : grpc::InsecureServerCredentials(),
+      &server->port_);
   for (grpc::Service* service : services) builder.RegisterService(service);
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr || server->port_ == 0) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("--listen_address ", options.listen.ToString(),
-                     " cannot be served (address in use or not local)"));
+    return absl::FailedPreconditionError(absl::StrCat(
+        "--listen_address ", options.listen.ToString(), " cannot be served",
+        tls ? " with TLS (does --tls_key belong to --tls_cert?)"
+            : " (address in use or not local)"));
+  }
+  if (options.health_listen.has_value()) {
+    // No services of its own: gRPC adds the default health service (and
+    // reflection) to every server it builds.
+    grpc::ServerBuilder health;
+    health.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+    health.AddListeningPort(options.health_listen->ToString(),
+                            grpc::InsecureServerCredentials(),
+                            &server->health_port_);
+    server->health_server_ = health.BuildAndStart();
+    if (server->health_server_ == nullptr || server->health_port_ == 0) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("--health_address ", options.health_listen->ToString(),
+                       " cannot be served (address in use or not local)"));
+    }
   }
   server->SetServing(false);
   return server;
@@ -44,19 +67,29 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
 GrpcServer::~GrpcServer() { Shutdown(absl::ZeroDuration()); }
 
 void GrpcServer::SetServing(bool serving) {
-  if (server_ == nullptr) return;
-  grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService();
-  if (health != nullptr) health->SetServingStatus(serving);
+  for (grpc::Server* s : {server_.get(), health_server_.get()}) {
+    if (s == nullptr) continue;
+    grpc::HealthCheckServiceInterface* health = s->GetHealthCheckService();
+    if (health != nullptr) health->SetServingStatus(serving);
+  }
 }
 
 void GrpcServer::Shutdown(absl::Duration grace) {
   if (server_ == nullptr || shut_down_) return;
   shut_down_ = true;
   SetServing(false);
-  grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService();
-  if (health != nullptr) health->Shutdown();
+  for (grpc::Server* s : {server_.get(), health_server_.get()}) {
+    if (s == nullptr) continue;
+    grpc::HealthCheckServiceInterface* health = s->GetHealthCheckService();
+    if (health != nullptr) health->Shutdown();
+  }
   server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
   server_->Wait();
+  // The probes see NOT_SERVING until the main port has drained.
+  if (health_server_ != nullptr) {
+    health_server_->Shutdown(absl::ToChronoTime(absl::Now()));
+    health_server_->Wait();
+  }
 }
 
 void BlockShutdownSignals() {

@@ -1,16 +1,19 @@
 // GrpcServer: what every longctx process's gRPC endpoint has in common — the
-// listening port (checked free first), standard health checking
-// (grpc.health.v1), server reflection, message size limits, and a graceful
-// shutdown with a grace period.
+// listening port (checked free first), plaintext or TLS, standard health
+// checking (grpc.health.v1), optionally also on a plaintext health-only port,
+// server reflection, message size limits, and a graceful shutdown with a grace
+// period.
 #ifndef LONGCTX_SERVICES_COMMON_GRPC_SERVER_H_
 #define LONGCTX_SERVICES_COMMON_GRPC_SERVER_H_
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server.h"
 #include "grpcpp/support/config.h"
 #include "services/common/net_address.h"
@@ -26,6 +29,14 @@ struct GrpcServerOptions {
   int max_receive_message_bytes = 4 << 20;
   // Threads polling for calls; 0 lets gRPC choose.
   int num_polling_threads = 0;
+  // Credentials of the listening port (MakeServerCredentials of tls.h).
+  // Default (null): plaintext.
+  std::shared_ptr<grpc::ServerCredentials> credentials;
+  // A second port, always plaintext, that serves only grpc.health.v1 (and
+  // reflection), with the same status as the main port: for probes that
+  // cannot speak TLS, such as Kubernetes' gRPC probes (--health_address).
+  // Default: none.
+  std::optional<HostPort> health_listen;
 };
 
 // GrpcServer runs registered services until Shutdown. Thread-safe.
@@ -33,8 +44,10 @@ class GrpcServer {
  public:
   // Start builds and starts a server for `services` (not owned; they must
   // outlive the server). The health service starts as NOT_SERVING until
-  // SetServing(true). Returns FAILED_PRECONDITION naming --listen_address if
-  // the port is in use.
+  // SetServing(true). Returns FAILED_PRECONDITION naming --listen_address
+  // (or --health_address) if the port is in use, and naming the TLS flags
+  // when TLS credentials cannot serve (a key that does not match its
+  // certificate).
   static absl::StatusOr<std::unique_ptr<GrpcServer>> Start(
       const GrpcServerOptions& options,
       const std::vector<grpc::Service*>& services);
@@ -50,12 +63,16 @@ class GrpcServer {
 
   // The port the server listens on.
   int port() const { return port_; }
+  // The port of the health-only server; 0 when there is none.
+  int health_port() const { return health_port_; }
 
  private:
   GrpcServer() = default;
 
   std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<grpc::Server> health_server_;  // Plaintext, health only.
   int port_ = 0;
+  int health_port_ = 0;
   bool shut_down_ = false;
 };
 

@@ -12,6 +12,7 @@
 #include "services/common/metrics_server.h"
 #include "services/common/net_address.h"
 #include "services/common/server_main.h"
+#include "services/common/server_tls_flags.h"
 
 ABSL_FLAG(std::string, listen_address, "0.0.0.0:50071",
           "host:port of the gRPC endpoint.");
@@ -48,6 +49,11 @@ int main(int argc, char** argv) {
   if (!addresses.ok()) {
     return longctx::StartupError(kProgram, addresses.status());
   }
+  longctx::GrpcServerOptions server_options;
+  server_options.listen = addresses->listen;
+  auto tls = longctx::ApplyServerTlsFlags(/*require_client_certificate=*/true,
+                                          &server_options);
+  if (!tls.ok()) return longctx::StartupError(kProgram, tls.status());
   if (absl::GetFlag(FLAGS_max_block_bytes) <= 0) {
     return longctx::StartupError(
         kProgram, absl::InvalidArgumentError("--max_block_bytes must be > 0"));
@@ -76,8 +82,6 @@ int main(int argc, char** argv) {
   longctx::MemoryStoreServiceImpl service(store->get(), service_options,
                                           (*metrics)->registry());
 
-  longctx::GrpcServerOptions server_options;
-  server_options.listen = addresses->listen;
   auto server = longctx::GrpcServer::Start(server_options, {&service});
   if (!server.ok()) return longctx::StartupError(kProgram, server.status());
   return longctx::ServeUntilSignal(

@@ -91,8 +91,8 @@ absl::StatusOr<std::unique_ptr<StoreClient>> StoreClient::Create(
     }
     const Hash128 seed = ComputeHash128(shard.name);
     shard.weight_seed = seed.lo ^ seed.hi;
-    shard.stub = MemoryStore::NewStub(grpc::CreateCustomChannel(
-        shard.name, grpc::InsecureChannelCredentials(), args));
+    shard.stub = MemoryStore::NewStub(
+        options.channel_security.NewChannel(shard.name, args));
     client->shards_.push_back(std::move(shard));
   }
   return client;

@@ -25,6 +25,7 @@
 #include "absl/types/span.h"
 #include "proto/memory_store.grpc.pb.h"
 #include "services/common/net_address.h"
+#include "services/common/tls.h"
 
 namespace longctx {
 
@@ -39,6 +40,8 @@ struct StoreClientOptions {
   // Largest piece of a part sent in one Put message, in bytes; the server
   // caps the chunks of Get itself. Default: 1 MiB.
   size_t chunk_bytes = 1 << 20;
+  // Credentials of the channels to the shards. Default: plaintext.
+  ChannelSecurity channel_security;
 };
 
 // StoreClient is thread-safe: any number of threads may call it at once.

@@ -6,6 +6,7 @@
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "grpcpp/server_builder.h"
+#include "services/common/logging.h"
 #include "services/common/net_address.h"
 #include "services/common/tls.h"
 
@@ -25,8 +26,8 @@ ABSL_FLAG(std::string, health_address, "",
 
 namespace longctx {
 
-absl::Status ApplyServerTlsFlags(bool require_client_certificate,
-                                 GrpcServerOptions* options) {
+absl::StatusOr<ServerTlsOptions> ApplyServerTlsFlags(
+    bool require_client_certificate, GrpcServerOptions* options) {
   ServerTlsOptions tls;
   tls.cert_file = absl::GetFlag(FLAGS_tls_cert);
   tls.key_file = absl::GetFlag(FLAGS_tls_key);
@@ -50,6 +51,15 @@ absl::Status ApplyServerTlsFlags(bool require_client_certificate,
           tls.cert_file, " (or either cannot be used)"));
     }
     options->credentials = *std::move(credentials);
+    Log(LogLevel::kInfo, "gRPC over TLS with %s; client certificates: %s",
+        tls.cert_file,
+        tls.client_ca_file.empty()
+            ? std::string("not requested")
+            : absl::StrCat(require_client_certificate ? "required"
+                                                      : "verified if presented",
+                           ", CA ", tls.client_ca_file));
+  } else {
+    Log(LogLevel::kInfo, "gRPC in plaintext (no --tls_cert)");
   }
   const std::string health = absl::GetFlag(FLAGS_health_address);
   if (!health.empty()) {
@@ -57,7 +67,7 @@ absl::Status ApplyServerTlsFlags(bool require_client_certificate,
     if (!address.ok()) return address.status();
     options->health_listen = *address;
   }
-  return absl::OkStatus();
+  return tls;
 }
 
 }  // namespace longctx

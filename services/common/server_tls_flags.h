@@ -4,18 +4,20 @@
 #ifndef LONGCTX_SERVICES_COMMON_SERVER_TLS_FLAGS_H_
 #define LONGCTX_SERVICES_COMMON_SERVER_TLS_FLAGS_H_
 
-#include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "services/common/grpc_server.h"
+#include "services/common/tls.h"
 
 namespace longctx {
 
 // ApplyServerTlsFlags reads the flags into `options`: its credentials (files
 // read and checked now, the key against the certificate on a throwaway
 // loopback port) and its health_listen. `require_client_certificate` is
-// ServerTlsOptions' field of that name. Errors name the flag; the caller
-// exits with StartupError.
-absl::Status ApplyServerTlsFlags(bool require_client_certificate,
-                                 GrpcServerOptions* options);
+// ServerTlsOptions' field of that name. Logs what it set up (paths only).
+// Returns the TLS options read from the flags; errors name the flag, and the
+// caller exits with StartupError.
+absl::StatusOr<ServerTlsOptions> ApplyServerTlsFlags(
+    bool require_client_certificate, GrpcServerOptions* options);
 
 }  // namespace longctx
 

@@ -8,9 +8,13 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "services/common/grpc_server.h"
+#include "services/common/internal_tls_flags.h"
+#include "services/common/logging.h"
 #include "services/common/metrics_server.h"
 #include "services/common/net_address.h"
 #include "services/common/server_main.h"
+#include "services/common/server_tls_flags.h"
+#include "services/gateway/bearer_auth.h"
 #include "services/gateway/gateway_model.h"
 #include "services/gateway/gateway_service_impl.h"
 #include "services/gateway/worker_pool.h"
@@ -45,6 +49,11 @@ ABSL_FLAG(int, max_text_bytes, 16 << 20,
           "Longest text accepted by Tokenize, in bytes.");
 ABSL_FLAG(int, grace_period_seconds, 10,
           "On SIGTERM/SIGINT, seconds calls in flight may take to finish.");
+ABSL_FLAG(std::string, auth_tokens_file, "",
+          "File of the bearer tokens clients must send (\"authorization: "
+          "Bearer <token>\") on every LongContext call: one per line, '#' "
+          "starts a comment; re-read when it changes. Empty: no "
+          "authentication.");
 ABSL_FLAG(std::string, log_level, "info", "debug, info, warning or error.");
 
 int main(int argc, char** argv) {
@@ -90,6 +99,33 @@ int main(int argc, char** argv) {
                       ">= 1"));
   }
 
+  longctx::GrpcServerOptions server_options;
+  server_options.listen = addresses->listen;
+  // Public clients need no certificate (they send bearer tokens); workers
+  // present theirs for the Rendezvous service.
+  auto tls = longctx::ApplyServerTlsFlags(
+      /*require_client_certificate=*/false, &server_options);
+  if (!tls.ok()) return longctx::StartupError(kProgram, tls.status());
+  auto internal_security = longctx::InternalChannelSecurityFromFlags();
+  if (!internal_security.ok()) {
+    return longctx::StartupError(kProgram, internal_security.status());
+  }
+  std::unique_ptr<longctx::BearerAuth> auth;
+  if (!absl::GetFlag(FLAGS_auth_tokens_file).empty()) {
+    longctx::BearerAuthOptions auth_options;
+    auth_options.tokens_file = absl::GetFlag(FLAGS_auth_tokens_file);
+    auto created = longctx::BearerAuth::Create(auth_options);
+    if (!created.ok()) return longctx::StartupError(kProgram, created.status());
+    auth = *std::move(created);
+    longctx::Log(longctx::LogLevel::kInfo,
+                 "bearer-token authentication on: %d tokens from %s",
+                 auth->num_tokens(), auth_options.tokens_file);
+  } else {
+    longctx::Log(longctx::LogLevel::kInfo,
+                 "no --auth_tokens_file: LongContext calls are not "
+                 "authenticated");
+  }
+
   auto model = longctx::GatewayModel::Load(absl::GetFlag(FLAGS_model),
                                            absl::GetFlag(FLAGS_model_name));
   if (!model.ok()) return longctx::StartupError(kProgram, model.status());
@@ -97,6 +133,7 @@ int main(int argc, char** argv) {
   longctx::WorkerPoolOptions pool_options;
   pool_options.workers = *workers;
   pool_options.group_size = absl::GetFlag(FLAGS_group_size);
+  pool_options.channel_security = *internal_security;
   auto pool = longctx::WorkerPool::Create(pool_options);
   if (!pool.ok()) return longctx::StartupError(kProgram, pool.status());
 
@@ -104,11 +141,11 @@ int main(int argc, char** argv) {
   if (!metrics.ok()) return longctx::StartupError(kProgram, metrics.status());
 
   longctx::GatewayServiceImpl service(model->get(), pool->get(), limits,
-                                      (*metrics)->registry());
-  // Worker groups form through the gateway (Gloo addresses, NCCL ids).
-  longctx::RendezvousServiceImpl rendezvous;
-  longctx::GrpcServerOptions server_options;
-  server_options.listen = addresses->listen;
+                                      (*metrics)->registry(), auth.get());
+  // Worker groups form through the gateway (Gloo addresses, NCCL ids); with
+  // --tls_client_ca only ranks with a client certificate may take part.
+  longctx::RendezvousServiceImpl rendezvous(
+      /*require_client_certificate=*/!tls->client_ca_file.empty());
   auto server =
       longctx::GrpcServer::Start(server_options, {&service, &rendezvous});
   if (!server.ok()) return longctx::StartupError(kProgram, server.status());

@@ -32,14 +32,22 @@ class ErrorReactor : public grpc::ServerWriteReactor<v1::GenerateResponse> {
 GatewayServiceImpl::GatewayServiceImpl(const GatewayModel* model,
                                        WorkerPool* pool,
                                        const GatewayLimits& limits,
-                                       prometheus::Registry& registry)
+                                       prometheus::Registry& registry,
+                                       BearerAuth* auth)
     : model_(model),
       pool_(pool),
+      auth_(auth),
       limits_(limits),
       requests_(prometheus::BuildCounter()
                     .Name("longctx_requests_total")
                     .Help("Generate requests finished, by gRPC status code.")
                     .Register(registry)),
+      unauthenticated_(
+          prometheus::BuildCounter()
+              .Name("longctx_unauthenticated_calls_total")
+              .Help("Calls refused for a missing or invalid bearer token "
+                    "(--auth_tokens_file), by method; nothing else was done.")
+              .Register(registry)),
       prompt_tokens_(prometheus::BuildCounter()
                          .Name("longctx_prompt_tokens_total")
                          .Help("Prompt tokens of finished Generate requests.")
@@ -67,6 +75,23 @@ GatewayServiceImpl::GatewayServiceImpl(const GatewayModel* model,
                             .Help("Time from a request's arrival to its end.")
                             .Register(registry)
                             .Add({}, LatencyBuckets())) {}
+
+absl::Status GatewayServiceImpl::Authenticate(
+    grpc::CallbackServerContext* context, absl::string_view method) {
+  if (auth_ == nullptr) return absl::OkStatus();
+  const auto& metadata = context->client_metadata();
+  auto it = metadata.find("authorization");
+  const bool present = it != metadata.end();
+  absl::Status status = auth_->Check(
+      present, present ? absl::string_view(it->second.data(), it->second.size())
+                       : absl::string_view());
+  if (!status.ok()) {
+    unauthenticated_.Add({{"method", std::string(method)}}).Increment();
+    Log(LogLevel::kWarning, "refused %s from %s: %s", std::string(method),
+        context->peer(), std::string(status.message()));
+  }
+  return status;
+}
 
 void GatewayServiceImpl::RecordDone(const std::string& request_id,
                                     const grpc::Status& status,
@@ -98,6 +123,10 @@ void GatewayServiceImpl::RecordDone(const std::string& request_id,
 
 grpc::ServerWriteReactor<v1::GenerateResponse>* GatewayServiceImpl::Generate(
     grpc::CallbackServerContext* context, const v1::GenerateRequest* request) {
+  absl::Status authenticated = Authenticate(context, "Generate");
+  if (!authenticated.ok()) {
+    return new ErrorReactor(ToGrpcStatus(authenticated));
+  }
   const absl::Time arrived = absl::Now();
   const std::string request_id =
       request->request_id().empty()
@@ -163,6 +192,11 @@ grpc::ServerUnaryReactor* GatewayServiceImpl::Tokenize(
     grpc::CallbackServerContext* context, const v1::TokenizeRequest* request,
     v1::TokenizeResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  absl::Status authenticated = Authenticate(context, "Tokenize");
+  if (!authenticated.ok()) {
+    reactor->Finish(ToGrpcStatus(authenticated));
+    return reactor;
+  }
   if (request->text().size() > static_cast<size_t>(limits_.max_text_bytes)) {
     reactor->Finish(ToGrpcStatus(absl::InvalidArgumentError(absl::StrCat(
         "text has ", request->text().size(), " bytes; the limit is ",
@@ -185,13 +219,18 @@ grpc::ServerUnaryReactor* GatewayServiceImpl::Tokenize(
 grpc::ServerUnaryReactor* GatewayServiceImpl::GetModelInfo(
     grpc::CallbackServerContext* context,
     const v1::GetModelInfoRequest* /*request*/, v1::ModelInfo* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  absl::Status authenticated = Authenticate(context, "GetModelInfo");
+  if (!authenticated.ok()) {
+    reactor->Finish(ToGrpcStatus(authenticated));
+    return reactor;
+  }
   *response = model_->info();
   response->set_max_prompt_tokens(limits_.max_prompt_tokens);
   response->set_max_new_tokens(limits_.max_new_tokens);
   response->set_num_groups(pool_->num_groups());
   response->set_group_size(pool_->group_size());
   response->set_fingerprint(pool_->fingerprint());
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   reactor->Finish(grpc::Status::OK);
   return reactor;
 }

@@ -6,10 +6,13 @@
 #include <atomic>
 #include <cstdint>
 
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 #include "prometheus/counter.h"
 #include "prometheus/histogram.h"
 #include "prometheus/registry.h"
 #include "proto/longctx.grpc.pb.h"
+#include "services/gateway/bearer_auth.h"
 #include "services/gateway/gateway_limits.h"
 #include "services/gateway/gateway_model.h"
 #include "services/gateway/worker_pool.h"
@@ -19,10 +22,14 @@ namespace longctx {
 // GatewayServiceImpl serves the public API. Thread-safe.
 class GatewayServiceImpl final : public v1::LongContext::CallbackService {
  public:
-  // `model` and `pool` are not owned and must outlive the service.
+  // `model`, `pool` and `auth` are not owned and must outlive the service.
+  // With `auth` every call must carry a valid bearer token, checked before
+  // anything else is done (UNAUTHENTICATED otherwise); null lets every call
+  // in.
   GatewayServiceImpl(const GatewayModel* model, WorkerPool* pool,
                      const GatewayLimits& limits,
-                     prometheus::Registry& registry);
+                     prometheus::Registry& registry,
+                     BearerAuth* auth = nullptr);
 
   grpc::ServerWriteReactor<v1::GenerateResponse>* Generate(
       grpc::CallbackServerContext* context,
@@ -35,17 +42,24 @@ class GatewayServiceImpl final : public v1::LongContext::CallbackService {
                                          v1::ModelInfo* response) override;
 
  private:
+  // Authenticate checks the call's bearer token (when there is `auth_`). A
+  // refused call is counted and logged with its method and peer, never its
+  // credentials.
+  absl::Status Authenticate(grpc::CallbackServerContext* context,
+                            absl::string_view method);
   // Counts a finished request in the metrics and logs its one line.
   void RecordDone(const std::string& request_id, const grpc::Status& status,
                   const v1::Usage& usage, const v1::Timings& timings);
 
   const GatewayModel* const model_;
   WorkerPool* const pool_;
+  BearerAuth* const auth_;
   const GatewayLimits limits_;
   std::atomic<uint64_t> next_request_{1};
   std::atomic<int> in_flight_{0};  // Generate streams admitted and not done.
 
   prometheus::Family<prometheus::Counter>& requests_;
+  prometheus::Family<prometheus::Counter>& unauthenticated_;
   prometheus::Counter& prompt_tokens_;
   prometheus::Counter& cached_tokens_;
   prometheus::Counter& generated_tokens_;

@@ -30,8 +30,8 @@ WorkerPool::WorkerPool(const WorkerPoolOptions& options)
                   options.group_size),
       states_(num_groups_) {
   for (const HostPort& address : options_.workers) {
-    stubs_.push_back(worker::v1::Worker::NewStub(grpc::CreateChannel(
-        address.ToString(), grpc::InsecureChannelCredentials())));
+    stubs_.push_back(worker::v1::Worker::NewStub(
+        options_.channel_security.NewChannel(address.ToString())));
   }
   for (GroupState& state : states_) state.problem = "not probed yet";
 }

@@ -15,6 +15,7 @@
 #include "absl/time/time.h"
 #include "proto/worker.grpc.pb.h"
 #include "services/common/net_address.h"
+#include "services/common/tls.h"
 
 namespace longctx {
 
@@ -28,6 +29,8 @@ struct WorkerPoolOptions {
   // How often each rank is probed, and how long a probe may take.
   absl::Duration probe_interval = absl::Seconds(1);
   absl::Duration probe_timeout = absl::Seconds(1);
+  // Credentials of the channels to the ranks. Default: plaintext.
+  ChannelSecurity channel_security;
 };
 
 // GroupState is what the last probes said about one group.

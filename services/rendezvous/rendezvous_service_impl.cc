@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
+#include "grpcpp/security/auth_context.h"
 
 namespace longctx {
 namespace {
@@ -17,9 +18,22 @@ constexpr absl::Duration kPollInterval = absl::Milliseconds(200);
 
 }  // namespace
 
+grpc::Status RendezvousServiceImpl::Authenticate(
+    grpc::ServerContext* context) const {
+  if (!require_client_certificate_) return grpc::Status::OK;
+  // A TLS peer is authenticated only by a certificate the server verified.
+  std::shared_ptr<const grpc::AuthContext> auth = context->auth_context();
+  if (auth != nullptr && auth->IsPeerAuthenticated()) return grpc::Status::OK;
+  return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                      "Rendezvous needs a client certificate signed by the "
+                      "gateway's --tls_client_ca");
+}
+
 grpc::Status RendezvousServiceImpl::Set(
-    grpc::ServerContext* /*context*/, const rendezvous::v1::SetRequest* request,
+    grpc::ServerContext* context, const rendezvous::v1::SetRequest* request,
     rendezvous::v1::SetResponse* /*response*/) {
+  grpc::Status auth = Authenticate(context);
+  if (!auth.ok()) return auth;
   if (request->key().empty() || request->key().size() > kMaxKeyBytes) {
     return grpc::Status(
         grpc::StatusCode::INVALID_ARGUMENT,
@@ -39,6 +53,8 @@ grpc::Status RendezvousServiceImpl::Set(
 grpc::Status RendezvousServiceImpl::Get(
     grpc::ServerContext* context, const rendezvous::v1::GetRequest* request,
     rendezvous::v1::GetResponse* response) {
+  grpc::Status auth = Authenticate(context);
+  if (!auth.ok()) return auth;
   if (request->keys_size() > kMaxKeys) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                         absl::StrCat("keys has ", request->keys_size(),

@@ -15,6 +15,13 @@ namespace longctx {
 // handful of ranks wait at a time, only while groups form).
 class RendezvousServiceImpl final : public rendezvous::v1::Rendezvous::Service {
  public:
+  // With `require_client_certificate`, calls from a peer that did not present
+  // a verified TLS client certificate fail with UNAUTHENTICATED: the gateway
+  // serves this on its public port, where clients without certificates may
+  // call the public API (--tls_client_ca). Default: open.
+  explicit RendezvousServiceImpl(bool require_client_certificate = false)
+      : require_client_certificate_(require_client_certificate) {}
+
   grpc::Status Set(grpc::ServerContext* context,
                    const rendezvous::v1::SetRequest* request,
                    rendezvous::v1::SetResponse* response) override;
@@ -23,6 +30,9 @@ class RendezvousServiceImpl final : public rendezvous::v1::Rendezvous::Service {
                    rendezvous::v1::GetResponse* response) override;
 
  private:
+  grpc::Status Authenticate(grpc::ServerContext* context) const;
+
+  const bool require_client_certificate_;
   absl::Mutex mu_;
   absl::flat_hash_map<std::string, std::string> values_ ABSL_GUARDED_BY(mu_);
 };

@@ -6,6 +6,8 @@
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "services/common/grpc_server.h"
+#include "services/common/testing/test_pki.h"
+#include "services/common/tls.h"
 
 namespace longctx {
 namespace {
@@ -83,6 +85,47 @@ TEST_F(RendezvousServiceTest, RejectsBadKeysAndValues) {
             grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_EQ(Set("k", std::string((64 << 10) + 1, 'v')).error_code(),
             grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+// The gateway's setup: TLS with optional client certificates, Rendezvous
+// only for peers that present one.
+TEST(RendezvousAuthTest, NeedsAVerifiedClientCertificate) {
+  const char* tmp = std::getenv("TEST_TMPDIR");
+  auto pki = testing::MakeTestPki(tmp != nullptr ? tmp : "/tmp");
+  ASSERT_TRUE(pki.ok()) << pki.status();
+  ServerTlsOptions tls;
+  tls.cert_file = pki->cert;
+  tls.key_file = pki->key;
+  tls.client_ca_file = pki->ca_cert;
+  tls.require_client_certificate = false;
+  auto credentials = MakeServerCredentials(tls);
+  ASSERT_TRUE(credentials.ok()) << credentials.status();
+  RendezvousServiceImpl service(/*require_client_certificate=*/true);
+  GrpcServerOptions options;
+  options.listen = {"127.0.0.1", 0};
+  options.credentials = *credentials;
+  auto server = GrpcServer::Start(options, {&service});
+  ASSERT_TRUE(server.ok()) << server.status();
+
+  auto set = [&](const std::string& cert, const std::string& key) {
+    ChannelTlsOptions client;
+    client.ca_file = pki->ca_cert;
+    client.cert_file = cert;
+    client.key_file = key;
+    auto security = ChannelSecurity::FromOptions(client);
+    EXPECT_TRUE(security.ok()) << security.status();
+    auto stub = rendezvous::v1::Rendezvous::NewStub(
+        security->NewChannel("127.0.0.1:" + std::to_string((*server)->port())));
+    grpc::ClientContext context;
+    rendezvous::v1::SetRequest request;
+    request.set_key("k");
+    rendezvous::v1::SetResponse response;
+    return stub->Set(&context, request, &response);
+  };
+  grpc::Status anonymous = set("", "");
+  EXPECT_EQ(anonymous.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_THAT(anonymous.error_message(), HasSubstr("client certificate"));
+  EXPECT_TRUE(set(pki->cert, pki->key).ok());
 }
 
 }  // namespace

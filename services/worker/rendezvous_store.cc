@@ -18,9 +18,9 @@ namespace {
 }  // namespace
 
 RendezvousStore::RendezvousStore(const std::string& address, std::string scope,
-                                 absl::Duration timeout)
-    : stub_(rendezvous::v1::Rendezvous::NewStub(
-          grpc::CreateChannel(address, grpc::InsecureChannelCredentials()))),
+                                 absl::Duration timeout,
+                                 const ChannelSecurity& security)
+    : stub_(rendezvous::v1::Rendezvous::NewStub(security.NewChannel(address))),
       scope_(std::move(scope)),
       timeout_(timeout) {}
 

@@ -12,6 +12,7 @@
 #include "absl/time/time.h"
 #include "gloo/rendezvous/store.h"
 #include "proto/rendezvous.grpc.pb.h"
+#include "services/common/tls.h"
 
 namespace longctx {
 
@@ -22,9 +23,11 @@ namespace longctx {
 class RendezvousStore : public gloo::rendezvous::Store {
  public:
   // `address` is the gateway's host:port; `scope` prefixes every key (the group
-  // id and the purpose, e.g. "group-0/gloo").
+  // id and the purpose, e.g. "group-0/gloo"); `security` makes the channel
+  // (the internal TLS flags; default plaintext).
   RendezvousStore(const std::string& address, std::string scope,
-                  absl::Duration timeout);
+                  absl::Duration timeout,
+                  const ChannelSecurity& security = ChannelSecurity());
 
   void set(const std::string& key, const std::vector<char>& data) override;
   std::vector<char> get(const std::string& key) override;

@@ -11,10 +11,12 @@
 #include "kernels/gemm.h"
 #include "memory_store/store_client.h"
 #include "services/common/grpc_server.h"
+#include "services/common/internal_tls_flags.h"
 #include "services/common/logging.h"
 #include "services/common/metrics_server.h"
 #include "services/common/net_address.h"
 #include "services/common/server_main.h"
+#include "services/common/server_tls_flags.h"
 #include "services/worker/engine.h"
 #include "services/worker/kv_block_pool.h"
 #include "services/worker/kv_offloader.h"
@@ -147,9 +149,24 @@ int main(int argc, char** argv) {
   if (!precision.ok())
     return longctx::StartupError(kProgram, precision.status());
 
-  // The ports are checked before the model loads, which can take a while.
+  // Ports and certificates are checked before the model loads, which can take
+  // a while.
+  longctx::GrpcServerOptions server_options;
+  server_options.listen = addresses->listen;
+  auto tls = longctx::ApplyServerTlsFlags(/*require_client_certificate=*/true,
+                                          &server_options);
+  if (!tls.ok()) return longctx::StartupError(kProgram, tls.status());
+  auto internal_security = longctx::InternalChannelSecurityFromFlags();
+  if (!internal_security.ok()) {
+    return longctx::StartupError(kProgram, internal_security.status());
+  }
   status = longctx::CheckPortFree(addresses->listen, "--listen_address");
   if (!status.ok()) return longctx::StartupError(kProgram, status);
+  if (server_options.health_listen.has_value()) {
+    status = longctx::CheckPortFree(*server_options.health_listen,
+                                    "--health_address");
+    if (!status.ok()) return longctx::StartupError(kProgram, status);
+  }
   auto metrics = longctx::MetricsServer::Start(addresses->metrics, kProgram);
   if (!metrics.ok()) return longctx::StartupError(kProgram, metrics.status());
 
@@ -183,6 +200,7 @@ int main(int argc, char** argv) {
     longctx::StoreClientOptions client_options;
     client_options.call_timeout =
         absl::Milliseconds(absl::GetFlag(FLAGS_store_timeout_ms));
+    client_options.channel_security = *internal_security;
     auto client = longctx::StoreClient::Create(*stores, client_options);
     if (!client.ok()) return longctx::StartupError(kProgram, client.status());
     store_client = *std::move(client);
@@ -234,8 +252,6 @@ int main(int argc, char** argv) {
   service = std::make_unique<longctx::WorkerServiceImpl>(
       identity, source->fingerprint_hex, engine.get(),
       ids != nullptr ? ids : pool->get());
-  longctx::GrpcServerOptions server_options;
-  server_options.listen = addresses->listen;
   auto server = longctx::GrpcServer::Start(server_options, {service.get()});
   if (!server.ok()) return longctx::StartupError(kProgram, server.status());
   {

@@ -14,6 +14,8 @@
 // per second) with up to --concurrency in flight; for --duration_seconds or
 // --requests, after --warmup_requests that are not counted. A progress line
 // updates every second on stderr; the table (or --json) goes to stdout.
+// --address, --token/--token_file and --tls* are those of every client
+// (tools/clients/cpp/client_flags.h).
 //
 //   bazel run -c opt //tools/loadgen -- --concurrency=8 --duration_seconds=60
 #include <dirent.h>
@@ -35,9 +37,9 @@
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "tools/clients/cpp/client_flags.h"
 #include "tools/clients/cpp/longctx_client.h"
 
-ABSL_FLAG(std::string, address, "127.0.0.1:50051", "Gateway host:port.");
 ABSL_FLAG(std::string, workload, "book", "book, conversation or files.");
 ABSL_FLAG(int, documents, 4, "Distinct documents (book) or conversations.");
 ABSL_FLAG(int, document_chars, 20000, "Characters per generated document.");
@@ -182,7 +184,13 @@ int Run() {
                  "loadgen: no prompts (check --workload / --files_dir)\n");
     return 2;
   }
-  LongctxClient client(absl::GetFlag(FLAGS_address));
+  absl::StatusOr<LongctxClientOptions> options = ClientOptionsFromFlags();
+  if (!options.ok()) {
+    std::fprintf(stderr, "loadgen: %s\n",
+                 std::string(options.status().message()).c_str());
+    return 2;
+  }
+  LongctxClient client(*options);
   for (int i = 0; i < absl::GetFlag(FLAGS_warmup_requests); ++i) {
     RunOne(client, workload.Next());
   }

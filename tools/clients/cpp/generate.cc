@@ -2,6 +2,10 @@
 //
 //   generate --address=127.0.0.1:50051 --max_new_tokens=64 < book.txt
 //
+// With TLS and a bearer token:
+//
+//   generate --address=gw.example:50051 --tls_ca=ca.crt --token_file=token
+//
 // Every GenerateRequest option is a flag; usage, finish reason and timings go
 // to stderr at the end. Exit code 0 on success, 1 on an RPC error (status
 // printed).
@@ -16,9 +20,9 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
+#include "tools/clients/cpp/client_flags.h"
 #include "tools/clients/cpp/longctx_client.h"
 
-ABSL_FLAG(std::string, address, "127.0.0.1:50051", "Gateway host:port.");
 ABSL_FLAG(std::string, file, "", "Prompt file; empty reads stdin.");
 ABSL_FLAG(std::string, token_ids, "",
           "Comma-separated prompt token ids instead of text.");
@@ -136,7 +140,9 @@ int main(int argc, char** argv) {
   request.mutable_logprobs()->set_top_logprobs(
       absl::GetFlag(FLAGS_top_logprobs));
 
-  longctx::LongctxClient client(absl::GetFlag(FLAGS_address));
+  auto options = longctx::ClientOptionsFromFlags();
+  if (!options.ok()) return Fail(std::string(options.status().message()));
+  longctx::LongctxClient client(*options);
   auto last = client.Generate(
       request, absl::Seconds(absl::GetFlag(FLAGS_deadline_seconds)),
       [](const longctx::v1::GenerateResponse& message) {

@@ -5,15 +5,35 @@
 
 namespace longctx {
 
+namespace {
+
+LongctxClientOptions PlaintextAt(const std::string& address) {
+  LongctxClientOptions options;
+  options.address = address;
+  return options;
+}
+
+}  // namespace
+
 LongctxClient::LongctxClient(const std::string& address)
+    : LongctxClient(PlaintextAt(address)) {}
+
+LongctxClient::LongctxClient(const LongctxClientOptions& options)
     : stub_(v1::LongContext::NewStub(
-          grpc::CreateChannel(address, grpc::InsecureChannelCredentials()))) {}
+          options.security.NewChannel(options.address))),
+      token_(options.token) {}
+
+void LongctxClient::Authorize(grpc::ClientContext* context) const {
+  if (!token_.empty())
+    context->AddMetadata("authorization", "Bearer " + token_);
+}
 
 absl::StatusOr<v1::GenerateResponse> LongctxClient::Generate(
     const v1::GenerateRequest& request, absl::Duration deadline,
     const std::function<void(const v1::GenerateResponse&)>& on_message) {
   grpc::ClientContext context;
   context.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
+  Authorize(&context);
   auto reader = stub_->Generate(&context, request);
   v1::GenerateResponse message, last;
   while (reader->Read(&message)) {
@@ -28,6 +48,7 @@ absl::StatusOr<v1::GenerateResponse> LongctxClient::Generate(
 absl::StatusOr<v1::TokenizeResponse> LongctxClient::Tokenize(
     const v1::TokenizeRequest& request) {
   grpc::ClientContext context;
+  Authorize(&context);
   v1::TokenizeResponse response;
   absl::Status status =
       FromGrpcStatus(stub_->Tokenize(&context, request, &response));
@@ -37,6 +58,7 @@ absl::StatusOr<v1::TokenizeResponse> LongctxClient::Tokenize(
 
 absl::StatusOr<v1::ModelInfo> LongctxClient::GetModelInfo() {
   grpc::ClientContext context;
+  Authorize(&context);
   v1::ModelInfo info;
   absl::Status status = FromGrpcStatus(
       stub_->GetModelInfo(&context, v1::GetModelInfoRequest(), &info));

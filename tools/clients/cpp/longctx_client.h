@@ -9,14 +9,28 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "proto/longctx.grpc.pb.h"
+#include "services/common/tls.h"
 
 namespace longctx {
+
+// LongctxClientOptions say where the gateway is and how to authenticate.
+struct LongctxClientOptions {
+  // The gateway's host:port.
+  std::string address = "127.0.0.1:50051";
+  // The channel's credentials (ChannelSecurity::FromOptions for TLS).
+  // Default: plaintext.
+  ChannelSecurity security;
+  // Sent as "authorization: Bearer <token>" on every call when not empty (a
+  // gateway with --auth_tokens_file refuses calls without one). Never logged.
+  std::string token;
+};
 
 // LongctxClient talks to one gateway. Thread-safe: calls may run concurrently.
 class LongctxClient {
  public:
-  // `address` is the gateway's host:port (plaintext gRPC).
+  // A plaintext client of the gateway at `address` (host:port), no token.
   explicit LongctxClient(const std::string& address);
+  explicit LongctxClient(const LongctxClientOptions& options);
 
   // Generate streams a request: `on_message` sees every message as it arrives
   // (new tokens and text; the last one has usage, finish reason and timings).
@@ -30,7 +44,11 @@ class LongctxClient {
   absl::StatusOr<v1::ModelInfo> GetModelInfo();
 
  private:
+  // Adds the token, if any, to a call.
+  void Authorize(grpc::ClientContext* context) const;
+
   std::unique_ptr<v1::LongContext::Stub> stub_;
+  const std::string token_;
 };
 
 }  // namespace longctx

@@ -7,6 +7,11 @@ cache folder; only python3-grpcio and python3-protobuf are needed at run time.
 
   tools/clients/python/longctx_client.py --address 127.0.0.1:50051 \
       --max-new-tokens 32 < book.txt
+
+With TLS and a bearer token (a gateway with --tls_cert and --auth_tokens_file):
+
+  tools/clients/python/longctx_client.py --address gw.example:50051 \
+      --tls-ca ca.crt --token-file token < book.txt
 """
 import argparse
 import importlib
@@ -37,6 +42,40 @@ def load_stubs(cache_dir=None):
             importlib.import_module("proto.longctx_pb2_grpc"))
 
 
+def read_token(path):
+    """The first line of `path` that is neither blank nor a '#' comment."""
+    with open(path, encoding="ascii") as f:
+        for line in f:
+            line = line.strip()
+            if line and not line.startswith("#"):
+                return line
+    raise ValueError(f"--token-file={path} holds no token")
+
+
+def open_channel(grpc, args):
+    """A plaintext or TLS channel to args.address, as the flags ask."""
+    use_tls = args.tls or args.tls_ca or args.tls_cert or args.tls_key
+    if not use_tls:
+        return grpc.insecure_channel(args.address)
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise ValueError("--tls-cert and --tls-key go together")
+
+    def read(path):
+        if not path:
+            return None
+        with open(path, "rb") as f:
+            return f.read()
+
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=read(args.tls_ca),
+        private_key=read(args.tls_key),
+        certificate_chain=read(args.tls_cert))
+    options = []
+    if args.tls_server_name:
+        options.append(("grpc.ssl_target_name_override", args.tls_server_name))
+    return grpc.secure_channel(args.address, credentials, options=options)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--address", default="127.0.0.1:50051")
@@ -44,10 +83,32 @@ def main():
     parser.add_argument("--temperature", type=float, default=None)
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--timeout", type=float, default=600)
+    parser.add_argument("--token", default=None,
+                        help="bearer token (visible in the process list: "
+                             "prefer --token-file)")
+    parser.add_argument("--token-file", default=None,
+                        help="file whose first non-comment line is the token")
+    parser.add_argument("--tls", action="store_true",
+                        help="TLS trusting the system's CAs")
+    parser.add_argument("--tls-ca", default=None,
+                        help="PEM CA bundle of the gateway's certificate")
+    parser.add_argument("--tls-cert", default=None, help="PEM client certificate")
+    parser.add_argument("--tls-key", default=None, help="PEM client key")
+    parser.add_argument("--tls-server-name", default=None,
+                        help="name to check the certificate against")
     parser.add_argument("prompt", nargs="?", help="prompt text (default: stdin)")
     args = parser.parse_args()
 
     import grpc
+    if args.token and args.token_file:
+        parser.error("give --token or --token-file, not both")
+    try:
+        token = read_token(args.token_file) if args.token_file else args.token
+        channel = open_channel(grpc, args)
+    except (OSError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    metadata = [("authorization", "Bearer " + token)] if token else None
     pb, pb_grpc = load_stubs()
     text = args.prompt if args.prompt is not None else sys.stdin.read()
     request = pb.GenerateRequest(text=text)
@@ -56,11 +117,12 @@ def main():
         request.sampling.temperature = args.temperature
     if args.seed is not None:
         request.sampling.seed = args.seed
-    with grpc.insecure_channel(args.address) as channel:
+    with channel:
         stub = pb_grpc.LongContextStub(channel)
         last = None
         try:
-            for response in stub.Generate(request, timeout=args.timeout):
+            for response in stub.Generate(request, timeout=args.timeout,
+                                          metadata=metadata):
                 sys.stdout.write(response.text)
                 sys.stdout.flush()
                 last = response

@@ -20,6 +20,7 @@ PKGS=(
   python3-grpcio python3-protobuf python3-numpy
   nlohmann-json3-dev
   curl
+  openssl
 )
 
 # npm packages of //tests/deploy:deploy_test's validator (skipped when up to date).

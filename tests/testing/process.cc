@@ -148,9 +148,9 @@ std::string Process::Log() const {
 }
 
 absl::StatusOr<std::string> HealthStatus(const std::string& address,
-                                         const std::string& service) {
-  auto stub = grpc::health::v1::Health::NewStub(
-      grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+                                         const std::string& service,
+                                         const ChannelSecurity& security) {
+  auto stub = grpc::health::v1::Health::NewStub(security.NewChannel(address));
   grpc::ClientContext context;
   context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
   grpc::health::v1::HealthCheckRequest request;
@@ -165,12 +165,12 @@ absl::StatusOr<std::string> HealthStatus(const std::string& address,
       response.status());
 }
 
-absl::Status WaitForServing(const std::string& address,
-                            absl::Duration timeout) {
+absl::Status WaitForServing(const std::string& address, absl::Duration timeout,
+                            const ChannelSecurity& security) {
   absl::Time deadline = absl::Now() + timeout;
   std::string last;
   while (absl::Now() < deadline) {
-    absl::StatusOr<std::string> status = HealthStatus(address, "");
+    absl::StatusOr<std::string> status = HealthStatus(address, "", security);
     if (status.ok() && *status == "SERVING") return absl::OkStatus();
     last = status.ok() ? *status : std::string(status.status().message());
     absl::SleepFor(absl::Milliseconds(100));

@@ -12,6 +12,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "services/common/tls.h"
 
 namespace longctx::testing {
 
@@ -64,15 +65,18 @@ class Process {
   std::string log_path_;
 };
 
-// WaitForServing polls grpc.health.v1 Check on `address` until it answers
-// SERVING or `timeout` passes (DEADLINE_EXCEEDED with the last answer in the
-// message).
-absl::Status WaitForServing(const std::string& address, absl::Duration timeout);
+// WaitForServing polls grpc.health.v1 Check on `address` (through channels of
+// `security`: plaintext by default) until it answers SERVING or `timeout`
+// passes (DEADLINE_EXCEEDED with the last answer in the message).
+absl::Status WaitForServing(
+    const std::string& address, absl::Duration timeout,
+    const ChannelSecurity& security = ChannelSecurity());
 
 // HealthStatus returns the name of the health status `address` reports
 // ("SERVING", "NOT_SERVING", …) for `service` ("" for the whole server).
-absl::StatusOr<std::string> HealthStatus(const std::string& address,
-                                         const std::string& service);
+absl::StatusOr<std::string> HealthStatus(
+    const std::string& address, const std::string& service,
+    const ChannelSecurity& security = ChannelSecurity());
 
 // ListServices asks the server's reflection service for its services' full
 // names.

@@ -44,6 +44,7 @@ absl::Status LocalStack::Start(const StackOptions& options) {
   std::vector<std::string> argv = {RunfilePath("memory_store/memory_store"),
                                    "--data_dir=" + dir_ + "/store"};
   for (const auto& f : CommonFlags(store_ep_)) argv.push_back(f);
+  for (const auto& f : options.store_flags) argv.push_back(f);
   absl::StatusOr<Process> p = Process::Start(argv, dir_ + "/memory_store.log");
   if (!p.ok()) return p.status();
   processes_.push_back(*std::move(p));
@@ -87,12 +88,12 @@ absl::Status LocalStack::Start(const StackOptions& options) {
   processes_.push_back(*std::move(p));
 
   for (const Endpoint& e : worker_eps_) {
-    status = WaitForServing(e.address(), kStartTimeout);
+    status = WaitForServing(e.address(), kStartTimeout, options.security);
     if (!status.ok())
       return absl::InternalError(absl::StrCat(status.message(), "\n", Logs()));
   }
   for (const Endpoint* e : {&store_ep_, &gateway_ep_}) {
-    status = WaitForServing(e->address(), kStartTimeout);
+    status = WaitForServing(e->address(), kStartTimeout, options.security);
     if (!status.ok())
       return absl::InternalError(absl::StrCat(status.message(), "\n", Logs()));
   }

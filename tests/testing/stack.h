@@ -34,9 +34,13 @@ absl::Status MakeTinyModel(const std::string& dir,
 struct StackOptions {
   int num_workers = 1;  // Ranks in all, group after group.
   int group_size = 1;   // Ranks per group; divides num_workers.
+  std::vector<std::string> store_flags;
   std::vector<std::string> worker_flags;
   std::vector<std::string> gateway_flags;
   std::vector<std::string> model_flags;  // For make_tiny_model.
+  // Channels of Start's health checks: a stack started with TLS flags needs
+  // TLS (and a client certificate for mutual TLS). Default: plaintext.
+  ChannelSecurity security;
 };
 
 class LocalStack {

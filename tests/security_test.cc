@@ -1,0 +1,383 @@
+// Security end to end: a stack whose three services serve TLS, talk to each
+// other with mutual TLS, and whose gateway wants bearer tokens — all with
+// certificates this test makes itself (openssl) in its temporary folder.
+#include <fstream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/random/random.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "gmock/gmock.h"
+#include "grpcpp/grpcpp.h"
+#include "gtest/gtest.h"
+#include "proto/longctx.grpc.pb.h"
+#include "proto/memory_store.grpc.pb.h"
+#include "proto/rendezvous.grpc.pb.h"
+#include "proto/worker.grpc.pb.h"
+#include "services/common/testing/test_pki.h"
+#include "services/common/tls.h"
+#include "tests/testing/stack.h"
+
+namespace longctx {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+// The sum of every sample of metric `name` (any labels) on a /metrics page.
+double MetricSum(const std::string& page, const std::string& name) {
+  double sum = 0;
+  for (absl::string_view line : absl::StrSplit(page, '\n')) {
+    if (!absl::StartsWith(line, name)) continue;
+    absl::string_view rest = line.substr(name.size());
+    if (rest.empty() || (rest[0] != ' ' && rest[0] != '{')) continue;
+    double value = 0;
+    if (absl::SimpleAtod(line.substr(line.rfind(' ') + 1), &value)) {
+      sum += value;
+    }
+  }
+  return sum;
+}
+
+class SecurityTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    const std::string dir = testing::TempDir("pki");
+    auto pki = testing::MakeTestPki(dir);
+    ASSERT_TRUE(pki.ok()) << pki.status();
+    pki_ = new testing::TestPki(*pki);
+    // A token that cannot occur in a log by chance.
+    absl::BitGen random;
+    token_ = new std::string(absl::StrFormat("tok-%016x%016x",
+                                             absl::Uniform<uint64_t>(random),
+                                             absl::Uniform<uint64_t>(random)));
+    tokens_file_ = new std::string(dir + "/tokens");
+    std::ofstream(*tokens_file_) << "# clients of the security test\n"
+                                 << "another-valid-token-0001\n"
+                                 << *token_ << "\n";
+
+    const std::vector<std::string> server_tls = {
+        "--tls_cert=" + pki_->cert, "--tls_key=" + pki_->key,
+        "--tls_client_ca=" + pki_->ca_cert};
+    const std::vector<std::string> internal_tls = {
+        "--internal_tls_ca=" + pki_->ca_cert,
+        "--internal_tls_cert=" + pki_->cert, "--internal_tls_key=" + pki_->key};
+    testing::StackOptions options;
+    options.store_flags = server_tls;
+    health_port_ = testing::FreePort();
+    options.store_flags.push_back(
+        absl::StrCat("--health_address=127.0.0.1:", health_port_));
+    options.worker_flags = server_tls;
+    options.worker_flags.insert(options.worker_flags.end(),
+                                internal_tls.begin(), internal_tls.end());
+    options.gateway_flags = server_tls;
+    options.gateway_flags.insert(options.gateway_flags.end(),
+                                 internal_tls.begin(), internal_tls.end());
+    options.gateway_flags.push_back("--auth_tokens_file=" + *tokens_file_);
+    // Debug lines too must never carry a token.
+    options.gateway_flags.push_back("--log_level=debug");
+    options.security = Internal();
+    stack_ = new testing::LocalStack();
+    absl::Status status = stack_->Start(options);
+    ASSERT_TRUE(status.ok()) << status;
+  }
+  static void TearDownTestSuite() {
+    delete stack_;
+    delete pki_;
+    delete token_;
+    delete tokens_file_;
+  }
+
+  void SetUp() override { ASSERT_NE(stack_, nullptr); }
+
+  static ChannelSecurity Tls(const std::string& ca, const std::string& cert,
+                             const std::string& key) {
+    ChannelTlsOptions options;
+    options.ca_file = ca;
+    options.cert_file = cert;
+    options.key_file = key;
+    auto security = ChannelSecurity::FromOptions(options);
+    EXPECT_TRUE(security.ok()) << security.status();
+    return security.ok() ? *security : ChannelSecurity();
+  }
+  // What the services use between themselves.
+  static ChannelSecurity Internal() {
+    return Tls(pki_->ca_cert, pki_->cert, pki_->key);
+  }
+  // A public client: trusts the CA, has no certificate.
+  static ChannelSecurity Public() { return Tls(pki_->ca_cert, "", ""); }
+
+  struct Result {
+    grpc::Status status;
+    int tokens = 0;
+  };
+
+  // Generate through `security`, with `authorization` metadata unless empty.
+  static Result Generate(const ChannelSecurity& security,
+                         const std::string& authorization) {
+    auto stub = v1::LongContext::NewStub(
+        security.NewChannel(stack_->gateway().address()));
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
+    if (!authorization.empty()) {
+      context.AddMetadata("authorization", authorization);
+    }
+    v1::GenerateRequest request;
+    request.set_text("a prompt over TLS");
+    request.mutable_stopping()->set_max_new_tokens(4);
+    request.mutable_stopping()->set_ignore_eos(true);
+    auto reader = stub->Generate(&context, request);
+    Result result;
+    v1::GenerateResponse response;
+    while (reader->Read(&response)) result.tokens += response.token_ids_size();
+    result.status = reader->Finish();
+    return result;
+  }
+
+  static std::string Bearer() { return "Bearer " + *token_; }
+
+  static std::string Metrics(const testing::Endpoint& e) {
+    auto page = testing::HttpGet(e.metrics_port, "/metrics");
+    EXPECT_TRUE(page.ok()) << page.status();
+    return page.ok() ? *page : "";
+  }
+
+  static testing::TestPki* pki_;
+  static std::string* token_;
+  static std::string* tokens_file_;
+  static int health_port_;
+  static testing::LocalStack* stack_;
+};
+
+testing::TestPki* SecurityTest::pki_ = nullptr;
+std::string* SecurityTest::token_ = nullptr;
+std::string* SecurityTest::tokens_file_ = nullptr;
+int SecurityTest::health_port_ = 0;
+testing::LocalStack* SecurityTest::stack_ = nullptr;
+
+TEST_F(SecurityTest, GenerateWithAValidTokenOverTlsWorks) {
+  Result r = Generate(Public(), Bearer());
+  ASSERT_TRUE(r.status.ok()) << r.status.error_message() << stack_->Logs();
+  EXPECT_EQ(r.tokens, 4);
+  // Every token of the file counts, and the scheme's case does not matter.
+  r = Generate(Public(), "bearer another-valid-token-0001");
+  EXPECT_TRUE(r.status.ok()) << r.status.error_message();
+}
+
+TEST_F(SecurityTest, TokenizeAndGetModelInfoNeedTheTokenToo) {
+  auto stub = v1::LongContext::NewStub(
+      Public().NewChannel(stack_->gateway().address()));
+  for (const std::string& authorization : {std::string(), Bearer()}) {
+    grpc::ClientContext tokenize_context, info_context;
+    if (!authorization.empty()) {
+      tokenize_context.AddMetadata("authorization", authorization);
+      info_context.AddMetadata("authorization", authorization);
+    }
+    v1::TokenizeRequest request;
+    request.set_text("hello");
+    v1::TokenizeResponse tokens;
+    grpc::Status tokenize = stub->Tokenize(&tokenize_context, request, &tokens);
+    v1::ModelInfo info;
+    grpc::Status model =
+        stub->GetModelInfo(&info_context, v1::GetModelInfoRequest(), &info);
+    if (authorization.empty()) {
+      EXPECT_EQ(tokenize.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+      EXPECT_EQ(model.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+      EXPECT_EQ(tokens.token_ids_size(), 0);
+      EXPECT_TRUE(info.name().empty());
+    } else {
+      EXPECT_TRUE(tokenize.ok()) << tokenize.error_message();
+      EXPECT_TRUE(model.ok()) << model.error_message();
+      EXPECT_GT(tokens.token_ids_size(), 0);
+    }
+  }
+}
+
+TEST_F(SecurityTest, MissingOrWrongTokensAreRefusedBeforeAnyWork) {
+  const std::string worker_before = Metrics(stack_->workers()[0]);
+  const std::string gateway_before = Metrics(stack_->gateway());
+  const std::string wrong = "tok-wrong-" + token_->substr(4);
+  for (const std::string& authorization :
+       {std::string(), "Bearer " + wrong, "Bearer " + token_->substr(0, 20),
+        "Basic " + *token_, *token_}) {
+    Result r = Generate(Public(), authorization);
+    EXPECT_EQ(r.status.error_code(), grpc::StatusCode::UNAUTHENTICATED)
+        << authorization << ": " << r.status.error_message();
+    EXPECT_EQ(r.tokens, 0);
+    EXPECT_THAT(r.status.error_message(), Not(HasSubstr(wrong)));
+    EXPECT_THAT(r.status.error_message(), Not(HasSubstr(*token_)));
+  }
+  const std::string worker_after = Metrics(stack_->workers()[0]);
+  const std::string gateway_after = Metrics(stack_->gateway());
+  // No request reached the worker's engine...
+  for (const char* metric :
+       {"longctx_queue_seconds_count", "longctx_prefill_tokens_total",
+        "longctx_decode_tokens_total"}) {
+    EXPECT_EQ(MetricSum(worker_after, metric), MetricSum(worker_before, metric))
+        << metric;
+  }
+  // ...nor counted as a request of the gateway; each refusal was counted.
+  EXPECT_EQ(MetricSum(gateway_after, "longctx_requests_total"),
+            MetricSum(gateway_before, "longctx_requests_total"));
+  EXPECT_EQ(
+      MetricSum(gateway_after, "longctx_unauthenticated_calls_total") -
+          MetricSum(gateway_before, "longctx_unauthenticated_calls_total"),
+      5);
+}
+
+TEST_F(SecurityTest, PlaintextAndUntrustingClientsCannotConnect) {
+  Result plaintext = Generate(ChannelSecurity(), Bearer());
+  EXPECT_EQ(plaintext.status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  // A client that does not trust the gateway's CA refuses the handshake.
+  Result untrusting = Generate(Tls(pki_->other_ca_cert, "", ""), Bearer());
+  EXPECT_EQ(untrusting.status.error_code(), grpc::StatusCode::UNAVAILABLE);
+}
+
+TEST_F(SecurityTest, WorkerAndStoreRefuseClientsWithoutATrustedCertificate) {
+  auto worker_status = [](const ChannelSecurity& security) {
+    auto stub = worker::v1::Worker::NewStub(
+        security.NewChannel(stack_->workers()[0].address()));
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+    worker::v1::WorkerStatus status;
+    return stub->GetStatus(&context, worker::v1::GetStatusRequest(), &status)
+        .error_code();
+  };
+  auto store_stats = [](const ChannelSecurity& security) {
+    auto stub = memory_store::v1::MemoryStore::NewStub(
+        security.NewChannel(stack_->store().address()));
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+    memory_store::v1::StoreStats stats;
+    return stub->GetStats(&context, memory_store::v1::GetStatsRequest(), &stats)
+        .error_code();
+  };
+  const ChannelSecurity no_certificate = Public();
+  const ChannelSecurity foreign_certificate =
+      Tls(pki_->ca_cert, pki_->other_cert, pki_->other_key);
+  EXPECT_EQ(worker_status(no_certificate), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(worker_status(foreign_certificate), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(worker_status(ChannelSecurity()), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(worker_status(Internal()), grpc::StatusCode::OK);
+  EXPECT_EQ(store_stats(no_certificate), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(store_stats(foreign_certificate), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(store_stats(Internal()), grpc::StatusCode::OK);
+}
+
+TEST_F(SecurityTest, RendezvousOnTheGatewayNeedsAClientCertificate) {
+  auto set = [](const ChannelSecurity& security) {
+    auto stub = rendezvous::v1::Rendezvous::NewStub(
+        security.NewChannel(stack_->gateway().address()));
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+    rendezvous::v1::SetRequest request;
+    request.set_key("security-test/key");
+    request.set_value("v");
+    rendezvous::v1::SetResponse response;
+    return stub->Set(&context, request, &response);
+  };
+  grpc::Status anonymous = set(Public());
+  EXPECT_EQ(anonymous.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_THAT(anonymous.error_message(), HasSubstr("client certificate"));
+  EXPECT_TRUE(set(Internal()).ok());
+}
+
+TEST_F(SecurityTest, HealthStaysOpenForProbes) {
+  // Health on the TLS port needs TLS, but no token...
+  auto gateway =
+      testing::HealthStatus(stack_->gateway().address(), "", Public());
+  ASSERT_TRUE(gateway.ok()) << gateway.status();
+  EXPECT_EQ(*gateway, "SERVING");
+  // ...and --health_address answers in plaintext.
+  auto store = testing::HealthStatus(absl::StrCat("127.0.0.1:", health_port_),
+                                     "", ChannelSecurity());
+  ASSERT_TRUE(store.ok()) << store.status();
+  EXPECT_EQ(*store, "SERVING");
+  EXPECT_FALSE(
+      testing::HealthStatus(stack_->store().address(), "", ChannelSecurity())
+          .ok());
+}
+
+TEST_F(SecurityTest, TheClientsSpeakTlsAndSendTokens) {
+  std::string output;
+  auto rc = testing::RunCommand(
+      {testing::RunfilePath("tools/clients/cpp/generate"),
+       "--address=" + stack_->gateway().address(), "--tls_ca=" + pki_->ca_cert,
+       "--token_file=" + *tokens_file_, "--max_new_tokens=3"},
+      "prompt from the C++ client", &output);
+  ASSERT_TRUE(rc.ok());
+  // The first token of the file is another-valid-token-0001.
+  EXPECT_EQ(*rc, 0) << output;
+  EXPECT_THAT(output, HasSubstr("generated 3"));
+
+  rc = testing::RunCommand({testing::RunfilePath("tools/clients/cpp/generate"),
+                            "--address=" + stack_->gateway().address(),
+                            "--tls_ca=" + pki_->ca_cert, "--max_new_tokens=3"},
+                           "no token", &output);
+  ASSERT_TRUE(rc.ok());
+  EXPECT_EQ(*rc, 1) << output;
+  EXPECT_THAT(output, HasSubstr("UNAUTHENTICATED"));
+
+  rc = testing::RunCommand(
+      {"/usr/bin/python3",
+       testing::RunfilePath("tools/clients/python/longctx_client.py"),
+       "--address=" + stack_->gateway().address(), "--tls-ca=" + pki_->ca_cert,
+       "--token=" + *token_, "--max-new-tokens=5", "a prompt from python"},
+      "", &output);
+  ASSERT_TRUE(rc.ok());
+  EXPECT_EQ(*rc, 0) << output;
+  EXPECT_THAT(output, HasSubstr("generated 5"));
+}
+
+TEST_F(SecurityTest, NoTokenEverReachesALog) {
+  // Valid and invalid tokens, on every method, then every log of the stack.
+  const std::string wrong = "tok-never-valid-" + token_->substr(4);
+  ASSERT_TRUE(Generate(Public(), Bearer()).status.ok());
+  ASSERT_FALSE(Generate(Public(), "Bearer " + wrong).status.ok());
+  const std::string logs = stack_->Logs();
+  EXPECT_THAT(logs, HasSubstr("refused Generate from"));
+  EXPECT_THAT(logs, Not(HasSubstr(*token_)));
+  EXPECT_THAT(logs, Not(HasSubstr(wrong)));
+  EXPECT_THAT(logs, Not(HasSubstr("another-valid-token-0001")));
+  EXPECT_THAT(logs, Not(HasSubstr("-----BEGIN")));
+}
+
+TEST(SecurityStartupTest, BadSecurityFlagsExitWithCode2NamingTheFlag) {
+  const std::string dir = testing::TempDir("startup");
+  const std::string empty_tokens = dir + "/empty-tokens";
+  std::ofstream(empty_tokens) << "# nothing yet\n";
+  const std::string gateway = testing::RunfilePath("services/gateway/gateway");
+  const std::string store = testing::RunfilePath("memory_store/memory_store");
+  struct Case {
+    std::vector<std::string> argv;
+    std::string message;
+  };
+  for (const Case& c : std::vector<Case>{
+           {{store, "--data_dir=" + dir + "/s1", "--tls_cert=" + dir + "/no",
+             "--tls_key=" + dir + "/no"},
+            "--tls_cert=" + dir + "/no cannot be read"},
+           {{store, "--data_dir=" + dir + "/s2", "--tls_cert=" + empty_tokens,
+             "--tls_key=" + empty_tokens},
+            "holds no PEM block"},
+           {{store, "--data_dir=" + dir + "/s3", "--tls_client_ca=/etc/hosts"},
+            "--tls_client_ca needs --tls_cert and --tls_key"},
+           {{gateway, "--model=" + dir, "--workers=127.0.0.1:1",
+             "--auth_tokens_file=" + empty_tokens},
+            "--auth_tokens_file has no token"},
+           {{gateway, "--model=" + dir, "--workers=127.0.0.1:1",
+             "--internal_tls_cert=/etc/hosts"},
+            "need --internal_tls_ca"}}) {
+    std::string output;
+    auto rc = testing::RunCommand(c.argv, "", &output);
+    ASSERT_TRUE(rc.ok());
+    EXPECT_EQ(*rc, 2) << output;
+    EXPECT_THAT(output, HasSubstr(c.message));
+  }
+}
+
+}  // namespace
+}  // namespace longctx

@@ -300,6 +300,13 @@ TEST_F(SecurityTest, HealthStaysOpenForProbes) {
   EXPECT_FALSE(
       testing::HealthStatus(stack_->store().address(), "", ChannelSecurity())
           .ok());
+  // The plaintext port serves health (and reflection) only.
+  auto services =
+      testing::ListServices(absl::StrCat("127.0.0.1:", health_port_));
+  ASSERT_TRUE(services.ok()) << services.status();
+  EXPECT_THAT(*services, ::testing::Contains("grpc.health.v1.Health"));
+  EXPECT_THAT(*services,
+              Not(::testing::Contains("longctx.memory_store.v1.MemoryStore")));
 }
 
 TEST_F(SecurityTest, TheClientsSpeakTlsAndSendTokens) {

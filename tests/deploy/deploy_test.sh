@@ -49,6 +49,13 @@ declare -A source_dir=(
   [memory_store]="$root/memory_store"
   [make_tiny_model]="$root/tools/make_tiny_model"
 )
+# Flags a binary links from services/common (its BUILD deps), beyond its own folder.
+declare -A common_flag_sources=(
+  [gateway]="server_tls_flags.cc internal_tls_flags.cc"
+  [worker]="server_tls_flags.cc internal_tls_flags.cc"
+  [memory_store]="server_tls_flags.cc"
+  [make_tiny_model]=""
+)
 [[ -f "$root/tests/deploy/validator/validate.js" ]] || fail "tests/deploy/validator/validate.js not found under $root"
 # node_modules sit beside the real validate.js (runfiles only hold symlinks to it).
 validator_dir="$(dirname "$(readlink -f "$root/tests/deploy/validator/validate.js")")"
@@ -102,6 +109,9 @@ for b in gateway worker memory_store make_tiny_model; do
     sources=()
     for f in "${source_dir[$b]}"/*.cc; do
       [[ "$f" == *_test.cc ]] || sources+=("$f")
+    done
+    for f in ${common_flag_sources[$b]}; do
+      sources+=("$root/services/common/$f")
     done
     shopt -u nullglob
     [[ "${#sources[@]}" -gt 0 ]] || fail "no binary and no sources for $b in ${source_dir[$b]}"

@@ -6,10 +6,12 @@
 //     error, but Kubernetes would drop it silently); ServiceMonitor against the small
 //     schema below.
 //  2. Invariants: every container has liveness and readiness probes (native gRPC
-//     readiness for the longctx services), CPU and memory limits, and runs as
-//     non-root (init containers, which cannot have probes, get the rest); no Secret
-//     is inlined; Services, ServiceMonitor and PDBs select pods that exist, through
-//     ports that exist.
+//     readiness for the longctx services, on the plaintext --health_address port
+//     when gRPC speaks TLS, since the kubelet's gRPC probes cannot), CPU and memory
+//     limits, and runs as non-root (init containers, which cannot have probes, get
+//     the rest); no Secret is inlined, and every key, certificate and token file a
+//     flag names lies in a volume mounted from a Secret; Services, ServiceMonitor and
+//     PDBs select pods that exist, through ports that exist.
 //  3. Command lines: each container's final command line is built as the kubelet and
 //     longctx-entrypoint would build it (env from ConfigMaps and the downward API,
 //     $(VAR) expansion, the entrypoint run with LONGCTX_ENTRYPOINT_DRY_RUN=1, for
@@ -113,6 +115,12 @@ function flagValue(flags, flagSet, name) {
   if (value === undefined && flagSet && flagSet.has(name)) value = flagSet.get(name).defaultValue;
   return value;
 }
+
+// Flags that name a key, certificate or token file: each must come from a Secret.
+const SECRET_FILE_FLAGS = [
+  'tls_cert', 'tls_key', 'tls_client_ca', 'internal_tls_ca', 'internal_tls_cert',
+  'internal_tls_key', 'auth_tokens_file',
+];
 
 function portOf(address) {
   const m = /:(\d+)$/.exec(address || '');
@@ -602,18 +610,45 @@ class Rendering {
         `containerPort "grpc" (${ports.get('grpc')}) must be the --listen_address port (${grpcPort})`);
     this.check(metricsPort !== undefined && ports.get('metrics') === metricsPort, where,
         `containerPort "metrics" (${ports.get('metrics')}) must be the --metrics_address port (${metricsPort})`);
+    // With TLS the kubelet's gRPC probes need the plaintext health-only port.
+    const healthPort = portOf(flagValue(line.flags, flagSet, 'health_address'));
+    const tls = !!flagValue(line.flags, flagSet, 'tls_cert');
+    this.check(!tls || healthPort !== undefined, where,
+        '--tls_cert without --health_address: the kubelet\'s gRPC probes cannot speak TLS; ' +
+        'set --health_address and probe that port');
+    if (healthPort !== undefined) {
+      this.check(ports.get('health') === healthPort, where,
+          `containerPort "health" (${ports.get('health')}) must be the --health_address port (${healthPort})`);
+    }
+    const probePort = healthPort !== undefined ? healthPort : grpcPort;
+    const probeName = healthPort !== undefined ? 'health' : 'gRPC';
     const ready = c.readinessProbe || {};
-    this.check(!!ready.grpc && ready.grpc.port === grpcPort, where,
-        `readinessProbe must be a native gRPC probe on the gRPC port ${grpcPort}`);
+    this.check(!!ready.grpc && ready.grpc.port === probePort, where,
+        `readinessProbe must be a native gRPC probe on the ${probeName} port ${probePort}`);
     for (const kind of ['livenessProbe', 'startupProbe']) {
       const probe = c[kind];
       if (!probe) continue;
-      const port = probe.grpc ? probe.grpc.port : probe.tcpSocket ? probe.tcpSocket.port : undefined;
-      this.check(port === grpcPort || port === 'grpc', where,
-          `${kind} must probe the gRPC port ${grpcPort} (grpc or tcpSocket), not ${JSON.stringify(port)}`);
+      if (probe.grpc) {
+        this.check(probe.grpc.port === probePort, where,
+            `${kind} must be a gRPC probe on the ${probeName} port ${probePort}, not ${JSON.stringify(probe.grpc.port)}`);
+      } else {
+        const port = probe.tcpSocket ? probe.tcpSocket.port : undefined;
+        this.check(port === grpcPort || port === 'grpc' || (healthPort !== undefined && port === healthPort), where,
+            `${kind} must probe the gRPC port ${grpcPort} (grpc or tcpSocket), not ${JSON.stringify(port)}`);
+      }
+    }
+    // Keys, certificates and tokens come from Secret volumes, never the image.
+    const podSpec = line.workload.spec.template.spec;
+    for (const name of SECRET_FILE_FLAGS) {
+      const file = flagValue(line.flags, flagSet, name);
+      if (!file) continue;
+      const mount = (c.volumeMounts || []).find((m) => file.startsWith(m.mountPath.replace(/\/$/, '') + '/'));
+      const volume = mount && (podSpec.volumes || []).find((v) => v.name === mount.name);
+      const fromSecret = !!volume && (!!volume.secret ||
+          (!!volume.projected && (volume.projected.sources || []).some((s) => !!s.secret)));
+      this.check(fromSecret, where, `--${name}=${file} is not in a volume mounted from a Secret`);
     }
     // Shutdown: the pod must outlive the process's drain.
-    const podSpec = line.workload.spec.template.spec;
     const grace = Number(flagValue(line.flags, flagSet, 'grace_period_seconds') || 0);
     const preStop = ((((c.lifecycle || {}).preStop || {}).exec || {}).command || []);
     const sleep = path.basename(preStop[0] || '') === 'sleep' ? Number(preStop[1]) || 0 : 0;
@@ -821,6 +856,21 @@ const MUTATIONS = [
     }},
   {name: 'wrong type', expect: /schema: .*must be integer/,
     apply: (o) => { containerRunning(o, 'gateway').c.ports[0].containerPort = 'fifty'; }},
+  {name: 'TLS without a plaintext health port', expect: /--tls_cert without --health_address/,
+    apply: (o) => {
+      const {c} = containerRunning(o, 'memory_store');
+      c.args = c.args.filter((a) => !a.startsWith('--health_address='));
+    }},
+  {name: 'readiness probe on the TLS port', expect: /readinessProbe must be a native gRPC probe on the health port/,
+    apply: (o) => {
+      const {c} = containerRunning(o, 'worker');
+      c.readinessProbe.grpc.port = c.ports.find((p) => p.name === 'grpc').containerPort;
+    }},
+  {name: 'token file outside its Secret volume', expect: /--auth_tokens_file=.* is not in a volume mounted from a Secret/,
+    apply: (o) => {
+      const {c} = containerRunning(o, 'gateway');
+      c.args = c.args.map((a) => a.replace(/^--auth_tokens_file=.*/, '--auth_tokens_file=/tmp/tokens'));
+    }},
   {name: 'inlined Secret', expect: /Secrets must not be part of the manifests/,
     apply: (o) => { o.push({apiVersion: 'v1', kind: 'Secret', metadata: {name: 'longctx-auth'}, stringData: {token: 'x'}}); }},
 ];

@@ -23,6 +23,7 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
 
   std::unique_ptr<GrpcServer> server(new GrpcServer());
+  server->security_summary_ = options.security_summary;
   grpc::ServerBuilder builder;
   // Without this gRPC sets SO_REUSEPORT and a second server would share the
   // port.

@@ -37,6 +37,9 @@ struct GrpcServerOptions {
   // cannot speak TLS, such as Kubernetes' gRPC probes (--health_address).
   // Default: none.
   std::optional<HostPort> health_listen;
+  // How the port is secured, for the startup log line, e.g. "TLS, client
+  // certificates required". Default: "plaintext".
+  std::string security_summary = "plaintext";
 };
 
 // GrpcServer runs registered services until Shutdown. Thread-safe.
@@ -65,6 +68,8 @@ class GrpcServer {
   int port() const { return port_; }
   // The port of the health-only server; 0 when there is none.
   int health_port() const { return health_port_; }
+  // GrpcServerOptions::security_summary.
+  const std::string& security_summary() const { return security_summary_; }
 
  private:
   GrpcServer() = default;
@@ -73,6 +78,7 @@ class GrpcServer {
   std::unique_ptr<grpc::Server> health_server_;  // Plaintext, health only.
   int port_ = 0;
   int health_port_ = 0;
+  std::string security_summary_;
   bool shut_down_ = false;
 };
 

@@ -87,8 +87,12 @@ int ServeUntilSignal(absl::string_view program, GrpcServer& server,
                      const MetricsServer& metrics, absl::Duration grace,
                      bool mark_serving) {
   if (mark_serving) server.SetServing(true);
-  Log(LogLevel::kInfo, "serving gRPC on port %d, /metrics on port %d",
-      server.port(), metrics.port());
+  Log(LogLevel::kInfo, "serving gRPC on port %d (%s)%s, /metrics on port %d",
+      server.port(), server.security_summary(),
+      server.health_port() != 0
+          ? absl::StrCat(", plaintext health on port ", server.health_port())
+          : "",
+      metrics.port());
   int signal_number = WaitForShutdownSignal();
   Log(LogLevel::kInfo, "%s received: draining calls for up to %s",
       strsignal(signal_number), absl::FormatDuration(grace));

@@ -6,7 +6,6 @@
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "grpcpp/server_builder.h"
-#include "services/common/logging.h"
 #include "services/common/net_address.h"
 #include "services/common/tls.h"
 
@@ -51,15 +50,11 @@ absl::StatusOr<ServerTlsOptions> ApplyServerTlsFlags(
           tls.cert_file, " (or either cannot be used)"));
     }
     options->credentials = *std::move(credentials);
-    Log(LogLevel::kInfo, "gRPC over TLS with %s; client certificates: %s",
-        tls.cert_file,
-        tls.client_ca_file.empty()
-            ? std::string("not requested")
-            : absl::StrCat(require_client_certificate ? "required"
-                                                      : "verified if presented",
-                           ", CA ", tls.client_ca_file));
-  } else {
-    Log(LogLevel::kInfo, "gRPC in plaintext (no --tls_cert)");
+    options->security_summary =
+        absl::StrCat("TLS, client certificates ",
+                     tls.client_ca_file.empty()   ? "not requested"
+                     : require_client_certificate ? "required"
+                                                  : "verified if presented");
   }
   const std::string health = absl::GetFlag(FLAGS_health_address);
   if (!health.empty()) {

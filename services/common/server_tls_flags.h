@@ -13,7 +13,7 @@ namespace longctx {
 // ApplyServerTlsFlags reads the flags into `options`: its credentials (files
 // read and checked now, the key against the certificate on a throwaway
 // loopback port) and its health_listen. `require_client_certificate` is
-// ServerTlsOptions' field of that name. Logs what it set up (paths only).
+// ServerTlsOptions' field of that name; it also sets security_summary.
 // Returns the TLS options read from the flags; errors name the flag, and the
 // caller exits with StartupError.
 absl::StatusOr<ServerTlsOptions> ApplyServerTlsFlags(

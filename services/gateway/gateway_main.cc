@@ -117,13 +117,6 @@ int main(int argc, char** argv) {
     auto created = longctx::BearerAuth::Create(auth_options);
     if (!created.ok()) return longctx::StartupError(kProgram, created.status());
     auth = *std::move(created);
-    longctx::Log(longctx::LogLevel::kInfo,
-                 "bearer-token authentication on: %d tokens from %s",
-                 auth->num_tokens(), auth_options.tokens_file);
-  } else {
-    longctx::Log(longctx::LogLevel::kInfo,
-                 "no --auth_tokens_file: LongContext calls are not "
-                 "authenticated");
   }
 
   auto model = longctx::GatewayModel::Load(absl::GetFlag(FLAGS_model),
@@ -149,6 +142,15 @@ int main(int argc, char** argv) {
   auto server =
       longctx::GrpcServer::Start(server_options, {&service, &rendezvous});
   if (!server.ok()) return longctx::StartupError(kProgram, server.status());
+  if (auth != nullptr) {
+    longctx::Log(longctx::LogLevel::kInfo,
+                 "bearer-token authentication on: %d tokens from %s",
+                 auth->num_tokens(), absl::GetFlag(FLAGS_auth_tokens_file));
+  } else {
+    longctx::Log(longctx::LogLevel::kInfo,
+                 "no --auth_tokens_file: LongContext calls are not "
+                 "authenticated");
+  }
   // SERVING while at least one worker group is ready.
   longctx::GrpcServer* grpc_server = server->get();
   (*pool)->OnReadinessChange(

@@ -51,7 +51,7 @@ int main(int argc, char** argv) {
   }
   longctx::GrpcServerOptions server_options;
   server_options.listen = addresses->listen;
-  auto tls = longctx::ApplyServerTlsFlags(/*require_client_certificate=*/true,
+  auto tls = longctx::ApplyServerTlsFlags(longctx::ServerTlsOptions(),
                                           &server_options);
   if (!tls.ok()) return longctx::StartupError(kProgram, tls.status());
   if (absl::GetFlag(FLAGS_max_block_bytes) <= 0) {

@@ -1,5 +1,8 @@
-// Security end to end: a stack whose three services serve TLS, talk to each
-// other with mutual TLS, and whose gateway wants bearer tokens — all with
+// Security end to end, set up as the Kubernetes manifests are: the gateway
+// serves a public certificate and wants bearer tokens; the services talk to
+// each other with mutual TLS, every one presenting one internal certificate
+// issued for the name "longctx-internal", the gateway included when a worker
+// calls its Rendezvous (a group of two ranks forms through it). All with
 // certificates this test makes itself (openssl) in its temporary folder.
 #include <fstream>
 #include <memory>
@@ -61,12 +64,16 @@ class SecurityTest : public ::testing::Test {
                                  << *token_ << "\n";
 
     const std::vector<std::string> server_tls = {
-        "--tls_cert=" + pki_->cert, "--tls_key=" + pki_->key,
+        "--tls_cert=" + pki_->internal_cert, "--tls_key=" + pki_->internal_key,
         "--tls_client_ca=" + pki_->ca_cert};
     const std::vector<std::string> internal_tls = {
         "--internal_tls_ca=" + pki_->ca_cert,
-        "--internal_tls_cert=" + pki_->cert, "--internal_tls_key=" + pki_->key};
+        "--internal_tls_cert=" + pki_->internal_cert,
+        "--internal_tls_key=" + pki_->internal_key,
+        "--internal_tls_server_name=longctx-internal"};
     testing::StackOptions options;
+    options.num_workers = 2;
+    options.group_size = 2;
     options.store_flags = server_tls;
     health_port_ = testing::FreePort();
     options.store_flags.push_back(
@@ -74,13 +81,24 @@ class SecurityTest : public ::testing::Test {
     options.worker_flags = server_tls;
     options.worker_flags.insert(options.worker_flags.end(),
                                 internal_tls.begin(), internal_tls.end());
-    options.gateway_flags = server_tls;
+    // The public certificate comes from another CA than the internal one.
+    options.gateway_flags = {"--tls_cert=" + pki_->other_cert,
+                             "--tls_key=" + pki_->other_key,
+                             "--tls_client_ca=" + pki_->ca_cert};
     options.gateway_flags.insert(options.gateway_flags.end(),
                                  internal_tls.begin(), internal_tls.end());
     options.gateway_flags.push_back("--auth_tokens_file=" + *tokens_file_);
     // Debug lines too must never carry a token.
     options.gateway_flags.push_back("--log_level=debug");
-    options.security = Internal();
+    // The stack's own health checks trust both CAs and ask for the internal
+    // name: the gateway shows them its internal certificate.
+    const std::string both_cas = dir + "/both-cas.crt";
+    {
+      std::ifstream ca(pki_->ca_cert), other(pki_->other_ca_cert);
+      std::ofstream(both_cas) << ca.rdbuf() << other.rdbuf();
+    }
+    options.security = Tls(both_cas, pki_->internal_cert, pki_->internal_key,
+                           "longctx-internal");
     stack_ = new testing::LocalStack();
     absl::Status status = stack_->Start(options);
     ASSERT_TRUE(status.ok()) << status;
@@ -95,21 +113,24 @@ class SecurityTest : public ::testing::Test {
   void SetUp() override { ASSERT_NE(stack_, nullptr); }
 
   static ChannelSecurity Tls(const std::string& ca, const std::string& cert,
-                             const std::string& key) {
+                             const std::string& key,
+                             const std::string& server_name = "") {
     ChannelTlsOptions options;
     options.ca_file = ca;
     options.cert_file = cert;
     options.key_file = key;
+    options.server_name = server_name;
     auto security = ChannelSecurity::FromOptions(options);
     EXPECT_TRUE(security.ok()) << security.status();
     return security.ok() ? *security : ChannelSecurity();
   }
   // What the services use between themselves.
   static ChannelSecurity Internal() {
-    return Tls(pki_->ca_cert, pki_->cert, pki_->key);
+    return Tls(pki_->ca_cert, pki_->internal_cert, pki_->internal_key,
+               "longctx-internal");
   }
-  // A public client: trusts the CA, has no certificate.
-  static ChannelSecurity Public() { return Tls(pki_->ca_cert, "", ""); }
+  // A public client: trusts the gateway's public CA, has no certificate.
+  static ChannelSecurity Public() { return Tls(pki_->other_ca_cert, "", ""); }
 
   struct Result {
     grpc::Status status;
@@ -233,7 +254,7 @@ TEST_F(SecurityTest, PlaintextAndUntrustingClientsCannotConnect) {
   Result plaintext = Generate(ChannelSecurity(), Bearer());
   EXPECT_EQ(plaintext.status.error_code(), grpc::StatusCode::UNAVAILABLE);
   // A client that does not trust the gateway's CA refuses the handshake.
-  Result untrusting = Generate(Tls(pki_->other_ca_cert, "", ""), Bearer());
+  Result untrusting = Generate(Tls(pki_->ca_cert, "", ""), Bearer());
   EXPECT_EQ(untrusting.status.error_code(), grpc::StatusCode::UNAVAILABLE);
 }
 
@@ -256,9 +277,10 @@ TEST_F(SecurityTest, WorkerAndStoreRefuseClientsWithoutATrustedCertificate) {
     return stub->GetStats(&context, memory_store::v1::GetStatsRequest(), &stats)
         .error_code();
   };
-  const ChannelSecurity no_certificate = Public();
+  const ChannelSecurity no_certificate =
+      Tls(pki_->ca_cert, "", "", "longctx-internal");
   const ChannelSecurity foreign_certificate =
-      Tls(pki_->ca_cert, pki_->other_cert, pki_->other_key);
+      Tls(pki_->ca_cert, pki_->other_cert, pki_->other_key, "longctx-internal");
   EXPECT_EQ(worker_status(no_certificate), grpc::StatusCode::UNAVAILABLE);
   EXPECT_EQ(worker_status(foreign_certificate), grpc::StatusCode::UNAVAILABLE);
   EXPECT_EQ(worker_status(ChannelSecurity()), grpc::StatusCode::UNAVAILABLE);
@@ -313,18 +335,20 @@ TEST_F(SecurityTest, TheClientsSpeakTlsAndSendTokens) {
   std::string output;
   auto rc = testing::RunCommand(
       {testing::RunfilePath("tools/clients/cpp/generate"),
-       "--address=" + stack_->gateway().address(), "--tls_ca=" + pki_->ca_cert,
-       "--token_file=" + *tokens_file_, "--max_new_tokens=3"},
+       "--address=" + stack_->gateway().address(),
+       "--tls_ca=" + pki_->other_ca_cert, "--token_file=" + *tokens_file_,
+       "--max_new_tokens=3"},
       "prompt from the C++ client", &output);
   ASSERT_TRUE(rc.ok());
   // The first token of the file is another-valid-token-0001.
   EXPECT_EQ(*rc, 0) << output;
   EXPECT_THAT(output, HasSubstr("generated 3"));
 
-  rc = testing::RunCommand({testing::RunfilePath("tools/clients/cpp/generate"),
-                            "--address=" + stack_->gateway().address(),
-                            "--tls_ca=" + pki_->ca_cert, "--max_new_tokens=3"},
-                           "no token", &output);
+  rc = testing::RunCommand(
+      {testing::RunfilePath("tools/clients/cpp/generate"),
+       "--address=" + stack_->gateway().address(),
+       "--tls_ca=" + pki_->other_ca_cert, "--max_new_tokens=3"},
+      "no token", &output);
   ASSERT_TRUE(rc.ok());
   EXPECT_EQ(*rc, 1) << output;
   EXPECT_THAT(output, HasSubstr("UNAUTHENTICATED"));
@@ -332,8 +356,9 @@ TEST_F(SecurityTest, TheClientsSpeakTlsAndSendTokens) {
   rc = testing::RunCommand(
       {"/usr/bin/python3",
        testing::RunfilePath("tools/clients/python/longctx_client.py"),
-       "--address=" + stack_->gateway().address(), "--tls-ca=" + pki_->ca_cert,
-       "--token=" + *token_, "--max-new-tokens=5", "a prompt from python"},
+       "--address=" + stack_->gateway().address(),
+       "--tls-ca=" + pki_->other_ca_cert, "--token=" + *token_,
+       "--max-new-tokens=5", "a prompt from python"},
       "", &output);
   ASSERT_TRUE(rc.ok());
   EXPECT_EQ(*rc, 0) << output;

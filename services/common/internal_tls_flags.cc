@@ -19,13 +19,18 @@ ABSL_FLAG(std::string, internal_tls_server_name, "",
 
 namespace longctx {
 
-absl::StatusOr<ChannelSecurity> InternalChannelSecurityFromFlags() {
+ChannelTlsOptions InternalTlsOptionsFromFlags() {
   ChannelTlsOptions options;
   options.ca_file = absl::GetFlag(FLAGS_internal_tls_ca);
   options.cert_file = absl::GetFlag(FLAGS_internal_tls_cert);
   options.key_file = absl::GetFlag(FLAGS_internal_tls_key);
   options.server_name = absl::GetFlag(FLAGS_internal_tls_server_name);
   options.flag_prefix = "--internal_tls_";
+  return options;
+}
+
+absl::StatusOr<ChannelSecurity> InternalChannelSecurityFromFlags() {
+  const ChannelTlsOptions options = InternalTlsOptionsFromFlags();
   // Internal certificates come from the deployment's own CA, never from the
   // system's roots.
   if (options.ca_file.empty() &&

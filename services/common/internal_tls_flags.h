@@ -10,6 +10,9 @@
 
 namespace longctx {
 
+// InternalTlsOptionsFromFlags returns the flags' values (files not read).
+ChannelTlsOptions InternalTlsOptionsFromFlags();
+
 // InternalChannelSecurityFromFlags reads the flags (files read and checked
 // now): plaintext when none is set. Errors name the flag.
 absl::StatusOr<ChannelSecurity> InternalChannelSecurityFromFlags();

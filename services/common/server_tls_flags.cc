@@ -26,12 +26,10 @@ ABSL_FLAG(std::string, health_address, "",
 namespace longctx {
 
 absl::StatusOr<ServerTlsOptions> ApplyServerTlsFlags(
-    bool require_client_certificate, GrpcServerOptions* options) {
-  ServerTlsOptions tls;
+    ServerTlsOptions tls, GrpcServerOptions* options) {
   tls.cert_file = absl::GetFlag(FLAGS_tls_cert);
   tls.key_file = absl::GetFlag(FLAGS_tls_key);
   tls.client_ca_file = absl::GetFlag(FLAGS_tls_client_ca);
-  tls.require_client_certificate = require_client_certificate;
   if (ServerUsesTls(tls)) {
     absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =
         MakeServerCredentials(tls);
@@ -46,15 +44,20 @@ absl::StatusOr<ServerTlsOptions> ApplyServerTlsFlags(
     if (probe != nullptr) probe->Shutdown();
     if (probe == nullptr || port == 0) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "--tls_key=", tls.key_file, " does not belong to --tls_cert=",
-          tls.cert_file, " (or either cannot be used)"));
+          "--tls_key=", tls.key_file,
+          " does not belong to --tls_cert=", tls.cert_file,
+          tls.sni_cert_file.empty()
+              ? ""
+              : absl::StrCat(", or --internal_tls_key=", tls.sni_key_file,
+                             " to --internal_tls_cert=", tls.sni_cert_file),
+          " (or a file cannot be used)"));
     }
     options->credentials = *std::move(credentials);
-    options->security_summary =
-        absl::StrCat("TLS, client certificates ",
-                     tls.client_ca_file.empty()   ? "not requested"
-                     : require_client_certificate ? "required"
-                                                  : "verified if presented");
+    options->security_summary = absl::StrCat(
+        "TLS, client certificates ",
+        tls.client_ca_file.empty()       ? "not requested"
+        : tls.require_client_certificate ? "required"
+                                         : "verified if presented");
   }
   const std::string health = absl::GetFlag(FLAGS_health_address);
   if (!health.empty()) {

@@ -10,14 +10,14 @@
 
 namespace longctx {
 
-// ApplyServerTlsFlags reads the flags into `options`: its credentials (files
-// read and checked now, the key against the certificate on a throwaway
-// loopback port) and its health_listen. `require_client_certificate` is
-// ServerTlsOptions' field of that name; it also sets security_summary.
-// Returns the TLS options read from the flags; errors name the flag, and the
-// caller exits with StartupError.
+// ApplyServerTlsFlags completes `tls` with the flags (its
+// require_client_certificate and sni_* fields stay the caller's) and sets
+// `options`: credentials (files read and checked now, each key against its
+// certificate on a throwaway loopback port), health_listen and
+// security_summary. Returns the completed TLS options; errors name the flag,
+// and the caller exits with StartupError.
 absl::StatusOr<ServerTlsOptions> ApplyServerTlsFlags(
-    bool require_client_certificate, GrpcServerOptions* options);
+    ServerTlsOptions tls, GrpcServerOptions* options);
 
 }  // namespace longctx
 

@@ -82,7 +82,23 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
   if (!key.ok()) return key.status();
   grpc::SslServerCredentialsOptions ssl(
       GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
+  // The first pair serves clients whose server name no pair carries.
   ssl.pem_key_cert_pairs.push_back({*std::move(key), *std::move(cert)});
+  if (options.sni_cert_file.empty() != options.sni_key_file.empty()) {
+    return absl::InvalidArgumentError(
+        "--internal_tls_cert and --internal_tls_key go together: give both or "
+        "neither");
+  }
+  if (!options.sni_cert_file.empty()) {
+    absl::StatusOr<std::string> sni_cert = ReadPemFile(
+        options.sni_cert_file, "--internal_tls_cert", "CERTIFICATE");
+    if (!sni_cert.ok()) return sni_cert.status();
+    absl::StatusOr<std::string> sni_key =
+        ReadPemFile(options.sni_key_file, "--internal_tls_key", "PRIVATE KEY");
+    if (!sni_key.ok()) return sni_key.status();
+    ssl.pem_key_cert_pairs.push_back(
+        {*std::move(sni_key), *std::move(sni_cert)});
+  }
   if (!options.client_ca_file.empty()) {
     absl::StatusOr<std::string> ca =
         ReadPemFile(options.client_ca_file, "--tls_client_ca", "CERTIFICATE");

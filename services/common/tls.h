@@ -37,11 +37,20 @@ struct ServerTlsOptions {
   // gateway, whose public clients authenticate with bearer tokens while
   // workers present certificates for the Rendezvous service). Default: must.
   bool require_client_certificate = true;
+  // A second certificate chain and key, presented instead of cert_file to a
+  // client whose TLS server name (SNI) this certificate carries. The gateway
+  // presents its internal certificate (--internal_tls_cert, --internal_tls_key,
+  // the names in errors) to workers calling Rendezvous with
+  // --internal_tls_server_name, and its public one to everyone else. Empty:
+  // none.
+  std::string sni_cert_file;
+  std::string sni_key_file;
 };
 
 // MakeServerCredentials returns plaintext credentials when every file is
-// empty, else TLS credentials. INVALID_ARGUMENT when only one of cert and key
-// is given or a client CA comes without them; ReadPemFile's errors otherwise.
+// empty, else TLS credentials. INVALID_ARGUMENT when only one of a cert and
+// its key is given or a client CA comes without them; ReadPemFile's errors
+// otherwise.
 absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
     const ServerTlsOptions& options);
 

@@ -102,9 +102,15 @@ int main(int argc, char** argv) {
   longctx::GrpcServerOptions server_options;
   server_options.listen = addresses->listen;
   // Public clients need no certificate (they send bearer tokens); workers
-  // present theirs for the Rendezvous service.
-  auto tls = longctx::ApplyServerTlsFlags(
-      /*require_client_certificate=*/false, &server_options);
+  // present theirs for the Rendezvous service, and are shown the internal
+  // certificate when they ask for its name (--internal_tls_server_name).
+  longctx::ServerTlsOptions tls_options;
+  tls_options.require_client_certificate = false;
+  const longctx::ChannelTlsOptions internal_options =
+      longctx::InternalTlsOptionsFromFlags();
+  tls_options.sni_cert_file = internal_options.cert_file;
+  tls_options.sni_key_file = internal_options.key_file;
+  auto tls = longctx::ApplyServerTlsFlags(tls_options, &server_options);
   if (!tls.ok()) return longctx::StartupError(kProgram, tls.status());
   auto internal_security = longctx::InternalChannelSecurityFromFlags();
   if (!internal_security.ok()) {

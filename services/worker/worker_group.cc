@@ -352,7 +352,8 @@ void WorkerGroup::SetReady(bool ready, const std::string& why) {
 void WorkerGroup::Run() {
   const std::string& id = options_.group_id;
   RendezvousStore generations(options_.rendezvous_address, id,
-                              options_.form_timeout);
+                              options_.form_timeout,
+                              options_.rendezvous_security);
   uint64_t last = 0;
   std::string last_problem;
   while (!stopping()) {
@@ -391,7 +392,8 @@ void WorkerGroup::Run() {
     }
     RendezvousStore store(
         options_.rendezvous_address, absl::StrCat(id, "/gloo/", generation),
-        options_.rank == 0 ? 2 * options_.form_timeout : options_.form_timeout);
+        options_.rank == 0 ? 2 * options_.form_timeout : options_.form_timeout,
+        options_.rendezvous_security);
     GlooOptions gloo;
     gloo.rank = options_.rank;
     gloo.size = options_.size;

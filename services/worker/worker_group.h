@@ -23,6 +23,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "services/common/tls.h"
 #include "services/worker/communicator.h"
 #include "services/worker/forward_model.h"
 #include "services/worker/kv_block_pool.h"
@@ -39,6 +40,8 @@ struct WorkerGroupOptions {
   int size = 1;                      // --group_size
   // The gateway's rendezvous service, host:port (--rendezvous_address).
   std::string rendezvous_address;
+  // Credentials of the channels to it (--internal_tls_*). Default: plaintext.
+  ChannelSecurity rendezvous_security;
   // Address peers reach this rank's Gloo listener at (--gloo_hostname).
   std::string hostname = "127.0.0.1";
   // How long one attempt to form the group waits for every rank

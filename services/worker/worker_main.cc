@@ -153,7 +153,7 @@ int main(int argc, char** argv) {
   // a while.
   longctx::GrpcServerOptions server_options;
   server_options.listen = addresses->listen;
-  auto tls = longctx::ApplyServerTlsFlags(/*require_client_certificate=*/true,
+  auto tls = longctx::ApplyServerTlsFlags(longctx::ServerTlsOptions(),
                                           &server_options);
   if (!tls.ok()) return longctx::StartupError(kProgram, tls.status());
   auto internal_security = longctx::InternalChannelSecurityFromFlags();
@@ -226,6 +226,7 @@ int main(int argc, char** argv) {
     group_options.rank = identity.rank;
     group_options.size = identity.group_size;
     group_options.rendezvous_address = absl::GetFlag(FLAGS_rendezvous_address);
+    group_options.rendezvous_security = *internal_security;
     group_options.hostname = absl::GetFlag(FLAGS_gloo_hostname);
     group_options.form_timeout =
         absl::Seconds(absl::GetFlag(FLAGS_group_form_timeout_seconds));

@@ -38,16 +38,18 @@ absl::Status MakeCa(const std::string& dir, const std::string& name) {
       ".key' -out '", dir, "/", name, ".crt'"));
 }
 
-// A leaf certificate `name` for 127.0.0.1 and localhost signed by CA `ca`.
+// A leaf certificate `name` for the subject alternative names `san` (e.g.
+// "DNS:localhost,IP:127.0.0.1") signed by CA `ca`.
 absl::Status MakeLeaf(const std::string& dir, const std::string& ca,
-                      const std::string& name) {
+                      const std::string& name, const std::string& san) {
   const std::string base = absl::StrCat(dir, "/", name);
   {
     std::ofstream ext(base + ".ext");
     ext << "basicConstraints=CA:FALSE\n"
            "keyUsage=critical,digitalSignature,keyEncipherment\n"
            "extendedKeyUsage=serverAuth,clientAuth\n"
-           "subjectAltName=DNS:localhost,IP:127.0.0.1\n";
+           "subjectAltName="
+        << san << "\n";
     if (!ext) return absl::InternalError("cannot write " + base + ".ext");
   }
   absl::Status status = Run(absl::StrCat(
@@ -64,15 +66,20 @@ absl::Status MakeLeaf(const std::string& dir, const std::string& ca,
 }  // namespace
 
 absl::StatusOr<TestPki> MakeTestPki(const std::string& dir) {
+  const std::string local = "DNS:localhost,IP:127.0.0.1";
   for (absl::Status status :
-       {MakeCa(dir, "ca"), MakeLeaf(dir, "ca", "node"), MakeCa(dir, "other-ca"),
-        MakeLeaf(dir, "other-ca", "other-node")}) {
+       {MakeCa(dir, "ca"), MakeLeaf(dir, "ca", "node", local),
+        MakeLeaf(dir, "ca", "internal", "DNS:longctx-internal"),
+        MakeCa(dir, "other-ca"),
+        MakeLeaf(dir, "other-ca", "other-node", local)}) {
     if (!status.ok()) return status;
   }
   TestPki pki;
   pki.ca_cert = dir + "/ca.crt";
   pki.cert = dir + "/node.crt";
   pki.key = dir + "/node.key";
+  pki.internal_cert = dir + "/internal.crt";
+  pki.internal_key = dir + "/internal.key";
   pki.other_ca_cert = dir + "/other-ca.crt";
   pki.other_cert = dir + "/other-node.crt";
   pki.other_key = dir + "/other-node.key";

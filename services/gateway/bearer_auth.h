@@ -30,8 +30,9 @@ namespace longctx {
 absl::StatusOr<std::vector<std::string>> ParseTokenFile(absl::string_view text);
 
 // ConstantTimeEquals compares `presented` with `expected` in time that depends
-// only on the length of `presented`: every byte is compared, with no early
-// exit at the first difference or on different lengths.
+// only on the two lengths, never on the bytes: every byte of `presented` is
+// compared, with no early exit at the first difference or on different
+// lengths.
 bool ConstantTimeEquals(absl::string_view presented,
                         absl::string_view expected);
 

@@ -56,6 +56,8 @@ KvBlockPool::KvBlockPool(const KvLayout& layout, int capacity, bool backed)
   base_ = reinterpret_cast<uint8_t*>((address + 63) & ~uintptr_t{63});
   absl::MutexLock lock(&mu_);
   refcount_.assign(capacity, 0);
+  published_.resize(capacity);
+  evictable_at_.resize(capacity, evictable_.end());
   free_.reserve(capacity);
   // Lowest ids on top of the stack, so allocation order is predictable in
   // tests.
@@ -64,18 +66,41 @@ KvBlockPool::KvBlockPool(const KvLayout& layout, int capacity, bool backed)
 
 int KvBlockPool::free_blocks() const {
   absl::MutexLock lock(&mu_);
-  return static_cast<int>(free_.size());
+  return static_cast<int>(free_.size() + evictable_.size());
+}
+
+int KvBlockPool::EvictLocked() {
+  if (evictable_.empty()) return -1;
+  // The least recently released block the store holds, else the least recently
+  // released one.
+  auto victim = evictable_.begin();
+  if (evictable_stored_ > 0) {
+    while (!published_[*victim].stored) ++victim;
+    --evictable_stored_;
+  }
+  const int block = *victim;
+  evictable_.erase(victim);
+  evictable_at_[block] = evictable_.end();
+  by_key_.erase(published_[block].key);
+  published_[block] = Published();
+  ++evicted_;
+  return block;
 }
 
 absl::StatusOr<int> KvBlockPool::Allocate() {
   absl::MutexLock lock(&mu_);
-  if (free_.empty()) {
+  int block = -1;
+  if (!free_.empty()) {
+    block = free_.back();
+    free_.pop_back();
+  } else {
+    block = EvictLocked();
+  }
+  if (block < 0) {
     return absl::ResourceExhaustedError(
         absl::StrCat("KV cache is full (", capacity_, " blocks of ",
                      layout_.block_size, " tokens)"));
   }
-  int block = free_.back();
-  free_.pop_back();
   refcount_[block] = 1;
   return block;
 }
@@ -89,7 +114,13 @@ void KvBlockPool::Ref(int block) {
 void KvBlockPool::Unref(int block) {
   absl::MutexLock lock(&mu_);
   if (block < 0 || block >= capacity_ || refcount_[block] <= 0) std::abort();
-  if (--refcount_[block] == 0) free_.push_back(block);
+  if (--refcount_[block] > 0) return;
+  if (published_[block].key.empty()) {
+    free_.push_back(block);
+    return;
+  }
+  evictable_at_[block] = evictable_.insert(evictable_.end(), block);
+  if (published_[block].stored) ++evictable_stored_;
 }
 
 bool KvBlockPool::InUse(int block) const {
@@ -100,6 +131,51 @@ bool KvBlockPool::InUse(int block) const {
 int KvBlockPool::RefCount(int block) const {
   absl::MutexLock lock(&mu_);
   return refcount_[block];
+}
+
+bool KvBlockPool::Publish(const std::string& key, int block) {
+  absl::MutexLock lock(&mu_);
+  if (block < 0 || block >= capacity_ || refcount_[block] <= 0) std::abort();
+  if (key.empty()) return false;
+  const std::string& current = published_[block].key;
+  if (!current.empty()) return current == key;
+  if (!by_key_.emplace(key, block).second) return false;
+  published_[block].key = key;
+  return true;
+}
+
+int KvBlockPool::Lookup(const std::string& key) {
+  absl::MutexLock lock(&mu_);
+  auto it = by_key_.find(key);
+  if (it == by_key_.end()) return -1;
+  const int block = it->second;
+  if (refcount_[block] == 0) {
+    evictable_.erase(evictable_at_[block]);
+    evictable_at_[block] = evictable_.end();
+    if (published_[block].stored) --evictable_stored_;
+  }
+  ++refcount_[block];
+  return block;
+}
+
+void KvBlockPool::MarkStored(const std::string& key) {
+  absl::MutexLock lock(&mu_);
+  auto it = by_key_.find(key);
+  if (it == by_key_.end()) return;
+  Published& published = published_[it->second];
+  if (published.stored) return;
+  published.stored = true;
+  if (refcount_[it->second] == 0) ++evictable_stored_;
+}
+
+int KvBlockPool::cached_blocks() const {
+  absl::MutexLock lock(&mu_);
+  return static_cast<int>(by_key_.size());
+}
+
+int64_t KvBlockPool::evicted_blocks() const {
+  absl::MutexLock lock(&mu_);
+  return evicted_;
 }
 
 }  // namespace longctx

@@ -11,15 +11,27 @@
 // and a block is offloaded or restored by copying one buffer (or layer by
 // layer). Blocks are reference counted so sequences sharing a prefix share its
 // blocks.
+//
+// Prefix cache: a block whose contents are final (a full prompt block) may be
+// published under its chained block key (services/common/block_keys). A
+// published block outlives its sequences: when its last reference goes, it
+// stays in the pool as a cached block that a later request with the same
+// prefix takes with Lookup (no copy), until Allocate needs its room. Eviction
+// takes the least recently released cached block that is already in the memory
+// store (MarkStored), and only when there is none the least recently released
+// one that is not; a block that is referenced is never evicted. Cached blocks
+// nobody references count as free (free_blocks), since Allocate takes them.
 #ifndef LONGCTX_SERVICES_WORKER_KV_BLOCK_POOL_H_
 #define LONGCTX_SERVICES_WORKER_KV_BLOCK_POOL_H_
 
 #include <cstddef>
 #include <cstdint>
+#include <list>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "services/common/kv_layout.h"
@@ -45,21 +57,44 @@ class KvBlockPool {
 
   const KvLayout& layout() const { return layout_; }
   int capacity() const { return capacity_; }
+  // Blocks Allocate can hand out: never used, or cached and unreferenced.
   int free_blocks() const;
+  // Blocks referenced by someone (a sequence, an offload in progress).
   int used_blocks() const { return capacity_ - free_blocks(); }
 
-  // Allocate takes a free block with reference count 1. RESOURCE_EXHAUSTED when
-  // the pool is full.
+  // Allocate takes a free block with reference count 1, evicting a cached
+  // unreferenced block (see above) when no block was never used.
+  // RESOURCE_EXHAUSTED when every block is referenced.
   absl::StatusOr<int> Allocate();
 
-  // Ref adds a reference to a block in use; Unref drops one and frees the block
-  // at zero. Both abort on a block that is not in use (a bug, never an input
-  // error).
+  // Ref adds a reference to a block in use; Unref drops one and, at zero, frees
+  // the block or (when published) keeps it cached. Both abort on a block that
+  // is not in use (a bug, never an input error).
   void Ref(int block);
   void Unref(int block);
   int RefCount(int block) const;
   // Whether the block is allocated (any id; out-of-range ids are not).
   bool InUse(int block) const;
+
+  // Publish names the in-use `block` by `key` (any bytes; the engine uses the
+  // 16-byte KeyBytes of a chained block key). The block's contents must be
+  // final from now on: its later users only read it. Returns true when `key`
+  // now names `block`; false, changing nothing, when `key` already names
+  // another block or `block` already has another key. Aborts on a block not in
+  // use.
+  bool Publish(const std::string& key, int block);
+
+  // Lookup returns the block published under `key` with one more reference
+  // (taking it out of the eviction order), or -1 when none is.
+  int Lookup(const std::string& key);
+
+  // MarkStored records that the memory store holds the block published under
+  // `key` (if one still is), which makes it evicted before unstored ones.
+  void MarkStored(const std::string& key);
+
+  // Published blocks (referenced or not), and how many were evicted so far.
+  int cached_blocks() const;
+  int64_t evicted_blocks() const;
 
   // The block's buffer, and its layer's K and V tensors.
   uint8_t* Data(int block) {
@@ -82,9 +117,27 @@ class KvBlockPool {
   std::unique_ptr<uint8_t[]> storage_;
   uint8_t* base_ = nullptr;  // storage_, aligned to 64 bytes.
 
+  // A published block's key, and whether the store holds it.
+  struct Published {
+    std::string key;
+    bool stored = false;
+  };
+
+  // Takes the block to evict out of the cache; -1 when nothing is evictable.
+  int EvictLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
   mutable absl::Mutex mu_;
   std::vector<int> free_ ABSL_GUARDED_BY(mu_);      // Stack of free block ids.
   std::vector<int> refcount_ ABSL_GUARDED_BY(mu_);  // Per block.
+  // Per block; key empty when not published.
+  std::vector<Published> published_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, int> by_key_ ABSL_GUARDED_BY(mu_);
+  // Cached unreferenced blocks, least recently released first, and each one's
+  // place in that list.
+  std::list<int> evictable_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::list<int>::iterator> evictable_at_ ABSL_GUARDED_BY(mu_);
+  int evictable_stored_ ABSL_GUARDED_BY(mu_) = 0;  // Of evictable_.
+  int64_t evicted_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace longctx

@@ -1,6 +1,8 @@
 #include "services/worker/kv_block_pool.h"
 
 #include <set>
+#include <string>
+#include <vector>
 
 #include "gtest/gtest.h"
 
@@ -78,6 +80,99 @@ TEST(KvBlockPoolTest, LayerTensorsTileTheBlockWithoutOverlap) {
   for (size_t i = 0; i < layout.BlockBytes(); ++i) {
     ASSERT_EQ(pool->Data(b)[i], 0x5a);
   }
+}
+
+TEST(KvBlockPoolTest, APublishedBlockStaysCachedAfterItsLastReference) {
+  KvLayout layout = SmallLayout();
+  auto pool = *KvBlockPool::Create(layout, layout.BlockBytes() * 3);
+  int block = *pool->Allocate();
+  pool->Data(block)[0] = 42;
+  EXPECT_TRUE(pool->Publish("key-a", block));
+  EXPECT_TRUE(pool->Publish("key-a", block));   // Already so: still true.
+  EXPECT_FALSE(pool->Publish("key-b", block));  // One key per block.
+  int other = *pool->Allocate();
+  EXPECT_FALSE(pool->Publish("key-a", other));  // One block per key.
+  pool->Unref(other);
+  pool->Unref(block);
+  // Unreferenced but cached: free for allocation, and found by its key.
+  EXPECT_EQ(pool->used_blocks(), 0);
+  EXPECT_EQ(pool->free_blocks(), 3);
+  EXPECT_EQ(pool->cached_blocks(), 1);
+  EXPECT_EQ(pool->Lookup("key-b"), -1);
+  EXPECT_EQ(pool->Lookup("key-a"), block);
+  EXPECT_EQ(pool->RefCount(block), 1);
+  EXPECT_EQ(pool->Data(block)[0], 42);
+  EXPECT_EQ(pool->free_blocks(), 2);
+  // Shared by a second reader.
+  EXPECT_EQ(pool->Lookup("key-a"), block);
+  EXPECT_EQ(pool->RefCount(block), 2);
+  pool->Unref(block);
+  pool->Unref(block);
+  EXPECT_EQ(pool->evicted_blocks(), 0);
+}
+
+TEST(KvBlockPoolTest, AllocateEvictsOnlyUnreferencedBlocksOldestFirst) {
+  KvLayout layout = SmallLayout();
+  auto pool = *KvBlockPool::Create(layout, layout.BlockBytes() * 4);
+  std::vector<int> blocks;
+  for (int i = 0; i < 4; ++i) {
+    blocks.push_back(*pool->Allocate());
+    ASSERT_TRUE(pool->Publish("key-" + std::to_string(i), blocks[i]));
+  }
+  // Released in the order 2, 0, 1; block 3 stays referenced.
+  for (int i : {2, 0, 1}) pool->Unref(blocks[i]);
+  EXPECT_EQ(pool->free_blocks(), 3);
+  EXPECT_EQ(*pool->Allocate(), blocks[2]);
+  EXPECT_EQ(pool->Lookup("key-2"), -1);  // Evicted: its key is gone.
+  EXPECT_EQ(*pool->Allocate(), blocks[0]);
+  EXPECT_EQ(*pool->Allocate(), blocks[1]);
+  EXPECT_EQ(pool->evicted_blocks(), 3);
+  // Everything is referenced now; block 3 (in use) is never taken.
+  EXPECT_EQ(pool->Allocate().status().code(),
+            absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(pool->Lookup("key-3"), blocks[3]);
+  EXPECT_EQ(pool->RefCount(blocks[3]), 2);
+}
+
+TEST(KvBlockPoolTest, NeverUsedBlocksGoBeforeCachedOnes) {
+  KvLayout layout = SmallLayout();
+  auto pool = *KvBlockPool::Create(layout, layout.BlockBytes() * 2);
+  int cached = *pool->Allocate();
+  ASSERT_TRUE(pool->Publish("cached", cached));
+  pool->Unref(cached);
+  int fresh = *pool->Allocate();
+  EXPECT_NE(fresh, cached);
+  EXPECT_EQ(pool->Lookup("cached"), cached);
+  EXPECT_EQ(pool->evicted_blocks(), 0);
+}
+
+TEST(KvBlockPoolTest, BlocksInTheStoreAreEvictedBeforeThoseThatAreNot) {
+  KvLayout layout = SmallLayout();
+  auto pool = *KvBlockPool::Create(layout, layout.BlockBytes() * 3);
+  std::vector<int> blocks;
+  for (int i = 0; i < 3; ++i) {
+    blocks.push_back(*pool->Allocate());
+    ASSERT_TRUE(pool->Publish("key-" + std::to_string(i), blocks[i]));
+  }
+  pool->MarkStored("key-2");  // While referenced.
+  for (int i = 0; i < 3; ++i) pool->Unref(blocks[i]);
+  pool->MarkStored("key-1");  // While cached.
+  pool->MarkStored("no-such-key");
+  // Block 0 is the oldest but not stored: 1 goes first, then 2, then 0.
+  EXPECT_EQ(*pool->Allocate(), blocks[1]);
+  EXPECT_EQ(*pool->Allocate(), blocks[2]);
+  EXPECT_EQ(*pool->Allocate(), blocks[0]);
+  // A block taken by Lookup and released again goes to the back of the line.
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(pool->Publish("again-" + std::to_string(i), blocks[i]));
+    pool->MarkStored("again-" + std::to_string(i));
+    pool->Unref(blocks[i]);
+  }
+  EXPECT_EQ(pool->Lookup("again-0"), blocks[0]);
+  pool->Unref(blocks[0]);
+  EXPECT_EQ(*pool->Allocate(), blocks[1]);
+  EXPECT_EQ(*pool->Allocate(), blocks[2]);
+  EXPECT_EQ(*pool->Allocate(), blocks[0]);
 }
 
 }  // namespace

@@ -14,16 +14,23 @@ struct Engine::Sequence {
   GenerateParams params;
   TokenSink sink;
   std::vector<int32_t> tokens;  // Prompt, then generated tokens.
-  std::vector<int> blocks;      // Reserved for prompt + max_new_tokens.
-  int computed = 0;             // Tokens whose KV is in `blocks`.
+  // Reserved for prompt + max_new_tokens; the first hot_blocks are shared
+  // from the prefix cache, the others are the sequence's own.
+  std::vector<int> blocks;
+  int computed = 0;  // Tokens whose KV is in `blocks`.
   int generated = 0;
   double prefill_seconds = 0;
   double decode_seconds = 0;
   bool cancelled = false;
   absl::Time submitted = absl::Now();
-  std::vector<std::string> keys;  // Store keys of the prompt's full blocks.
-  int stored_blocks = 0;          // Leading blocks restored from the store.
-  int offloaded_upto = 0;         // Blocks already considered for offload.
+  // Keys (KeyBytes) of the prompt's full blocks; empty when the request uses
+  // no cache.
+  std::vector<std::string> keys;
+  int hot_blocks = 0;      // Leading blocks shared from the prefix cache.
+  int stored_blocks = 0;   // Blocks after those, restored from the store.
+  int restorable = 0;      // Blocks the restore asks the store for.
+  int published_upto = 0;  // Blocks already considered for the cache.
+  int offloaded_upto = 0;  // Blocks already considered for offload.
   int cached_tokens = 0;
 
   int prompt_size() const { return static_cast<int>(params.prompt.size()); }
@@ -33,7 +40,11 @@ struct Engine::Sequence {
 Engine::Engine(ForwardModel* model, KvBlockPool* pool,
                const EngineOptions& options)
     : model_(model), pool_(pool), options_(options) {
+  evicted_seen_ = pool_->evicted_blocks();
   thread_ = std::thread([this] { Loop(); });
+  if (options_.offloader != nullptr) {
+    restorer_ = std::thread([this] { RestoreLoop(); });
+  }
 }
 
 Engine::~Engine() {
@@ -42,29 +53,47 @@ Engine::~Engine() {
     stopping_ = true;
   }
   thread_.join();
+  // Waits for the restore in flight: its blocks are being written.
+  if (restorer_.joinable()) restorer_.join();
   // Whatever did not finish is cancelled.
+  const absl::Status shutdown =
+      absl::CancelledError("the worker is shutting down");
   for (auto& seq : running_) {
-    Finish(*seq, v1::FINISH_REASON_UNSPECIFIED,
-           absl::CancelledError("the worker is shutting down"));
+    Finish(*seq, v1::FINISH_REASON_UNSPECIFIED, shutdown);
+  }
+  for (auto& seq : restoring_) {
+    Finish(*seq, v1::FINISH_REASON_UNSPECIFIED, shutdown);
   }
   absl::MutexLock lock(&mu_);
   for (auto& seq : waiting_) {
     TokenEvent event;
     event.finished = true;
-    event.status = absl::CancelledError("the worker is shutting down");
+    event.status = shutdown;
     seq->sink(std::move(event));
   }
 }
 
-void Engine::OffloadCompletedBlocks(Sequence& seq) {
-  if (options_.offloader == nullptr || !seq.params.cache_write) return;
+void Engine::CacheCompletedBlocks(Sequence& seq) {
+  if (!seq.params.cache_write) return;
   const int b = pool_->layout().block_size;
   const int full =
       std::min(seq.computed / b, static_cast<int>(seq.keys.size()));
-  for (int i = seq.offloaded_upto; i < full; ++i) {
-    options_.offloader->Offload(seq.keys[i], seq.blocks[i], b);
+  if (options_.prefix_cache) {
+    for (int i = seq.published_upto; i < full; ++i) {
+      // A block restored from the store is known to be there.
+      if (pool_->Publish(seq.keys[i], seq.blocks[i]) &&
+          i < seq.hot_blocks + seq.stored_blocks) {
+        pool_->MarkStored(seq.keys[i]);
+      }
+    }
+    seq.published_upto = std::max(seq.published_upto, full);
   }
-  seq.offloaded_upto = std::max(seq.offloaded_upto, full);
+  if (options_.offloader != nullptr) {
+    for (int i = seq.offloaded_upto; i < full; ++i) {
+      options_.offloader->Offload(seq.keys[i], seq.blocks[i], b);
+    }
+    seq.offloaded_upto = std::max(seq.offloaded_upto, full);
+  }
 }
 
 int Engine::BlocksFor(int tokens) const {
@@ -87,6 +116,15 @@ absl::StatusOr<int64_t> Engine::Submit(GenerateParams params, TokenSink sink) {
   seq->params = std::move(params);
   seq->sink = std::move(sink);
   seq->tokens = seq->params.prompt;
+  // The keys are hashed here, on the caller's thread, not the engine's.
+  if ((seq->params.cache_read || seq->params.cache_write) &&
+      (options_.prefix_cache || options_.offloader != nullptr)) {
+    for (const Hash128& key :
+         ChainedBlockKeys(options_.fingerprint, seq->params.prompt,
+                          pool_->layout().block_size)) {
+      seq->keys.push_back(KeyBytes(key));
+    }
+  }
   absl::MutexLock lock(&mu_);
   if (stopping_) return absl::UnavailableError("the worker is shutting down");
   if (static_cast<int>(waiting_.size()) >= options_.max_waiting) {
@@ -97,12 +135,14 @@ absl::StatusOr<int64_t> Engine::Submit(GenerateParams params, TokenSink sink) {
   seq->id = next_id_++;
   int64_t id = seq->id;
   waiting_.push_back(std::move(seq));
+  ++epoch_;
   return id;
 }
 
 void Engine::Cancel(int64_t id) {
   absl::MutexLock lock(&mu_);
   cancelled_.push_back(id);
+  ++epoch_;
 }
 
 int Engine::running() const {
@@ -116,28 +156,69 @@ int Engine::waiting() const {
 }
 
 void Engine::Loop() {
+  uint64_t seen = 0;
+  bool idle = false;
   while (true) {
     {
       absl::MutexLock lock(&mu_);
-      auto has_work = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return stopping_ || !running_.empty() || !waiting_.empty() ||
-               !cancelled_.empty();
-      };
-      mu_.Await(absl::Condition(&has_work));
+      if (idle) {
+        auto changed = [this, seen]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+          return stopping_ || epoch_ != seen;
+        };
+        if (waiting_.empty()) {
+          mu_.Await(absl::Condition(&changed));
+        } else {
+          // The queue's head waits for blocks that an offload in progress
+          // holds; nothing signals their release, so look again soon.
+          mu_.AwaitWithTimeout(absl::Condition(&changed),
+                               absl::Milliseconds(5));
+        }
+      }
       if (stopping_) return;
+      seen = epoch_;
     }
-    Step();
+    idle = !Step();
+  }
+}
+
+void Engine::RestoreLoop() {
+  while (true) {
+    Sequence* seq;
+    {
+      absl::MutexLock lock(&mu_);
+      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return stopping_ || !to_restore_.empty();
+      };
+      mu_.Await(absl::Condition(&ready));
+      if (stopping_) return;
+      seq = to_restore_.front();
+      to_restore_.pop_front();
+    }
+    // The engine thread leaves the sequence alone until the result is posted.
+    const int first = seq->hot_blocks;
+    const int count = seq->restorable - first;
+    int restored = options_.offloader->Restore(
+        absl::MakeConstSpan(seq->keys).subspan(first, count),
+        absl::MakeConstSpan(seq->blocks).subspan(first, count));
+    absl::MutexLock lock(&mu_);
+    restored_.push_back({seq, restored});
+    ++epoch_;
   }
 }
 
 void Engine::Finish(Sequence& seq, v1::FinishReason reason,
                     absl::Status status) {
-  for (int block : seq.blocks) pool_->Unref(block);
+  // Last block first: a prefix's leading blocks are then the most recently
+  // released, the last the cache evicts, and a cut prefix stays usable.
+  for (auto it = seq.blocks.rbegin(); it != seq.blocks.rend(); ++it) {
+    pool_->Unref(*it);
+  }
   seq.blocks.clear();
   TokenEvent event;
   event.finished = true;
   event.finish_reason = reason;
   event.cached_tokens = seq.cached_tokens;
+  event.memory_cached_tokens = seq.hot_blocks * pool_->layout().block_size;
   event.prefill_seconds = seq.prefill_seconds;
   event.decode_seconds = seq.decode_seconds;
   event.status = std::move(status);
@@ -145,14 +226,89 @@ void Engine::Finish(Sequence& seq, v1::FinishReason reason,
   seq.cancelled = true;  // Marks it for removal from running_.
 }
 
+std::vector<std::unique_ptr<Engine::Sequence>> Engine::AdmitLocked() {
+  std::vector<std::unique_ptr<Sequence>> admitted;
+  const int b = pool_->layout().block_size;
+  // First come first served, when the whole reservation fits.
+  while (!waiting_.empty() &&
+         static_cast<int>(running_.size() + restoring_.size() +
+                          admitted.size()) < options_.max_running) {
+    Sequence& next = *waiting_.front();
+    // The cached prefix: full prompt blocks the pool holds, each ending before
+    // the prompt's last token. That token is always computed (for its logits),
+    // and its block must be the sequence's own: shared blocks are never
+    // written.
+    std::vector<int> shared;
+    if (options_.prefix_cache && next.params.cache_read) {
+      const int shareable = std::min(static_cast<int>(next.keys.size()),
+                                     (next.prompt_size() - 1) / b);
+      for (int i = 0; i < shareable; ++i) {
+        const int block = pool_->Lookup(next.keys[i]);
+        if (block < 0) break;
+        shared.push_back(block);
+      }
+    }
+    const int needed =
+        BlocksFor(next.prompt_size() + next.params.max_new_tokens) -
+        static_cast<int>(shared.size());
+    // Cached blocks nobody uses count as free: Allocate evicts them.
+    if (needed > pool_->free_blocks()) {
+      for (auto it = shared.rbegin(); it != shared.rend(); ++it) {
+        pool_->Unref(*it);
+      }
+      break;
+    }
+    next.blocks = std::move(shared);
+    next.hot_blocks = static_cast<int>(next.blocks.size());
+    for (int i = 0; i < needed; ++i) next.blocks.push_back(*pool_->Allocate());
+    next.computed = next.hot_blocks * b;
+    next.cached_tokens = next.computed;
+    next.published_upto = next.hot_blocks;
+    next.offloaded_upto = next.hot_blocks;
+    if (options_.metrics != nullptr) {
+      options_.metrics->queue_time.Observe(
+          absl::ToDoubleSeconds(absl::Now() - next.submitted));
+      options_.metrics->prefix_cache_hit_blocks.Increment(next.hot_blocks);
+      options_.metrics->prefix_cache_hit_tokens.Increment(next.computed);
+    }
+    admitted.push_back(std::move(waiting_.front()));
+    waiting_.pop_front();
+  }
+  return admitted;
+}
+
+void Engine::Start(std::unique_ptr<Sequence> seq) {
+  // Every stored full block after the cached ones is asked for, the one with
+  // the prompt's last token too: that token is then computed again, rewriting
+  // its own KV in the sequence's own block.
+  if (options_.offloader != nullptr && seq->params.cache_read) {
+    seq->restorable = std::min(static_cast<int>(seq->keys.size()),
+                               seq->prompt_size() / pool_->layout().block_size);
+  }
+  if (seq->restorable > seq->hot_blocks) {
+    {
+      absl::MutexLock lock(&mu_);
+      to_restore_.push_back(seq.get());
+    }
+    restoring_.push_back(std::move(seq));
+    return;
+  }
+  running_.push_back(std::move(seq));
+}
+
 bool Engine::Step() {
+  bool changed = false;
   std::vector<std::unique_ptr<Sequence>> cancelled_waiting;
   std::vector<std::unique_ptr<Sequence>> admitted;
+  std::vector<Restored> restored;
   {
     absl::MutexLock lock(&mu_);
-    // Cancellations, of running and of waiting requests.
+    // Cancellations, of running, restoring and waiting requests.
     for (int64_t id : cancelled_) {
       for (auto& seq : running_) {
+        if (seq->id == id) seq->cancelled = true;
+      }
+      for (auto& seq : restoring_) {
         if (seq->id == id) seq->cancelled = true;
       }
       for (auto it = waiting_.begin(); it != waiting_.end();) {
@@ -164,53 +320,28 @@ bool Engine::Step() {
         }
       }
     }
+    changed = changed || !cancelled_.empty();
     cancelled_.clear();
-    // Admission, first come first served, when the whole reservation fits.
-    while (!waiting_.empty() &&
-           static_cast<int>(running_.size() + admitted.size()) <
-               options_.max_running) {
-      Sequence& next = *waiting_.front();
-      const int needed =
-          BlocksFor(next.prompt_size() + next.params.max_new_tokens);
-      if (needed > pool_->free_blocks()) break;
-      for (int i = 0; i < needed; ++i)
-        next.blocks.push_back(*pool_->Allocate());
-      if (options_.metrics != nullptr) {
-        options_.metrics->queue_time.Observe(
-            absl::ToDoubleSeconds(absl::Now() - next.submitted));
-      }
-      admitted.push_back(std::move(waiting_.front()));
-      waiting_.pop_front();
-    }
+    restored.swap(restored_);
+    admitted = AdmitLocked();
   }
-  // Restore the stored prefix of each admitted prompt (outside the lock: it
-  // reads from the store). At least the prompt's last token is always computed,
-  // for its logits.
-  for (auto& seq : admitted) {
-    if (options_.offloader != nullptr &&
-        (seq->params.cache_read || seq->params.cache_write)) {
-      const int b = pool_->layout().block_size;
-      for (const Hash128& key :
-           ChainedBlockKeys(options_.fingerprint, seq->params.prompt, b)) {
-        seq->keys.push_back(KeyBytes(key));
-      }
-      if (seq->params.cache_read) {
-        // Every stored full block is restored; the prompt's last token is then
-        // computed again (rewriting its own KV with the same values) for
-        // logits.
-        const int restorable = std::min(static_cast<int>(seq->keys.size()),
-                                        seq->prompt_size() / b);
-        seq->stored_blocks = options_.offloader->Restore(
-            absl::MakeConstSpan(seq->keys).subspan(0, restorable),
-            absl::MakeConstSpan(seq->blocks).subspan(0, restorable));
-        seq->computed =
-            std::min(seq->stored_blocks * b, seq->prompt_size() - 1);
-        seq->cached_tokens = seq->computed;
-        seq->offloaded_upto = seq->stored_blocks;
-      }
-    }
-    running_.push_back(std::move(seq));
+  changed = changed || !restored.empty() || !admitted.empty();
+  // Finished restores join the batch (or end, if cancelled meanwhile).
+  const int b = pool_->layout().block_size;
+  for (const Restored& done : restored) {
+    Sequence& seq = *done.seq;
+    seq.stored_blocks = done.blocks;
+    const int ready = seq.hot_blocks + seq.stored_blocks;
+    seq.computed = std::min(ready * b, seq.prompt_size() - 1);
+    seq.cached_tokens = seq.computed;
+    seq.offloaded_upto = ready;
+    if (!seq.cancelled) CacheCompletedBlocks(seq);
+    auto it = std::find_if(restoring_.begin(), restoring_.end(),
+                           [&](const auto& s) { return s.get() == &seq; });
+    running_.push_back(std::move(*it));
+    restoring_.erase(it);
   }
+  for (auto& seq : admitted) Start(std::move(seq));
   for (auto& seq : cancelled_waiting) {
     TokenEvent event;
     event.finished = true;
@@ -257,11 +388,11 @@ bool Engine::Step() {
     is_prefill.push_back(true);
     budget -= n;
   }
-  {
+  if (spans.empty()) {
     absl::MutexLock lock(&mu_);
-    running_count_ = static_cast<int>(running_.size());
+    UpdateGauges();
+    return changed;
   }
-  if (spans.empty()) return false;
 
   int rows = 0;
   for (const SeqSpan& span : spans) rows += span.want_logits ? 1 : 0;
@@ -306,7 +437,7 @@ bool Engine::Step() {
     for (size_t i = 0; i < spans.size(); ++i) {
       Sequence& seq = *owners[i];
       seq.computed += static_cast<int>(spans[i].tokens.size());
-      if (is_prefill[i]) OffloadCompletedBlocks(seq);
+      if (is_prefill[i]) CacheCompletedBlocks(seq);
       (is_prefill[i] ? seq.prefill_seconds : seq.decode_seconds) += seconds;
       if (!spans[i].want_logits) continue;
       const float* logits = logits_.data() + static_cast<size_t>(row++) * vocab;
@@ -328,6 +459,7 @@ bool Engine::Step() {
       if (seq.params.logprobs) event.logprobs.push_back(std::move(logprob));
       event.prefill_seconds = seq.prefill_seconds;
       event.cached_tokens = seq.cached_tokens;
+      event.memory_cached_tokens = seq.hot_blocks * pool_->layout().block_size;
       seq.sink(std::move(event));
       const auto& stops = seq.params.stop_token_ids;
       if (std::find(stops.begin(), stops.end(), token) != stops.end()) {
@@ -341,14 +473,24 @@ bool Engine::Step() {
                                 [](const auto& s) { return s->cancelled; }),
                  running_.end());
   absl::MutexLock lock(&mu_);
-  running_count_ = static_cast<int>(running_.size());
-  if (options_.metrics != nullptr) {
-    options_.metrics->running.Set(running_count_);
-    options_.metrics->waiting.Set(static_cast<double>(waiting_.size()));
-    options_.metrics->kv_blocks_used.Set(pool_->used_blocks());
-    options_.metrics->kv_blocks_capacity.Set(pool_->capacity());
-  }
+  UpdateGauges();
   return true;
+}
+
+void Engine::UpdateGauges() {
+  running_count_ = static_cast<int>(running_.size() + restoring_.size());
+  if (options_.metrics == nullptr) return;
+  EngineMetrics& m = *options_.metrics;
+  m.running.Set(static_cast<double>(running_.size()));
+  m.restoring.Set(static_cast<double>(restoring_.size()));
+  m.waiting.Set(static_cast<double>(waiting_.size()));
+  m.kv_blocks_used.Set(pool_->used_blocks());
+  m.kv_blocks_capacity.Set(pool_->capacity());
+  m.prefix_cache_blocks.Set(pool_->cached_blocks());
+  const int64_t evicted = pool_->evicted_blocks();
+  m.prefix_cache_evicted_blocks.Increment(
+      static_cast<double>(evicted - evicted_seen_));
+  evicted_seen_ = evicted;
 }
 
 }  // namespace longctx

@@ -4,6 +4,18 @@
 // step runs every running sequence's next token in one forward pass. Each
 // sequence stops on its own conditions; a cancelled sequence frees its KV
 // blocks at the next step boundary.
+//
+// Prompt prefixes are reused, never recomputed, from two places:
+//  * the pool's prefix cache (KvBlockPool): full prompt blocks stay in memory
+//    after their request ends, and a later prompt that starts with them shares
+//    them (reference counted, no copy);
+//  * the memory store (KvOffloader): the blocks after the cached ones are read
+//    back from the store. A restore runs on the engine's restore thread while
+//    the other sequences keep stepping; the sequence joins prefill when it
+//    ends.
+// Only the rest of the prompt is prefilled. Blocks that the sequence computes
+// are published to the prefix cache and offloaded to the store as they
+// complete.
 #ifndef LONGCTX_SERVICES_WORKER_ENGINE_H_
 #define LONGCTX_SERVICES_WORKER_ENGINE_H_
 
@@ -43,6 +55,9 @@ struct EngineOptions {
   KvStoreIo* offloader = nullptr;
   // Seeds the block keys (the model fingerprint).
   Hash128 fingerprint;
+  // Whether full prompt blocks stay in the KV pool after their request, for
+  // later requests that share the prefix (--prefix_cache). Default: true.
+  bool prefix_cache = true;
 };
 
 // GenerateParams is one validated request.
@@ -56,7 +71,8 @@ struct GenerateParams {
   std::vector<int32_t> stop_token_ids;
   bool logprobs = false;
   int top_logprobs = 0;
-  // Whether to reuse stored prompt blocks, and to store new ones.
+  // Whether to reuse cached or stored prompt blocks, and to cache and store
+  // new ones.
   bool cache_read = true;
   bool cache_write = true;
 };
@@ -67,7 +83,8 @@ struct TokenEvent {
   std::vector<v1::TokenLogprob> logprobs;  // One per token when asked for.
   bool finished = false;                   // Last event of the request.
   v1::FinishReason finish_reason = v1::FINISH_REASON_UNSPECIFIED;
-  int cached_tokens = 0;  // Prompt tokens reused, not computed.
+  int cached_tokens = 0;         // Prompt tokens reused, not computed.
+  int memory_cached_tokens = 0;  // Of those, shared from the prefix cache.
   double prefill_seconds = 0;
   double decode_seconds = 0;
   absl::Status status;  // Not OK: the request failed (finished).
@@ -77,8 +94,9 @@ struct TokenEvent {
 // not block. After an event with finished set, it is never called again.
 using TokenSink = std::function<void(TokenEvent)>;
 
-// Engine owns its scheduling thread (stopped in the destructor, which fails
-// every unfinished request with CANCELLED). Thread-safe.
+// Engine owns its scheduling thread and, with an offloader, its restore thread
+// (both stopped in the destructor, which waits for a restore in flight and
+// fails every unfinished request with CANCELLED). Thread-safe.
 class Engine {
  public:
   // `model` and `pool` are not owned and must outlive the engine.
@@ -95,21 +113,36 @@ class Engine {
   // ignored.
   void Cancel(int64_t id);
 
-  // Counters for status reports.
+  // Counters for status reports: sequences holding KV (running or
+  // restoring), and requests queued.
   int running() const;
   int waiting() const;
 
  private:
   struct Sequence;
+  // A finished restore: the sequence and how many blocks it got.
+  struct Restored {
+    Sequence* seq;
+    int blocks;
+  };
 
   void Loop();
+  // The restore thread: runs queued restores one after the other.
+  void RestoreLoop();
   // One step: admit, build the batch, run it, sample, report. Returns false
-  // when there was nothing to do.
+  // when nothing changed (nothing admitted, restored, cancelled or computed).
   bool Step();
+  // Admits waiting requests while their KV fits; returns them.
+  std::vector<std::unique_ptr<Sequence>> AdmitLocked()
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Sends an admitted sequence to restore or straight to the running batch.
+  void Start(std::unique_ptr<Sequence> seq);
   void Finish(Sequence& seq, v1::FinishReason reason, absl::Status status);
   int BlocksFor(int tokens) const;
-  // Queues the sequence's newly completed prompt blocks for the store.
-  void OffloadCompletedBlocks(Sequence& seq);
+  // Publishes the sequence's newly completed prompt blocks to the prefix cache
+  // and queues them for the store.
+  void CacheCompletedBlocks(Sequence& seq);
+  void UpdateGauges() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   ForwardModel* const model_;
   KvBlockPool* const pool_;
@@ -121,11 +154,20 @@ class Engine {
   std::deque<std::unique_ptr<Sequence>> waiting_ ABSL_GUARDED_BY(mu_);
   std::vector<int64_t> cancelled_ ABSL_GUARDED_BY(mu_);
   int running_count_ ABSL_GUARDED_BY(mu_) = 0;
+  // Bumped by whatever can give the engine thread work: submit, cancel, a
+  // finished restore.
+  uint64_t epoch_ ABSL_GUARDED_BY(mu_) = 0;
+  // Sequences (owned by restoring_) for the restore thread, and its results.
+  std::deque<Sequence*> to_restore_ ABSL_GUARDED_BY(mu_);
+  std::vector<Restored> restored_ ABSL_GUARDED_BY(mu_);
 
   // Owned by the engine thread.
   std::vector<std::unique_ptr<Sequence>> running_;
+  std::vector<std::unique_ptr<Sequence>> restoring_;
   std::vector<float> logits_;
+  int64_t evicted_seen_ = 0;  // pool_->evicted_blocks() at the last report.
   std::thread thread_;
+  std::thread restorer_;
 };
 
 }  // namespace longctx

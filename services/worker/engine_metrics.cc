@@ -25,6 +25,9 @@ prometheus::Histogram& Histogram(
 EngineMetrics::EngineMetrics(prometheus::Registry& r)
     : running(Gauge(r, "longctx_running_sequences",
                     "Sequences in the worker's running batch.")),
+      restoring(Gauge(r, "longctx_restoring_sequences",
+                      "Sequences admitted and waiting for their prompt "
+                      "prefix to be restored from the memory store.")),
       waiting(Gauge(r, "longctx_waiting_requests",
                     "Requests queued at the worker, not yet running.")),
       kv_blocks_used(Gauge(r, "longctx_kv_blocks_used",
@@ -44,9 +47,23 @@ EngineMetrics::EngineMetrics(prometheus::Registry& r)
                             "Duration of engine steps that only decoded.",
                             {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
                              0.1, 0.25, 0.5, 1})),
-      queue_time(Histogram(
-          r, "longctx_queue_seconds",
-          "Time requests waited at the worker before running.",
-          {0.001, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 120, 300})) {}
+      queue_time(
+          Histogram(r, "longctx_queue_seconds",
+                    "Time requests waited at the worker before running.",
+                    {0.001, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 120, 300})),
+      prefix_cache_hit_blocks(
+          Counter(r, "longctx_prefix_cache_hit_blocks_total",
+                  "Prompt KV blocks shared from the worker's in-memory prefix "
+                  "cache (neither computed nor restored from the store).")),
+      prefix_cache_hit_tokens(
+          Counter(r, "longctx_prefix_cache_hit_tokens_total",
+                  "Prompt tokens whose KV was shared from the worker's "
+                  "in-memory prefix cache.")),
+      prefix_cache_blocks(
+          Gauge(r, "longctx_prefix_cache_blocks",
+                "KV blocks in the worker's prefix cache, in use or not.")),
+      prefix_cache_evicted_blocks(
+          Counter(r, "longctx_prefix_cache_evicted_blocks_total",
+                  "Cached KV blocks dropped from memory to make room.")) {}
 
 }  // namespace longctx

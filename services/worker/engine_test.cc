@@ -17,6 +17,7 @@
 #include "services/common/grpc_server.h"
 #include "services/worker/kv_offloader.h"
 #include "services/worker/llama_model.h"
+#include "services/worker/testing/gated_proxy.h"
 #include "services/worker/testing/random_llama.h"
 
 namespace longctx {
@@ -29,7 +30,10 @@ class Collector {
     return [this](TokenEvent event) {
       absl::MutexLock lock(&mu_);
       for (int32_t t : event.tokens) tokens_.push_back(t);
+      for (auto& l : event.logprobs) logprobs_.push_back(std::move(l));
       cached_tokens_ = std::max(cached_tokens_, event.cached_tokens);
+      memory_cached_tokens_ =
+          std::max(memory_cached_tokens_, event.memory_cached_tokens);
       events_ += 1;
       if (event.finished) {
         finished_ = true;
@@ -66,6 +70,22 @@ class Collector {
     absl::MutexLock lock(&mu_);
     return cached_tokens_;
   }
+  int memory_cached_tokens() {
+    absl::MutexLock lock(&mu_);
+    return memory_cached_tokens_;
+  }
+  std::vector<v1::TokenLogprob> logprobs() {
+    absl::MutexLock lock(&mu_);
+    return logprobs_;
+  }
+  int num_tokens() {
+    absl::MutexLock lock(&mu_);
+    return static_cast<int>(tokens_.size());
+  }
+  bool finished() {
+    absl::MutexLock lock(&mu_);
+    return finished_;
+  }
 
  private:
   absl::Mutex mu_;
@@ -75,19 +95,60 @@ class Collector {
   v1::FinishReason reason_ ABSL_GUARDED_BY(mu_) = v1::FINISH_REASON_UNSPECIFIED;
   absl::Status status_ ABSL_GUARDED_BY(mu_);
   int cached_tokens_ ABSL_GUARDED_BY(mu_) = 0;
+  int memory_cached_tokens_ ABSL_GUARDED_BY(mu_) = 0;
+  std::vector<v1::TokenLogprob> logprobs_ ABSL_GUARDED_BY(mu_);
 };
+
+// Log-probabilities of the chosen and the top alternative tokens agree. The
+// suffix of a cached prompt is computed in other chunks than a cold prompt's,
+// which moves the fp32 sums in the last bits only; 1e-4 is the model tests'
+// fp32 tolerance.
+void ExpectSameLogprobs(const std::vector<v1::TokenLogprob>& a,
+                        const std::vector<v1::TokenLogprob>& b) {
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i].token_id(), b[i].token_id()) << "token " << i;
+    EXPECT_NEAR(a[i].logprob(), b[i].logprob(), 1e-4) << "token " << i;
+    ASSERT_EQ(a[i].top_size(), b[i].top_size());
+    for (int k = 0; k < a[i].top_size(); ++k) {
+      EXPECT_EQ(a[i].top(k).token_id(), b[i].top(k).token_id());
+      EXPECT_NEAR(a[i].top(k).logprob(), b[i].top(k).logprob(), 1e-4);
+    }
+  }
+}
 
 class EngineTest : public ::testing::Test {
  protected:
   void SetUp() override { Build(/*blocks=*/64, EngineOptions()); }
 
-  void Build(int blocks, const EngineOptions& options) {
+  // A new model, pool and engine (and metrics, unless `options` has some).
+  void Build(int blocks, EngineOptions options) {
     engine_.reset();
     random_ = testing::MakeRandomLlama(false, false, 21);
     model_ = *LlamaModel::Create(random_.shape, random_.weights, {});
     KvLayout layout = model_->KvLayoutFor(/*block_size=*/16, KvDtype::kF16);
     pool_ = *KvBlockPool::Create(layout, layout.BlockBytes() * blocks);
+    if (options.metrics == nullptr) {
+      metrics_registry_ = std::make_unique<prometheus::Registry>();
+      metrics_ = std::make_unique<EngineMetrics>(*metrics_registry_);
+      options.metrics = metrics_.get();
+    }
     engine_ = std::make_unique<Engine>(model_.get(), pool_.get(), options);
+  }
+
+  double EngineCounter(const std::string& name) {
+    for (const auto& family : metrics_registry_->Collect()) {
+      if (family.name == name) return family.metric[0].counter.value;
+    }
+    return -1;
+  }
+
+  // Greedy, with the log-probabilities of the chosen and top 5 tokens.
+  GenerateParams GreedyWithLogprobs(std::vector<int32_t> prompt, int max_new) {
+    GenerateParams params = Greedy(std::move(prompt), max_new);
+    params.logprobs = true;
+    params.top_logprobs = 5;
+    return params;
   }
 
   GenerateParams Greedy(std::vector<int32_t> prompt, int max_new) {
@@ -107,6 +168,8 @@ class EngineTest : public ::testing::Test {
   testing::RandomLlama random_;
   std::unique_ptr<LlamaModel> model_;
   std::unique_ptr<KvBlockPool> pool_;
+  std::unique_ptr<prometheus::Registry> metrics_registry_;
+  std::unique_ptr<EngineMetrics> metrics_;
   std::unique_ptr<Engine> engine_;
 };
 
@@ -215,6 +278,163 @@ TEST_F(EngineTest, ALongPromptDoesNotStallRunningDecodes) {
   decoding.Wait();
 }
 
+TEST_F(EngineTest, AHotPrefixGivesTheSameTokensAndLogprobsAsCold) {
+  // 100 prompt tokens in blocks of 16: 6 full blocks stay cached.
+  GenerateParams params =
+      GreedyWithLogprobs(testing::RandomTokens(100, 97, 40), 12);
+  Collector cold;
+  ASSERT_TRUE(engine_->Submit(params, cold.Sink()).ok());
+  const std::vector<int32_t> cold_tokens = cold.Wait();
+  EXPECT_EQ(cold.cached_tokens(), 0);
+  EXPECT_EQ(pool_->used_blocks(), 0);
+  EXPECT_EQ(pool_->cached_blocks(), 6);
+
+  Collector hot;
+  ASSERT_TRUE(engine_->Submit(params, hot.Sink()).ok());
+  EXPECT_EQ(hot.Wait(), cold_tokens);
+  ExpectSameLogprobs(hot.logprobs(), cold.logprobs());
+  EXPECT_EQ(hot.cached_tokens(), 96);
+  EXPECT_EQ(hot.memory_cached_tokens(), 96);
+  EXPECT_EQ(EngineCounter("longctx_prefix_cache_hit_blocks_total"), 6);
+  EXPECT_EQ(EngineCounter("longctx_prefix_cache_hit_tokens_total"), 96);
+  EXPECT_EQ(EngineCounter("longctx_prefill_tokens_total"), 100 + 4);
+  EXPECT_EQ(pool_->used_blocks(), 0);
+
+  // A conversation that grows reuses the whole earlier prompt.
+  GenerateParams longer = params;
+  longer.prompt.insert(longer.prompt.end(), cold_tokens.begin(),
+                       cold_tokens.end());
+  for (int i = 0; i < 30; ++i) longer.prompt.push_back((i * 11) % 97);
+  Collector grown;
+  ASSERT_TRUE(engine_->Submit(longer, grown.Sink()).ok());
+  grown.Wait();
+  EXPECT_EQ(grown.memory_cached_tokens(), 96);
+}
+
+TEST_F(EngineTest, APromptOfWholeBlocksNeverSharesTheBlockOfItsLastToken) {
+  // 96 tokens = 6 full blocks. The last token is computed again for its
+  // logits, which writes block 5: that block is never shared, so 5 blocks
+  // are.
+  GenerateParams params =
+      GreedyWithLogprobs(testing::RandomTokens(96, 97, 41), 10);
+  Collector cold, hot;
+  ASSERT_TRUE(engine_->Submit(params, cold.Sink()).ok());
+  const auto cold_tokens = cold.Wait();
+  ASSERT_TRUE(engine_->Submit(params, hot.Sink()).ok());
+  EXPECT_EQ(hot.Wait(), cold_tokens);
+  ExpectSameLogprobs(hot.logprobs(), cold.logprobs());
+  EXPECT_EQ(hot.cached_tokens(), 80);
+}
+
+TEST_F(EngineTest, WithThePrefixCacheOffNothingIsReused) {
+  EngineOptions options;
+  options.prefix_cache = false;
+  Build(64, options);
+  GenerateParams params = Greedy(testing::RandomTokens(100, 97, 42), 4);
+  auto first = RunAlone(params);
+  EXPECT_EQ(pool_->cached_blocks(), 0);
+  Collector again;
+  ASSERT_TRUE(engine_->Submit(params, again.Sink()).ok());
+  EXPECT_EQ(again.Wait(), first);
+  EXPECT_EQ(again.cached_tokens(), 0);
+}
+
+TEST_F(EngineTest, TheCachePolicyDecidesWhatIsReusedAndKept) {
+  GenerateParams params = Greedy(testing::RandomTokens(100, 97, 43), 4);
+  params.cache_write = false;
+  auto first = RunAlone(params);
+  EXPECT_EQ(pool_->cached_blocks(), 0);
+  params.cache_write = true;
+  RunAlone(params);
+  EXPECT_EQ(pool_->cached_blocks(), 6);
+  params.cache_read = false;
+  Collector c;
+  ASSERT_TRUE(engine_->Submit(params, c.Sink()).ok());
+  EXPECT_EQ(c.Wait(), first);
+  EXPECT_EQ(c.cached_tokens(), 0);
+}
+
+TEST_F(EngineTest, EvictionUnderPressureTakesOnlyCachedBlocksNobodyUses) {
+  // 64 blocks of 16 tokens.
+  GenerateParams p1 = Greedy(testing::RandomTokens(100, 97, 50), 4);
+  GenerateParams p2 = Greedy(testing::RandomTokens(100, 97, 51), 4);
+  // `held` shares p1's 6 cached blocks and reserves 51 more (900 tokens);
+  // `pressure` then needs 7 blocks while only 1 was never used: the 6 blocks
+  // cached by p2 are evicted, never p1's, which `held` uses.
+  GenerateParams held = p1;
+  held.max_new_tokens = 800;
+  GenerateParams pressure = Greedy(testing::RandomTokens(100, 97, 52), 12);
+  // What each gives on its own, on an engine that caches nothing.
+  EngineOptions no_cache;
+  no_cache.prefix_cache = false;
+  Build(64, no_cache);
+  const auto held_alone = RunAlone(held);
+  const auto pressure_alone = RunAlone(pressure);
+  const auto p2_alone = RunAlone(p2);
+
+  Build(64, EngineOptions());
+  RunAlone(p1);
+  RunAlone(p2);
+  EXPECT_EQ(pool_->cached_blocks(), 12);
+  Collector h;
+  ASSERT_TRUE(engine_->Submit(held, h.Sink()).ok());
+  ASSERT_TRUE(h.WaitForTokens(1, absl::Seconds(30)));
+  EXPECT_EQ(h.memory_cached_tokens(), 96);
+  EXPECT_EQ(pool_->free_blocks(), 7);
+  Collector p;
+  ASSERT_TRUE(engine_->Submit(pressure, p.Sink()).ok());
+  EXPECT_EQ(p.Wait(), pressure_alone);
+  // `held` has hundreds of decode steps left when `pressure` (one prefill and
+  // 12 decode steps) is done.
+  EXPECT_FALSE(h.finished());
+  EXPECT_EQ(pool_->evicted_blocks(), 6);
+  EXPECT_EQ(h.Wait(), held_alone);
+  EXPECT_EQ(EngineCounter("longctx_prefix_cache_evicted_blocks_total"), 6);
+  // p2's blocks are gone, p1's are not.
+  Collector again2, again1;
+  ASSERT_TRUE(engine_->Submit(p2, again2.Sink()).ok());
+  EXPECT_EQ(again2.Wait(), p2_alone);
+  EXPECT_EQ(again2.cached_tokens(), 0);
+  ASSERT_TRUE(engine_->Submit(p1, again1.Sink()).ok());
+  again1.Wait();
+  EXPECT_EQ(again1.cached_tokens(), 96);
+  EXPECT_EQ(pool_->used_blocks(), 0);
+}
+
+TEST_F(EngineTest, AdmissionCountsCachedBlocksAsFree) {
+  // 16 blocks: the cache fills the whole pool, and a request that needs all
+  // of it still runs.
+  Build(16, EngineOptions());
+  RunAlone(Greedy(testing::RandomTokens(250, 97, 53), 6));
+  EXPECT_EQ(pool_->cached_blocks(), 15);
+  EXPECT_EQ(pool_->free_blocks(), 16);
+  GenerateParams big = Greedy(testing::RandomTokens(200, 97, 54), 56);
+  Collector c;
+  ASSERT_TRUE(engine_->Submit(big, c.Sink()).ok());
+  EXPECT_EQ(c.Wait().size(), 56u);
+  EXPECT_TRUE(c.status().ok());
+}
+
+TEST_F(EngineTest, CancelFreesTheBlocksButKeepsTheCachedPrefix) {
+  GenerateParams params = Greedy(testing::RandomTokens(100, 97, 55), 4);
+  RunAlone(params);
+  GenerateParams longer = params;
+  longer.max_new_tokens = 500;
+  Collector c;
+  auto id = engine_->Submit(longer, c.Sink());
+  ASSERT_TRUE(id.ok());
+  ASSERT_TRUE(c.WaitForTokens(2, absl::Seconds(30)));
+  EXPECT_EQ(c.memory_cached_tokens(), 96);
+  engine_->Cancel(*id);
+  c.Wait();
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kCancelled);
+  EXPECT_EQ(pool_->used_blocks(), 0);
+  Collector again;
+  ASSERT_TRUE(engine_->Submit(params, again.Sink()).ok());
+  again.Wait();
+  EXPECT_EQ(again.cached_tokens(), 96);
+}
+
 // A loopback port nothing listens on.
 int DeadPort() {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -259,16 +479,21 @@ class EngineStoreTest : public EngineTest {
     EngineOptions options;
     options.offloader = offloader_.get();
     options.fingerprint = kFingerprint;
+    options.metrics = metrics_.get();
+    engine_.reset();
     engine_ = std::make_unique<Engine>(model_.get(), pool_.get(), options);
   }
 
   // Runs a request to the end; returns its tokens and cached-token count.
   std::pair<std::vector<int32_t>, int> Run(const GenerateParams& params) {
     Collector c;
+    RunInto(params, c);
+    return {c.Wait(), c.cached_tokens()};
+  }
+  void RunInto(const GenerateParams& params, Collector& c) {
     EXPECT_TRUE(engine_->Submit(params, c.Sink()).ok());
-    auto tokens = c.Wait();
+    c.Wait();
     offloader_->WaitIdle();
-    return {tokens, c.cached_tokens()};
   }
 
   double Counter(const std::string& name) {
@@ -307,6 +532,107 @@ TEST_F(EngineStoreTest, RestoredPrefixGivesTheSameTokensAsRecompute) {
     other.prompt[i] = (i * 7) % 97;
   auto [tokens, cached] = Run(other);
   EXPECT_EQ(cached, 32);
+}
+
+TEST_F(EngineStoreTest, ColdRestoredAndHotGiveTheSameTokensAndLogprobs) {
+  GenerateParams params =
+      GreedyWithLogprobs(testing::RandomTokens(100, 97, 60), 12);
+  Collector cold, restored, hot;
+  RunInto(params, cold);
+  EXPECT_EQ(cold.cached_tokens(), 0);
+
+  Restart();  // Memory emptied; only the store remembers.
+  RunInto(params, restored);
+  EXPECT_EQ(restored.Wait(), cold.Wait());
+  ExpectSameLogprobs(restored.logprobs(), cold.logprobs());
+  EXPECT_EQ(restored.cached_tokens(), 96);
+  EXPECT_EQ(restored.memory_cached_tokens(), 0);
+  EXPECT_EQ(Counter("longctx_restore_blocks_total"), 6);
+  EXPECT_EQ(EngineCounter("longctx_prefix_cache_hit_tokens_total"), 0);
+
+  // Restored blocks are cached: the third run reads nothing from the store.
+  RunInto(params, hot);
+  EXPECT_EQ(hot.Wait(), cold.Wait());
+  ExpectSameLogprobs(hot.logprobs(), cold.logprobs());
+  EXPECT_EQ(hot.cached_tokens(), 96);
+  EXPECT_EQ(hot.memory_cached_tokens(), 96);
+  EXPECT_EQ(Counter("longctx_restore_blocks_total"), 6);
+  EXPECT_EQ(EngineCounter("longctx_prefix_cache_hit_tokens_total"), 96);
+}
+
+TEST_F(EngineStoreTest, TheBlockOfTheLastPromptTokenComesFromTheStore) {
+  // 96 tokens = 6 full blocks: blocks 0-4 are shared from memory, block 5
+  // (which the last token is written into again) is read from the store.
+  GenerateParams params =
+      GreedyWithLogprobs(testing::RandomTokens(96, 97, 61), 8);
+  Collector cold, warm;
+  RunInto(params, cold);
+  RunInto(params, warm);
+  EXPECT_EQ(warm.Wait(), cold.Wait());
+  ExpectSameLogprobs(warm.logprobs(), cold.logprobs());
+  EXPECT_EQ(warm.cached_tokens(), 95);
+  EXPECT_EQ(warm.memory_cached_tokens(), 80);
+  EXPECT_EQ(Counter("longctx_restore_blocks_total"), 1);
+}
+
+TEST_F(EngineStoreTest, ADecodeKeepsProducingTokensWhileARestoreIsInFlight) {
+  GenerateParams params = Greedy(testing::RandomTokens(100, 97, 62), 12);
+  auto [cold, unused] = Run(params);
+  // The worker restarts with its store behind a proxy that holds every
+  // connection: a restore waits for as long as the test keeps it closed.
+  auto proxy = *testing::GatedProxy::Start(server_->port());
+  StoreClientOptions options;
+  options.call_timeout = absl::Seconds(120);  // Never reached.
+  auto slow = *StoreClient::Create({{"127.0.0.1", proxy->port()}}, options);
+  Restart(slow.get());
+
+  // A short prompt has no full block: nothing to restore, it runs at once.
+  Collector decoding, restoring;
+  ASSERT_TRUE(engine_->Submit(Greedy({1, 2, 3}, 200), decoding.Sink()).ok());
+  ASSERT_TRUE(decoding.WaitForTokens(1, absl::Seconds(30)));
+  ASSERT_TRUE(engine_->Submit(params, restoring.Sink()).ok());
+  // Every one of the 200 tokens is produced while the restore is stuck.
+  EXPECT_EQ(decoding.Wait().size(), 200u);
+  EXPECT_EQ(restoring.num_tokens(), 0);
+  EXPECT_FALSE(restoring.finished());
+
+  proxy->Open();
+  EXPECT_EQ(restoring.Wait(), cold);
+  EXPECT_EQ(restoring.cached_tokens(), 96);
+  EXPECT_EQ(Counter("longctx_restore_blocks_total"), 6);
+  EXPECT_GE(proxy->accepted(), 1);
+  engine_.reset();
+  offloader_.reset();
+}
+
+TEST_F(EngineStoreTest, ARestoringRequestCanBeCancelled) {
+  GenerateParams params = Greedy(testing::RandomTokens(100, 97, 63), 12);
+  Run(params);
+  auto proxy = *testing::GatedProxy::Start(server_->port());
+  StoreClientOptions options;
+  options.call_timeout = absl::Seconds(120);
+  auto slow = *StoreClient::Create({{"127.0.0.1", proxy->port()}}, options);
+  Restart(slow.get());
+  Collector c;
+  auto id = engine_->Submit(params, c.Sink());
+  ASSERT_TRUE(id.ok());
+  // The restore has started once the store client knocks at the proxy.
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while (proxy->accepted() == 0 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  ASSERT_GE(proxy->accepted(), 1);
+  EXPECT_GT(pool_->used_blocks(), 0);
+  engine_->Cancel(*id);
+  // The blocks being written by the restore are freed once it ends.
+  proxy->Open();
+  c.Wait();
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kCancelled);
+  EXPECT_TRUE(c.logprobs().empty());
+  offloader_->WaitIdle();
+  EXPECT_EQ(pool_->used_blocks(), 0);
+  engine_.reset();
+  offloader_.reset();
 }
 
 TEST_F(EngineStoreTest, ACorruptedStoredBlockIsRecomputedNeverServed) {

@@ -134,6 +134,8 @@ void KvOffloader::Loop() {
     absl::Status status = parts.status();
     if (status.ok()) status = client_->Put(job.key, *parts);
     if (status.ok()) {
+      // The pool's copy (if it still caches one) may now be dropped first.
+      pool_->MarkStored(job.key);
       Add(offloaded_blocks_, 1);
       double bytes = 0;
       for (const std::string& part : *parts) bytes += part.size();

@@ -4,6 +4,8 @@
 // queues (it takes a reference on the pool block, dropped once written); a
 // background thread encodes and stores them. A full queue drops the block
 // rather than wait: decode never blocks on the store, and drops are counted.
+// A stored block is marked so in the pool's prefix cache (MarkStored), which
+// then drops it before blocks the store lacks.
 //
 // Restore: a new request's prompt blocks that the store holds are read back
 // into the sequence's own blocks, in order, until the first one that is

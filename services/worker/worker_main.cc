@@ -60,6 +60,10 @@ ABSL_FLAG(int, max_batch, 64, "Most sequences decoding together.");
 ABSL_FLAG(int, max_queue, 256, "Most requests waiting to start.");
 ABSL_FLAG(int, prefill_chunk_tokens, 512,
           "Most prompt tokens prefilled per engine step.");
+ABSL_FLAG(bool, prefix_cache, true,
+          "Keep full prompt KV blocks in memory after their request, for later "
+          "requests with the same prefix; least recently used ones (those "
+          "already in the memory store first) make room when needed.");
 ABSL_FLAG(int, offload_queue_blocks, 64,
           "KV blocks waiting to be written to the memory store; more are "
           "dropped (counted), never waited for.");
@@ -135,6 +139,7 @@ int main(int argc, char** argv) {
   engine_options.max_waiting = absl::GetFlag(FLAGS_max_queue);
   engine_options.prefill_chunk_tokens =
       absl::GetFlag(FLAGS_prefill_chunk_tokens);
+  engine_options.prefix_cache = absl::GetFlag(FLAGS_prefix_cache);
   for (absl::Status s :
        {Positive("max_batch", engine_options.max_running),
         Positive("max_queue", engine_options.max_waiting),

@@ -85,6 +85,28 @@ std::string Hash128::ToHex() const {
   return out;
 }
 
+bool Hash128::FromHex(absl::string_view hex, Hash128* out) {
+  if (hex.size() != 32) return false;
+  uint64_t halves[2] = {0, 0};
+  for (int i = 0; i < 32; ++i) {
+    const char c = hex[i];
+    int digit;
+    if (c >= '0' && c <= '9') {
+      digit = c - '0';
+    } else if (c >= 'a' && c <= 'f') {
+      digit = c - 'a' + 10;
+    } else if (c >= 'A' && c <= 'F') {
+      digit = c - 'A' + 10;
+    } else {
+      return false;
+    }
+    halves[i / 16] = (halves[i / 16] << 4) | static_cast<uint64_t>(digit);
+  }
+  out->hi = halves[0];
+  out->lo = halves[1];
+  return true;
+}
+
 Hasher128::Hasher128(uint64_t seed) : seed_(seed) {
   for (int i = 0; i < 8; ++i) lanes_[i] = kLaneStart[i] ^ seed;
 }

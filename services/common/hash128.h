@@ -39,6 +39,9 @@ struct Hash128 {
   // ToHex returns 32 lowercase hex digits: hi then lo, as one big-endian
   // 128-bit number.
   std::string ToHex() const;
+  // FromHex parses what ToHex writes (32 hex digits, either case); false,
+  // leaving *out alone, for anything else.
+  static bool FromHex(absl::string_view hex, Hash128* out);
 
   friend bool operator==(const Hash128& a, const Hash128& b) {
     return a.lo == b.lo && a.hi == b.hi;

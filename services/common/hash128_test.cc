@@ -50,6 +50,22 @@ TEST(Hash128Test, HexIsHighThenLowAsOneNumber) {
   EXPECT_EQ(Hash128{}.ToHex(), std::string(32, '0'));
 }
 
+TEST(Hash128Test, FromHexReadsWhatToHexWrites) {
+  const Hash128 h{0x0123456789abcdefull, 0xfedcba9876543210ull};
+  Hash128 parsed;
+  ASSERT_TRUE(Hash128::FromHex(h.ToHex(), &parsed));
+  EXPECT_EQ(parsed, h);
+  ASSERT_TRUE(Hash128::FromHex("FEDCBA98765432100123456789ABCDEF", &parsed));
+  EXPECT_EQ(parsed, h);
+  for (const char* bad : {"", "fedcba98765432100123456789abcde",
+                          "fedcba98765432100123456789abcdef0",
+                          "fedcba98765432100123456789abcdeg"}) {
+    Hash128 untouched{1, 2};
+    EXPECT_FALSE(Hash128::FromHex(bad, &untouched)) << bad;
+    EXPECT_EQ(untouched, (Hash128{1, 2}));
+  }
+}
+
 TEST(Hash128Test, StreamingEqualsOneShotForEverySplit) {
   const std::string data = Pattern(200);
   for (size_t size : {0, 1, 7, 8, 9, 63, 64, 65, 127, 128, 129, 200}) {

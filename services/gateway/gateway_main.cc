@@ -7,6 +7,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
+#include "memory_store/store_client.h"
 #include "services/common/grpc_server.h"
 #include "services/common/internal_tls_flags.h"
 #include "services/common/logging.h"
@@ -17,6 +18,7 @@
 #include "services/gateway/bearer_auth.h"
 #include "services/gateway/gateway_model.h"
 #include "services/gateway/gateway_service_impl.h"
+#include "services/gateway/prefix_router.h"
 #include "services/gateway/worker_pool.h"
 #include "services/rendezvous/rendezvous_service_impl.h"
 
@@ -38,6 +40,17 @@ ABSL_FLAG(int, group_size, 1, "Ranks per worker group (P).");
 ABSL_FLAG(std::string, memory_store, "",
           "Comma-separated host:port list of memory_store shards; empty runs "
           "without the prefix store.");
+ABSL_FLAG(int, store_timeout_ms, 200,
+          "Deadline of the memory_store lookup of a prompt's stored prefix "
+          "before dispatch; a shard that does not answer in time reads as a "
+          "miss.");
+ABSL_FLAG(int, prefix_route_entries, 65536,
+          "Block keys the gateway remembers to send a prompt to the worker "
+          "group that computed its prefix; 0 routes by load alone.");
+ABSL_FLAG(int, prefix_affinity_slack, 4,
+          "A request goes to the group holding its prefix when that group has "
+          "at most this many more requests in flight than the least loaded "
+          "one.");
 ABSL_FLAG(int, max_prompt_tokens, 131072,
           "Longest prompt accepted, in tokens.");
 ABSL_FLAG(int, max_new_tokens, 4096, "Most new tokens a request may ask for.");
@@ -99,6 +112,17 @@ int main(int argc, char** argv) {
                       ">= 1"));
   }
 
+  const int store_timeout_ms = absl::GetFlag(FLAGS_store_timeout_ms);
+  const int route_entries = absl::GetFlag(FLAGS_prefix_route_entries);
+  const int affinity_slack = absl::GetFlag(FLAGS_prefix_affinity_slack);
+  if (store_timeout_ms < 1 || route_entries < 0 || affinity_slack < 0) {
+    return longctx::StartupError(
+        kProgram, absl::InvalidArgumentError(
+                      "--store_timeout_ms must be >= 1, and "
+                      "--prefix_route_entries and --prefix_affinity_slack "
+                      ">= 0"));
+  }
+
   longctx::GrpcServerOptions server_options;
   server_options.listen = addresses->listen;
   // Public clients need no certificate (they send bearer tokens); workers
@@ -133,14 +157,33 @@ int main(int argc, char** argv) {
   pool_options.workers = *workers;
   pool_options.group_size = absl::GetFlag(FLAGS_group_size);
   pool_options.channel_security = *internal_security;
+  pool_options.affinity_slack = affinity_slack;
   auto pool = longctx::WorkerPool::Create(pool_options);
   if (!pool.ok()) return longctx::StartupError(kProgram, pool.status());
 
   auto metrics = longctx::MetricsServer::Start(addresses->metrics, kProgram);
   if (!metrics.ok()) return longctx::StartupError(kProgram, metrics.status());
 
+  longctx::GatewayRouting routing;
+  std::unique_ptr<longctx::PrefixRouter> router;
+  if (route_entries > 0) {
+    router = std::make_unique<longctx::PrefixRouter>(route_entries);
+    routing.router = router.get();
+  }
+  std::unique_ptr<longctx::StoreClient> store;
+  if (!stores->empty()) {
+    longctx::StoreClientOptions store_options;
+    store_options.call_timeout = absl::Milliseconds(store_timeout_ms);
+    store_options.max_retries = 0;
+    store_options.channel_security = *internal_security;
+    auto client = longctx::StoreClient::Create(*stores, store_options);
+    if (!client.ok()) return longctx::StartupError(kProgram, client.status());
+    store = *std::move(client);
+    routing.store = store.get();
+  }
   longctx::GatewayServiceImpl service(model->get(), pool->get(), limits,
-                                      (*metrics)->registry(), auth.get());
+                                      (*metrics)->registry(), auth.get(),
+                                      routing);
   // Worker groups form through the gateway (Gloo addresses, NCCL ids); with
   // --tls_client_ca only ranks with a client certificate may take part.
   longctx::RendezvousServiceImpl rendezvous(

@@ -6,6 +6,7 @@
 
 #include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
+#include "services/common/block_keys.h"
 #include "services/common/logging.h"
 #include "services/common/status_util.h"
 #include "services/gateway/generate_call.h"
@@ -33,11 +34,13 @@ GatewayServiceImpl::GatewayServiceImpl(const GatewayModel* model,
                                        WorkerPool* pool,
                                        const GatewayLimits& limits,
                                        prometheus::Registry& registry,
-                                       BearerAuth* auth)
+                                       BearerAuth* auth,
+                                       const GatewayRouting& routing)
     : model_(model),
       pool_(pool),
       auth_(auth),
       limits_(limits),
+      routing_(routing),
       requests_(prometheus::BuildCounter()
                     .Name("longctx_requests_total")
                     .Help("Generate requests finished, by gRPC status code.")
@@ -74,7 +77,65 @@ GatewayServiceImpl::GatewayServiceImpl(const GatewayModel* model,
                             .Name("longctx_request_duration_seconds")
                             .Help("Time from a request's arrival to its end.")
                             .Register(registry)
-                            .Add({}, LatencyBuckets())) {}
+                            .Add({}, LatencyBuckets())),
+      affinity_requests_(
+          prometheus::BuildCounter()
+              .Name("longctx_prefix_affinity_requests_total")
+              .Help("Requests sent to the worker group that was given the "
+                    "longest known prefix of their prompt.")
+              .Register(registry)
+              .Add({})),
+      stored_prefix_tokens_(
+          prometheus::BuildCounter()
+              .Name("longctx_stored_prefix_tokens_total")
+              .Help("Prompt tokens of the longest prefix the memory store "
+                    "held when requests were dispatched.")
+              .Register(registry)
+              .Add({})) {}
+
+absl::StatusOr<GatewayServiceImpl::Route> GatewayServiceImpl::Dispatch(
+    const std::vector<int32_t>& prompt,
+    worker::v1::GenerateRequest& worker_request) {
+  Route route;
+  std::vector<Hash128> keys;
+  Hash128 fingerprint;
+  const int block_size = pool_->block_size();
+  if ((routing_.router != nullptr || routing_.store != nullptr) &&
+      block_size > 0 && Hash128::FromHex(pool_->fingerprint(), &fingerprint)) {
+    keys = ChainedBlockKeys(fingerprint, prompt, block_size);
+  }
+  const v1::CachePolicy policy = worker_request.cache_policy();
+  const bool reads = policy != v1::CACHE_POLICY_DISABLED &&
+                     policy != v1::CACHE_POLICY_WRITE_ONLY;
+  const bool writes = policy != v1::CACHE_POLICY_DISABLED &&
+                      policy != v1::CACHE_POLICY_READ_ONLY;
+  if (routing_.store != nullptr && reads && !keys.empty()) {
+    std::vector<std::string> key_bytes;
+    key_bytes.reserve(keys.size());
+    for (const Hash128& key : keys) key_bytes.push_back(KeyBytes(key));
+    // Shards that cannot answer in time read as misses.
+    const std::vector<bool> stored = routing_.store->Contains(key_bytes);
+    int run = 0;
+    while (run < static_cast<int>(stored.size()) && stored[run]) ++run;
+    route.stored_prefix_tokens = run * block_size;
+    worker_request.set_stored_prefix_tokens(route.stored_prefix_tokens);
+    stored_prefix_tokens_.Increment(route.stored_prefix_tokens);
+  }
+  PrefixRouter::Match match;
+  if (routing_.router != nullptr && reads) match = routing_.router->Find(keys);
+  absl::StatusOr<int> group = pool_->Acquire(match.group);
+  if (!group.ok()) return group.status();
+  route.group = *group;
+  if (match.group >= 0 && match.group == *group) {
+    route.prefix_blocks = match.blocks;
+    affinity_requests_.Increment();
+  }
+  // The group caches the prompt's blocks only when the policy writes.
+  if (routing_.router != nullptr && writes) {
+    routing_.router->Remember(keys, *group);
+  }
+  return route;
+}
 
 absl::Status GatewayServiceImpl::Authenticate(
     grpc::CallbackServerContext* context, absl::string_view method) {
@@ -96,15 +157,18 @@ absl::Status GatewayServiceImpl::Authenticate(
 void GatewayServiceImpl::RecordDone(const std::string& request_id,
                                     const grpc::Status& status,
                                     const v1::Usage& usage,
-                                    const v1::Timings& timings) {
+                                    const v1::Timings& timings,
+                                    const Route& route) {
   // One structured line per request; prompts and outputs are never logged.
   Log(status.ok() ? LogLevel::kInfo : LogLevel::kWarning,
-      "request id=%s status=%s prompt_tokens=%d cached_tokens=%d "
-      "new_tokens=%d ttft_s=%.3f total_s=%.3f%s",
+      "request id=%s status=%s group=%d prompt_tokens=%d cached_tokens=%d "
+      "affinity_blocks=%d stored_prefix_tokens=%d new_tokens=%d ttft_s=%.3f "
+      "total_s=%.3f%s",
       request_id,
       absl::StatusCodeToString(
           static_cast<absl::StatusCode>(status.error_code())),
-      usage.prompt_tokens(), usage.cached_tokens(), usage.generated_tokens(),
+      route.group, usage.prompt_tokens(), usage.cached_tokens(),
+      route.prefix_blocks, route.stored_prefix_tokens, usage.generated_tokens(),
       timings.time_to_first_token_seconds(), timings.total_seconds(),
       status.ok() ? ""
                   : absl::StrCat(" error=\"", status.error_message(), "\""));
@@ -133,7 +197,8 @@ grpc::ServerWriteReactor<v1::GenerateResponse>* GatewayServiceImpl::Generate(
           ? absl::StrCat("req-", next_request_.fetch_add(1))
           : request->request_id();
   auto fail = [&](const absl::Status& status) {
-    RecordDone(request_id, ToGrpcStatus(status), v1::Usage(), v1::Timings());
+    RecordDone(request_id, ToGrpcStatus(status), v1::Usage(), v1::Timings(),
+               Route());
     return new ErrorReactor(ToGrpcStatus(status));
   };
   // Admission: at most --max_concurrent_requests streams at once.
@@ -172,18 +237,18 @@ grpc::ServerWriteReactor<v1::GenerateResponse>* GatewayServiceImpl::Generate(
   validated->worker_request.mutable_prompt_token_ids()->Add(prompt.begin(),
                                                             prompt.end());
 
-  absl::StatusOr<int> group = pool_->Acquire();
-  if (!group.ok()) return fail_admitted(group.status());
+  absl::StatusOr<Route> route = Dispatch(prompt, validated->worker_request);
+  if (!route.ok()) return fail_admitted(route.status());
   validated->worker_request.set_request_id(request_id);
   GenerateCallHooks hooks;
-  hooks.on_done = [this, g = *group, request_id](const grpc::Status& status,
+  hooks.on_done = [this, r = *route, request_id](const grpc::Status& status,
                                                  const v1::Usage& usage,
                                                  const v1::Timings& timings) {
-    pool_->Release(g);
+    pool_->Release(r.group);
     in_flight_.fetch_sub(1);
-    RecordDone(request_id, status, usage, timings);
+    RecordDone(request_id, status, usage, timings, r);
   };
-  return StartGenerateCall(context, pool_->Leader(*group),
+  return StartGenerateCall(context, pool_->Leader(route->group),
                            *std::move(validated), request_id, arrived,
                            model_->NewTextStream(), std::move(hooks));
 }

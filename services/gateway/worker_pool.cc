@@ -79,7 +79,10 @@ void WorkerPool::ProbeOnce() {
                                      " of ", status.group_size());
     } else {
       absl::MutexLock lock(&mu_);
-      if (fingerprint_.empty()) fingerprint_ = status.model_fingerprint();
+      if (fingerprint_.empty()) {
+        fingerprint_ = status.model_fingerprint();
+        block_size_ = status.block_size();
+      }
       if (status.model_fingerprint() != fingerprint_) {
         problems[group] = absl::StrCat(
             where, " serves a different model (fingerprint ",
@@ -119,12 +122,20 @@ std::vector<GroupState> WorkerPool::States() const {
   return states_;
 }
 
-absl::StatusOr<int> WorkerPool::Acquire() {
+absl::StatusOr<int> WorkerPool::Acquire(int preferred) {
   absl::MutexLock lock(&mu_);
   int best = -1;
-  for (int g = 0; g < num_groups_; ++g) {
+  for (int i = 0; i < num_groups_; ++i) {
+    const int g = (next_tie_ + i) % num_groups_;
     if (!states_[g].ready) continue;
     if (best < 0 || states_[g].in_flight < states_[best].in_flight) best = g;
+  }
+  if (best >= 0) next_tie_ = (best + 1) % num_groups_;
+  if (best >= 0 && preferred >= 0 && preferred < num_groups_ &&
+      states_[preferred].ready &&
+      states_[preferred].in_flight <=
+          states_[best].in_flight + options_.affinity_slack) {
+    best = preferred;
   }
   if (best < 0) {
     std::string problems;
@@ -146,6 +157,11 @@ void WorkerPool::Release(int group) {
 std::string WorkerPool::fingerprint() const {
   absl::MutexLock lock(&mu_);
   return fingerprint_;
+}
+
+int WorkerPool::block_size() const {
+  absl::MutexLock lock(&mu_);
+  return block_size_;
 }
 
 worker::v1::Worker::Stub* WorkerPool::Leader(int group) const {

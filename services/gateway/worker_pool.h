@@ -1,6 +1,7 @@
 // WorkerPool: the gateway's view of its worker groups. It keeps a channel to
-// every rank, probes each rank's status in the background and picks the least
-// loaded group that is ready for a new request.
+// every rank, probes each rank's status in the background and picks a ready
+// group for each new request: the one the caller prefers (the group holding the
+// prompt's prefix in memory) when it has room, else the least loaded one.
 #ifndef LONGCTX_SERVICES_GATEWAY_WORKER_POOL_H_
 #define LONGCTX_SERVICES_GATEWAY_WORKER_POOL_H_
 
@@ -31,6 +32,10 @@ struct WorkerPoolOptions {
   absl::Duration probe_timeout = absl::Seconds(1);
   // Credentials of the channels to the ranks. Default: plaintext.
   ChannelSecurity channel_security;
+  // A preferred group has room when it has at most this many more requests in
+  // flight than the least loaded ready group (--prefix_affinity_slack).
+  // Default: 4.
+  int affinity_slack = 4;
 };
 
 // GroupState is what the last probes said about one group.
@@ -67,10 +72,11 @@ class WorkerPool {
   // States returns a copy of every group's state.
   std::vector<GroupState> States() const;
 
-  // Acquire picks the ready group with the fewest requests in flight and counts
-  // one more on it. UNAVAILABLE, with each group's problem, when no group is
-  // ready.
-  absl::StatusOr<int> Acquire();
+  // Acquire picks a ready group and counts one more request on it: `preferred`
+  // (a group index, or -1) when it is ready and has room (affinity_slack),
+  // otherwise the ready group with the fewest requests in flight, ties taken
+  // in turn. UNAVAILABLE, with each group's problem, when no group is ready.
+  absl::StatusOr<int> Acquire(int preferred = -1);
 
   // Release ends a request counted by Acquire.
   void Release(int group);
@@ -80,6 +86,10 @@ class WorkerPool {
   // "" before any was ready. A group whose ranks report another fingerprint
   // than the first one seen is not ready ("serves a different model").
   std::string fingerprint() const;
+
+  // block_size returns the tokens per KV block the first ready worker
+  // reported, or 0 before any was ready.
+  int block_size() const;
 
   // Leader returns the stub of rank 0 of `group`, through which requests go.
   worker::v1::Worker::Stub* Leader(int group) const;
@@ -98,6 +108,8 @@ class WorkerPool {
   std::function<void(bool)> on_readiness_ ABSL_GUARDED_BY(mu_);
   bool last_ready_ ABSL_GUARDED_BY(mu_) = false;
   std::string fingerprint_ ABSL_GUARDED_BY(mu_);
+  int block_size_ ABSL_GUARDED_BY(mu_) = 0;
+  int next_tie_ ABSL_GUARDED_BY(mu_) = 0;  // Where Acquire's scan starts.
   std::thread prober_;
 };
 

@@ -161,15 +161,15 @@ void GatewayServiceImpl::RecordDone(const std::string& request_id,
                                     const Route& route) {
   // One structured line per request; prompts and outputs are never logged.
   Log(status.ok() ? LogLevel::kInfo : LogLevel::kWarning,
-      "request id=%s status=%s group=%d prompt_tokens=%d cached_tokens=%d "
-      "affinity_blocks=%d stored_prefix_tokens=%d new_tokens=%d ttft_s=%.3f "
-      "total_s=%.3f%s",
+      "request id=%s status=%s prompt_tokens=%d cached_tokens=%d "
+      "new_tokens=%d ttft_s=%.3f total_s=%.3f group=%d affinity_blocks=%d "
+      "stored_prefix_tokens=%d%s",
       request_id,
       absl::StatusCodeToString(
           static_cast<absl::StatusCode>(status.error_code())),
-      route.group, usage.prompt_tokens(), usage.cached_tokens(),
-      route.prefix_blocks, route.stored_prefix_tokens, usage.generated_tokens(),
+      usage.prompt_tokens(), usage.cached_tokens(), usage.generated_tokens(),
       timings.time_to_first_token_seconds(), timings.total_seconds(),
+      route.group, route.prefix_blocks, route.stored_prefix_tokens,
       status.ok() ? ""
                   : absl::StrCat(" error=\"", status.error_message(), "\""));
   requests_

@@ -43,17 +43,13 @@ KvBlockPool::KvBlockPool(const KvLayout& layout, int capacity, bool backed)
       capacity_(capacity),
       block_bytes_(layout.BlockBytes()),
       layer_bytes_(layout.LayerBytes()) {
-  if (!backed) {
-    absl::MutexLock lock(&mu_);
-    refcount_.assign(capacity, 0);
-    for (int i = capacity - 1; i >= 0; --i) free_.push_back(i);
-    return;
+  if (backed) {
+    const size_t bytes = block_bytes_ * static_cast<size_t>(capacity) + 64;
+    // Not value-initialized: pages are touched only when blocks are written.
+    storage_.reset(new uint8_t[bytes]);
+    uintptr_t address = reinterpret_cast<uintptr_t>(storage_.get());
+    base_ = reinterpret_cast<uint8_t*>((address + 63) & ~uintptr_t{63});
   }
-  const size_t bytes = block_bytes_ * static_cast<size_t>(capacity) + 64;
-  // Not value-initialized: pages are touched only when blocks are written.
-  storage_.reset(new uint8_t[bytes]);
-  uintptr_t address = reinterpret_cast<uintptr_t>(storage_.get());
-  base_ = reinterpret_cast<uint8_t*>((address + 63) & ~uintptr_t{63});
   absl::MutexLock lock(&mu_);
   refcount_.assign(capacity, 0);
   published_.resize(capacity);
@@ -125,7 +121,8 @@ void KvBlockPool::Unref(int block) {
 
 bool KvBlockPool::InUse(int block) const {
   absl::MutexLock lock(&mu_);
-  return block >= 0 && block < capacity_ && refcount_[block] > 0;
+  return block >= 0 && block < capacity_ &&
+         (refcount_[block] > 0 || !published_[block].key.empty());
 }
 
 int KvBlockPool::RefCount(int block) const {

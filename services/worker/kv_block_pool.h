@@ -73,7 +73,8 @@ class KvBlockPool {
   void Ref(int block);
   void Unref(int block);
   int RefCount(int block) const;
-  // Whether the block is allocated (any id; out-of-range ids are not).
+  // Whether the block is allocated or cached, i.e. its contents may still be
+  // read (any id; out-of-range ids are not).
   bool InUse(int block) const;
 
   // Publish names the in-use `block` by `key` (any bytes; the engine uses the

@@ -111,6 +111,27 @@ TEST(KvBlockPoolTest, APublishedBlockStaysCachedAfterItsLastReference) {
   EXPECT_EQ(pool->evicted_blocks(), 0);
 }
 
+TEST(KvBlockPoolTest, ACachedBlockCountsAsInUseUntilEvicted) {
+  // An unbacked pool (a group leader's ids) caches as a backed one does; its
+  // user keeps a cached id's KV while InUse says so.
+  KvLayout layout = SmallLayout();
+  auto pool = *KvBlockPool::CreateUnbacked(layout, 2);
+  int cached = *pool->Allocate();
+  int plain = *pool->Allocate();
+  ASSERT_TRUE(pool->Publish("key", cached));
+  pool->Unref(cached);
+  pool->Unref(plain);
+  EXPECT_TRUE(pool->InUse(cached));
+  EXPECT_FALSE(pool->InUse(plain));
+  EXPECT_EQ(pool->Lookup("key"), cached);
+  pool->Unref(cached);
+  EXPECT_EQ(*pool->Allocate(), plain);
+  EXPECT_EQ(*pool->Allocate(), cached);  // Evicted, and in use again.
+  EXPECT_EQ(pool->Lookup("key"), -1);
+  pool->Unref(cached);
+  EXPECT_FALSE(pool->InUse(cached));
+}
+
 TEST(KvBlockPoolTest, AllocateEvictsOnlyUnreferencedBlocksOldestFirst) {
   KvLayout layout = SmallLayout();
   auto pool = *KvBlockPool::Create(layout, layout.BlockBytes() * 4);

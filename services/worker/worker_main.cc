@@ -63,7 +63,8 @@ ABSL_FLAG(int, prefill_chunk_tokens, 512,
 ABSL_FLAG(bool, prefix_cache, true,
           "Keep full prompt KV blocks in memory after their request, for later "
           "requests with the same prefix; least recently used ones (those "
-          "already in the memory store first) make room when needed.");
+          "already in the memory store first) make room when needed. Groups "
+          "of more than one rank do not cache yet.");
 ABSL_FLAG(int, offload_queue_blocks, 64,
           "KV blocks waiting to be written to the memory store; more are "
           "dropped (counted), never waited for.");
@@ -218,6 +219,12 @@ int main(int argc, char** argv) {
     engine_options.offloader = offloader.get();
   }
   engine_options.fingerprint = source->fingerprint;
+  if (grouped) {
+    // A group's block ids name blocks placed on its ranks, and a group that
+    // re-forms drops them: cached ids would outlive their KV. Groups recompute
+    // every prompt for now.
+    engine_options.prefix_cache = false;
+  }
   // A rank of a group of P > 1 serves once the group has formed; rank 0 runs
   // the engine over the whole group, the others run the steps it sends.
   std::mutex ready_mu;  // Orders the group's readiness reports.

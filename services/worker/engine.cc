@@ -208,11 +208,15 @@ void Engine::RestoreLoop() {
 
 void Engine::Finish(Sequence& seq, v1::FinishReason reason,
                     absl::Status status) {
-  // Last block first: a prefix's leading blocks are then the most recently
-  // released, the last the cache evicts, and a cut prefix stays usable.
-  for (auto it = seq.blocks.rbegin(); it != seq.blocks.rend(); ++it) {
-    pool_->Unref(*it);
+  // The sequence's own blocks go back first, in order; then the cached
+  // prefix, last block first: its leading blocks are then the most recently
+  // released, the last the cache evicts, so a cut prefix stays usable.
+  const int cached =
+      std::min(seq.published_upto, static_cast<int>(seq.blocks.size()));
+  for (size_t i = cached; i < seq.blocks.size(); ++i) {
+    pool_->Unref(seq.blocks[i]);
   }
+  for (int i = cached - 1; i >= 0; --i) pool_->Unref(seq.blocks[i]);
   seq.blocks.clear();
   TokenEvent event;
   event.finished = true;

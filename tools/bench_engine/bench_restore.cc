@@ -35,6 +35,9 @@ ABSL_FLAG(std::string, shape, "S", "Model shape: S or M.");
 ABSL_FLAG(std::string, dir, "",
           "Folder for the store; default a new temp folder.");
 ABSL_FLAG(int, prefill_chunk, 2048, "Prompt tokens per forward call.");
+ABSL_FLAG(int, restore_parallelism,
+          longctx::KvOffloaderOptions().restore_parallelism,
+          "Blocks fetched from the store at once.");
 
 namespace longctx {
 namespace {
@@ -121,7 +124,11 @@ int Run() {
     auto pool = *KvBlockPool::Create(layout, layout.BlockBytes() * num_blocks);
     std::vector<int> blocks;
     for (int i = 0; i < num_blocks; ++i) blocks.push_back(*pool->Allocate());
-    KvOffloader offloader(client->get(), pool.get(), fingerprint, {}, nullptr);
+    KvOffloaderOptions restore_options;
+    restore_options.restore_parallelism =
+        absl::GetFlag(FLAGS_restore_parallelism);
+    KvOffloader offloader(client->get(), pool.get(), fingerprint,
+                          restore_options, nullptr);
     absl::Time start = absl::Now();
     restored =
         offloader.Restore(absl::MakeConstSpan(keys).subspan(0, restorable),

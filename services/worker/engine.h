@@ -12,7 +12,8 @@
 //  * the memory store (KvOffloader): the blocks after the cached ones are read
 //    back from the store. A restore runs on the engine's restore thread while
 //    the other sequences keep stepping; the sequence joins prefill when it
-//    ends.
+//    ends. (A group's store I/O shares the ranks' link with the steps and
+//    holds them back while it restores.)
 // Only the rest of the prompt is prefilled. Blocks that the sequence computes
 // are published to the prefix cache and offloaded to the store as they
 // complete.

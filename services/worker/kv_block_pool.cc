@@ -52,6 +52,7 @@ KvBlockPool::KvBlockPool(const KvLayout& layout, int capacity, bool backed)
   }
   absl::MutexLock lock(&mu_);
   refcount_.assign(capacity, 0);
+  allocations_.assign(capacity, 0);
   published_.resize(capacity);
   evictable_at_.resize(capacity, evictable_.end());
   free_.reserve(capacity);
@@ -98,6 +99,7 @@ absl::StatusOr<int> KvBlockPool::Allocate() {
                      layout_.block_size, " tokens)"));
   }
   refcount_[block] = 1;
+  ++allocations_[block];
   return block;
 }
 
@@ -117,6 +119,11 @@ void KvBlockPool::Unref(int block) {
   }
   evictable_at_[block] = evictable_.insert(evictable_.end(), block);
   if (published_[block].stored) ++evictable_stored_;
+}
+
+uint64_t KvBlockPool::Allocations(int block) const {
+  absl::MutexLock lock(&mu_);
+  return allocations_[block];
 }
 
 bool KvBlockPool::InUse(int block) const {

@@ -76,6 +76,9 @@ class KvBlockPool {
   // Whether the block is allocated or cached, i.e. its contents may still be
   // read (any id; out-of-range ids are not).
   bool InUse(int block) const;
+  // How many times Allocate has handed out the block: tells a later holder of
+  // the id from an earlier one.
+  uint64_t Allocations(int block) const;
 
   // Publish names the in-use `block` by `key` (any bytes; the engine uses the
   // 16-byte KeyBytes of a chained block key). The block's contents must be
@@ -130,6 +133,7 @@ class KvBlockPool {
   mutable absl::Mutex mu_;
   std::vector<int> free_ ABSL_GUARDED_BY(mu_);      // Stack of free block ids.
   std::vector<int> refcount_ ABSL_GUARDED_BY(mu_);  // Per block.
+  std::vector<uint64_t> allocations_ ABSL_GUARDED_BY(mu_);  // Per block.
   // Per block; key empty when not published.
   std::vector<Published> published_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, int> by_key_ ABSL_GUARDED_BY(mu_);

@@ -51,30 +51,26 @@ int32_t RestoreOnRank(const StepPlan& plan, int rank, KvOffloader* io) {
 // rest); steps and pings are serialized.
 class WorkerGroup::LeaderModel : public ForwardModel {
  public:
+  // `ids` is the engine's pool of block ids over the group.
   LeaderModel(const WorkerGroupOptions& options, LlamaModel* model,
-              KvBlockPool* pool, KvOffloader* io)
-      : options_(options), model_(model), pool_(pool), io_(io) {}
+              KvBlockPool* pool, KvBlockPool* ids, KvOffloader* io)
+      : options_(options), model_(model), pool_(pool), ids_(ids), io_(io) {}
 
   int vocab_size() const override { return model_->vocab_size(); }
 
-  absl::Status Forward(absl::Span<const SeqSpan> spans, KvBlockPool& ids,
-                       float* logits) override {
+  absl::Status Forward(absl::Span<const SeqSpan> spans,
+                       KvBlockPool& /*ids: ids_*/, float* logits) override {
     absl::MutexLock lock(&mu_);
     if (ring_ == nullptr || broken_) {
       return absl::UnavailableError(absl::StrCat(
           "worker group ", options_.group_id, " is not complete: ", why_));
     }
-    // Ids the engine freed give their blocks back.
-    for (auto it = placed_.begin(); it != placed_.end();) {
-      auto next = std::next(it);
-      if (!ids.InUse(it->first)) {
-        if (it->second.generation == generation_) {
-          placer_->Release(it->second.place);
-        }
-        placed_.erase(it);
-      }
-      it = next;
+    // Ids the engine freed (or freed and took again) give their blocks back.
+    std::vector<int> stale;
+    for (const auto& [id, placed] : placed_) {
+      if (!IsCurrent(id, placed)) stale.push_back(id);
     }
+    for (int id : stale) Drop(id);
     const int block = pool_->layout().block_size;
     StepPlan plan;
     plan.step = ++step_;
@@ -92,20 +88,17 @@ class WorkerGroup::LeaderModel : public ForwardModel {
       }
       fresh.clear();
       for (int i = 0; i < nb; ++i) {
-        auto it = placed_.find(span.blocks[i]);
-        if (it == placed_.end()) {
+        const Placed* placed = Current(span.blocks[i]);
+        if (placed == nullptr) {
           fresh.push_back(span.blocks[i]);
-        } else if (it->second.generation != generation_) {
+        } else if (placed->generation != generation_) {
           return absl::UnavailableError(
               "the sequence's KV was held by an earlier group that broke up");
         }
       }
       if (!fresh.empty()) {
-        auto places = placer_->PlaceBlocks(static_cast<int>(fresh.size()));
-        if (!places.ok()) return places.status();
-        for (size_t k = 0; k < fresh.size(); ++k) {
-          placed_[fresh[k]] = {(*places)[k], generation_};
-        }
+        absl::Status placed = Place(fresh);
+        if (!placed.ok()) return placed;
       }
       for (int i = 0; i < nb; ++i) {
         const Placed& p = placed_[span.blocks[i]];
@@ -133,12 +126,10 @@ class WorkerGroup::LeaderModel : public ForwardModel {
   // at once on this rank, with the next plan on the others.
   bool Offload(const std::string& key, int id, int token_count) {
     absl::MutexLock lock(&mu_);
-    auto it = placed_.find(id);
-    if (ring_ == nullptr || broken_ || io_ == nullptr || it == placed_.end() ||
-        it->second.generation != generation_) {
-      return false;
-    }
-    const BlockPlacer::Place& place = it->second.place;
+    if (ring_ == nullptr || broken_ || io_ == nullptr) return false;
+    const Placed* placed = Current(id);
+    if (placed == nullptr || placed->generation != generation_) return false;
+    const BlockPlacer::Place& place = placed->place;
     if (place.rank == 0) return io_->OffloadCopy(key, place.local, token_count);
     pending_offloads_.push_back({place.rank, place.local, token_count, key});
     return true;
@@ -153,13 +144,9 @@ class WorkerGroup::LeaderModel : public ForwardModel {
     plan.kind = StepPlan::kRestore;
     std::vector<int> fresh;
     for (int id : ids) {
-      if (placed_.find(id) == placed_.end()) fresh.push_back(id);
+      if (Current(id) == nullptr) fresh.push_back(id);
     }
-    auto places = placer_->PlaceBlocks(static_cast<int>(fresh.size()));
-    if (!places.ok()) return 0;
-    for (size_t k = 0; k < fresh.size(); ++k) {
-      placed_[fresh[k]] = {(*places)[k], generation_};
-    }
+    if (!Place(fresh).ok()) return 0;
     for (size_t i = 0; i < keys.size(); ++i) {
       const Placed& p = placed_[ids[i]];
       if (p.generation != generation_) return 0;
@@ -253,12 +240,55 @@ class WorkerGroup::LeaderModel : public ForwardModel {
  private:
   struct Placed {
     BlockPlacer::Place place;
-    uint64_t generation = 0;
+    uint64_t generation = 0;  // Of the group it was placed in.
+    uint64_t allocation = 0;  // ids_->Allocations(id) when it was placed.
   };
+
+  // Whether a placement still belongs to the id's holder: the id is in use
+  // and was not freed and taken again since.
+  bool IsCurrent(int id, const Placed& placed) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return ids_->InUse(id) && ids_->Allocations(id) == placed.allocation;
+  }
+
+  // Forgets an id's placement, giving the block back to its rank when it was
+  // placed in the current group (an earlier group's placer is gone).
+  void Drop(int id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    auto it = placed_.find(id);
+    if (it == placed_.end()) return;
+    if (it->second.generation == generation_) {
+      placer_->Release(it->second.place);
+    }
+    placed_.erase(it);
+  }
+
+  // The id's current placement, or null (a stale one is dropped here).
+  const Placed* Current(int id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    auto it = placed_.find(id);
+    if (it == placed_.end()) return nullptr;
+    if (!IsCurrent(id, it->second)) {
+      Drop(id);
+      return nullptr;
+    }
+    return &it->second;
+  }
+
+  // Places new blocks for `fresh` ids (consecutive blocks of one sequence).
+  absl::Status Place(const std::vector<int>& fresh)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    auto places = placer_->PlaceBlocks(static_cast<int>(fresh.size()));
+    if (!places.ok()) return places.status();
+    for (size_t k = 0; k < fresh.size(); ++k) {
+      placed_[fresh[k]] = {(*places)[k], generation_,
+                           ids_->Allocations(fresh[k])};
+    }
+    return absl::OkStatus();
+  }
 
   const WorkerGroupOptions& options_;
   LlamaModel* const model_;
   KvBlockPool* const pool_;
+  KvBlockPool* const ids_;
   KvOffloader* const io_;
 
   mutable absl::Mutex mu_;
@@ -302,7 +332,8 @@ WorkerGroup::WorkerGroup(
   if (options_.rank == 0) {
     group_pool_ = *KvBlockPool::CreateUnbacked(
         pool->layout(), pool->capacity() * std::max(1, options_.size));
-    leader_model_ = std::make_unique<LeaderModel>(options_, model, pool, io);
+    leader_model_ = std::make_unique<LeaderModel>(options_, model, pool,
+                                                  group_pool_.get(), io);
     if (io != nullptr) {
       store_io_ = std::make_unique<GroupStoreIo>(leader_model_.get());
     }

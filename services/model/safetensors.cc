@@ -186,7 +186,29 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(
   file->path_ = path;
   file->mapping_ = mapping;
   file->size_ = size;
-  const auto* bytes = static_cast<const uint8_t*>(mapping);
+  LONGCTX_RETURN_IF_ERROR(
+      file->Parse(absl::string_view(static_cast<const char*>(mapping), size)));
+  return file;
+}
+
+absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::FromBuffer(
+    absl::string_view contents, const std::string& name) {
+  std::unique_ptr<SafetensorsFile> file(new SafetensorsFile());
+  file->path_ = name;
+  file->size_ = contents.size();
+  LONGCTX_RETURN_IF_ERROR(file->Parse(contents));
+  return file;
+}
+
+absl::Status SafetensorsFile::Parse(absl::string_view contents) {
+  const std::string& path = path_;
+  const uint64_t size = contents.size();
+  if (size < 8) {
+    return Corrupt(path, absl::StrCat("truncated: the file has ", size,
+                                      " bytes, fewer than the 8-byte header "
+                                      "length"));
+  }
+  const auto* bytes = reinterpret_cast<const uint8_t*>(contents.data());
 
   uint64_t header_size = 0;
   for (int i = 7; i >= 0; --i) header_size = (header_size << 8) | bytes[i];
@@ -225,7 +247,7 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(
           return Corrupt(path, absl::StrCat("\"__metadata__\" entry ", m.key(),
                                             " is not a string"));
         }
-        file->metadata_[m.key()] = m->get<std::string>();
+        metadata_[m.key()] = m->get<std::string>();
       }
       continue;
     }
@@ -256,8 +278,8 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(
     tensor.data = bytes + data_start + begin;
     tensor.size_bytes = end - begin;
     tensor.file = path;
-    ranges.push_back({begin, end, file->tensors_.size()});
-    file->tensors_.push_back(std::move(tensor));
+    ranges.push_back({begin, end, tensors_.size()});
+    tensors_.push_back(std::move(tensor));
   }
 
   std::sort(ranges.begin(), ranges.end(), [](const Range& a, const Range& b) {
@@ -269,24 +291,24 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(
     if (range.begin == range.end) continue;
     if (previous != nullptr && range.begin < previous->end) {
       return Corrupt(
-          path, absl::StrCat("the bytes of tensors ",
-                             file->tensors_[previous->tensor].name, " [",
-                             previous->begin, ", ", previous->end, ") and ",
-                             file->tensors_[range.tensor].name, " [",
-                             range.begin, ", ", range.end, ") overlap"));
+          path,
+          absl::StrCat("the bytes of tensors ", tensors_[previous->tensor].name,
+                       " [", previous->begin, ", ", previous->end, ") and ",
+                       tensors_[range.tensor].name, " [", range.begin, ", ",
+                       range.end, ") overlap"));
     }
     previous = &range;
   }
   std::vector<SafetensorsTensor> ordered;
   ordered.reserve(ranges.size());
   for (const Range& range : ranges) {
-    ordered.push_back(std::move(file->tensors_[range.tensor]));
+    ordered.push_back(std::move(tensors_[range.tensor]));
   }
-  file->tensors_ = std::move(ordered);
-  for (size_t i = 0; i < file->tensors_.size(); ++i) {
-    file->index_[file->tensors_[i].name] = i;
+  tensors_ = std::move(ordered);
+  for (size_t i = 0; i < tensors_.size(); ++i) {
+    index_[tensors_[i].name] = i;
   }
-  return file;
+  return absl::OkStatus();
 }
 
 SafetensorsFile::~SafetensorsFile() {

@@ -56,9 +56,9 @@ absl::StatusOr<kernels::DType> SupportedDtype(const SafetensorsTensor& tensor);
 // "F32", "F16" or "BF16".
 const char* SafetensorsDtypeName(kernels::DType dtype);
 
-// SafetensorsFile is one mapped safetensors file. Immutable after Open and
-// thread-safe. The mapping is released by the destructor; every pointer into
-// it dies with the object.
+// SafetensorsFile is one mapped safetensors file (or one in memory, see
+// FromBuffer). Immutable after Open and thread-safe. The mapping is released by
+// the destructor; every pointer into it dies with the object.
 class SafetensorsFile {
  public:
   // Open maps `path` read-only and checks its layout: the header length within
@@ -72,6 +72,14 @@ class SafetensorsFile {
   // the mapping fault, as with any mapped file.)
   static absl::StatusOr<std::unique_ptr<SafetensorsFile>> Open(
       const std::string& path);
+
+  // FromBuffer describes the safetensors file whose bytes are `contents`
+  // (not copied: they must outlive the object and every pointer into them),
+  // with the checks of Open; `name` stands for the path in path(), in the
+  // tensors' `file` and in error messages. For files already in memory, and
+  // for the fuzz target of the parser.
+  static absl::StatusOr<std::unique_ptr<SafetensorsFile>> FromBuffer(
+      absl::string_view contents, const std::string& name);
 
   ~SafetensorsFile();
   SafetensorsFile(const SafetensorsFile&) = delete;
@@ -91,9 +99,12 @@ class SafetensorsFile {
 
  private:
   SafetensorsFile() = default;
+  // Parse checks `contents` (the whole file) and fills the tensors and the
+  // metadata.
+  absl::Status Parse(absl::string_view contents);
 
   std::string path_;
-  void* mapping_ = nullptr;
+  void* mapping_ = nullptr;  // Null for FromBuffer.
   uint64_t size_ = 0;
   std::vector<SafetensorsTensor> tensors_;
   absl::flat_hash_map<std::string, size_t> index_;  // Name -> tensors_ entry.

@@ -275,6 +275,43 @@ TEST(SafetensorsTest, RandomCorruptionNeverCrashes) {
   }
 }
 
+// FromBuffer reads the bytes Open maps, with the same checks and messages.
+TEST(SafetensorsTest, FromBufferMatchesOpen) {
+  const std::string dir = NewTempDir("buffer");
+  const std::string path = JoinPath(dir, "a.safetensors");
+  const std::vector<float> f32 = {1.5f, -2.0f, 3.25f, 0.0f};
+  ASSERT_TRUE(WriteSafetensors(path, {{{"w", "F32", {2, 2}}, Bytes(f32)}},
+                               {{"format", "pt"}})
+                  .ok());
+  absl::StatusOr<std::string> content = ReadFile(path);
+  ASSERT_TRUE(content.ok());
+
+  absl::StatusOr<std::unique_ptr<SafetensorsFile>> file =
+      SafetensorsFile::FromBuffer(*content, "in-memory");
+  ASSERT_TRUE(file.ok()) << file.status();
+  EXPECT_EQ((*file)->path(), "in-memory");
+  EXPECT_EQ((*file)->file_size(), content->size());
+  EXPECT_EQ((*file)->metadata().at("format"), "pt");
+  const SafetensorsTensor* t = (*file)->Find("w");
+  ASSERT_NE(t, nullptr);
+  EXPECT_EQ(t->file, "in-memory");
+  EXPECT_EQ(t->shape, (std::vector<int64_t>{2, 2}));
+  // The tensor points into the caller's buffer, not a copy.
+  EXPECT_GE(reinterpret_cast<const char*>(t->data), content->data());
+  EXPECT_LE(reinterpret_cast<const char*>(t->data) + t->size_bytes,
+            content->data() + content->size());
+  EXPECT_EQ(std::memcmp(t->data, f32.data(), 16), 0);
+
+  const std::string truncated = content->substr(0, content->size() - 1);
+  const absl::Status status =
+      SafetensorsFile::FromBuffer(truncated, "in-memory").status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(status.message(), HasSubstr("in-memory: tensor w"));
+  EXPECT_THAT(status.message(), HasSubstr("run past the data section"));
+  EXPECT_EQ(SafetensorsFile::FromBuffer("", "empty").status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 TEST(SafetensorsWriterTest, RejectsBadSpecsAndSizes) {
   const std::string dir = NewTempDir("writer");
   const std::string path = JoinPath(dir, "a.safetensors");

@@ -54,20 +54,27 @@ absl::StatusOr<std::unique_ptr<GatewayModel>> GatewayModel::Load(
       LoadTokenizer(dir, *config);
   if (!tokenizer.ok()) return prefixed(tokenizer.status());
 
+  return Create(*config, *std::move(tokenizer),
+                name.empty() ? BaseName(dir) : name);
+}
+
+std::unique_ptr<GatewayModel> GatewayModel::Create(
+    const ModelConfig& config, std::unique_ptr<Tokenizer> tokenizer,
+    const std::string& name) {
   std::unique_ptr<GatewayModel> model(new GatewayModel());
-  model->tokenizer_ = *std::move(tokenizer);
+  model->tokenizer_ = std::move(tokenizer);
   v1::ModelInfo& info = model->info_;
-  info.set_name(name.empty() ? BaseName(dir) : name);
-  info.set_architecture(config->architecture);
-  info.set_vocab_size(config->vocab_size);
-  info.set_num_layers(config->num_hidden_layers);
-  info.set_hidden_size(config->hidden_size);
-  info.set_num_attention_heads(config->num_attention_heads);
-  info.set_num_kv_heads(config->num_key_value_heads);
-  info.set_head_dim(config->head_dim);
+  info.set_name(name);
+  info.set_architecture(config.architecture);
+  info.set_vocab_size(config.vocab_size);
+  info.set_num_layers(config.num_hidden_layers);
+  info.set_hidden_size(config.hidden_size);
+  info.set_num_attention_heads(config.num_attention_heads);
+  info.set_num_kv_heads(config.num_key_value_heads);
+  info.set_head_dim(config.head_dim);
   // torch_dtype names the checkpoint's dtype ("bfloat16"); report it in the
   // safetensors spelling.
-  const std::string& dtype = config->torch_dtype;
+  const std::string& dtype = config.torch_dtype;
   info.set_weight_dtype(dtype == "float32"    ? "F32"
                         : dtype == "float16"  ? "F16"
                         : dtype == "bfloat16" ? "BF16"
@@ -79,6 +86,33 @@ absl::StatusOr<std::unique_ptr<GatewayModel>> GatewayModel::Load(
   for (int32_t id : model->tokenizer_->eos_ids()) info.add_eos_token_ids(id);
   info.set_bos_token_id(model->tokenizer_->bos_id().value_or(-1));
   return model;
+}
+
+absl::StatusOr<ValidatedRequest> GatewayModel::PrepareRequest(
+    const v1::GenerateRequest& request, const GatewayLimits& limits,
+    uint64_t random_seed) const {
+  absl::StatusOr<ValidatedRequest> validated =
+      ValidateGenerateRequest(request, info_, limits, random_seed);
+  if (!validated.ok()) return validated.status();
+  std::vector<int32_t> prompt;
+  std::string field = "token_ids.ids";
+  if (request.has_text()) {
+    field = "text";
+    if (request.add_bos() && info_.bos_token_id() >= 0) {
+      prompt.push_back(info_.bos_token_id());
+    }
+    absl::StatusOr<std::vector<int32_t>> ids = Encode(request.text());
+    if (!ids.ok()) return ids.status();
+    prompt.insert(prompt.end(), ids->begin(), ids->end());
+  } else {
+    prompt.assign(request.token_ids().ids().begin(),
+                  request.token_ids().ids().end());
+  }
+  absl::Status checked = CheckPromptTokens(prompt, info_, limits, field);
+  if (!checked.ok()) return checked;
+  validated->worker_request.mutable_prompt_token_ids()->Add(prompt.begin(),
+                                                            prompt.end());
+  return validated;
 }
 
 absl::StatusOr<std::vector<int32_t>> GatewayModel::Encode(

@@ -11,7 +11,10 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "proto/longctx.pb.h"
+#include "services/gateway/gateway_limits.h"
 #include "services/gateway/generate_call.h"
+#include "services/gateway/request_validator.h"
+#include "services/model/model_config.h"
 #include "services/model/tokenizer.h"
 
 namespace longctx {
@@ -24,6 +27,12 @@ class GatewayModel {
   static absl::StatusOr<std::unique_ptr<GatewayModel>> Load(
       const std::string& dir, const std::string& name);
 
+  // Create is Load without the folder: the model described by `config`
+  // (already validated) with `tokenizer`, called `name`.
+  static std::unique_ptr<GatewayModel> Create(
+      const ModelConfig& config, std::unique_ptr<Tokenizer> tokenizer,
+      const std::string& name);
+
   // The model's description; limits, groups and the fingerprint (which the
   // workers report: the gateway never reads the weights) are left unset.
   const v1::ModelInfo& info() const { return info_; }
@@ -31,6 +40,15 @@ class GatewayModel {
   // Encode tokenizes text (no special tokens added); INTERNAL if the tokenizer
   // library fails.
   absl::StatusOr<std::vector<int32_t>> Encode(absl::string_view text) const;
+
+  // PrepareRequest turns a public request into the worker's: it validates
+  // the request (ValidateGenerateRequest), tokenizes its text (after the bos
+  // token when add_bos is set and the model has one) or takes its token ids,
+  // and checks the prompt (CheckPromptTokens). Only the request id is left to
+  // set. Errors are those of the three steps.
+  absl::StatusOr<ValidatedRequest> PrepareRequest(
+      const v1::GenerateRequest& request, const GatewayLimits& limits,
+      uint64_t random_seed) const;
 
   // NewTextStream starts the detokenization of one request's output.
   std::unique_ptr<TextStream> NewTextStream() const;

@@ -213,30 +213,13 @@ grpc::ServerWriteReactor<v1::GenerateResponse>* GatewayServiceImpl::Generate(
     return fail(status);
   };
   thread_local absl::BitGen random;
-  absl::StatusOr<ValidatedRequest> validated = ValidateGenerateRequest(
-      *request, model_->info(), limits_, absl::Uniform<uint64_t>(random));
+  absl::StatusOr<ValidatedRequest> validated = model_->PrepareRequest(
+      *request, limits_, absl::Uniform<uint64_t>(random));
   if (!validated.ok()) return fail_admitted(validated.status());
 
-  std::vector<int32_t> prompt;
-  std::string field = "token_ids.ids";
-  if (request->has_text()) {
-    field = "text";
-    if (request->add_bos() && model_->info().bos_token_id() >= 0) {
-      prompt.push_back(model_->info().bos_token_id());
-    }
-    absl::StatusOr<std::vector<int32_t>> ids = model_->Encode(request->text());
-    if (!ids.ok()) return fail_admitted(ids.status());
-    prompt.insert(prompt.end(), ids->begin(), ids->end());
-  } else {
-    prompt.assign(request->token_ids().ids().begin(),
-                  request->token_ids().ids().end());
-  }
-  absl::Status checked =
-      CheckPromptTokens(prompt, model_->info(), limits_, field);
-  if (!checked.ok()) return fail_admitted(checked);
-  validated->worker_request.mutable_prompt_token_ids()->Add(prompt.begin(),
-                                                            prompt.end());
-
+  const std::vector<int32_t> prompt(
+      validated->worker_request.prompt_token_ids().begin(),
+      validated->worker_request.prompt_token_ids().end());
   absl::StatusOr<Route> route = Dispatch(prompt, validated->worker_request);
   if (!route.ok()) return fail_admitted(route.status());
   validated->worker_request.set_request_id(request_id);

@@ -1,0 +1,105 @@
+#include "services/gateway/gateway_model.h"
+
+#include <memory>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "services/model/model_config.h"
+#include "services/model/tokenizer.h"
+
+namespace longctx {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+// A byte-tokenizer model: ids 0..255 are bytes, 256 bos, 257 eos.
+std::unique_ptr<GatewayModel> ByteModel() {
+  ModelConfig config;
+  config.architecture = "LlamaForCausalLM";
+  config.vocab_size = 260;
+  config.bos_token_id = 256;
+  config.eos_token_ids = {257};
+  config.torch_dtype = "bfloat16";
+  absl::StatusOr<std::unique_ptr<ByteTokenizer>> tokenizer =
+      ByteTokenizer::Create(config);
+  EXPECT_TRUE(tokenizer.ok()) << tokenizer.status();
+  return GatewayModel::Create(config, *std::move(tokenizer), "tiny");
+}
+
+std::vector<int32_t> Prompt(const ValidatedRequest& request) {
+  const auto& ids = request.worker_request.prompt_token_ids();
+  return std::vector<int32_t>(ids.begin(), ids.end());
+}
+
+TEST(GatewayModelTest, CreateDescribesTheModel) {
+  std::unique_ptr<GatewayModel> model = ByteModel();
+  EXPECT_EQ(model->info().name(), "tiny");
+  EXPECT_EQ(model->info().vocab_size(), 260);
+  EXPECT_EQ(model->info().tokenizer(), "byte");
+  EXPECT_EQ(model->info().weight_dtype(), "BF16");
+  EXPECT_EQ(model->info().bos_token_id(), 256);
+  EXPECT_THAT(model->info().eos_token_ids(), ElementsAre(257));
+}
+
+TEST(GatewayModelTest, PrepareRequestTokenizesTextAfterBos) {
+  std::unique_ptr<GatewayModel> model = ByteModel();
+  v1::GenerateRequest request;
+  request.set_text("hi");
+  request.set_add_bos(true);
+  absl::StatusOr<ValidatedRequest> prepared =
+      model->PrepareRequest(request, GatewayLimits(), 7);
+  ASSERT_TRUE(prepared.ok()) << prepared.status();
+  EXPECT_THAT(Prompt(*prepared), ElementsAre(256, 'h', 'i'));
+  // Defaults resolved, eos among the stop ids, the given seed used.
+  EXPECT_EQ(prepared->worker_request.sampling().seed(), 7u);
+  EXPECT_THAT(prepared->worker_request.stop_token_ids(), ElementsAre(257));
+
+  request.set_add_bos(false);
+  prepared = model->PrepareRequest(request, GatewayLimits(), 7);
+  ASSERT_TRUE(prepared.ok()) << prepared.status();
+  EXPECT_THAT(Prompt(*prepared), ElementsAre('h', 'i'));
+}
+
+TEST(GatewayModelTest, PrepareRequestTakesTokenIdsAsGiven) {
+  std::unique_ptr<GatewayModel> model = ByteModel();
+  v1::GenerateRequest request;
+  request.mutable_token_ids()->add_ids(5);
+  request.mutable_token_ids()->add_ids(259);
+  absl::StatusOr<ValidatedRequest> prepared =
+      model->PrepareRequest(request, GatewayLimits(), 1);
+  ASSERT_TRUE(prepared.ok()) << prepared.status();
+  EXPECT_THAT(Prompt(*prepared), ElementsAre(5, 259));
+
+  request.mutable_token_ids()->add_ids(260);
+  const absl::Status status =
+      model->PrepareRequest(request, GatewayLimits(), 1).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(status.message(), HasSubstr("token_ids.ids[2] is 260"));
+}
+
+TEST(GatewayModelTest, PrepareRequestErrorsNameTheirLimit) {
+  std::unique_ptr<GatewayModel> model = ByteModel();
+  GatewayLimits limits;
+  limits.max_prompt_tokens = 3;
+  v1::GenerateRequest request;
+  request.set_text("four");
+  absl::Status status = model->PrepareRequest(request, limits, 1).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(status.message(), HasSubstr("--max_prompt_tokens"));
+
+  request.set_text("");
+  status = model->PrepareRequest(request, limits, 1).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(status.message(), HasSubstr("text has no tokens"));
+
+  request.set_text("ok");
+  request.mutable_sampling()->set_top_p(2);
+  status = model->PrepareRequest(request, limits, 1).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(status.message(), HasSubstr("sampling.top_p"));
+}
+
+}  // namespace
+}  // namespace longctx

@@ -1,9 +1,18 @@
 #include "kernels/cpu_isa.h"
 
+#include <cpuid.h>
+
 #include <atomic>
 
 namespace longctx::kernels {
 namespace {
+
+// F16C is CPUID.1:ECX bit 29. (gcc's __builtin_cpu_supports knows "f16c", but
+// clang before 16 does not, and the fuzz targets build with Debian's clang 14.)
+bool CpuidHasF16c() {
+  unsigned int eax = 0, ebx = 0, ecx = 0, edx = 0;
+  return __get_cpuid(1, &eax, &ebx, &ecx, &edx) != 0 && (ecx & bit_F16C) != 0;
+}
 
 std::atomic<int> max_isa{static_cast<int>(CpuIsa::kAvx512)};
 
@@ -13,7 +22,7 @@ bool CpuSupportsAvx512() {
          __builtin_cpu_supports("avx512bw") &&
          __builtin_cpu_supports("avx512vl") &&
          __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("fma") &&
-         __builtin_cpu_supports("f16c");
+         CpuidHasF16c();
 }
 
 }  // namespace
@@ -31,8 +40,7 @@ CpuIsa ActiveCpuIsa() {
 }
 
 bool CpuHasF16c() {
-  static const bool has_f16c =
-      __builtin_cpu_supports("avx") && __builtin_cpu_supports("f16c");
+  static const bool has_f16c = __builtin_cpu_supports("avx") && CpuidHasF16c();
   return has_f16c && max_isa.load(std::memory_order_relaxed) >
                          static_cast<int>(CpuIsa::kScalar);
 }

@@ -137,34 +137,44 @@ std::string IncrementalDetokenizer::Push(absl::Span<const int32_t> ids) {
   // One id at a time, so that held-back text is counted in tokens.
   for (int32_t id : ids) {
     window_.push_back(id >= 0 && id < tokenizer_->vocab_size() ? id : -1);
-    ++held_tokens_;
     const std::string text = DecodeWindow();
     const size_t start = std::min(emitted_, text.size());
-    const size_t tail =
-        IncompleteTailLength(absl::string_view(text).substr(start));
-    if (tail > 0 && held_tokens_ < kMaxHeldTokens) {
-      out += SanitizeUtf8(
-          absl::string_view(text).substr(start, text.size() - tail - start));
-      emitted_ = text.size() - tail;
-      continue;
+    size_t tail = IncompleteTailLength(absl::string_view(text).substr(start));
+    if (tail > 0) {
+      // Text before the tail became final: the tail started with this token
+      // (a tail is one character's beginning, which no earlier token could
+      // have started without being part of the previous tail).
+      held_tokens_ = text.size() - tail > start ? 1 : held_tokens_ + 1;
+      if (held_tokens_ >= kMaxHeldTokens) tail = 0;  // Not going to complete.
     }
-    out += SanitizeUtf8(absl::string_view(text).substr(start));
-    emitted_ = text.size();
-    held_tokens_ = 0;
-    // All text is out: restart the window from the last token (kept as
-    // context, so that e.g. SentencePiece spaces after it come out right),
-    // when that token decodes to whole characters on its own.
-    if (window_.size() > kMaxWindow && window_.back() >= 0) {
-      const std::string last =
-          tokenizer_->DecodeRaw(absl::MakeConstSpan(&window_.back(), 1));
-      if (!last.empty() && IncompleteTailLength(last) == 0 &&
-          SanitizeUtf8(last) == last) {
-        window_.erase(window_.begin(), window_.end() - 1);
-        emitted_ = last.size();
-      }
-    }
+    out += SanitizeUtf8(
+        absl::string_view(text).substr(start, text.size() - tail - start));
+    emitted_ = text.size() - tail;
+    if (tail == 0) held_tokens_ = 0;
+    if (window_.size() > kMaxWindow) RestartWindow(text, tail);
   }
   return out;
+}
+
+void IncrementalDetokenizer::RestartWindow(absl::string_view text,
+                                           size_t tail) {
+  // Keep the tokens of the held tail, and one before them as context (so
+  // that e.g. SentencePiece spaces after it come out right), when they decode
+  // on their own to whole characters followed by the same held tail.
+  const size_t keep = std::min(window_.size(), size_t(held_tokens_) + 1);
+  std::vector<int32_t> kept(window_.end() - keep, window_.end());
+  std::swap(window_, kept);
+  const std::string restarted = DecodeWindow();
+  const absl::string_view held = text.substr(text.size() - tail);
+  const size_t done = restarted.size() >= tail ? restarted.size() - tail : 0;
+  const absl::string_view before = absl::string_view(restarted).substr(0, done);
+  if (restarted.size() >= tail && done > 0 &&
+      absl::string_view(restarted).substr(done) == held &&
+      IncompleteTailLength(before) == 0 && SanitizeUtf8(before) == before) {
+    emitted_ = done;
+  } else {
+    std::swap(window_, kept);  // Not now: keep the whole window.
+  }
 }
 
 std::string IncrementalDetokenizer::Flush() {

@@ -90,6 +90,10 @@ class IncrementalDetokenizer {
 
  private:
   std::string DecodeWindow() const;
+  // RestartWindow cuts the window back to its last tokens once it has grown
+  // past its size; `text` is DecodeWindow() and its last `tail` bytes are
+  // held back.
+  void RestartWindow(absl::string_view text, size_t tail);
 
   const Tokenizer* tokenizer_;
   // Recent ids; -1 marks an id outside the vocabulary.
@@ -97,7 +101,8 @@ class IncrementalDetokenizer {
   // Bytes at the start of DecodeWindow() already returned (or, after the
   // window moved, that belong to context tokens).
   size_t emitted_ = 0;
-  // Tokens pushed since all text was last complete.
+  // Tokens pushed since the held-back text (an incomplete character) began;
+  // 0 when nothing is held.
   int held_tokens_ = 0;
 };
 

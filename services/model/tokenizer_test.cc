@@ -1,6 +1,7 @@
 #include "services/model/tokenizer.h"
 
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <random>
 #include <string>
@@ -207,6 +208,37 @@ TEST(IncrementalDetokenizerTest, BrokenSequencesBecomeReplacementCharacters) {
   EXPECT_EQ(stream->Push({0xE2, 0x82}), "");
   EXPECT_EQ(stream->Flush(), kReplacement);  // Never completed.
   EXPECT_EQ(stream->Push({'z'}), "z");       // Flush started over.
+}
+
+// A broken sequence right before a valid character: the character must not
+// be taken for part of the broken one (found by //fuzz:tokenizer_fuzz).
+TEST(IncrementalDetokenizerTest, ValidCharacterAfterABrokenOneComesOutWhole) {
+  std::unique_ptr<ByteTokenizer> tokenizer = MakeByteTokenizer();
+  std::unique_ptr<IncrementalDetokenizer> stream = tokenizer->NewDetokenizer();
+  // A 4-byte sequence cut after 3 bytes, then U+5800 (3 bytes).
+  std::string out;
+  for (int byte : {0xF0, 0x9F, 0x98, 0xE5, 0xA0}) out += stream->Push({byte});
+  EXPECT_EQ(out, kReplacement);
+  EXPECT_EQ(stream->Push({0x80}), "\xE5\xA0\x80");
+  EXPECT_EQ(stream->Flush(), "");
+}
+
+// Broken sequences one after another stream as Decode has them, however long
+// they go on.
+TEST(IncrementalDetokenizerTest, EndlessBrokenSequencesMatchDecode) {
+  std::unique_ptr<ByteTokenizer> tokenizer = MakeByteTokenizer();
+  std::vector<int32_t> ids;
+  for (int i = 0; i < 200; ++i) {
+    ids.push_back(0xE2);
+    ids.push_back(0x82);
+  }
+  ids.push_back(0xAC);  // The last one completes: U+20AC.
+  std::unique_ptr<IncrementalDetokenizer> stream = tokenizer->NewDetokenizer();
+  std::string text;
+  for (int32_t id : ids) text += stream->Push({id});
+  text += stream->Flush();
+  EXPECT_EQ(text, *tokenizer->Decode(ids));
+  EXPECT_EQ(text.size(), 199 * std::strlen(kReplacement) + 3);
 }
 
 TEST(IncrementalDetokenizerTest, IdsOutsideTheVocabularyBecomeReplacement) {

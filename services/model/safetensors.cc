@@ -41,18 +41,18 @@ std::string ShapeToString(absl::Span<const int64_t> shape) {
   return absl::StrCat("[", absl::StrJoin(shape, ","), "]");
 }
 
-// NumBytes computes elements * element_size for `shape`; false on overflow
-// of 64 bits.
+// NumBytes computes elements * element_size for `shape` (dimensions >= 0);
+// false when the element count overflows int64 (SafetensorsTensor::
+// num_elements) or the bytes overflow 64 bits, even if a later dimension is
+// 0.
 bool NumBytes(absl::Span<const int64_t> shape, uint64_t element_size,
               uint64_t* bytes) {
-  uint64_t total = element_size;
+  int64_t elements = 1;
   for (int64_t dim : shape) {
-    if (__builtin_mul_overflow(total, static_cast<uint64_t>(dim), &total)) {
-      return false;
-    }
+    if (__builtin_mul_overflow(elements, dim, &elements)) return false;
   }
-  *bytes = total;
-  return true;
+  return !__builtin_mul_overflow(static_cast<uint64_t>(elements), element_size,
+                                 bytes);
 }
 
 absl::Status Corrupt(absl::string_view path, absl::string_view problem) {

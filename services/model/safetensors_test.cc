@@ -221,6 +221,21 @@ TEST(SafetensorsTest, CorruptFilesGiveClearErrors) {
                 "\"__metadata__\" entry n is not a string");
 }
 
+// A shape whose element count overflows int64 is refused even when a later
+// dimension is 0: num_elements() would overflow (seen while writing
+// //fuzz:safetensors_fuzz, whose UBSan build reports it on this input).
+TEST(SafetensorsTest, ShapeWithTooManyElementsIsRefused) {
+  const std::string header =
+      R"({"a":{"dtype":"U8","shape":[4294967296,4294967295,0],)"
+      R"("data_offsets":[0,0]}})";
+  const std::string content = RawFile(header, "");
+  const absl::Status status =
+      SafetensorsFile::FromBuffer(content, "big.safetensors").status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(status.message(), HasSubstr("tensor a: shape"));
+  EXPECT_THAT(status.message(), HasSubstr("is too large"));
+}
+
 TEST(SafetensorsTest, TruncatedFileIsAnErrorAtEveryLength) {
   const std::string dir = NewTempDir("truncated");
   const std::string path = JoinPath(dir, "a.safetensors");

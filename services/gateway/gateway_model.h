@@ -12,8 +12,8 @@
 #include "absl/strings/string_view.h"
 #include "proto/longctx.pb.h"
 #include "services/gateway/gateway_limits.h"
-#include "services/gateway/generate_call.h"
 #include "services/gateway/request_validator.h"
+#include "services/gateway/text_stream.h"
 #include "services/model/model_config.h"
 #include "services/model/tokenizer.h"
 

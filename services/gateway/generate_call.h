@@ -15,20 +15,9 @@
 #include "proto/longctx.pb.h"
 #include "proto/worker.grpc.pb.h"
 #include "services/gateway/request_validator.h"
+#include "services/gateway/text_stream.h"
 
 namespace longctx {
-
-// TextStream turns a request's generated token ids into text as they arrive.
-// Push returns the newly completed text (never a partial UTF-8 character);
-// Flush returns what is left at the end. TokenText renders one token on its own
-// (for logprobs).
-class TextStream {
- public:
-  virtual ~TextStream() = default;
-  virtual std::string Push(absl::Span<const int32_t> ids) = 0;
-  virtual std::string Flush() = 0;
-  virtual std::string TokenText(int32_t id) = 0;
-};
 
 // GenerateCallHooks are called once per request when it ends.
 struct GenerateCallHooks {

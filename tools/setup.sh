@@ -21,6 +21,8 @@ PKGS=(
   nlohmann-json3-dev
   curl
   openssl
+  # //fuzz: clang++, libFuzzer and the sanitizer runtimes, llvm-symbolizer.
+  clang libclang-rt-14-dev llvm
 )
 
 # npm packages of //tests/deploy:deploy_test's validator (skipped when up to date).

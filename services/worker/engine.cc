@@ -303,6 +303,7 @@ void Engine::Start(std::unique_ptr<Sequence> seq) {
 bool Engine::Step() {
   bool changed = false;
   std::vector<std::unique_ptr<Sequence>> cancelled_waiting;
+  std::vector<std::unique_ptr<Sequence>> expired;
   std::vector<std::unique_ptr<Sequence>> admitted;
   std::vector<Restored> restored;
   {
@@ -328,8 +329,40 @@ bool Engine::Step() {
     cancelled_.clear();
     restored.swap(restored_);
     admitted = AdmitLocked();
+    // What could not start now and has waited too long leaves the queue.
+    const absl::Time now = absl::Now();
+    for (auto it = waiting_.begin(); it != waiting_.end();) {
+      const Sequence& seq = **it;
+      if (now >= std::min(seq.submitted + options_.max_queue_wait,
+                          seq.params.deadline)) {
+        expired.push_back(std::move(*it));
+        it = waiting_.erase(it);
+      } else {
+        ++it;
+      }
+    }
   }
-  changed = changed || !restored.empty() || !admitted.empty();
+  for (auto& seq : expired) {
+    const absl::Duration waited = absl::Now() - seq->submitted;
+    TokenEvent event;
+    event.finished = true;
+    if (seq->params.deadline < seq->submitted + options_.max_queue_wait) {
+      event.status = absl::DeadlineExceededError(absl::StrCat(
+          "the request's deadline passed while it waited to start (",
+          absl::FormatDuration(waited), " in the worker's queue)"));
+    } else {
+      event.status = absl::ResourceExhaustedError(
+          absl::StrCat("the request waited ", absl::FormatDuration(waited),
+                       " in the worker's queue without starting; the limit is ",
+                       absl::FormatDuration(options_.max_queue_wait),
+                       " (--max_queue_wait)"));
+    }
+    if (options_.metrics != nullptr)
+      options_.metrics->queue_timeouts.Increment();
+    seq->sink(std::move(event));
+  }
+  changed =
+      changed || !restored.empty() || !admitted.empty() || !expired.empty();
   // Finished restores join the batch (or end, if cancelled meanwhile).
   const int b = pool_->layout().block_size;
   for (const Restored& done : restored) {

@@ -46,6 +46,9 @@ struct EngineOptions {
   // Most requests waiting to start (--max_queue); more are RESOURCE_EXHAUSTED.
   // Default: 256.
   int max_waiting = 256;
+  // Longest a request may wait to start (--max_queue_wait): one still waiting
+  // after that leaves the queue with RESOURCE_EXHAUSTED. Default: 5 minutes.
+  absl::Duration max_queue_wait = absl::Minutes(5);
   // Most prompt tokens prefilled per step (--prefill_chunk_tokens). Default:
   // 512.
   int prefill_chunk_tokens = 512;
@@ -76,6 +79,9 @@ struct GenerateParams {
   // new ones.
   bool cache_read = true;
   bool cache_write = true;
+  // The caller's deadline: a request still waiting to start then leaves the
+  // queue with DEADLINE_EXCEEDED.
+  absl::Time deadline = absl::InfiniteFuture();
 };
 
 // TokenEvent is what the engine reports to a request's sink.
@@ -106,7 +112,9 @@ class Engine {
 
   // Submit queues a request and returns its id. RESOURCE_EXHAUSTED when the
   // queue is full, or when prompt + max_new_tokens could never fit in the KV
-  // pool.
+  // pool. A request that cannot start within max_queue_wait, or before its
+  // deadline, finishes with RESOURCE_EXHAUSTED, or DEADLINE_EXCEEDED when its
+  // deadline came first, and frees its place in the queue.
   absl::StatusOr<int64_t> Submit(GenerateParams params, TokenSink sink);
 
   // Cancel stops a request; its sink gets a final CANCELLED event and its KV

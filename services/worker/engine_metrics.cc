@@ -64,6 +64,10 @@ EngineMetrics::EngineMetrics(prometheus::Registry& r)
                 "KV blocks in the worker's prefix cache, in use or not.")),
       prefix_cache_evicted_blocks(
           Counter(r, "longctx_prefix_cache_evicted_blocks_total",
-                  "Cached KV blocks dropped from memory to make room.")) {}
+                  "Cached KV blocks dropped from memory to make room.")),
+      queue_timeouts(Counter(
+          r, "longctx_queue_timeouts_total",
+          "Requests that waited longer than --max_queue_wait, or past their "
+          "deadline, without starting.")) {}
 
 }  // namespace longctx

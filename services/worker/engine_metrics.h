@@ -30,6 +30,8 @@ struct EngineMetrics {
   prometheus::Counter& prefix_cache_hit_tokens;
   prometheus::Gauge& prefix_cache_blocks;
   prometheus::Counter& prefix_cache_evicted_blocks;
+  // Requests that left the queue unstarted (--max_queue_wait or deadline).
+  prometheus::Counter& queue_timeouts;
 };
 
 }  // namespace longctx

@@ -259,6 +259,74 @@ TEST_F(EngineTest, AFullQueueIsResourceExhausted) {
   b.Wait();
 }
 
+// A request that cannot start within --max_queue_wait leaves the queue with
+// RESOURCE_EXHAUSTED naming the flag, and its place is free again.
+TEST_F(EngineTest, ARequestWaitingTooLongIsResourceExhausted) {
+  EngineOptions options;
+  options.max_running = 1;
+  options.max_waiting = 1;
+  options.max_queue_wait = absl::Milliseconds(1);
+  Build(64, options);
+  Collector a, b, c;
+  // `a` holds the only batch slot for hundreds of steps.
+  auto a_id = engine_->Submit(Greedy({1, 2, 3}, 900), a.Sink());
+  ASSERT_TRUE(a_id.ok());
+  ASSERT_TRUE(a.WaitForTokens(1, absl::Seconds(30)));
+  ASSERT_TRUE(engine_->Submit(Greedy({4, 5}, 3), b.Sink()).ok());
+  EXPECT_TRUE(b.Wait().empty());
+  EXPECT_EQ(b.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_NE(b.status().message().find("--max_queue_wait"), std::string::npos)
+      << b.status();
+  EXPECT_NE(b.status().message().find("the limit is 1ms"), std::string::npos)
+      << b.status();
+  // Its place in the queue (of one) is free again.
+  EXPECT_EQ(engine_->waiting(), 0);
+  EXPECT_TRUE(engine_->Submit(Greedy({6}, 3), c.Sink()).ok());
+  engine_->Cancel(*a_id);
+  a.Wait();
+  c.Wait();
+  // `a` started before the limit: it ran until cancelled.
+  EXPECT_EQ(a.status().code(), absl::StatusCode::kCancelled);
+}
+
+// A request whose own deadline comes before --max_queue_wait gets
+// DEADLINE_EXCEEDED when it passes while waiting.
+TEST_F(EngineTest, ARequestPastItsDeadlineInTheQueueIsDeadlineExceeded) {
+  EngineOptions options;
+  options.max_running = 1;
+  options.max_queue_wait = absl::Hours(1);
+  Build(64, options);
+  Collector a, b;
+  auto a_id = engine_->Submit(Greedy({1, 2, 3}, 900), a.Sink());
+  ASSERT_TRUE(a_id.ok());
+  ASSERT_TRUE(a.WaitForTokens(1, absl::Seconds(30)));
+  GenerateParams late = Greedy({4, 5}, 3);
+  late.deadline = absl::Now() + absl::Milliseconds(1);
+  ASSERT_TRUE(engine_->Submit(late, b.Sink()).ok());
+  EXPECT_TRUE(b.Wait().empty());
+  EXPECT_EQ(b.status().code(), absl::StatusCode::kDeadlineExceeded)
+      << b.status();
+  EXPECT_NE(b.status().message().find("deadline"), std::string::npos);
+  EXPECT_EQ(engine_->waiting(), 0);
+  engine_->Cancel(*a_id);
+  a.Wait();
+}
+
+// The limits apply to waiting only: a request that started runs to its end
+// however long that takes.
+TEST_F(EngineTest, TheQueueWaitLimitDoesNotStopARunningRequest) {
+  EngineOptions options;
+  options.max_queue_wait = absl::Milliseconds(1);
+  Build(64, options);
+  Collector a;
+  GenerateParams params = Greedy({1, 2, 3}, 40);
+  params.deadline = absl::Now() + absl::Milliseconds(1);
+  ASSERT_TRUE(engine_->Submit(params, a.Sink()).ok());
+  // Admitted at the first step (the batch is empty), so never expired.
+  EXPECT_EQ(a.Wait().size(), 40u);
+  EXPECT_TRUE(a.status().ok()) << a.status();
+}
+
 TEST_F(EngineTest, ALongPromptDoesNotStallRunningDecodes) {
   EngineOptions options;
   options.prefill_chunk_tokens = 64;

@@ -1,10 +1,12 @@
 #include "services/worker/worker_service_impl.h"
 
+#include <chrono>
 #include <deque>
 #include <memory>
 #include <utility>
 
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "services/common/status_util.h"
 
 namespace longctx {
@@ -18,7 +20,8 @@ using worker::v1::GenerateResponse;
 // events into it.
 class GenerateReactor : public grpc::ServerWriteReactor<GenerateResponse> {
  public:
-  GenerateReactor(Engine* engine, const worker::v1::GenerateRequest& request)
+  GenerateReactor(Engine* engine, const worker::v1::GenerateRequest& request,
+                  absl::Time deadline)
       : engine_(engine), state_(std::make_shared<State>()) {
     state_->reactor = this;
     GenerateParams params;
@@ -33,6 +36,7 @@ class GenerateReactor : public grpc::ServerWriteReactor<GenerateResponse> {
                                  request.stop_token_ids().end());
     params.logprobs = request.logprobs().enabled();
     params.top_logprobs = request.logprobs().top_logprobs();
+    params.deadline = deadline;
     const v1::CachePolicy policy = request.cache_policy();
     params.cache_read = policy == v1::CACHE_POLICY_UNSPECIFIED ||
                         policy == v1::CACHE_POLICY_READ_WRITE ||
@@ -180,9 +184,14 @@ WorkerServiceImpl::WorkerServiceImpl(const WorkerIdentity& identity,
       pool_(pool) {}
 
 grpc::ServerWriteReactor<GenerateResponse>* WorkerServiceImpl::Generate(
-    grpc::CallbackServerContext* /*context*/,
+    grpc::CallbackServerContext* context,
     const worker::v1::GenerateRequest* request) {
-  return new GenerateReactor(engine_, *request);
+  // The gateway passes its client's deadline on; none is infinite.
+  const absl::Time deadline =
+      context->deadline() == std::chrono::system_clock::time_point::max()
+          ? absl::InfiniteFuture()
+          : absl::FromChrono(context->deadline());
+  return new GenerateReactor(engine_, *request, deadline);
 }
 
 grpc::ServerUnaryReactor* WorkerServiceImpl::GetStatus(

@@ -218,6 +218,30 @@ TEST_F(StackTest, BadConfigurationExitsWithOneClearLine) {
                               "--model=" + model_,
                               "--listen_address=127.0.0.1:99999"});
   EXPECT_THAT(log, HasSubstr("--listen_address"));
+
+  log = ExpectStartupFailure(
+      Concat({RunfilePath("services/gateway/gateway"), "--model=" + model_,
+              "--workers=127.0.0.1:1", "--max_text_bytes=2000000",
+              "--max_message_bytes=1000000"},
+             CommonFlags(NewEndpoint())));
+  EXPECT_THAT(log, HasSubstr("--max_message_bytes=1000000 must be above "
+                             "--max_text_bytes=2000000"));
+
+  log =
+      ExpectStartupFailure(Concat({RunfilePath("services/worker/worker"),
+                                   "--model=" + model_, "--max_queue_wait=0s"},
+                                  CommonFlags(NewEndpoint())));
+  EXPECT_THAT(log, HasSubstr("--max_queue_wait=0 must be positive"));
+
+  // --log_level is read by every service.
+  for (const char* binary :
+       {"memory_store/memory_store", "services/worker/worker",
+        "services/gateway/gateway"}) {
+    log = ExpectStartupFailure(Concat({RunfilePath(binary), "--log_level=loud"},
+                                      CommonFlags(NewEndpoint())));
+    EXPECT_THAT(log, HasSubstr("--log_level=loud is not one of debug, info, "
+                               "warning, error"));
+  }
 }
 
 }  // namespace

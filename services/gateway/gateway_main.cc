@@ -60,6 +60,10 @@ ABSL_FLAG(int, max_concurrent_requests, 256,
           "Most Generate streams at once; more get RESOURCE_EXHAUSTED.");
 ABSL_FLAG(int, max_text_bytes, 16 << 20,
           "Longest text accepted by Tokenize, in bytes.");
+ABSL_FLAG(int, max_message_bytes, 17 << 20,
+          "Largest gRPC request message accepted, in bytes (a request with "
+          "its whole text or token ids); larger ones get RESOURCE_EXHAUSTED "
+          "from gRPC. Must be above --max_text_bytes.");
 ABSL_FLAG(int, grace_period_seconds, 10,
           "On SIGTERM/SIGINT, seconds calls in flight may take to finish.");
 ABSL_FLAG(std::string, auth_tokens_file, "",
@@ -123,8 +127,19 @@ int main(int argc, char** argv) {
                       ">= 0"));
   }
 
+  const int max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
+  if (max_message_bytes <= limits.max_text_bytes) {
+    return longctx::StartupError(
+        kProgram,
+        absl::InvalidArgumentError(absl::StrCat(
+            "--max_message_bytes=", max_message_bytes,
+            " must be above --max_text_bytes=", limits.max_text_bytes,
+            ": a request carries its text and other fields in one message")));
+  }
+
   longctx::GrpcServerOptions server_options;
   server_options.listen = addresses->listen;
+  server_options.max_receive_message_bytes = max_message_bytes;
   // Public clients need no certificate (they send bearer tokens); workers
   // present theirs for the Rendezvous service, and are shown the internal
   // certificate when they ask for its name (--internal_tls_server_name).

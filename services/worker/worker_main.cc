@@ -8,6 +8,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 #include "kernels/gemm.h"
 #include "memory_store/store_client.h"
 #include "services/common/grpc_server.h"
@@ -58,6 +59,12 @@ ABSL_FLAG(std::string, compute_precision, "fp32",
 ABSL_FLAG(int, threads, 0, "Compute threads; 0 uses every CPU.");
 ABSL_FLAG(int, max_batch, 64, "Most sequences decoding together.");
 ABSL_FLAG(int, max_queue, 256, "Most requests waiting to start.");
+ABSL_FLAG(int, max_message_bytes, 64 << 20,
+          "Largest gRPC request message accepted, in bytes: a prompt's token "
+          "ids from the gateway (4 bytes or fewer each).");
+ABSL_FLAG(absl::Duration, max_queue_wait, absl::Minutes(5),
+          "Longest a request may wait to start (e.g. 30s, 5m); one still "
+          "waiting then fails with RESOURCE_EXHAUSTED.");
 ABSL_FLAG(int, prefill_chunk_tokens, 512,
           "Most prompt tokens prefilled per engine step.");
 ABSL_FLAG(bool, prefix_cache, true,
@@ -138,6 +145,14 @@ int main(int argc, char** argv) {
   longctx::EngineOptions engine_options;
   engine_options.max_running = absl::GetFlag(FLAGS_max_batch);
   engine_options.max_waiting = absl::GetFlag(FLAGS_max_queue);
+  engine_options.max_queue_wait = absl::GetFlag(FLAGS_max_queue_wait);
+  if (engine_options.max_queue_wait <= absl::ZeroDuration()) {
+    return longctx::StartupError(
+        kProgram, absl::InvalidArgumentError(absl::StrCat(
+                      "--max_queue_wait=",
+                      absl::FormatDuration(engine_options.max_queue_wait),
+                      " must be positive")));
+  }
   engine_options.prefill_chunk_tokens =
       absl::GetFlag(FLAGS_prefill_chunk_tokens);
   engine_options.prefix_cache = absl::GetFlag(FLAGS_prefix_cache);
@@ -145,7 +160,9 @@ int main(int argc, char** argv) {
        {Positive("max_batch", engine_options.max_running),
         Positive("max_queue", engine_options.max_waiting),
         Positive("prefill_chunk_tokens", engine_options.prefill_chunk_tokens),
-        Positive("kv_cache_bytes", absl::GetFlag(FLAGS_kv_cache_bytes))}) {
+        Positive("kv_cache_bytes", absl::GetFlag(FLAGS_kv_cache_bytes)),
+        Positive("max_message_bytes",
+                 absl::GetFlag(FLAGS_max_message_bytes))}) {
     if (!s.ok()) return longctx::StartupError(kProgram, s);
   }
   auto kv_dtype = longctx::ParseKvDtype(absl::GetFlag(FLAGS_kv_dtype));
@@ -159,6 +176,8 @@ int main(int argc, char** argv) {
   // a while.
   longctx::GrpcServerOptions server_options;
   server_options.listen = addresses->listen;
+  server_options.max_receive_message_bytes =
+      absl::GetFlag(FLAGS_max_message_bytes);
   auto tls = longctx::ApplyServerTlsFlags(longctx::ServerTlsOptions(),
                                           &server_options);
   if (!tls.ok()) return longctx::StartupError(kProgram, tls.status());

@@ -1,8 +1,9 @@
 // Metrics as an operator sees them: a real Prometheus server (Debian's
 // `prometheus`) scrapes the local stack every second while it serves traffic,
 // and its HTTP API (/api/v1/query) must report the time-to-first-token
-// histogram, the requests, the prefix-cache hits and the worker's restores
-// exactly as the clients saw them.
+// histogram, the requests, the cached prompt tokens and where they came from
+// (the worker's prefix cache, or blocks restored from the store) exactly as
+// the clients saw them.
 #include <unistd.h>
 
 #include <cctype>
@@ -183,9 +184,31 @@ Outcome Generate(v1::LongContext::Stub& stub, const std::string& text,
   return outcome;
 }
 
-TEST(PrometheusTest, ScrapedMetricsMatchTheTraffic) {
+// Where a repeated prompt's cached prefix comes from: the worker's memory
+// (its prefix cache, the default), or the memory_store (restored) when the
+// worker keeps no prefix cache.
+struct CacheCase {
+  const char* name;
+  std::vector<std::string> worker_flags;
+  bool from_memory;
+};
+
+class PrometheusTest : public ::testing::TestWithParam<CacheCase> {};
+
+INSTANTIATE_TEST_SUITE_P(Caches, PrometheusTest,
+                         ::testing::Values(CacheCase{"PrefixCache", {}, true},
+                                           CacheCase{"StoreRestore",
+                                                     {"--prefix_cache=false"},
+                                                     false}),
+                         [](const ::testing::TestParamInfo<CacheCase>& info) {
+                           return std::string(info.param.name);
+                         });
+
+TEST_P(PrometheusTest, ScrapedMetricsMatchTheTraffic) {
   testing::LocalStack stack;
-  absl::Status started = stack.Start({});
+  testing::StackOptions options;
+  options.worker_flags = GetParam().worker_flags;
+  absl::Status started = stack.Start(options);
   ASSERT_TRUE(started.ok()) << started;
   Prometheus prometheus;
   absl::Status scraping = prometheus.Start(stack);
@@ -195,8 +218,9 @@ TEST(PrometheusTest, ScrapedMetricsMatchTheTraffic) {
       stack.gateway().address(), grpc::InsecureChannelCredentials()));
   std::vector<Outcome> outcomes;
   // A long document, asked about repeatedly: the first request computes its
-  // 11 full blocks (byte tokenizer), later ones restore them from the store
-  // once the offload (behind the computation) has stored them all.
+  // 11 full blocks (byte tokenizer), later ones find them in the worker's
+  // memory, or restore them from the store once the offload (behind the
+  // computation) has stored them all.
   std::string document;
   for (int i = 0; document.size() < 3000; ++i) {
     absl::StrAppend(&document, "Clause ", i, " binds the parties. ");
@@ -249,7 +273,7 @@ TEST(PrometheusTest, ScrapedMetricsMatchTheTraffic) {
   EXPECT_LE(*median, 1200);
 
   // Requests by code, and the prefix cache: every cached token the clients
-  // saw, and as many restored blocks at the worker.
+  // saw, each from the worker's memory or restored from the store.
   ASSERT_TRUE(prometheus
                   .WaitFor("longctx_requests_total{code=\"OK\"}",
                            [&](double n) { return n == requests; })
@@ -259,23 +283,28 @@ TEST(PrometheusTest, ScrapedMetricsMatchTheTraffic) {
                            [&](double n) { return n == cached_tokens; })
                   .ok());
   EXPECT_GE(cached_tokens, full_blocks * kBlockSize);
+  const int from_memory = GetParam().from_memory ? cached_tokens : 0;
+  const int restored = cached_tokens - from_memory;
   ASSERT_TRUE(
       prometheus
-          .WaitFor("sum(longctx_restore_blocks_total{job=\"worker\"})",
-                   [&](double n) { return n * kBlockSize == cached_tokens; })
+          .WaitFor("sum(longctx_prefix_cache_hit_tokens_total{job=\"worker\"})",
+                   [&](double n) { return n == from_memory; })
           .ok());
-  // The store wrote at least the document's blocks and read the restored
+  ASSERT_TRUE(prometheus
+                  .WaitFor("sum(longctx_restore_blocks_total{job=\"worker\"})",
+                           [&](double n) { return n * kBlockSize == restored; })
+                  .ok());
+  // The store wrote at least the document's blocks, and read the restored
   // ones.
   ASSERT_TRUE(
       prometheus
           .WaitFor("longctx_store_blocks_written_total{job=\"memory_store\"}",
                    [&](double n) { return n >= full_blocks; })
           .ok());
-  ASSERT_TRUE(
-      prometheus
-          .WaitFor("longctx_store_blocks_read_total",
-                   [&](double n) { return n * kBlockSize >= cached_tokens; })
-          .ok());
+  ASSERT_TRUE(prometheus
+                  .WaitFor("longctx_store_blocks_read_total",
+                           [&](double n) { return n * kBlockSize >= restored; })
+                  .ok());
 }
 
 }  // namespace

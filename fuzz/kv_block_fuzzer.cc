@@ -11,7 +11,8 @@
 //             expected fingerprint and recompute every checksum, so that the
 //             checks past the checksums (ranges, layout, layer sizes, the copy)
 //             see fuzzed values instead of stopping at DATA_LOSS;
-//   bit 3     expect the layout the header itself declares (when it parses),
+//   bit 3     expect the layout the header itself declares (read from its
+//             fields, as a reader that trusted it would),
 //             which reaches the layer checks for any layout.
 //
 // Properties checked: nothing crashes or reads out of bounds (ASan); a header

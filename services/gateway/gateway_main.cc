@@ -1,5 +1,6 @@
 // gateway: the public endpoint of longctx (proto/longctx.proto). Validates and
 // tokenizes requests and drives the worker groups.
+#include <algorithm>
 #include <memory>
 #include <string>
 
@@ -8,6 +9,7 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "memory_store/store_client.h"
+#include "prometheus/gauge.h"
 #include "services/common/grpc_server.h"
 #include "services/common/internal_tls_flags.h"
 #include "services/common/logging.h"
@@ -173,11 +175,28 @@ int main(int argc, char** argv) {
   pool_options.group_size = absl::GetFlag(FLAGS_group_size);
   pool_options.channel_security = *internal_security;
   pool_options.affinity_slack = affinity_slack;
-  auto pool = longctx::WorkerPool::Create(pool_options);
-  if (!pool.ok()) return longctx::StartupError(kProgram, pool.status());
-
   auto metrics = longctx::MetricsServer::Start(addresses->metrics, kProgram);
   if (!metrics.ok()) return longctx::StartupError(kProgram, metrics.status());
+  prometheus::Gauge& ready_groups =
+      prometheus::BuildGauge()
+          .Name("longctx_gateway_ready_groups")
+          .Help(
+              "Worker groups whose every rank answered ready at the last "
+              "probe.")
+          .Register((*metrics)->registry())
+          .Add({});
+  prometheus::BuildGauge()
+      .Name("longctx_gateway_groups")
+      .Help("Worker groups configured (--workers / --group_size).")
+      .Register((*metrics)->registry())
+      .Add({})
+      .Set(static_cast<double>(workers->size() /
+                               std::max(1, pool_options.group_size)));
+  pool_options.on_probe = [&ready_groups](int ready) {
+    ready_groups.Set(ready);
+  };
+  auto pool = longctx::WorkerPool::Create(pool_options);
+  if (!pool.ok()) return longctx::StartupError(kProgram, pool.status());
 
   longctx::GatewayRouting routing;
   std::unique_ptr<longctx::PrefixRouter> router;

@@ -92,11 +92,14 @@ void WorkerPool::ProbeOnce() {
   }
   absl::MutexLock lock(&mu_);
   bool any = false;
+  int ready = 0;
   for (int g = 0; g < num_groups_; ++g) {
     states_[g].ready = problems[g].empty();
     states_[g].problem = problems[g];
     any = any || states_[g].ready;
+    ready += states_[g].ready ? 1 : 0;
   }
+  if (options_.on_probe) options_.on_probe(ready);
   if (any != last_ready_) {
     last_ready_ = any;
     if (on_readiness_) on_readiness_(any);

@@ -30,6 +30,9 @@ struct WorkerPoolOptions {
   // How often each rank is probed, and how long a probe may take.
   absl::Duration probe_interval = absl::Seconds(1);
   absl::Duration probe_timeout = absl::Seconds(1);
+  // Called after every round of probes with the number of ready groups (from
+  // the probe thread, under the pool's lock: it must not call the pool).
+  std::function<void(int ready_groups)> on_probe;
   // Credentials of the channels to the ranks. Default: plaintext.
   ChannelSecurity channel_security;
   // A preferred group has room when it has at most this many more requests in

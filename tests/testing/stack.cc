@@ -1,7 +1,11 @@
 #include "tests/testing/stack.h"
 
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
 
 namespace longctx::testing {
 
@@ -33,6 +37,37 @@ absl::Status MakeTinyModel(const std::string& dir,
   }
   return absl::OkStatus();
 }
+
+namespace {
+
+// Waits until the gateway's probes have seen `groups` groups ready (its
+// longctx_gateway_ready_groups gauge): requests then spread over all of them.
+absl::Status WaitForReadyGroups(int metrics_port, int groups,
+                                absl::Duration timeout) {
+  const std::string name = "longctx_gateway_ready_groups ";
+  const absl::Time give_up = absl::Now() + timeout;
+  std::string last;
+  while (absl::Now() < give_up) {
+    absl::StatusOr<std::string> page = HttpGet(metrics_port, "/metrics");
+    if (page.ok()) {
+      for (absl::string_view line : absl::StrSplit(*page, '\n')) {
+        if (!absl::StartsWith(line, name)) continue;
+        last = std::string(line);
+        double ready = 0;
+        if (absl::SimpleAtod(line.substr(name.size()), &ready) &&
+            ready >= groups) {
+          return absl::OkStatus();
+        }
+      }
+    }
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  return absl::DeadlineExceededError(
+      absl::StrCat("the gateway did not see ", groups,
+                   " ready worker groups; last: ", last));
+}
+
+}  // namespace
 
 absl::Status LocalStack::Start(const StackOptions& options) {
   dir_ = TempDir("stack");
@@ -96,6 +131,11 @@ absl::Status LocalStack::Start(const StackOptions& options) {
     status = WaitForServing(e->address(), kStartTimeout, options.security);
     if (!status.ok())
       return absl::InternalError(absl::StrCat(status.message(), "\n", Logs()));
+  }
+  status = WaitForReadyGroups(gateway_ep_.metrics_port, options.num_workers / P,
+                              kStartTimeout);
+  if (!status.ok()) {
+    return absl::InternalError(absl::StrCat(status.message(), "\n", Logs()));
   }
   return absl::OkStatus();
 }

@@ -1,0 +1,196 @@
+// Failures end to end: a worker lost mid-request, the gateway routing around
+// a group that is down and taking it back, a memory_store lost mid-request,
+// and deadlines that free the sequence's KV on every rank.
+#include <csignal>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "grpcpp/grpcpp.h"
+#include "gtest/gtest.h"
+#include "proto/longctx.grpc.pb.h"
+#include "proto/worker.grpc.pb.h"
+#include "tests/testing/stack.h"
+
+namespace longctx {
+namespace {
+
+struct Result {
+  grpc::Status status;
+  std::vector<int32_t> tokens;
+  absl::Duration elapsed;
+};
+
+Result Generate(const std::string& address, int prompt_tokens, int max_new,
+                absl::Duration deadline) {
+  auto stub = v1::LongContext::NewStub(
+      grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+  v1::GenerateRequest request;
+  for (int i = 0; i < prompt_tokens; ++i) {
+    request.mutable_token_ids()->add_ids((i * 31 + 7) % 250 + 3);
+  }
+  request.mutable_sampling()->set_temperature(0);
+  request.mutable_stopping()->set_max_new_tokens(max_new);
+  request.mutable_stopping()->set_ignore_eos(true);
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
+  const absl::Time start = absl::Now();
+  auto reader = stub->Generate(&context, request);
+  Result result;
+  v1::GenerateResponse response;
+  while (reader->Read(&response)) {
+    result.tokens.insert(result.tokens.end(), response.token_ids().begin(),
+                         response.token_ids().end());
+  }
+  result.status = reader->Finish();
+  result.elapsed = absl::Now() - start;
+  return result;
+}
+
+worker::v1::WorkerStatus Status(const testing::Endpoint& worker) {
+  auto stub = worker::v1::Worker::NewStub(grpc::CreateChannel(
+      worker.address(), grpc::InsecureChannelCredentials()));
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
+  worker::v1::GetStatusRequest request;
+  worker::v1::WorkerStatus status;
+  stub->GetStatus(&context, request, &status).IgnoreError();
+  return status;
+}
+
+// Waits until the worker holds no sequence and no KV block.
+bool WaitIdle(const testing::Endpoint& worker, absl::Duration timeout) {
+  const absl::Time give_up = absl::Now() + timeout;
+  while (absl::Now() < give_up) {
+    worker::v1::WorkerStatus s = Status(worker);
+    if (s.ready() && s.running_sequences() == 0 && s.kv_blocks_used() == 0) {
+      return true;
+    }
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  return false;
+}
+
+// A model slow enough (~100 MB of weights: several ms per token) that a
+// request of a few hundred tokens is still running when the test acts.
+const std::vector<std::string> kSlowModel = {
+    "--hidden_size=512", "--intermediate_size=1536", "--num_layers=8"};
+
+testing::StackOptions TwoWorkers() {
+  testing::StackOptions options;
+  options.model_flags = kSlowModel;
+  options.num_workers = 2;  // Two groups of one rank.
+  options.worker_flags = {"--block_size=16"};
+  options.gateway_flags = {"--prefix_route_entries=0"};
+  return options;
+}
+
+TEST(FailuresTest, AWorkerLostMidRequestIsUnavailableAndTheOtherGroupServes) {
+  testing::LocalStack stack;
+  absl::Status status = stack.Start(TwoWorkers());
+  ASSERT_TRUE(status.ok()) << status;
+  const std::string gateway = stack.gateway().address();
+  // Two long requests: one lands on each worker (least loaded first).
+  std::vector<Result> during(2);
+  std::vector<std::thread> clients;
+  for (int i = 0; i < 2; ++i) {
+    clients.emplace_back([&, i] {
+      during[i] = Generate(gateway, 100, 1000, absl::Seconds(60));
+    });
+  }
+  absl::SleepFor(absl::Seconds(1));
+  stack.worker_process(0).Signal(SIGKILL);
+  ASSERT_TRUE(stack.worker_process(0).Wait(absl::Seconds(10)).ok());
+  for (auto& t : clients) t.join();
+  int unavailable = 0, ok = 0;
+  for (const Result& r : during) {
+    if (r.status.error_code() == grpc::StatusCode::UNAVAILABLE) ++unavailable;
+    if (r.status.ok()) ++ok;
+    EXPECT_LT(r.elapsed, absl::Seconds(60));
+  }
+  EXPECT_EQ(unavailable, 1) << "the request on the lost worker";
+  EXPECT_EQ(ok, 1) << "the request on the other worker: "
+                   << during[0].status.error_message() << " / "
+                   << during[1].status.error_message() << "\n"
+                   << stack.Logs();
+
+  // Routed around: once the gateway's probe sees worker 0 gone, every request
+  // goes to worker 1.
+  absl::SleepFor(absl::Seconds(2));
+  for (int i = 0; i < 4; ++i) {
+    Result r = Generate(gateway, 40, 4, absl::Seconds(30));
+    EXPECT_TRUE(r.status.ok()) << r.status.error_message();
+  }
+
+  // Taken back: worker 0 restarts and serves again.
+  ASSERT_TRUE(stack.RestartWorker(0).ok());
+  ASSERT_TRUE(
+      testing::WaitForServing(stack.workers()[0].address(), absl::Seconds(60))
+          .ok());
+  absl::SleepFor(absl::Seconds(2));  // The gateway's next probe.
+  bool served_by_0 = false;
+  for (int i = 0; i < 10 && !served_by_0; ++i) {
+    std::vector<std::thread> pair;
+    std::vector<Result> results(2);
+    for (int k = 0; k < 2; ++k) {
+      pair.emplace_back([&, k] {
+        results[k] = Generate(gateway, 60, 100, absl::Seconds(30));
+      });
+    }
+    absl::SleepFor(absl::Milliseconds(300));
+    served_by_0 = Status(stack.workers()[0]).running_sequences() > 0;
+    for (auto& t : pair) t.join();
+    for (const Result& r : results) {
+      EXPECT_TRUE(r.status.ok()) << r.status.error_message();
+    }
+  }
+  EXPECT_TRUE(served_by_0) << "the restarted worker never got a request";
+}
+
+TEST(FailuresTest, AStoreLostMidRequestCostsOnlyItsCache) {
+  testing::LocalStack stack;
+  absl::Status status = stack.Start(TwoWorkers());
+  ASSERT_TRUE(status.ok()) << status;
+  const std::string gateway = stack.gateway().address();
+  Result cold = Generate(gateway, 500, 50, absl::Seconds(60));
+  ASSERT_TRUE(cold.status.ok()) << cold.status.error_message();
+  Result during;
+  std::thread client(
+      [&] { during = Generate(gateway, 500, 300, absl::Seconds(60)); });
+  absl::SleepFor(absl::Milliseconds(300));
+  stack.store_process().Signal(SIGKILL);
+  client.join();
+  EXPECT_TRUE(during.status.ok()) << during.status.error_message();
+  // With the store gone, prompts are recomputed, to the same tokens.
+  Result after = Generate(gateway, 500, 50, absl::Seconds(60));
+  ASSERT_TRUE(after.status.ok()) << after.status.error_message();
+  EXPECT_EQ(after.tokens, cold.tokens);
+}
+
+TEST(FailuresTest, ADeadlineEndsTheRequestAndFreesItsKvOnEveryRank) {
+  for (int P : {1, 2}) {
+    testing::StackOptions options;
+    options.num_workers = P;
+    options.group_size = P;
+    options.worker_flags = {"--block_size=16", "--prefix_cache=false"};
+    options.model_flags = kSlowModel;
+    testing::LocalStack stack;
+    absl::Status status = stack.Start(options);
+    ASSERT_TRUE(status.ok()) << status;
+    Result r = Generate(stack.gateway().address(), 300, 4000,
+                        absl::Milliseconds(1500));
+    EXPECT_EQ(r.status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED)
+        << "P=" << P << ": " << r.status.error_message();
+    EXPECT_LT(r.elapsed, absl::Seconds(5));
+    // The leader's engine let the sequence go: no block of the group is held.
+    EXPECT_TRUE(WaitIdle(stack.workers()[0], absl::Seconds(10))) << "P=" << P;
+    // And the group serves the next request.
+    Result next = Generate(stack.gateway().address(), 50, 5, absl::Seconds(30));
+    EXPECT_TRUE(next.status.ok()) << next.status.error_message();
+  }
+}
+
+}  // namespace
+}  // namespace longctx

@@ -17,8 +17,18 @@ CUDA_ONLY = select({
     "//conditions:default": ["//third_party/build_defs:never"],
 })
 
-def cuda_library(name, srcs, hdrs = [], deps = [], visibility = None):
-    """A cc_library of CUDA code; link it into binaries built with --config=cuda."""
+def cuda_library(name, srcs, hdrs = [], deps = [], nvcc_hdrs = [], visibility = None):
+    """A cc_library of CUDA code; link it into binaries built with --config=cuda.
+
+    Args:
+      name: the cc_library's name.
+      srcs: .cu files, compiled by nvcc.
+      hdrs: this library's headers.
+      deps: cc_library dependencies of the library's users.
+      nvcc_hdrs: header files from other packages that srcs include (nvcc sees
+        only the files its genrule declares).
+      visibility: the cc_library's visibility.
+    """
     archive = "lib%s_cuda.a" % name
     objects = []
     # nvcc names its temporary files after the process id, which is the same in
@@ -32,7 +42,7 @@ def cuda_library(name, srcs, hdrs = [], deps = [], visibility = None):
     cmds.append("ar rcs $(location %s) %s" % (archive, " ".join(objects)))
     native.genrule(
         name = name + "_nvcc",
-        srcs = srcs + hdrs,
+        srcs = srcs + hdrs + nvcc_hdrs,
         outs = [archive],
         cmd = " && ".join(cmds),
         message = "nvcc " + " ".join(srcs),

@@ -85,10 +85,23 @@ def _system_libs_impl(ctx):
         lines.append("")
 
     # CUDA toolkit: only linked under --config=cuda (see //third_party/build_defs:cuda.bzl).
+    # Its headers (cuda_runtime.h, nccl.h, cublas_v2.h and what they include) are
+    # symlinked into this repository so that C++ targets compiled by gcc can include
+    # them as declared headers; without a toolkit the folder is empty.
     cuda = ctx.os.environ.get("CUDA_HOME", "/usr/local/cuda")
+    if ctx.path(cuda + "/include/cuda_runtime.h").exists:
+        ctx.symlink(cuda + "/include", "cuda_include")
+    else:
+        ctx.file("cuda_include/README", "No CUDA toolkit at %s.\n" % cuda)
     lines.append("cc_library(")
     lines.append('    name = "cuda",')
-    lines.append('    includes = [],')
+    lines.append("    hdrs = glob([")
+    lines.append('        "cuda_include/*.h",')
+    lines.append('        "cuda_include/*.hpp",')
+    lines.append('        "cuda_include/crt/**",')
+    lines.append('        "cuda_include/nv/**",')
+    lines.append("    ]),")
+    lines.append('    includes = ["cuda_include"],')
     lines.append("    linkopts = %s," % repr([
         "-L%s/lib64" % cuda,
         "-Wl,-rpath,%s/lib64" % cuda,

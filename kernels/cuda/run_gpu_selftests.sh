@@ -28,6 +28,8 @@ fi
 rc=0
 echo "== gpu_selftest =="
 "$build/gpu_selftest" || rc=1
+echo "== nccl_selftest =="
+"$build/nccl_selftest" || rc=1
 if [ "$rc" -eq 0 ]; then
   echo "GPU self-tests: PASSED"
 else

@@ -518,12 +518,6 @@ class RingStep::Attention : public LayerAttention {
         if (!op.ok()) return op.status();
         ops.push_back(*std::move(op));
         ring_.stats_.bytes_sent += static_cast<int64_t>(my_q_.size()) * 4;
-        // Partials of this rank's queries from rank j.
-        my_part_[j].resize(static_cast<size_t>(mine * (q_dim_ + heads_)));
-        op =
-            comm.Irecv(my_part_[j].data(), my_part_[j].size() * 4, j, part_tag);
-        if (!op.ok()) return op.status();
-        ops.push_back(*std::move(op));
       }
     }
     // This rank's own partial while the queries travel.
@@ -537,6 +531,19 @@ class RingStep::Attention : public LayerAttention {
     std::vector<std::unique_ptr<Communicator::PendingOp>> sends;
     status = WaitQueries(ops);
     if (!status.ok()) return status;
+    // Partials of this rank's queries, posted only now: a communicator that
+    // starts the ops posted before a wait together (NCCL) must not hold the
+    // query exchange up for partials that need it to finish first.
+    if (mine > 0) {
+      for (int j = 0; j < P_; ++j) {
+        if (j == rank_) continue;
+        my_part_[j].resize(static_cast<size_t>(mine * (q_dim_ + heads_)));
+        auto op =
+            comm.Irecv(my_part_[j].data(), my_part_[j].size() * 4, j, part_tag);
+        if (!op.ok()) return op.status();
+        ops.push_back(*std::move(op));
+      }
+    }
     for (int j = 0; j < P_; ++j) {
       const int64_t theirs = pass_q_rows_[j];
       if (j == rank_ || theirs == 0) continue;
@@ -579,9 +586,9 @@ class RingStep::Attention : public LayerAttention {
   // ops stay in `ops`.
   absl::Status WaitQueries(
       std::vector<std::unique_ptr<Communicator::PendingOp>>& ops) {
-    // Queries were posted first for each peer; waiting for all of the ops
-    // here would wait for partials that need this rank's answers first, so
-    // only the query receives are waited for.
+    // Per peer, the receive of its queries (if it has any) was posted before
+    // the send of this rank's queries (if this rank has any). Only the query
+    // receives are waited for; the sends stay in `ops`.
     const absl::Time start = absl::Now();
     std::vector<std::unique_ptr<Communicator::PendingOp>> rest;
     size_t k = 0;
@@ -593,7 +600,6 @@ class RingStep::Attention : public LayerAttention {
       }
       if (pass_q_rows_[rank_] > 0) {
         rest.push_back(std::move(ops[k++]));  // Send of this rank's queries.
-        rest.push_back(std::move(ops[k++]));  // Receive of partials.
       }
     }
     ops = std::move(rest);

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every longctx test: installs what is missing (tools/setup.sh), builds and runs
-# `bazel test //...`, compiles and links the CUDA configuration when nvcc is present,
+# `bazel test //...`, compiles and links the CUDA configuration when nvcc is present
+# (and runs the NCCL communicator's test, whose GPU cases skip without a GPU),
 # and ends with a one-line summary "N passed, N failed".
 # Usage: tools/test.sh [extra bazel test arguments]
 set -uo pipefail
@@ -16,10 +17,14 @@ test_rc=${PIPESTATUS[0]}
 
 cuda_rc=0
 if [ -x /usr/local/cuda/bin/nvcc ]; then
+  # Builds the CUDA kernels, the GPU programs (run on a GPU machine with
+  # kernels/cuda/run_gpu_selftests.sh) and the NCCL communicator; runs its test,
+  # whose GPU cases skip without a GPU.
   echo "== CUDA configuration: compile and link (no GPU needed) =="
-  bazel build "${jobs_flag[@]}" --config=cuda //kernels/cuda/... 2>&1 | tail -n 3
+  bazel test "${jobs_flag[@]}" --config=cuda --test_summary=short \
+    //kernels/cuda/... //services/worker:nccl_communicator_test 2>&1 | tail -n 20
   cuda_rc=${PIPESTATUS[0]}
-  [ "$cuda_rc" -eq 0 ] && echo "CUDA configuration builds" || echo "CUDA configuration FAILED to build"
+  [ "$cuda_rc" -eq 0 ] && echo "CUDA configuration builds (and its test passes)" || echo "CUDA configuration FAILED (build or test)"
 else
   echo "== nvcc not found: CUDA configuration skipped =="
 fi

@@ -56,6 +56,9 @@ ABSL_FLAG(int, max_new_tokens, 32, "New tokens per request.");
 ABSL_FLAG(int, deadline_seconds, 600, "Deadline per request.");
 ABSL_FLAG(uint64_t, seed, 1, "Seed of the workload and arrivals.");
 ABSL_FLAG(bool, json, false, "Print the results as JSON instead of a table.");
+ABSL_FLAG(int, wait_ready_seconds, 60,
+          "How long to wait for the gateway to serve a first request (a stack "
+          "that is still starting); 0 does not wait.");
 
 namespace longctx {
 namespace {
@@ -171,6 +174,23 @@ Sample RunOne(LongctxClient& client, const std::string& prompt) {
   return s;
 }
 
+// Sends a one-token request until the gateway serves it or
+// --wait_ready_seconds pass; returns the last failure.
+absl::Status WaitReady(LongctxClient& client) {
+  const absl::Time until =
+      absl::Now() + absl::Seconds(absl::GetFlag(FLAGS_wait_ready_seconds));
+  v1::GenerateRequest request;
+  request.set_text("ready?");
+  request.mutable_stopping()->set_max_new_tokens(1);
+  request.set_cache_policy(v1::CACHE_POLICY_DISABLED);
+  for (;;) {
+    absl::Status status =
+        client.Generate(request, absl::Seconds(10), nullptr).status();
+    if (status.ok() || absl::Now() >= until) return status;
+    absl::SleepFor(absl::Milliseconds(200));
+  }
+}
+
 double Percentile(std::vector<double> v, double p) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());
@@ -191,6 +211,12 @@ int Run() {
     return 2;
   }
   LongctxClient client(*options);
+  absl::Status ready = WaitReady(client);
+  if (!ready.ok()) {
+    std::fprintf(stderr, "loadgen: the gateway at %s is not serving: %s\n",
+                 options->address.c_str(), ready.ToString().c_str());
+    return 1;
+  }
   for (int i = 0; i < absl::GetFlag(FLAGS_warmup_requests); ++i) {
     RunOne(client, workload.Next());
   }

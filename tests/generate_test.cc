@@ -298,6 +298,36 @@ TEST_F(GenerateTest, TheLoadGeneratorReportsEveryRequest) {
   }
 }
 
+TEST_F(GenerateTest, TheGatewayBenchmarkTimesBothPaths) {
+  std::string out;
+  auto rc = testing::RunCommand(
+      {testing::RunfilePath("tools/bench_gateway/bench_gateway"),
+       "--gateway=" + stack_->gateway().address(),
+       "--workers=" + stack_->workers()[0].address(), "--requests=4",
+       "--warmup_requests=1"},
+      "", &out);
+  ASSERT_TRUE(rc.ok());
+  EXPECT_EQ(*rc, 0) << out;
+  EXPECT_THAT(out, HasSubstr("4 sequential requests per path"));
+  for (const char* row : {"| end to end, through the gateway |",
+                          "| end to end, worker directly |",
+                          "| end to end, gateway minus worker (paired) |",
+                          "| first token, gateway minus worker (paired) |",
+                          "Gateway added latency: p50 "}) {
+    EXPECT_THAT(out, HasSubstr(row));
+  }
+  // A worker that is not there is a clear failure, not a table.
+  rc = testing::RunCommand(
+      {testing::RunfilePath("tools/bench_gateway/bench_gateway"),
+       "--gateway=" + stack_->gateway().address(),
+       absl::StrCat("--workers=127.0.0.1:", testing::FreePort()),
+       "--requests=1", "--warmup_requests=0"},
+      "", &out);
+  ASSERT_TRUE(rc.ok());
+  EXPECT_EQ(*rc, 1) << out;
+  EXPECT_THAT(out, HasSubstr("via the worker failed: UNAVAILABLE"));
+}
+
 TEST_F(GenerateTest, ASecondRequestOverTheSameDocumentIsServedFromTheStore) {
   std::string document;
   for (int i = 0; document.size() < 3000; ++i) {

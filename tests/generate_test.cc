@@ -298,6 +298,18 @@ TEST_F(GenerateTest, TheLoadGeneratorReportsEveryRequest) {
   }
 }
 
+TEST_F(GenerateTest, TheLoadGeneratorSaysWhenNoGatewayServes) {
+  std::string out;
+  auto rc = testing::RunCommand(
+      {testing::RunfilePath("tools/loadgen/loadgen"),
+       absl::StrCat("--address=127.0.0.1:", testing::FreePort()),
+       "--wait_ready_seconds=0", "--requests=1"},
+      "", &out);
+  ASSERT_TRUE(rc.ok());
+  EXPECT_EQ(*rc, 1) << out;
+  EXPECT_THAT(out, HasSubstr("is not serving: UNAVAILABLE")) << out;
+}
+
 TEST_F(GenerateTest, TheGatewayBenchmarkTimesBothPaths) {
   std::string out;
   auto rc = testing::RunCommand(

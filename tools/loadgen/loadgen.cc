@@ -175,7 +175,8 @@ Sample RunOne(LongctxClient& client, const std::string& prompt) {
 }
 
 // Sends a one-token request until the gateway serves it or
-// --wait_ready_seconds pass; returns the last failure.
+// --wait_ready_seconds pass; returns the last failure. Only UNAVAILABLE (no
+// server yet, or no worker group ready) is worth waiting for.
 absl::Status WaitReady(LongctxClient& client) {
   const absl::Time until =
       absl::Now() + absl::Seconds(absl::GetFlag(FLAGS_wait_ready_seconds));
@@ -186,7 +187,7 @@ absl::Status WaitReady(LongctxClient& client) {
   for (;;) {
     absl::Status status =
         client.Generate(request, absl::Seconds(10), nullptr).status();
-    if (status.ok() || absl::Now() >= until) return status;
+    if (!absl::IsUnavailable(status) || absl::Now() >= until) return status;
     absl::SleepFor(absl::Milliseconds(200));
   }
 }

@@ -353,8 +353,8 @@ bazel run -c opt //tools/bench_gateway -- --gateway=\$GATEWAY --workers=\$WORKER
         --deadline_seconds=600)
       $quick && args=(--concurrency=64 --duration_seconds=10 --workload=book
         --documents=4 --document_chars=4000 --max_new_tokens=8 --warmup_requests=1)
-      # Two single-rank workers (the store serves shared prefixes), then the
-      # default of deploy/local/run.sh: one group of two ranks (no store yet).
+      # Two single-rank workers, then the default of deploy/local/run.sh: one
+      # group of two ranks.
       for group_size in 1 2; do
         start_stack "$out/load-p$group_size-stack" "$group_size"
         run_section "load-p$group_size" markdown \

@@ -112,7 +112,7 @@ bazel build -c opt "${targets[@]}" >"$out/build.log" 2>&1 || {
 bin="$(bazel info -c opt bazel-bin 2>/dev/null)"
 
 machine="$(lscpu | sed -n 's/^Model name: *//p' | head -n 1), $(nproc) cores"
-commit="$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . 2>/dev/null || echo '+changes')"
+commit="$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . ':!docs/BENCHMARKS.md' 2>/dev/null || echo '+changes')"
 
 # --- Writing a section into the doc. ----------------------------------------
 # replace_section NAME FILE: the doc's text between the markers of NAME becomes

@@ -3,11 +3,12 @@
 # docs/BENCHMARKS.md (the text between "<!-- generated:NAME -->" and
 # "<!-- end generated:NAME -->"; everything else in the file is left alone).
 #
-# THE FULL RUN TAKES LONG: about three hours on a 2-core machine (the engine
-# benchmark alone runs prefills of up to 32,768 tokens on two model shapes in
-# four precisions). --quick runs every section at small sizes in about half an
-# hour and writes a copy of the doc instead of docs/BENCHMARKS.md. Not part of
-# CI: timings never gate anything.
+# THE FULL RUN TAKES LONG: 10.5 minutes on a quiet 2-core machine (engine 4,
+# load 3, ring 2), several times that while others compile on it (the engine
+# benchmark runs prefills of up to 32,768 tokens on two model shapes in four
+# precisions). --quick runs every section at small sizes (about 4 minutes) and
+# writes a copy of the doc instead of docs/BENCHMARKS.md. Not part of CI:
+# timings never gate anything.
 #
 #   tools/run_benchmarks.sh                      # everything, rewrites the doc
 #   tools/run_benchmarks.sh --only=gateway,load  # the two whole-system figures

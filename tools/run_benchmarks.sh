@@ -236,7 +236,7 @@ run_kernels() {
   local target name
   for target in "${kernel_benchmarks[@]}"; do
     name="${target#//kernels:}"
-    echo "== bazel run -c opt $target -- ${min_time}"
+    echo "== bazel run -c opt $target${min_time:+ -- $min_time}"
     OMP_NUM_THREADS="$threads" "$bin/kernels/$name" $min_time 2>&1
     echo
   done

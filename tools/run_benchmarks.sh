@@ -226,7 +226,14 @@ stop_stack() {
   done
   stack_pids=()
 }
-trap stop_stack EXIT
+sampler_pid=""
+cleanup() {
+  if [ -n "$sampler_pid" ]; then kill "$sampler_pid" 2>/dev/null || true; fi
+  stop_stack
+}
+# On Ctrl-C the benchmark in the foreground gets SIGINT too; on SIGTERM it is
+# allowed to finish first. Either way the stack and the sampler are stopped.
+trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # --- The sections. -------------------------------------------------------------
@@ -250,7 +257,9 @@ run_load() {
   local phase_file="$dir/phase"
   echo before >"$phase_file"
   (
-    while :; do
+    # Ends when told, or when the script is gone (a sampler must not outlive
+    # it even if the script was killed without running its traps).
+    while kill -0 $$ 2>/dev/null; do
       phase="$(cat "$phase_file")"
       [ "$phase" = stop ] && break
       for pid in "${stack_pids[@]}"; do
@@ -260,7 +269,7 @@ run_load() {
       sleep 1
     done
   ) >"$dir/rss.tsv" &
-  local sampler=$!
+  sampler_pid=$!
   sleep 5
   echo during >"$phase_file"
   local rc=0
@@ -268,7 +277,8 @@ run_load() {
   echo after >"$phase_file"
   sleep 10
   echo stop >"$phase_file"
-  wait "$sampler"
+  wait "$sampler_pid"
+  sampler_pid=""
   cat "$dir/loadgen.out"
   if [ "$rc" -ne 0 ]; then
     echo "loadgen exited with code $rc" >&2

@@ -327,6 +327,7 @@ for s in $sections; do
       ;;
     engine)
       args=(--threads="$threads")
+      # shellcheck disable=SC2054  # the commas are inside one flag's value.
       $quick && args+=(--shapes=S --prefill_lengths=512,2048 --long_prefill=0
         --attention_tokens=4096 --weight_dtypes=f32)
       run_section engine markdown \

@@ -54,6 +54,9 @@ std::string PartKey(absl::string_view key, uint32_t part) {
 absl::Status FromRocks(const rocksdb::Status& status, absl::string_view what) {
   if (status.ok()) return absl::OkStatus();
   if (status.IsNotFound()) return absl::NotFoundError(what);
+  if (status.IsCorruption()) {
+    return absl::DataLossError(absl::StrCat(what, ": ", status.ToString()));
+  }
   return absl::InternalError(absl::StrCat(what, ": ", status.ToString()));
 }
 
@@ -248,13 +251,20 @@ absl::StatusOr<int> BlockStore::NumParts(absl::string_view key) {
 
 absl::Status BlockStore::GetPart(absl::string_view key, int part,
                                  std::string* value) {
+  return GetPart(key, part, value, options_.verify_read_checksums);
+}
+
+absl::Status BlockStore::GetPart(absl::string_view key, int part,
+                                 std::string* value, bool verify_checksums) {
   absl::Status status = CheckKey(key);
   if (!status.ok()) return status;
   if (part < 0 || part >= kMaxParts) {
     return absl::InvalidArgumentError(
         absl::StrCat("part ", part, " out of range"));
   }
-  return FromRocks(db_->Get(rocksdb::ReadOptions(), parts_cf_,
+  rocksdb::ReadOptions read_options;
+  read_options.verify_checksums = verify_checksums;
+  return FromRocks(db_->Get(read_options, parts_cf_,
                             PartKey(key, static_cast<uint32_t>(part)), value),
                    absl::StrCat("block part ", part, " not found"));
 }
@@ -296,6 +306,13 @@ absl::StatusOr<int64_t> BlockStore::Delete(absl::Span<const std::string> keys) {
     index_.erase(it);
   }
   return static_cast<int64_t>(deleted.size());
+}
+
+absl::Status BlockStore::Flush() {
+  rocksdb::FlushOptions flush_options;
+  flush_options.wait = true;
+  return FromRocks(db_->Flush(flush_options, {parts_cf_, meta_cf_}),
+                   "flushing the store");
 }
 
 BlockStoreStats BlockStore::Stats() const {

@@ -1,6 +1,8 @@
 #include "memory_store/block_store.h"
 
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <random>
 #include <string>
 #include <vector>
@@ -53,6 +55,50 @@ TEST(BlockStoreTest, PutThenGetReturnsEveryPart) {
   }
   EXPECT_EQ((*store)->Stats().blocks, 1);
   EXPECT_EQ((*store)->Stats().bytes, 300 + 70001);
+}
+
+// The bytes a reader asks RocksDB to check: a byte flipped in a blob file is
+// DATA_LOSS when the read verifies RocksDB's CRC32C, and comes back flipped
+// when it does not (the default: the block format's own checksums, verified
+// by every reader, catch it; see kv_block_format_test and store_crash_test).
+TEST(BlockStoreTest, AFlippedBlobByteIsDataLossOnlyWhenTheReadVerifies) {
+  const std::string dir = TempDir();
+  std::mt19937 rng(7);
+  const std::vector<std::string> parts = RandomParts(rng, 2, 70001);
+  {
+    auto store = BlockStore::Open({dir});
+    ASSERT_TRUE(store.ok()) << store.status();
+    ASSERT_TRUE((*store)->Put(Key(1), parts).ok());
+    ASSERT_TRUE((*store)->Flush().ok());  // The values go to a blob file.
+  }
+  std::string blob;
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    if (entry.path().extension() == ".blob") blob = entry.path();
+  }
+  ASSERT_FALSE(blob.empty()) << "no blob file in " << dir;
+  // Flip one byte inside the last part's value (the blob file ends with a
+  // small footer).
+  std::fstream file(blob, std::ios::in | std::ios::out | std::ios::binary);
+  file.seekg(0, std::ios::end);
+  const std::streamoff at = static_cast<std::streamoff>(file.tellg()) - 1000;
+  file.seekg(at);
+  char byte = 0;
+  file.read(&byte, 1);
+  byte = static_cast<char>(byte ^ 0x40);
+  file.seekp(at);
+  file.write(&byte, 1);
+  file.close();
+
+  auto store = BlockStore::Open({dir});
+  ASSERT_TRUE(store.ok()) << store.status();
+  std::string value;
+  ASSERT_TRUE((*store)->GetPart(Key(1), 0, &value, true).ok());
+  EXPECT_EQ(value, parts[0]);
+  EXPECT_EQ((*store)->GetPart(Key(1), 1, &value, true).code(),
+            absl::StatusCode::kDataLoss);
+  ASSERT_TRUE((*store)->GetPart(Key(1), 1, &value).ok());  // Default: no check.
+  ASSERT_EQ(value.size(), parts[1].size());
+  EXPECT_NE(value, parts[1]);
 }
 
 TEST(BlockStoreTest, MissingBlockIsNotFound) {

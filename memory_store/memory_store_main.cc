@@ -30,6 +30,9 @@ ABSL_FLAG(
     "beyond it. 0 means no limit.");
 ABSL_FLAG(int64_t, max_block_bytes, 512ll << 20,
           "Largest block a Put may store, in bytes.");
+ABSL_FLAG(bool, verify_rocksdb_checksums, false,
+          "Have RocksDB verify its CRC32C of every part read (blocks carry "
+          "their own checksums, verified by every reader).");
 ABSL_FLAG(int, grace_period_seconds, 10,
           "On SIGTERM/SIGINT, seconds calls in flight may take to finish.");
 ABSL_FLAG(std::string, log_level, "info", "debug, info, warning or error.");
@@ -65,6 +68,8 @@ int main(int argc, char** argv) {
   longctx::BlockStoreOptions store_options;
   store_options.path = data_dir;
   store_options.sync_writes = absl::GetFlag(FLAGS_sync_writes);
+  store_options.verify_read_checksums =
+      absl::GetFlag(FLAGS_verify_rocksdb_checksums);
   if (absl::GetFlag(FLAGS_max_bytes) < 0) {
     return longctx::StartupError(
         kProgram, absl::InvalidArgumentError("--max_bytes must be >= 0"));

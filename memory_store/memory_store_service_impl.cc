@@ -196,9 +196,17 @@ class GetReactor : public grpc::ServerWriteReactor<GetResponse> {
     response_.Clear();
     response_.set_num_parts(num_parts_);
     response_.set_part(part_);
-    response_.set_data(value_.data() + offset_, n);
-    offset_ += n;
-    sent_part_end_ = offset_ >= value_.size();
+    if (offset_ == 0 && n == value_.size()) {
+      // A part that fits one message moves into it without a copy (a layer of
+      // a block usually does); the buffers swap, so both keep their capacity.
+      response_.mutable_data()->swap(value_);
+      value_.clear();
+      sent_part_end_ = true;
+    } else {
+      response_.set_data(value_.data() + offset_, n);
+      offset_ += n;
+      sent_part_end_ = offset_ >= value_.size();
+    }
     response_.set_part_end(sent_part_end_);
     StartWrite(&response_);
   }

@@ -195,6 +195,11 @@ absl::Status StoreClient::GetOnce(Shard& shard, absl::string_view key,
             ? static_cast<int>(index)
             : (index < parts_wanted.size() ? parts_wanted[index] : -1);
     if (response.part() != expected) in_order = false;
+    if (current.empty() && response.part_end()) {
+      // A whole part in one message: take its buffer, no copy.
+      parts->push_back(std::move(*response.mutable_data()));
+      continue;
+    }
     current.append(response.data());
     if (response.part_end()) {
       parts->push_back(std::move(current));

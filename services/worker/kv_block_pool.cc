@@ -1,13 +1,29 @@
 #include "services/worker/kv_block_pool.h"
 
+#include <sys/mman.h>
+
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 
 #include "absl/strings/str_cat.h"
 
 namespace longctx {
 
+namespace {
+
+// Transparent huge pages are 2 MiB on x86-64 and arm64 (4 KiB base pages).
+constexpr size_t kHugePage = size_t{2} << 20;
+constexpr size_t kPage = 4096;
+
+}  // namespace
+
+void KvBlockPool::Unmapper::operator()(uint8_t* mapping) const {
+  munmap(mapping, bytes);
+}
+
 absl::StatusOr<std::unique_ptr<KvBlockPool>> KvBlockPool::Create(
-    const KvLayout& layout, size_t budget_bytes) {
+    const KvLayout& layout, size_t budget_bytes, bool prefault) {
   if (layout.num_layers <= 0 || layout.num_kv_heads <= 0 ||
       layout.head_dim <= 0 || layout.block_size <= 0) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -24,8 +40,33 @@ absl::StatusOr<std::unique_ptr<KvBlockPool>> KvBlockPool::Create(
   if (blocks > static_cast<size_t>(INT32_MAX)) {
     return absl::InvalidArgumentError("KV budget holds too many blocks");
   }
-  return std::unique_ptr<KvBlockPool>(
-      new KvBlockPool(layout, static_cast<int>(blocks), /*backed=*/true));
+  std::unique_ptr<KvBlockPool> pool(
+      new KvBlockPool(layout, static_cast<int>(blocks)));
+  // One huge page more than needed, so the blocks can start on a huge page
+  // boundary.
+  const size_t bytes = pool->block_bytes_ * blocks;
+  const size_t mapped =
+      (bytes + kHugePage - 1) / kHugePage * kHugePage + kHugePage;
+  void* mapping = mmap(nullptr, mapped, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (mapping == MAP_FAILED) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("cannot map ", mapped, " bytes for the KV cache (",
+                     std::strerror(errno), "); lower --kv_cache_bytes"));
+  }
+  pool->storage_ = std::unique_ptr<uint8_t, Unmapper>(
+      static_cast<uint8_t*>(mapping), Unmapper{mapped});
+  const uintptr_t address = reinterpret_cast<uintptr_t>(mapping);
+  pool->base_ = reinterpret_cast<uint8_t*>((address + kHugePage - 1) &
+                                           ~uintptr_t{kHugePage - 1});
+  // Advice only: without huge pages (disabled, or none free) the pool works
+  // on base pages.
+  (void)madvise(pool->base_, mapped - kHugePage, MADV_HUGEPAGE);
+  if (prefault) {
+    volatile uint8_t* touch = pool->base_;
+    for (size_t offset = 0; offset < bytes; offset += kPage) touch[offset] = 0;
+  }
+  return pool;
 }
 
 absl::StatusOr<std::unique_ptr<KvBlockPool>> KvBlockPool::CreateUnbacked(
@@ -34,22 +75,14 @@ absl::StatusOr<std::unique_ptr<KvBlockPool>> KvBlockPool::CreateUnbacked(
     return absl::InvalidArgumentError(
         absl::StrCat("a pool needs at least one block, not ", capacity));
   }
-  return std::unique_ptr<KvBlockPool>(
-      new KvBlockPool(layout, capacity, /*backed=*/false));
+  return std::unique_ptr<KvBlockPool>(new KvBlockPool(layout, capacity));
 }
 
-KvBlockPool::KvBlockPool(const KvLayout& layout, int capacity, bool backed)
+KvBlockPool::KvBlockPool(const KvLayout& layout, int capacity)
     : layout_(layout),
       capacity_(capacity),
       block_bytes_(layout.BlockBytes()),
       layer_bytes_(layout.LayerBytes()) {
-  if (backed) {
-    const size_t bytes = block_bytes_ * static_cast<size_t>(capacity) + 64;
-    // Not value-initialized: pages are touched only when blocks are written.
-    storage_.reset(new uint8_t[bytes]);
-    uintptr_t address = reinterpret_cast<uintptr_t>(storage_.get());
-    base_ = reinterpret_cast<uint8_t*>((address + 63) & ~uintptr_t{63});
-  }
   absl::MutexLock lock(&mu_);
   refcount_.assign(capacity, 0);
   allocations_.assign(capacity, 0);

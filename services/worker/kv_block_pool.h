@@ -43,11 +43,17 @@ namespace longctx {
 // sequences.
 class KvBlockPool {
  public:
-  // Create reserves floor(budget_bytes / BlockBytes()) blocks. INVALID_ARGUMENT
-  // for a layout with a non-positive size, RESOURCE_EXHAUSTED if not even one
-  // block fits.
+  // Create reserves floor(budget_bytes / BlockBytes()) blocks in anonymous
+  // memory advised for transparent huge pages (2 MiB pages: a first write
+  // faults 512 times less often than with 4 KiB pages). With `prefault`, every
+  // page is written once now, so no request pays for first touches later (on
+  // a virtual machine a first touch of memory can cost as much as copying it
+  // ten times); without it, pages become resident as blocks are first
+  // written. INVALID_ARGUMENT for a layout with a non-positive size,
+  // RESOURCE_EXHAUSTED if not even one block fits or the memory cannot be
+  // mapped.
   static absl::StatusOr<std::unique_ptr<KvBlockPool>> Create(
-      const KvLayout& layout, size_t budget_bytes);
+      const KvLayout& layout, size_t budget_bytes, bool prefault = false);
 
   // CreateUnbacked makes a pool of `capacity` block ids with no storage: it
   // only allocates and counts references (a group leader's ids for blocks that
@@ -112,14 +118,21 @@ class KvBlockPool {
   }
 
  private:
-  KvBlockPool(const KvLayout& layout, int capacity, bool backed);
+  KvBlockPool(const KvLayout& layout, int capacity);
+
+  // Unmaps the storage.
+  struct Unmapper {
+    size_t bytes;  // No initializer: it would delete the default constructor
+                   // while KvBlockPool is incomplete.
+    void operator()(uint8_t* mapping) const;
+  };
 
   const KvLayout layout_;
   const int capacity_;
   const size_t block_bytes_;
   const size_t layer_bytes_;
-  std::unique_ptr<uint8_t[]> storage_;
-  uint8_t* base_ = nullptr;  // storage_, aligned to 64 bytes.
+  std::unique_ptr<uint8_t, Unmapper> storage_;  // Null when unbacked.
+  uint8_t* base_ = nullptr;                     // storage_, aligned to 2 MiB.
 
   // A published block's key, and whether the store holds it.
   struct Published {

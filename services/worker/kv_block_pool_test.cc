@@ -1,5 +1,9 @@
 #include "services/worker/kv_block_pool.h"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cstdint>
 #include <set>
 #include <string>
 #include <vector>
@@ -40,6 +44,47 @@ TEST(KvBlockPoolTest, CapacityIsTheBudgetInWholeBlocks) {
   layout.head_dim = 0;
   EXPECT_EQ(KvBlockPool::Create(layout, 1 << 20).status().code(),
             absl::StatusCode::kInvalidArgument);
+}
+
+// Pages of [data, data + bytes) that are resident in memory.
+size_t ResidentPages(const uint8_t* data, size_t bytes) {
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  const uintptr_t start = reinterpret_cast<uintptr_t>(data) / page * page;
+  const size_t pages =
+      (reinterpret_cast<uintptr_t>(data) + bytes - start + page - 1) / page;
+  std::vector<unsigned char> resident(pages);
+  EXPECT_EQ(
+      mincore(reinterpret_cast<void*>(start), pages * page, resident.data()),
+      0);
+  size_t count = 0;
+  for (unsigned char r : resident) count += r & 1;
+  return count;
+}
+
+TEST(KvBlockPoolTest, APrefaultedPoolIsResidentFromTheStartAndZeroed) {
+  KvLayout layout = SmallLayout();
+  layout.block_size = 1000;  // 60,000 bytes a block: blocks straddle pages.
+  const int blocks = 150;    // About 8.6 MiB: several huge pages.
+  const size_t bytes = layout.BlockBytes() * blocks;
+  auto lazy = *KvBlockPool::Create(layout, bytes, /*prefault=*/false);
+  auto eager = *KvBlockPool::Create(layout, bytes, /*prefault=*/true);
+  ASSERT_EQ(eager->capacity(), blocks);
+  // Blocks start on a huge page boundary.
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(eager->Data(0)) % (2 << 20), 0u);
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  EXPECT_EQ(ResidentPages(eager->Data(0), bytes), (bytes + page - 1) / page);
+  EXPECT_EQ(ResidentPages(lazy->Data(0), bytes), 0u);
+  for (int b = 0; b < blocks; ++b) {
+    const uint8_t* data = eager->Data(b);
+    for (size_t i = 0; i < layout.BlockBytes(); ++i) ASSERT_EQ(data[i], 0);
+  }
+  // Every block of the lazy pool is writable; writing it makes it resident.
+  for (int b = 0; b < blocks; ++b) {
+    std::fill(lazy->Data(b), lazy->Data(b) + layout.BlockBytes(), b & 0xff);
+  }
+  EXPECT_EQ(ResidentPages(lazy->Data(0), bytes), (bytes + page - 1) / page);
+  EXPECT_EQ(lazy->Data(blocks - 1)[layout.BlockBytes() - 1],
+            (blocks - 1) & 0xff);
 }
 
 TEST(KvBlockPoolTest, AllocatesDistinctBlocksUntilFullThenFreesByRefcount) {

@@ -34,8 +34,10 @@ struct KvOffloaderOptions {
   // Blocks waiting to be written; more are dropped (--offload_queue_blocks).
   // Default: 64.
   int max_queued_blocks = 64;
-  // Blocks fetched from the store at once during a restore. Default: 4.
-  int restore_parallelism = 4;
+  // Blocks a restore fetches at once from each memory_store shard (one stream
+  // each); the shards are read in parallel. Default: 1 (more streams to one
+  // shard were slower on 2 cores shared with the store: docs/BENCHMARKS.md).
+  int restore_streams_per_shard = 1;
 };
 
 // KvStoreIo is how the engine moves its blocks to and from the memory store:

@@ -53,6 +53,10 @@ ABSL_FLAG(std::string, memory_store, "",
 ABSL_FLAG(int, block_size, 256, "Tokens per KV block.");
 ABSL_FLAG(int64_t, kv_cache_bytes, int64_t{2} << 30,
           "Bytes of memory for the KV cache (whole blocks).");
+ABSL_FLAG(bool, kv_cache_prefault, true,
+          "Write every page of the KV cache once at start-up, so that no "
+          "request pays for first touches of memory (the worker is resident "
+          "at --kv_cache_bytes from the start).");
 ABSL_FLAG(std::string, kv_dtype, "f16", "KV cache element type: f16 or f32.");
 ABSL_FLAG(std::string, compute_precision, "fp32",
           "GEMM precision: fp32, or bf16 (AVX512_BF16 or AMX CPUs).");
@@ -72,6 +76,9 @@ ABSL_FLAG(bool, prefix_cache, true,
           "requests with the same prefix; least recently used ones (those "
           "already in the memory store first) make room when needed. Groups "
           "of more than one rank do not cache yet.");
+ABSL_FLAG(int, restore_streams_per_shard, 1,
+          "KV blocks a restore reads at once from each memory_store shard "
+          "(the shards are read in parallel).");
 ABSL_FLAG(int, offload_queue_blocks, 64,
           "KV blocks waiting to be written to the memory store; more are "
           "dropped (counted), never waited for.");
@@ -161,6 +168,8 @@ int main(int argc, char** argv) {
         Positive("max_queue", engine_options.max_waiting),
         Positive("prefill_chunk_tokens", engine_options.prefill_chunk_tokens),
         Positive("kv_cache_bytes", absl::GetFlag(FLAGS_kv_cache_bytes)),
+        Positive("restore_streams_per_shard",
+                 absl::GetFlag(FLAGS_restore_streams_per_shard)),
         Positive("max_message_bytes",
                  absl::GetFlag(FLAGS_max_message_bytes))}) {
     if (!s.ok()) return longctx::StartupError(kProgram, s);
@@ -206,7 +215,8 @@ int main(int argc, char** argv) {
   source->keep_alive.reset();  // The model holds its own copy of the weights.
   auto pool = longctx::KvBlockPool::Create(
       (*model)->KvLayoutFor(block_size, *kv_dtype),
-      static_cast<size_t>(absl::GetFlag(FLAGS_kv_cache_bytes)));
+      static_cast<size_t>(absl::GetFlag(FLAGS_kv_cache_bytes)),
+      absl::GetFlag(FLAGS_kv_cache_prefault));
   if (!pool.ok()) return longctx::StartupError(kProgram, pool.status());
   longctx::Log(longctx::LogLevel::kInfo,
                "model %s (%s, fingerprint %s): %d layers, hidden %d; KV cache "
@@ -232,6 +242,8 @@ int main(int argc, char** argv) {
     longctx::KvOffloaderOptions offload_options;
     offload_options.max_queued_blocks =
         absl::GetFlag(FLAGS_offload_queue_blocks);
+    offload_options.restore_streams_per_shard =
+        absl::GetFlag(FLAGS_restore_streams_per_shard);
     offloader = std::make_unique<longctx::KvOffloader>(
         store_client.get(), pool->get(), source->fingerprint, offload_options,
         &(*metrics)->registry());

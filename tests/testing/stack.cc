@@ -95,14 +95,13 @@ absl::Status LocalStack::Start(const StackOptions& options) {
     Endpoint e = NewEndpoint();
     worker_eps_.push_back(e);
     worker_addresses.push_back(e.address());
-    argv = {RunfilePath("services/worker/worker"),
-            "--model=" + model_dir_,
-            "--memory_store=" + store_ep_.address(),
-            "--threads=1",
+    argv = {RunfilePath("services/worker/worker"), "--model=" + model_dir_,
+            "--memory_store=" + store_ep_.address(), "--threads=1",
             "--kv_cache_bytes=268435456",
+            // Tests start many workers: pages become resident as used.
+            "--kv_cache_prefault=false",
             absl::StrCat("--group_id=group-", i / P),
-            absl::StrCat("--rank=", i % P),
-            absl::StrCat("--group_size=", P),
+            absl::StrCat("--rank=", i % P), absl::StrCat("--group_size=", P),
             "--rendezvous_address=" + gateway_ep_.address()};
     for (const auto& f : CommonFlags(e)) argv.push_back(f);
     for (const auto& f : options.worker_flags) argv.push_back(f);

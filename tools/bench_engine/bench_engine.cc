@@ -161,7 +161,7 @@ Setup Build(const BenchModel& m, ComputePrecision precision, int max_tokens) {
   setup.model = *std::move(model);
   KvLayout layout = setup.model->KvLayoutFor(256, KvDtype::kF16);
   setup.pool = *KvBlockPool::Create(
-      layout, layout.BlockBytes() * (max_tokens / 256 + 64));
+      layout, layout.BlockBytes() * (max_tokens / 256 + 64), /*prefault=*/true);
   return setup;
 }
 

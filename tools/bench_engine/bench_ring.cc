@@ -79,7 +79,9 @@ Result RunRank(int rank, int P, const std::string& store_dir) {
   auto model = NewModel(*bench, absl::GetFlag(FLAGS_threads));
   const KvLayout layout = Layout(bench->shape, block);
   const int nb = (n + block - 1) / block;
-  auto pool = KvBlockPool::Create(layout, layout.BlockBytes() * (nb + 1));
+  // Prefaulted, as a worker's KV cache is (--kv_cache_prefault).
+  auto pool = KvBlockPool::Create(layout, layout.BlockBytes() * (nb + 1),
+                                  /*prefault=*/true);
   gloo::rendezvous::FileStore store(store_dir);
   GlooOptions gloo;
   gloo.rank = rank;

@@ -134,9 +134,60 @@ TEST(GroupTest, ALostRankFailsTheRequestAndTheGroupComesBack) {
   EXPECT_EQ(after.tokens, before.tokens);
 }
 
-TEST(GroupTest, AGroupRestoresItsBlocksFromTheStore) {
+// The counter's value on a Prometheus page (0 when absent).
+double CounterValue(const std::string& page, const std::string& name) {
+  for (absl::string_view line : absl::StrSplit(page, '\n')) {
+    if (absl::StartsWith(line, name + " ")) {
+      double value = 0;
+      if (absl::SimpleAtod(line.substr(name.size() + 1), &value)) return value;
+    }
+  }
+  return 0;
+}
+
+TEST(GroupTest, AGroupServesAPrefixHotFromItsRanksMemory) {
   testing::LocalStack stack;
   absl::Status status = stack.Start(GroupOptions(2));
+  ASSERT_TRUE(status.ok()) << status;
+  const std::string gateway = stack.gateway().address();
+  Result cold = Generate(gateway, GreedyRequest(333, 12), absl::Seconds(60));
+  ASSERT_TRUE(cold.status.ok()) << cold.status.error_message();
+  EXPECT_EQ(cold.last.usage().cached_tokens(), 0);
+  // The 20 full blocks of 16 before the prompt's last token stay on the
+  // ranks that computed them, and the next request reads them there.
+  Result hot = Generate(gateway, GreedyRequest(333, 12), absl::Seconds(60));
+  ASSERT_TRUE(hot.status.ok()) << hot.status.error_message();
+  EXPECT_EQ(hot.last.usage().cached_tokens(), 320);
+  EXPECT_EQ(hot.tokens, cold.tokens);
+  auto page = testing::HttpGet(stack.workers()[0].metrics_port, "/metrics");
+  ASSERT_TRUE(page.ok()) << page.status();
+  EXPECT_EQ(CounterValue(*page, "longctx_prefix_cache_hit_tokens_total"), 320);
+  EXPECT_EQ(CounterValue(*page, "longctx_restore_blocks_total"), 0);
+  // A prompt that shares only the first 100 tokens reuses the 6 full blocks
+  // of the shared part and gives the tokens of a cold computation.
+  v1::GenerateRequest branch = GreedyRequest(333, 12);
+  for (int i = 100; i < 333; ++i) branch.mutable_token_ids()->set_ids(i, 7);
+  Result branched = Generate(gateway, branch, absl::Seconds(60));
+  ASSERT_TRUE(branched.status.ok()) << branched.status.error_message();
+  EXPECT_EQ(branched.last.usage().cached_tokens(), 96);
+  testing::LocalStack single;
+  testing::StackOptions one = GroupOptions(1);
+  one.worker_flags.push_back("--prefix_cache=false");
+  status = single.Start(one);
+  ASSERT_TRUE(status.ok()) << status;
+  Result reference =
+      Generate(single.gateway().address(), branch, absl::Seconds(60));
+  ASSERT_TRUE(reference.status.ok()) << reference.status.error_message();
+  EXPECT_EQ(reference.last.usage().cached_tokens(), 0);
+  EXPECT_EQ(branched.tokens, reference.tokens);
+}
+
+TEST(GroupTest, AGroupRestoresItsBlocksFromTheStore) {
+  testing::LocalStack stack;
+  testing::StackOptions options = GroupOptions(2);
+  // No prefix cache: the blocks can only come back from the store.
+  options.worker_flags.push_back("--prefix_cache=false");
+  absl::Status status = stack.Start(options);
   ASSERT_TRUE(status.ok()) << status;
   const std::string gateway = stack.gateway().address();
   Result cold = Generate(gateway, GreedyRequest(333, 12), absl::Seconds(60));
@@ -152,17 +203,6 @@ TEST(GroupTest, AGroupRestoresItsBlocksFromTheStore) {
   } while (warm.last.usage().cached_tokens() < 320 && absl::Now() < deadline);
   EXPECT_EQ(warm.last.usage().cached_tokens(), 320) << stack.Logs();
   EXPECT_EQ(warm.tokens, cold.tokens);
-}
-
-// The counter's value on a Prometheus page (0 when absent).
-double CounterValue(const std::string& page, const std::string& name) {
-  for (absl::string_view line : absl::StrSplit(page, '\n')) {
-    if (absl::StartsWith(line, name + " ")) {
-      double value = 0;
-      if (absl::SimpleAtod(line.substr(name.size() + 1), &value)) return value;
-    }
-  }
-  return 0;
 }
 
 TEST(GroupTest, TheGatewaySpreadsRequestsOverSeveralGroups) {

@@ -99,6 +99,22 @@ int KvBlockPool::free_blocks() const {
   return static_cast<int>(free_.size() + evictable_.size());
 }
 
+int KvBlockPool::DropCached() {
+  absl::MutexLock lock(&mu_);
+  const int dropped = static_cast<int>(by_key_.size());
+  for (const auto& [key, block] : by_key_) {
+    if (refcount_[block] == 0) {
+      evictable_.erase(evictable_at_[block]);
+      evictable_at_[block] = evictable_.end();
+      free_.push_back(block);
+    }
+    published_[block] = Published();
+  }
+  by_key_.clear();
+  evictable_stored_ = 0;
+  return dropped;
+}
+
 int KvBlockPool::EvictLocked() {
   if (evictable_.empty()) return -1;
   // The least recently released block the store holds, else the least recently

@@ -102,6 +102,12 @@ class KvBlockPool {
   // `key` (if one still is), which makes it evicted before unstored ones.
   void MarkStored(const std::string& key);
 
+  // DropCached unpublishes every block: Lookup finds none of them from now on;
+  // the unreferenced ones become free, the referenced ones free with their
+  // last Unref. For when the cached contents can no longer be trusted (a
+  // group's blocks after it re-formed). Returns how many were published.
+  int DropCached();
+
   // Published blocks (referenced or not), and how many were evicted so far.
   int cached_blocks() const;
   int64_t evicted_blocks() const;

@@ -127,6 +127,43 @@ TEST(KvBlockPoolTest, LayerTensorsTileTheBlockWithoutOverlap) {
   }
 }
 
+TEST(KvBlockPoolTest, DropCachedForgetsEveryKeyAndFreesWhatNobodyHolds) {
+  KvLayout layout = SmallLayout();
+  auto pool = *KvBlockPool::Create(layout, layout.BlockBytes() * 4);
+  const int held = *pool->Allocate();
+  const int cached = *pool->Allocate();
+  const int stored = *pool->Allocate();
+  ASSERT_TRUE(pool->Publish("held", held));
+  ASSERT_TRUE(pool->Publish("cached", cached));
+  ASSERT_TRUE(pool->Publish("stored", stored));
+  pool->MarkStored("stored");
+  pool->Unref(cached);
+  pool->Unref(stored);
+  EXPECT_EQ(pool->free_blocks(), 3);  // One never used, two cached.
+  EXPECT_EQ(pool->DropCached(), 3);
+  EXPECT_EQ(pool->cached_blocks(), 0);
+  for (const char* key : {"held", "cached", "stored"}) {
+    EXPECT_EQ(pool->Lookup(key), -1) << key;
+  }
+  EXPECT_EQ(pool->free_blocks(), 3);
+  EXPECT_TRUE(pool->InUse(held));
+  EXPECT_FALSE(pool->InUse(cached));
+  EXPECT_FALSE(pool->InUse(stored));
+  // The held block is free after its last reference, not cached.
+  pool->Unref(held);
+  EXPECT_EQ(pool->free_blocks(), 4);
+  EXPECT_EQ(pool->cached_blocks(), 0);
+  // Nothing was evicted, and every block can be taken again once.
+  EXPECT_EQ(pool->evicted_blocks(), 0);
+  std::set<int> again;
+  for (int i = 0; i < 4; ++i) again.insert(*pool->Allocate());
+  EXPECT_EQ(again.size(), 4u);
+  EXPECT_FALSE(pool->Allocate().ok());
+  // The keys can name blocks again.
+  EXPECT_TRUE(pool->Publish("cached", *again.begin()));
+  EXPECT_EQ(pool->DropCached(), 1);
+}
+
 TEST(KvBlockPoolTest, APublishedBlockStaysCachedAfterItsLastReference) {
   KvLayout layout = SmallLayout();
   auto pool = *KvBlockPool::Create(layout, layout.BlockBytes() * 3);

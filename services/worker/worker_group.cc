@@ -65,12 +65,7 @@ class WorkerGroup::LeaderModel : public ForwardModel {
       return absl::UnavailableError(absl::StrCat(
           "worker group ", options_.group_id, " is not complete: ", why_));
     }
-    // Ids the engine freed (or freed and took again) give their blocks back.
-    std::vector<int> stale;
-    for (const auto& [id, placed] : placed_) {
-      if (!IsCurrent(id, placed)) stale.push_back(id);
-    }
-    for (int id : stale) Drop(id);
+    DropStale();
     const int block = pool_->layout().block_size;
     StepPlan plan;
     plan.step = ++step_;
@@ -140,6 +135,7 @@ class WorkerGroup::LeaderModel : public ForwardModel {
   int Restore(absl::Span<const std::string> keys, absl::Span<const int> ids) {
     absl::MutexLock lock(&mu_);
     if (ring_ == nullptr || broken_ || keys.empty()) return 0;
+    DropStale();
     StepPlan plan;
     plan.kind = StepPlan::kRestore;
     std::vector<int> fresh;
@@ -185,6 +181,14 @@ class WorkerGroup::LeaderModel : public ForwardModel {
     ring_ = std::make_unique<RingStep>(model_, pool_, comm, options_.ring);
     placer_ = std::make_unique<BlockPlacer>(comm->size(), pool_->capacity());
     ++generation_;
+    // Cached ids name blocks the earlier group placed: a rank that came back
+    // has lost them, so none may be found again.
+    const int dropped = ids_->DropCached();
+    if (dropped > 0) {
+      Log(LogLevel::kInfo,
+          "group %s: dropped %d cached blocks of the earlier group",
+          options_.group_id, dropped);
+    }
     step_ = 0;
     broken_ = false;
     why_.clear();
@@ -260,6 +264,16 @@ class WorkerGroup::LeaderModel : public ForwardModel {
       placer_->Release(it->second.place);
     }
     placed_.erase(it);
+  }
+
+  // Ids the engine freed (or freed and took again, e.g. a cached id evicted)
+  // give their blocks back to their ranks.
+  void DropStale() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    std::vector<int> stale;
+    for (const auto& [id, placed] : placed_) {
+      if (!IsCurrent(id, placed)) stale.push_back(id);
+    }
+    for (int id : stale) Drop(id);
   }
 
   // The id's current placement, or null (a stale one is dropped here).

@@ -250,12 +250,6 @@ int main(int argc, char** argv) {
     engine_options.offloader = offloader.get();
   }
   engine_options.fingerprint = source->fingerprint;
-  if (grouped) {
-    // A group's block ids name blocks placed on its ranks, and a group that
-    // re-forms drops them: cached ids would outlive their KV. Groups recompute
-    // every prompt for now.
-    engine_options.prefix_cache = false;
-  }
   // A rank of a group of P > 1 serves once the group has formed; rank 0 runs
   // the engine over the whole group, the others run the steps it sends.
   std::mutex ready_mu;  // Orders the group's readiness reports.

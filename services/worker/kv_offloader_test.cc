@@ -1,0 +1,151 @@
+// KvOffloader against real memory_store shards (RocksDB on disk, served over
+// gRPC on loopback ports): blocks spread over several shards come back
+// byte for byte, with one stream or several per shard, and a shard that is
+// down ends the restored prefix at its first block.
+#include "services/worker/kv_offloader.h"
+
+#include <cstdlib>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "memory_store/block_store.h"
+#include "memory_store/memory_store_service_impl.h"
+#include "memory_store/store_client.h"
+#include "prometheus/registry.h"
+#include "services/common/grpc_server.h"
+
+namespace longctx {
+namespace {
+
+constexpr Hash128 kFingerprint{0xabc, 0xdef};
+constexpr int kShards = 3;
+constexpr int kBlocks = 13;  // Not a multiple of the shard count.
+
+KvLayout Layout() {
+  KvLayout layout;
+  layout.num_layers = 3;
+  layout.num_kv_heads = 2;
+  layout.head_dim = 24;
+  layout.block_size = 37;
+  layout.dtype = KvDtype::kF16;
+  return layout;
+}
+
+std::string Key(int i) {
+  std::string key(StoreClient::kKeySize, '\0');
+  key[0] = static_cast<char>(i + 1);
+  key[9] = static_cast<char>(0x5a);
+  return key;
+}
+
+// One memory_store shard.
+struct Shard {
+  prometheus::Registry registry;
+  std::unique_ptr<BlockStore> store;
+  std::unique_ptr<MemoryStoreServiceImpl> service;
+  std::unique_ptr<GrpcServer> server;
+};
+
+class KvOffloaderTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const char* tmp = std::getenv("TEST_TMPDIR");
+    for (int s = 0; s < kShards; ++s) {
+      std::string dir = std::string(tmp ? tmp : "/tmp") + "/offloader_XXXXXX";
+      std::vector<char> buffer(dir.begin(), dir.end());
+      buffer.push_back('\0');
+      auto shard = std::make_unique<Shard>();
+      shard->store = *BlockStore::Open({mkdtemp(buffer.data())});
+      shard->service = std::make_unique<MemoryStoreServiceImpl>(
+          shard->store.get(), MemoryStoreServiceOptions(), shard->registry);
+      GrpcServerOptions options;
+      options.listen = {"127.0.0.1", 0};
+      shard->server = *GrpcServer::Start(options, {shard->service.get()});
+      addresses_.push_back({"127.0.0.1", shard->server->port()});
+      shards_.push_back(std::move(shard));
+    }
+    StoreClientOptions options;
+    options.call_timeout = absl::Milliseconds(500);
+    options.max_retries = 0;
+    client_ = *StoreClient::Create(addresses_, options);
+    for (int i = 0; i < kBlocks; ++i) keys_.push_back(Key(i));
+
+    // Random contents, offloaded from a pool of their own.
+    source_ = *KvBlockPool::Create(Layout(), Layout().BlockBytes() * kBlocks);
+    std::mt19937 rng(11);
+    KvOffloader offloader(client_.get(), source_.get(), kFingerprint, {},
+                          nullptr);
+    for (int i = 0; i < kBlocks; ++i) {
+      const int block = *source_->Allocate();
+      source_blocks_.push_back(block);
+      uint8_t* data = source_->Data(block);
+      for (size_t b = 0; b < Layout().BlockBytes(); ++b) data[b] = rng();
+      ASSERT_TRUE(offloader.Offload(keys_[i], block, Layout().block_size));
+    }
+    offloader.WaitIdle();
+  }
+
+  // Restores every key into a new pool with `streams` per shard; returns the
+  // restored count and checks the restored blocks byte for byte.
+  int RestoreAndCheck(int streams) {
+    auto pool = *KvBlockPool::Create(Layout(), Layout().BlockBytes() * kBlocks);
+    std::vector<int> blocks;
+    for (int i = 0; i < kBlocks; ++i) blocks.push_back(*pool->Allocate());
+    KvOffloaderOptions options;
+    options.restore_streams_per_shard = streams;
+    KvOffloader offloader(client_.get(), pool.get(), kFingerprint, options,
+                          nullptr);
+    const int restored = offloader.Restore(keys_, blocks);
+    for (int i = 0; i < restored; ++i) {
+      EXPECT_EQ(
+          std::string(reinterpret_cast<char*>(pool->Data(blocks[i])),
+                      Layout().BlockBytes()),
+          std::string(reinterpret_cast<char*>(source_->Data(source_blocks_[i])),
+                      Layout().BlockBytes()))
+          << "block " << i << " with " << streams << " streams per shard";
+    }
+    return restored;
+  }
+
+  std::vector<HostPort> addresses_;
+  std::vector<std::unique_ptr<Shard>> shards_;
+  std::unique_ptr<StoreClient> client_;
+  std::vector<std::string> keys_;
+  std::unique_ptr<KvBlockPool> source_;
+  std::vector<int> source_blocks_;
+};
+
+TEST_F(KvOffloaderTest, BlocksOnEveryShardComeBackByteForByte) {
+  std::vector<int> per_shard(kShards, 0);
+  for (const std::string& key : keys_) ++per_shard[client_->ShardOf(key)];
+  for (int s = 0; s < kShards; ++s) {
+    EXPECT_GT(per_shard[s], 0) << "no block on shard " << s;
+    EXPECT_EQ(shards_[s]->store->Stats().blocks, per_shard[s]);
+  }
+  for (int streams : {1, 2, 5}) EXPECT_EQ(RestoreAndCheck(streams), kBlocks);
+}
+
+TEST_F(KvOffloaderTest, AShardThatIsDownEndsThePrefixAtItsFirstBlock) {
+  const int down = client_->ShardOf(keys_[kBlocks / 2]);
+  int first_on_down = 0;
+  while (client_->ShardOf(keys_[first_on_down]) != down) ++first_on_down;
+  shards_[down]->server.reset();
+  for (int streams : {1, 3}) {
+    EXPECT_EQ(RestoreAndCheck(streams), first_on_down);
+  }
+}
+
+TEST_F(KvOffloaderTest, ABlockOfAnotherModelEndsThePrefix) {
+  // Block 4 replaced by the same bytes stored for another model.
+  KvOffloader other(client_.get(), source_.get(), Hash128{1, 2}, {}, nullptr);
+  ASSERT_TRUE(other.Offload(keys_[4], source_blocks_[4], Layout().block_size));
+  other.WaitIdle();
+  EXPECT_EQ(RestoreAndCheck(1), 4);
+  EXPECT_EQ(RestoreAndCheck(2), 4);
+}
+
+}  // namespace
+}  // namespace longctx

@@ -188,13 +188,23 @@ int KvOffloader::Restore(absl::Span<const std::string> keys,
     fetchers += std::min<int>(per_shard, by_shard[shard].size());
   }
   const size_t window = 2 * static_cast<size_t>(fetchers);
+  // Blocks from the first one that failed on are not fetched or verified: the
+  // restored prefix ends before it anyway (and a shard gone since Contains
+  // would cost a timeout per block).
+  std::atomic<int> first_failed{candidates};
+  auto failed = [&](int i) {
+    int seen = first_failed.load();
+    while (i < seen && !first_failed.compare_exchange_weak(seen, i)) {
+    }
+  };
   absl::Mutex mu;
   std::deque<Fetched> fetched;  // Guarded by mu.
   auto fetch = [&](size_t shard) {
     const std::vector<int>& mine = by_shard[shard];
     for (size_t k = (*next[shard])++; k < mine.size(); k = (*next[shard])++) {
       const int i = mine[k];
-      Fetched item{i, client_->Get(keys[i])};
+      Fetched item{i, absl::CancelledError("a block before it failed")};
+      if (i < first_failed.load()) item.parts = client_->Get(keys[i]);
       absl::MutexLock lock(&mu);
       auto room = [&]() { return fetched.size() < window; };
       mu.Await(absl::Condition(&room));
@@ -218,6 +228,11 @@ int KvOffloader::Restore(absl::Span<const std::string> keys,
     const int i = item.index;
     if (!item.parts.ok()) {
       results[i] = item.parts.status();
+      failed(i);
+      continue;
+    }
+    if (i > first_failed.load()) {
+      results[i] = absl::CancelledError("a block before it failed");
       continue;
     }
     absl::StatusOr<KvBlockHeader> header = DecodeKvBlockInto(
@@ -226,6 +241,7 @@ int KvOffloader::Restore(absl::Span<const std::string> keys,
       header = absl::DataLossError("stored block is not full");
     }
     results[i] = header.status();
+    if (!header.ok()) failed(i);
     for (const std::string& part : *item.parts) sizes[i] += part.size();
   }
   for (std::thread& t : threads) t.join();

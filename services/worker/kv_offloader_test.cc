@@ -36,7 +36,8 @@ KvLayout Layout() {
 
 std::string Key(int i) {
   std::string key(StoreClient::kKeySize, '\0');
-  key[0] = static_cast<char>(i + 1);
+  key[0] = static_cast<char>(i);
+  key[1] = static_cast<char>(i >> 8);
   key[9] = static_cast<char>(0x5a);
   return key;
 }
@@ -71,7 +72,14 @@ class KvOffloaderTest : public ::testing::Test {
     options.call_timeout = absl::Milliseconds(500);
     options.max_retries = 0;
     client_ = *StoreClient::Create(addresses_, options);
-    for (int i = 0; i < kBlocks; ++i) keys_.push_back(Key(i));
+    // Which shard holds a key depends on the shards' (random) ports: pick keys
+    // whose shards take turns, so every shard holds blocks of the prefix.
+    for (int i = 0, j = 0; i < kBlocks; ++j) {
+      if (client_->ShardOf(Key(j)) == i % kShards) {
+        keys_.push_back(Key(j));
+        ++i;
+      }
+    }
 
     // Random contents, offloaded from a pool of their own.
     source_ = *KvBlockPool::Create(Layout(), Layout().BlockBytes() * kBlocks);

@@ -2,6 +2,7 @@
 // loopback, Gloo between them, formed through the gateway's rendezvous)
 // serving the tiny model through the gateway.
 #include <csignal>
+#include <map>
 #include <string>
 #include <thread>
 #include <vector>
@@ -26,6 +27,7 @@ using ::testing::HasSubstr;
 struct Result {
   grpc::Status status;
   std::vector<int32_t> tokens;
+  std::vector<v1::TokenLogprob> logprobs;
   v1::GenerateResponse last;
   absl::Duration elapsed;
 };
@@ -43,6 +45,8 @@ Result Generate(const std::string& address, const v1::GenerateRequest& request,
   while (reader->Read(&response)) {
     result.tokens.insert(result.tokens.end(), response.token_ids().begin(),
                          response.token_ids().end());
+    result.logprobs.insert(result.logprobs.end(), response.logprobs().begin(),
+                           response.logprobs().end());
     result.last = response;
   }
   result.status = reader->Finish();
@@ -59,7 +63,29 @@ v1::GenerateRequest GreedyRequest(int n, int max_new) {
   request.mutable_sampling()->set_temperature(0);
   request.mutable_stopping()->set_max_new_tokens(max_new);
   request.mutable_stopping()->set_ignore_eos(true);
+  request.mutable_logprobs()->set_enabled(true);
+  request.mutable_logprobs()->set_top_logprobs(5);
   return request;
+}
+
+// The same tokens with the same log-probabilities (and alternatives) within
+// 1e-4.
+void ExpectSameLogprobs(const Result& a, const Result& b) {
+  ASSERT_EQ(a.logprobs.size(), a.tokens.size());
+  ASSERT_EQ(a.logprobs.size(), b.logprobs.size());
+  for (size_t i = 0; i < a.logprobs.size(); ++i) {
+    const v1::TokenLogprob& x = a.logprobs[i];
+    const v1::TokenLogprob& y = b.logprobs[i];
+    EXPECT_EQ(x.token_id(), y.token_id()) << "token " << i;
+    EXPECT_NEAR(x.logprob(), y.logprob(), 1e-4) << "token " << i;
+    ASSERT_EQ(x.top_size(), 5);
+    ASSERT_EQ(y.top_size(), 5);
+    for (int k = 0; k < 5; ++k) {
+      EXPECT_EQ(x.top(k).token_id(), y.top(k).token_id()) << "token " << i;
+      EXPECT_NEAR(x.top(k).logprob(), y.top(k).logprob(), 1e-4)
+          << "token " << i << " alternative " << k;
+    }
+  }
 }
 
 testing::StackOptions GroupOptions(int P) {
@@ -74,7 +100,7 @@ testing::StackOptions GroupOptions(int P) {
 }
 
 TEST(GroupTest, EveryGroupSizeGivesTheTokensOfOneRank) {
-  std::vector<int32_t> reference;
+  std::map<int, Result> reference;  // By prompt length, from P=1.
   for (int P : {1, 2, 3, 4}) {
     testing::LocalStack stack;
     absl::Status status = stack.Start(GroupOptions(P));
@@ -87,12 +113,11 @@ TEST(GroupTest, EveryGroupSizeGivesTheTokensOfOneRank) {
           << stack.Logs();
       ASSERT_EQ(r.tokens.size(), 20u);
       if (P == 1) {
-        reference.insert(reference.end(), r.tokens.begin(), r.tokens.end());
+        reference[n] = r;
       } else {
-        const std::vector<int32_t> expected(
-            reference.begin() + (n == 333 ? 0 : 20),
-            reference.begin() + (n == 333 ? 20 : 40));
-        EXPECT_EQ(r.tokens, expected) << "P=" << P << " n=" << n;
+        EXPECT_EQ(r.tokens, reference[n].tokens) << "P=" << P << " n=" << n;
+        SCOPED_TRACE(absl::StrCat("P=", P, " n=", n));
+        ExpectSameLogprobs(r, reference[n]);
       }
     }
   }
@@ -159,6 +184,7 @@ TEST(GroupTest, AGroupServesAPrefixHotFromItsRanksMemory) {
   ASSERT_TRUE(hot.status.ok()) << hot.status.error_message();
   EXPECT_EQ(hot.last.usage().cached_tokens(), 320);
   EXPECT_EQ(hot.tokens, cold.tokens);
+  ExpectSameLogprobs(hot, cold);
   auto page = testing::HttpGet(stack.workers()[0].metrics_port, "/metrics");
   ASSERT_TRUE(page.ok()) << page.status();
   EXPECT_EQ(CounterValue(*page, "longctx_prefix_cache_hit_tokens_total"), 320);
@@ -180,6 +206,7 @@ TEST(GroupTest, AGroupServesAPrefixHotFromItsRanksMemory) {
   ASSERT_TRUE(reference.status.ok()) << reference.status.error_message();
   EXPECT_EQ(reference.last.usage().cached_tokens(), 0);
   EXPECT_EQ(branched.tokens, reference.tokens);
+  ExpectSameLogprobs(branched, reference);
 }
 
 TEST(GroupTest, AGroupRestoresItsBlocksFromTheStore) {
@@ -203,6 +230,7 @@ TEST(GroupTest, AGroupRestoresItsBlocksFromTheStore) {
   } while (warm.last.usage().cached_tokens() < 320 && absl::Now() < deadline);
   EXPECT_EQ(warm.last.usage().cached_tokens(), 320) << stack.Logs();
   EXPECT_EQ(warm.tokens, cold.tokens);
+  ExpectSameLogprobs(warm, cold);
 }
 
 TEST(GroupTest, TheGatewaySpreadsRequestsOverSeveralGroups) {

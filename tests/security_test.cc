@@ -337,7 +337,7 @@ TEST_F(SecurityTest, TheClientsSpeakTlsAndSendTokens) {
       {testing::RunfilePath("tools/clients/cpp/generate"),
        "--address=" + stack_->gateway().address(),
        "--tls_ca=" + pki_->other_ca_cert, "--token_file=" + *tokens_file_,
-       "--max_new_tokens=3"},
+       "--max_new_tokens=3", "--ignore_eos"},
       "prompt from the C++ client", &output);
   ASSERT_TRUE(rc.ok());
   // The first token of the file is another-valid-token-0001.
@@ -358,7 +358,7 @@ TEST_F(SecurityTest, TheClientsSpeakTlsAndSendTokens) {
        testing::RunfilePath("tools/clients/python/longctx_client.py"),
        "--address=" + stack_->gateway().address(),
        "--tls-ca=" + pki_->other_ca_cert, "--token=" + *token_,
-       "--max-new-tokens=5", "a prompt from python"},
+       "--max-new-tokens=5", "--ignore-eos", "a prompt from python"},
       "", &output);
   ASSERT_TRUE(rc.ok());
   EXPECT_EQ(*rc, 0) << output;

@@ -1,11 +1,14 @@
 #include "tests/testing/stack.h"
 
+#include <iostream>
+
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "gtest/gtest.h"
 
 namespace longctx::testing {
 
@@ -154,6 +157,33 @@ std::string LocalStack::Logs() const {
     absl::StrAppend(&out, "==== ", p.log_path(), "\n", p.Log());
   }
   return out;
+}
+
+namespace {
+
+bool CurrentTestFailed() {
+  const ::testing::UnitTest* unit = ::testing::UnitTest::GetInstance();
+  if (const ::testing::TestInfo* test = unit->current_test_info()) {
+    return test->result()->Failed();
+  }
+  const ::testing::TestSuite* suite = unit->current_test_suite();
+  return suite != nullptr && suite->failed_test_count() > 0;
+}
+
+}  // namespace
+
+LocalStack::~LocalStack() {
+  if (processes_.empty() || !CurrentTestFailed()) return;
+  std::string states;
+  for (Process& p : processes_) {
+    absl::StrAppend(&states, "  ", p.log_path(), ": ",
+                    p.Running() ? "running"
+                                : absl::StrCat("exited, status ",
+                                               *p.Wait(absl::ZeroDuration())),
+                    "\n");
+  }
+  std::cerr << "==== the test failed; the stack's processes:\n"
+            << states << Logs() << std::flush;
 }
 
 }  // namespace longctx::testing

@@ -49,6 +49,11 @@ class LocalStack {
   // answers SERVING (and the gateway sees a ready group).
   absl::Status Start(const StackOptions& options);
 
+  // Stops every process. When the current test (or, in a suite's tear-down,
+  // a test of the suite) failed, prints Logs() to stderr first, so a failure
+  // in CI shows what the services said.
+  ~LocalStack();
+
   const std::string& dir() const { return dir_; }
   const std::string& model_dir() const { return model_dir_; }
   const Endpoint& gateway() const { return gateway_ep_; }

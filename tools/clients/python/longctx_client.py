@@ -82,6 +82,8 @@ def main():
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--temperature", type=float, default=None)
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--ignore-eos", action="store_true",
+                        help="keep generating past end-of-sequence")
     parser.add_argument("--timeout", type=float, default=600)
     parser.add_argument("--token", default=None,
                         help="bearer token (visible in the process list: "
@@ -113,6 +115,7 @@ def main():
     text = args.prompt if args.prompt is not None else sys.stdin.read()
     request = pb.GenerateRequest(text=text)
     request.stopping.max_new_tokens = args.max_new_tokens
+    request.stopping.ignore_eos = args.ignore_eos
     if args.temperature is not None:
         request.sampling.temperature = args.temperature
     if args.seed is not None:

@@ -29,36 +29,13 @@ class GenerateCall
         arrived_(arrived),
         text_(std::move(text)),
         stops_(request_.stop_sequences),
-        hooks_(std::move(hooks)),
-        leader_(leader) {
+        hooks_(std::move(hooks)) {
     usage_.set_prompt_tokens(request_.worker_request.prompt_token_ids_size());
     if (server_context->deadline() !=
         std::chrono::system_clock::time_point::max()) {
       worker_context_.set_deadline(server_context->deadline());
     }
-    // The worker call starts only once gRPC has bound this reactor to the
-    // client's RPC and sent the response headers (OnSendInitialMetadataDone):
-    // started here, a fast worker's reply raced the binding, and the gateway
-    // aborted once in a few thousand short requests ("pure virtual method
-    // called").
-    grpc::ServerWriteReactor<v1::GenerateResponse>::StartSendInitialMetadata();
-  }
-
-  // Client side: the response headers went out (or the client left).
-  void OnSendInitialMetadataDone(bool ok) override {
-    if (!ok) {
-      // The client went away before the worker call started: it never will.
-      {
-        absl::MutexLock lock(&mu_);
-        worker_done_ = true;
-        client_gone_ = true;
-        worker_status_ = grpc::Status::CANCELLED;
-        MaybeFinishLocked();
-      }
-      Release();  // The worker side's reference.
-      return;
-    }
-    leader_->async()->Generate(
+    leader->async()->Generate(
         &worker_context_, &request_.worker_request,
         static_cast<grpc::ClientReadReactor<worker::v1::GenerateResponse>*>(
             this));
@@ -189,7 +166,6 @@ class GenerateCall
   std::unique_ptr<TextStream> text_;
   StopMatcher stops_;
   GenerateCallHooks hooks_;
-  worker::v1::Worker::Stub* const leader_;
 
   grpc::ClientContext worker_context_;
   worker::v1::GenerateResponse from_worker_;

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# Reproduces an open bug: the gateway aborts, rarely, in grpc_call_unref from
-# ~ClientContext (GenerateCall's worker call), printing "pure virtual method
-# called" or failing FilterStackCall::ExternalUnref's assertion. Seen in CI
-# (a test's gateway gone mid-suite) and here about once in 2,000 requests.
+# Stress check of the gateway's relay (services/gateway/generate_call.cc).
+# It reproduced a bug, now fixed: the gateway aborted about once in 2,000
+# requests in grpc_call_unref from ~ClientContext ("pure virtual method called"
+# or FilterStackCall::ExternalUnref's assertion), because the relay started
+# worker reads from the client side's OnWriteDone without a hold (AddHold) on
+# the worker call, which could finish and free itself in between.
 # Starts the local stack (two single-rank workers) several times and sends
 # 1-token requests, 4 at a time, some from clients that exit at once; keep the
-# CPUs busy meanwhile to make it likelier (e.g. two `while :; do :; done`).
-# Leaves a core file in the repository root (ulimit -c unlimited) and stops
-# at the first abort. Usage: tools/repro_gateway_abort.sh [rounds]
+# CPUs busy meanwhile to make races likelier (e.g. two `while :; do :; done`).
+# On an abort, leaves a core file in the repository root (ulimit -c unlimited)
+# and stops. Usage: tools/repro_gateway_abort.sh [rounds]
 set -u
 cd "$(dirname "$0")/.."
 ulimit -c unlimited

@@ -16,6 +16,11 @@ namespace {
 // time in each direction: the next worker read starts only after the client
 // write of the previous message completed, which carries the client's flow
 // control to the worker.
+//
+// The worker reads are started from the client side's OnWriteDone, outside the
+// worker call's own reactions, so the worker call holds a hold (AddHold) for as
+// long as another read may be started: without it the worker call can finish
+// and free itself between a read and the next StartRead.
 class GenerateCall
     : public grpc::ServerWriteReactor<v1::GenerateResponse>,
       public grpc::ClientReadReactor<worker::v1::GenerateResponse> {
@@ -39,6 +44,7 @@ class GenerateCall
         &worker_context_, &request_.worker_request,
         static_cast<grpc::ClientReadReactor<worker::v1::GenerateResponse>*>(
             this));
+    grpc::ClientReadReactor<worker::v1::GenerateResponse>::AddHold();
     grpc::ClientReadReactor<worker::v1::GenerateResponse>::StartRead(
         &from_worker_);
     grpc::ClientReadReactor<worker::v1::GenerateResponse>::StartCall();
@@ -46,8 +52,18 @@ class GenerateCall
 
   // Worker side.
   void OnReadDone(bool ok) override {
-    absl::MutexLock lock(&mu_);
-    if (!ok || server_finished_) return;  // OnDone(status) follows.
+    {
+      absl::MutexLock lock(&mu_);
+      if (ok && !server_finished_) {
+        RelayLocked();
+        return;
+      }
+    }
+    StopReading();  // OnDone(status) follows.
+  }
+
+  // Relays the message just read from the worker to the client.
+  void RelayLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     timings_.set_prefill_seconds(from_worker_.prefill_seconds());
     usage_.set_cached_tokens(
         std::max(usage_.cached_tokens(), from_worker_.cached_tokens()));
@@ -102,21 +118,24 @@ class GenerateCall
 
   // Client side.
   void OnWriteDone(bool ok) override {
-    absl::MutexLock lock(&mu_);
-    client_write_pending_ = false;
-    if (!ok) {  // The client went away.
-      worker_context_.TryCancel();
-      client_gone_ = true;
-      MaybeFinishLocked();
-      return;
+    {
+      absl::MutexLock lock(&mu_);
+      client_write_pending_ = false;
+      if (final_sent_) return;
+      if (!ok) {  // The client went away.
+        worker_context_.TryCancel();
+        client_gone_ = true;
+        MaybeFinishLocked();
+      } else if (!stops_.stopped() && !worker_done_) {
+        // Still within the hold: the worker call cannot have finished.
+        grpc::ClientReadReactor<worker::v1::GenerateResponse>::StartRead(
+            &from_worker_);
+        return;
+      } else {
+        MaybeFinishLocked();
+      }
     }
-    if (final_sent_) return;
-    if (stops_.stopped() || worker_done_) {
-      MaybeFinishLocked();
-      return;
-    }
-    grpc::ClientReadReactor<worker::v1::GenerateResponse>::StartRead(
-        &from_worker_);
+    StopReading();
   }
 
   void OnCancel() override { worker_context_.TryCancel(); }
@@ -128,6 +147,15 @@ class GenerateCall
   // with no lock held (the other side may still be unlocking the mutex).
   void Release() {
     if (references_.fetch_sub(1) == 1) delete this;
+  }
+
+  // Called where no further worker read will be started: removes the hold
+  // taken before StartCall, once, so that the worker call can end (its OnDone
+  // follows, possibly at once on another thread, hence no lock held here).
+  void StopReading() {
+    if (!reading_stopped_.exchange(true)) {
+      grpc::ClientReadReactor<worker::v1::GenerateResponse>::RemoveHold();
+    }
   }
 
   // Finishes the client stream once the worker call ended and no write is
@@ -173,6 +201,7 @@ class GenerateCall
   v1::GenerateResponse last_;
 
   std::atomic<int> references_{2};
+  std::atomic<bool> reading_stopped_{false};
   absl::Mutex mu_;
   v1::Usage usage_;
   v1::Timings timings_;

@@ -1,6 +1,8 @@
 // Failures end to end: a worker lost mid-request, the gateway routing around
 // a group that is down and taking it back, a memory_store lost mid-request,
-// and deadlines that free the sequence's KV on every rank.
+// deadlines that free the sequence's KV on every rank, and a gateway's
+// SIGTERM drain.
+#include <atomic>
 #include <csignal>
 #include <string>
 #include <thread>
@@ -189,6 +191,63 @@ TEST(FailuresTest, ADeadlineEndsTheRequestAndFreesItsKvOnEveryRank) {
     // And the group serves the next request.
     Result next = Generate(stack.gateway().address(), 50, 5, absl::Seconds(30));
     EXPECT_TRUE(next.status.ok()) << next.status.error_message();
+  }
+}
+
+// SIGTERM on the gateway: new requests are refused at once, a running one
+// finishes when it can within --grace_period_seconds, and one that outlives the
+// grace is cancelled at it, which frees its KV on the worker; either way the
+// gateway exits with code 0.
+TEST(FailuresTest, SigtermDrainsTheGatewayAndCancelsWhatOutlivesTheGrace) {
+  struct Case {
+    int grace_seconds;
+    int max_new_tokens;
+    bool finishes;
+  };
+  for (const Case& c : {Case{60, 150, true}, Case{1, 4000, false}}) {
+    SCOPED_TRACE(absl::StrCat("grace ", c.grace_seconds, " s"));
+    testing::StackOptions options;
+    options.model_flags = kSlowModel;
+    options.worker_flags = {"--block_size=16", "--prefix_cache=false"};
+    options.gateway_flags = {
+        absl::StrCat("--grace_period_seconds=", c.grace_seconds)};
+    testing::LocalStack stack;
+    absl::Status status = stack.Start(options);
+    ASSERT_TRUE(status.ok()) << status;
+    const std::string gateway = stack.gateway().address();
+    Result running;
+    std::atomic<bool> running_done{false};
+    std::thread client([&] {
+      running = Generate(gateway, 100, c.max_new_tokens, absl::Seconds(120));
+      running_done = true;
+    });
+    const absl::Time give_up = absl::Now() + absl::Seconds(30);
+    while (Status(stack.workers()[0]).running_sequences() == 0 &&
+           absl::Now() < give_up) {
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+    const absl::Time term = absl::Now();
+    stack.gateway_process().Signal(SIGTERM);
+    EXPECT_FALSE(running_done) << "the request ended before the SIGTERM";
+    absl::SleepFor(absl::Milliseconds(200));
+    Result refused = Generate(gateway, 10, 2, absl::Seconds(10));
+    EXPECT_EQ(refused.status.error_code(), grpc::StatusCode::UNAVAILABLE)
+        << refused.status.error_message();
+    client.join();
+    absl::StatusOr<int> code =
+        stack.gateway_process().Wait(absl::Seconds(c.grace_seconds + 30));
+    ASSERT_TRUE(code.ok()) << code.status();
+    EXPECT_EQ(*code, 0) << stack.gateway_process().Log();
+    if (c.finishes) {
+      EXPECT_TRUE(running.status.ok()) << running.status.error_message();
+      EXPECT_EQ(running.tokens.size(), static_cast<size_t>(c.max_new_tokens));
+    } else {
+      EXPECT_FALSE(running.status.ok());
+      EXPECT_LT(running.tokens.size(), static_cast<size_t>(c.max_new_tokens));
+      EXPECT_LT(absl::Now() - term, absl::Seconds(c.grace_seconds + 10));
+      // The cancellation reached the worker: its sequence and KV are gone.
+      EXPECT_TRUE(WaitIdle(stack.workers()[0], absl::Seconds(10)));
+    }
   }
 }
 

@@ -143,6 +143,13 @@ TEST(GroupTest, ALostRankFailsTheRequestAndTheGroupComesBack) {
   EXPECT_EQ(during.status.error_code(), grpc::StatusCode::UNAVAILABLE)
       << during.status.error_message();
   EXPECT_LT(during.elapsed, absl::Seconds(60));
+  // While the group is incomplete, its rank 0 is NOT_SERVING, and so is the
+  // gateway, which has no other group.
+  EXPECT_TRUE(testing::WaitForHealth(stack.workers()[0].address(),
+                                     "NOT_SERVING", absl::Seconds(30))
+                  .ok());
+  EXPECT_TRUE(
+      testing::WaitForHealth(gateway, "NOT_SERVING", absl::Seconds(30)).ok());
 
   // Back: once the group forms again, the same request gives the same tokens.
   status = stack.RestartWorker(1);
@@ -157,6 +164,11 @@ TEST(GroupTest, ALostRankFailsTheRequestAndTheGroupComesBack) {
   ASSERT_TRUE(after.status.ok()) << after.status.error_message() << "\n"
                                  << stack.Logs();
   EXPECT_EQ(after.tokens, before.tokens);
+  for (const std::string& address :
+       {stack.workers()[0].address(), stack.workers()[1].address(), gateway}) {
+    EXPECT_EQ(testing::HealthStatus(address, "").value_or(""), "SERVING")
+        << address;
+  }
 }
 
 // The counter's value on a Prometheus page (0 when absent).

@@ -13,6 +13,7 @@
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "proto/longctx.grpc.pb.h"
+#include "proto/worker.grpc.pb.h"
 #include "tests/testing/process.h"
 #include "tests/testing/stack.h"
 
@@ -162,6 +163,68 @@ TEST_F(StackTest, EveryServiceIsHealthyReflectsAndExportsValidMetrics) {
     auto code = p->Wait(kExitTimeout);
     ASSERT_TRUE(code.ok()) << code.status() << "\n" << p->Log();
     EXPECT_EQ(*code, 0) << p->Log();
+  }
+}
+
+// A worker answers from its start: while it loads (here: prefaulting a 2 GiB
+// KV cache) health says NOT_SERVING, GetStatus not ready and Generate
+// UNAVAILABLE; once loaded, SERVING.
+TEST_F(StackTest, AWorkerIsNotServingWhileItLoads) {
+  const Endpoint e = NewEndpoint();
+  auto p = Process::Start(
+      Concat({RunfilePath("services/worker/worker"), "--model=" + model_,
+              "--kv_cache_bytes=2147483648", "--kv_cache_prefault=true"},
+             CommonFlags(e)),
+      dir_ + "/loading_worker.log");
+  ASSERT_TRUE(p.ok()) << p.status();
+  std::string first;
+  const absl::Time give_up = absl::Now() + kStartTimeout;
+  while (first.empty() && absl::Now() < give_up) {
+    absl::StatusOr<std::string> health = testing::HealthStatus(e.address(), "");
+    if (health.ok()) {
+      first = *health;
+    } else {
+      absl::SleepFor(absl::Milliseconds(5));
+    }
+  }
+  EXPECT_EQ(first, "NOT_SERVING") << p->Log();
+
+  auto stub = worker::v1::Worker::NewStub(
+      grpc::CreateChannel(e.address(), grpc::InsecureChannelCredentials()));
+  worker::v1::WorkerStatus status;
+  grpc::Status generated;
+  {
+    grpc::ClientContext context;
+    worker::v1::GetStatusRequest request;
+    ASSERT_TRUE(stub->GetStatus(&context, request, &status).ok());
+  }
+  {
+    grpc::ClientContext context;
+    worker::v1::GenerateRequest request;
+    request.add_prompt_token_ids(5);
+    request.set_max_new_tokens(1);
+    auto reader = stub->Generate(&context, request);
+    worker::v1::GenerateResponse response;
+    while (reader->Read(&response)) {
+    }
+    generated = reader->Finish();
+  }
+  // Both answers came while it was loading if it still is.
+  if (testing::HealthStatus(e.address(), "").value_or("") == "NOT_SERVING") {
+    EXPECT_FALSE(status.ready());
+    EXPECT_EQ(generated.error_code(), grpc::StatusCode::UNAVAILABLE);
+    EXPECT_THAT(generated.error_message(), HasSubstr("loading"));
+  } else {
+    ADD_FAILURE() << "the worker loaded before the checks; make it slower";
+  }
+  EXPECT_TRUE(testing::WaitForServing(e.address(), kStartTimeout).ok())
+      << p->Log();
+  {
+    grpc::ClientContext context;
+    worker::v1::GetStatusRequest request;
+    ASSERT_TRUE(stub->GetStatus(&context, request, &status).ok());
+    EXPECT_TRUE(status.ready());
+    EXPECT_GT(status.kv_blocks_capacity(), 0);
   }
 }
 

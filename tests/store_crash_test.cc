@@ -120,7 +120,9 @@ TEST(StoreCrashTest, NoAcknowledgedBlockIsLostOrCorruptedByKill9) {
   // The block in flight at the kill is either whole or absent, never partial.
   std::vector<std::string> parts;
   grpc::Status in_flight = Get(stub.get(), acked, &parts);
-  if (in_flight.ok()) EXPECT_EQ(parts, Parts(acked));
+  if (in_flight.ok()) {
+    EXPECT_EQ(parts, Parts(acked));
+  }
   restarted.Signal(SIGTERM);
   EXPECT_EQ(*restarted.Wait(absl::Seconds(30)), 0);
 }

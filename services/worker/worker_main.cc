@@ -203,6 +203,13 @@ int main(int argc, char** argv) {
   }
   auto metrics = longctx::MetricsServer::Start(addresses->metrics, kProgram);
   if (!metrics.ok()) return longctx::StartupError(kProgram, metrics.status());
+  // The gRPC server answers from now on: NOT_SERVING (and Generate
+  // UNAVAILABLE) while the model loads and while the rank's group is
+  // incomplete, SERVING once both are done.
+  auto service = std::make_unique<longctx::WorkerServiceImpl>(identity);
+  auto server = longctx::GrpcServer::Start(server_options, {service.get()});
+  if (!server.ok()) return longctx::StartupError(kProgram, server.status());
+  longctx::GrpcServer* grpc_server = server->get();
 
   auto source = longctx::OpenModelSource(absl::GetFlag(FLAGS_model));
   if (!source.ok()) return longctx::StartupError(kProgram, source.status());
@@ -253,9 +260,14 @@ int main(int argc, char** argv) {
   // A rank of a group of P > 1 serves once the group has formed; rank 0 runs
   // the engine over the whole group, the others run the steps it sends.
   std::mutex ready_mu;  // Orders the group's readiness reports.
-  longctx::WorkerServiceImpl* service_ptr = nullptr;
+  bool attached = false;
   bool group_ready = false;
-  std::unique_ptr<longctx::WorkerServiceImpl> service;
+  // Called with ready_mu held.
+  auto report_ready = [&] {
+    const bool ready = attached && (!grouped || group_ready);
+    service->SetReady(ready);
+    grpc_server->SetServing(ready);
+  };
   std::unique_ptr<longctx::WorkerGroup> group;
   if (grouped) {
     longctx::WorkerGroupOptions group_options;
@@ -276,7 +288,7 @@ int main(int argc, char** argv) {
         [&](bool ready, const std::string& /*why*/) {
           std::lock_guard<std::mutex> lock(ready_mu);
           group_ready = ready;
-          if (service_ptr != nullptr) service_ptr->SetReady(ready);
+          report_ready();
         });
   }
   longctx::ForwardModel* forward =
@@ -287,17 +299,15 @@ int main(int argc, char** argv) {
   if (forward != nullptr) {
     engine = std::make_unique<longctx::Engine>(forward, ids, engine_options);
   }
-  service = std::make_unique<longctx::WorkerServiceImpl>(
-      identity, source->fingerprint_hex, engine.get(),
-      ids != nullptr ? ids : pool->get());
-  auto server = longctx::GrpcServer::Start(server_options, {service.get()});
-  if (!server.ok()) return longctx::StartupError(kProgram, server.status());
+  service->Attach(source->fingerprint_hex, engine.get(),
+                  ids != nullptr ? ids : pool->get());
   {
     std::lock_guard<std::mutex> lock(ready_mu);
-    service_ptr = service.get();
-    service->SetReady(!grouped || group_ready);
+    attached = true;
+    report_ready();
   }
   return longctx::ServeUntilSignal(
       kProgram, **server, **metrics,
-      absl::Seconds(absl::GetFlag(FLAGS_grace_period_seconds)));
+      absl::Seconds(absl::GetFlag(FLAGS_grace_period_seconds)),
+      /*mark_serving=*/false);
 }

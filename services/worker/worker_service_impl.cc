@@ -20,8 +20,9 @@ using worker::v1::GenerateResponse;
 // events into it.
 class GenerateReactor : public grpc::ServerWriteReactor<GenerateResponse> {
  public:
+  // A request that `refusal` (when not OK) refuses is finished with it.
   GenerateReactor(Engine* engine, const worker::v1::GenerateRequest& request,
-                  absl::Time deadline)
+                  absl::Time deadline, const absl::Status& refusal)
       : engine_(engine), state_(std::make_shared<State>()) {
     state_->reactor = this;
     GenerateParams params;
@@ -44,12 +45,7 @@ class GenerateReactor : public grpc::ServerWriteReactor<GenerateResponse> {
     params.cache_write = policy == v1::CACHE_POLICY_UNSPECIFIED ||
                          policy == v1::CACHE_POLICY_READ_WRITE ||
                          policy == v1::CACHE_POLICY_WRITE_ONLY;
-    absl::Status valid = Check(params);
-    if (engine_ == nullptr) {
-      valid = absl::FailedPreconditionError(
-          "this rank does not take requests: send them to rank 0 of its "
-          "group");
-    }
+    absl::Status valid = refusal.ok() ? Check(params) : refusal;
     if (!valid.ok()) {
       absl::MutexLock lock(&state_->mu);
       FinishLocked(ToGrpcStatus(valid));
@@ -75,7 +71,7 @@ class GenerateReactor : public grpc::ServerWriteReactor<GenerateResponse> {
     absl::MutexLock lock(&state_->mu);
     state_->writing = false;
     if (!ok) {  // The gateway went away.
-      engine_->Cancel(state_->id);
+      if (state_->id > 0) engine_->Cancel(state_->id);
       FinishLocked(grpc::Status::CANCELLED);
       return;
     }
@@ -175,13 +171,18 @@ class GenerateReactor : public grpc::ServerWriteReactor<GenerateResponse> {
 
 }  // namespace
 
-WorkerServiceImpl::WorkerServiceImpl(const WorkerIdentity& identity,
-                                     std::string fingerprint_hex,
-                                     Engine* engine, const KvBlockPool* pool)
-    : identity_(identity),
-      fingerprint_hex_(std::move(fingerprint_hex)),
-      engine_(engine),
-      pool_(pool) {}
+WorkerServiceImpl::WorkerServiceImpl(const WorkerIdentity& identity)
+    : identity_(identity) {}
+
+void WorkerServiceImpl::Attach(std::string fingerprint_hex, Engine* engine,
+                               const KvBlockPool* pool) {
+  auto loaded = std::make_unique<Loaded>();
+  loaded->fingerprint_hex = std::move(fingerprint_hex);
+  loaded->engine = engine;
+  loaded->pool = pool;
+  loaded_storage_ = std::move(loaded);
+  loaded_.store(loaded_storage_.get(), std::memory_order_release);
+}
 
 grpc::ServerWriteReactor<GenerateResponse>* WorkerServiceImpl::Generate(
     grpc::CallbackServerContext* context,
@@ -191,7 +192,17 @@ grpc::ServerWriteReactor<GenerateResponse>* WorkerServiceImpl::Generate(
       context->deadline() == std::chrono::system_clock::time_point::max()
           ? absl::InfiniteFuture()
           : absl::FromChrono(context->deadline());
-  return new GenerateReactor(engine_, *request, deadline);
+  const Loaded* loaded = loaded_.load(std::memory_order_acquire);
+  absl::Status refusal;
+  if (loaded == nullptr) {
+    refusal = absl::UnavailableError(
+        "the worker is still loading its model: retry shortly");
+  } else if (loaded->engine == nullptr) {
+    refusal = absl::FailedPreconditionError(
+        "this rank does not take requests: send them to rank 0 of its group");
+  }
+  return new GenerateReactor(loaded == nullptr ? nullptr : loaded->engine,
+                             *request, deadline, refusal);
 }
 
 grpc::ServerUnaryReactor* WorkerServiceImpl::GetStatus(
@@ -201,15 +212,18 @@ grpc::ServerUnaryReactor* WorkerServiceImpl::GetStatus(
   response->set_group_id(identity_.group_id);
   response->set_rank(identity_.rank);
   response->set_group_size(identity_.group_size);
-  response->set_ready(ready_.load());
-  response->set_model_fingerprint(fingerprint_hex_);
-  response->set_block_size(pool_->layout().block_size);
-  if (engine_ != nullptr) {
-    response->set_running_sequences(engine_->running());
-    response->set_waiting_sequences(engine_->waiting());
+  const Loaded* loaded = loaded_.load(std::memory_order_acquire);
+  response->set_ready(loaded != nullptr && ready_.load());
+  if (loaded != nullptr) {
+    response->set_model_fingerprint(loaded->fingerprint_hex);
+    response->set_block_size(loaded->pool->layout().block_size);
+    if (loaded->engine != nullptr) {
+      response->set_running_sequences(loaded->engine->running());
+      response->set_waiting_sequences(loaded->engine->waiting());
+    }
+    response->set_kv_blocks_used(loaded->pool->used_blocks());
+    response->set_kv_blocks_capacity(loaded->pool->capacity());
   }
-  response->set_kv_blocks_used(pool_->used_blocks());
-  response->set_kv_blocks_capacity(pool_->capacity());
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   reactor->Finish(grpc::Status::OK);
   return reactor;

@@ -3,6 +3,7 @@
 #define LONGCTX_SERVICES_WORKER_WORKER_SERVICE_IMPL_H_
 
 #include <atomic>
+#include <memory>
 #include <string>
 
 #include "proto/worker.grpc.pb.h"
@@ -17,14 +18,20 @@ struct WorkerIdentity {
   int group_size = 1;                // --group_size
 };
 
-// WorkerServiceImpl answers the gateway for this rank. Thread-safe.
+// WorkerServiceImpl answers the gateway for this rank. Thread-safe. It serves
+// from the start of the process: until the model is loaded (Attach), Generate
+// is UNAVAILABLE and GetStatus says not ready.
 class WorkerServiceImpl final : public worker::v1::Worker::CallbackService {
  public:
-  // `engine` and `pool` are not owned and must outlive the service. A rank
-  // other than its group's rank 0 has no engine (null): it refuses Generate
-  // with FAILED_PRECONDITION. `pool` is the group's (its block ids) on rank 0.
-  WorkerServiceImpl(const WorkerIdentity& identity, std::string fingerprint_hex,
-                    Engine* engine, const KvBlockPool* pool);
+  explicit WorkerServiceImpl(const WorkerIdentity& identity);
+
+  // Attach hands the loaded model's engine and KV pool to the service; called
+  // once. `engine` and `pool` are not owned and must outlive the service. A
+  // rank other than its group's rank 0 has no engine (null): it refuses
+  // Generate with FAILED_PRECONDITION. `pool` is the group's (its block ids)
+  // on rank 0.
+  void Attach(std::string fingerprint_hex, Engine* engine,
+              const KvBlockPool* pool);
 
   grpc::ServerWriteReactor<worker::v1::GenerateResponse>* Generate(
       grpc::CallbackServerContext* context,
@@ -39,10 +46,15 @@ class WorkerServiceImpl final : public worker::v1::Worker::CallbackService {
   void SetReady(bool ready) { ready_ = ready; }
 
  private:
+  struct Loaded {
+    std::string fingerprint_hex;
+    Engine* engine = nullptr;
+    const KvBlockPool* pool = nullptr;
+  };
+
   const WorkerIdentity identity_;
-  const std::string fingerprint_hex_;
-  Engine* const engine_;
-  const KvBlockPool* const pool_;
+  std::unique_ptr<const Loaded> loaded_storage_;  // Set once by Attach.
+  std::atomic<const Loaded*> loaded_{nullptr};
   std::atomic<bool> ready_{false};
 };
 

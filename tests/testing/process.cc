@@ -165,19 +165,25 @@ absl::StatusOr<std::string> HealthStatus(const std::string& address,
       response.status());
 }
 
-absl::Status WaitForServing(const std::string& address, absl::Duration timeout,
-                            const ChannelSecurity& security) {
+absl::Status WaitForHealth(const std::string& address, absl::string_view want,
+                           absl::Duration timeout,
+                           const ChannelSecurity& security) {
   absl::Time deadline = absl::Now() + timeout;
   std::string last;
   while (absl::Now() < deadline) {
     absl::StatusOr<std::string> status = HealthStatus(address, "", security);
-    if (status.ok() && *status == "SERVING") return absl::OkStatus();
+    if (status.ok() && *status == want) return absl::OkStatus();
     last = status.ok() ? *status : std::string(status.status().message());
     absl::SleepFor(absl::Milliseconds(100));
   }
   return absl::DeadlineExceededError(
-      absl::StrCat(address, " not SERVING after ",
+      absl::StrCat(address, " not ", want, " after ",
                    absl::FormatDuration(timeout), ": ", last));
+}
+
+absl::Status WaitForServing(const std::string& address, absl::Duration timeout,
+                            const ChannelSecurity& security) {
+  return WaitForHealth(address, "SERVING", timeout, security);
 }
 
 absl::StatusOr<std::vector<std::string>> ListServices(

@@ -11,6 +11,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "services/common/tls.h"
 
@@ -65,9 +66,15 @@ class Process {
   std::string log_path_;
 };
 
-// WaitForServing polls grpc.health.v1 Check on `address` (through channels of
-// `security`: plaintext by default) until it answers SERVING or `timeout`
-// passes (DEADLINE_EXCEEDED with the last answer in the message).
+// WaitForHealth polls grpc.health.v1 Check on `address` (through channels of
+// `security`: plaintext by default) until it answers `want` ("SERVING",
+// "NOT_SERVING") or `timeout` passes (DEADLINE_EXCEEDED with the last answer
+// in the message).
+absl::Status WaitForHealth(const std::string& address, absl::string_view want,
+                           absl::Duration timeout,
+                           const ChannelSecurity& security = ChannelSecurity());
+
+// WaitForServing is WaitForHealth(address, "SERVING", ...).
 absl::Status WaitForServing(
     const std::string& address, absl::Duration timeout,
     const ChannelSecurity& security = ChannelSecurity());

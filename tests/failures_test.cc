@@ -14,21 +14,16 @@
 #include "gtest/gtest.h"
 #include "proto/longctx.grpc.pb.h"
 #include "proto/worker.grpc.pb.h"
+#include "tests/testing/generate.h"
 #include "tests/testing/stack.h"
 
 namespace longctx {
 namespace {
 
-struct Result {
-  grpc::Status status;
-  std::vector<int32_t> tokens;
-  absl::Duration elapsed;
-};
+using Result = testing::GenerateResult;
 
 Result Generate(const std::string& address, int prompt_tokens, int max_new,
                 absl::Duration deadline) {
-  auto stub = v1::LongContext::NewStub(
-      grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
   v1::GenerateRequest request;
   for (int i = 0; i < prompt_tokens; ++i) {
     request.mutable_token_ids()->add_ids((i * 31 + 7) % 250 + 3);
@@ -36,19 +31,7 @@ Result Generate(const std::string& address, int prompt_tokens, int max_new,
   request.mutable_sampling()->set_temperature(0);
   request.mutable_stopping()->set_max_new_tokens(max_new);
   request.mutable_stopping()->set_ignore_eos(true);
-  grpc::ClientContext context;
-  context.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
-  const absl::Time start = absl::Now();
-  auto reader = stub->Generate(&context, request);
-  Result result;
-  v1::GenerateResponse response;
-  while (reader->Read(&response)) {
-    result.tokens.insert(result.tokens.end(), response.token_ids().begin(),
-                         response.token_ids().end());
-  }
-  result.status = reader->Finish();
-  result.elapsed = absl::Now() - start;
-  return result;
+  return testing::Generate(address, request, deadline);
 }
 
 worker::v1::WorkerStatus Status(const testing::Endpoint& worker) {

@@ -1,5 +1,7 @@
 // Generate end to end: a real gateway, worker and memory_store on loopback, the
 // tiny model, and a gRPC client.
+#include "tests/testing/generate.h"
+
 #include <string>
 #include <vector>
 
@@ -17,13 +19,7 @@ namespace {
 using ::testing::HasSubstr;
 
 // One Generate call's stream, collected.
-struct Result {
-  grpc::Status status;
-  std::vector<int32_t> tokens;
-  std::string text;
-  int messages = 0;
-  v1::GenerateResponse last;
-};
+using Result = testing::GenerateResult;
 
 class GenerateTest : public ::testing::Test {
  protected:
@@ -42,20 +38,7 @@ class GenerateTest : public ::testing::Test {
 
   Result Generate(const v1::GenerateRequest& request,
                   absl::Duration deadline = absl::Seconds(120)) {
-    grpc::ClientContext context;
-    context.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
-    auto reader = stub_->Generate(&context, request);
-    Result result;
-    v1::GenerateResponse response;
-    while (reader->Read(&response)) {
-      ++result.messages;
-      result.tokens.insert(result.tokens.end(), response.token_ids().begin(),
-                           response.token_ids().end());
-      result.text += response.text();
-      result.last = response;
-    }
-    result.status = reader->Finish();
-    return result;
+    return testing::Generate(*stub_, request, deadline);
   }
 
   static v1::GenerateRequest TextRequest(const std::string& text, int max_new) {

@@ -17,6 +17,7 @@
 #include "gtest/gtest.h"
 #include "proto/longctx.grpc.pb.h"
 #include "proto/worker.grpc.pb.h"
+#include "tests/testing/generate.h"
 #include "tests/testing/stack.h"
 
 namespace longctx {
@@ -24,35 +25,8 @@ namespace {
 
 using ::testing::HasSubstr;
 
-struct Result {
-  grpc::Status status;
-  std::vector<int32_t> tokens;
-  std::vector<v1::TokenLogprob> logprobs;
-  v1::GenerateResponse last;
-  absl::Duration elapsed;
-};
-
-Result Generate(const std::string& address, const v1::GenerateRequest& request,
-                absl::Duration deadline) {
-  auto stub = v1::LongContext::NewStub(
-      grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
-  grpc::ClientContext context;
-  context.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
-  const absl::Time start = absl::Now();
-  auto reader = stub->Generate(&context, request);
-  Result result;
-  v1::GenerateResponse response;
-  while (reader->Read(&response)) {
-    result.tokens.insert(result.tokens.end(), response.token_ids().begin(),
-                         response.token_ids().end());
-    result.logprobs.insert(result.logprobs.end(), response.logprobs().begin(),
-                           response.logprobs().end());
-    result.last = response;
-  }
-  result.status = reader->Finish();
-  result.elapsed = absl::Now() - start;
-  return result;
-}
+using Result = testing::GenerateResult;
+using testing::Generate;
 
 // A prompt of `n` token ids (not a multiple of the block size of 16).
 v1::GenerateRequest GreedyRequest(int n, int max_new) {

@@ -10,6 +10,7 @@
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "proto/longctx.grpc.pb.h"
+#include "tests/testing/generate.h"
 #include "tests/testing/stack.h"
 
 namespace longctx {
@@ -79,12 +80,7 @@ TEST(LimitsTest, RequestsBeyondTheConcurrencyLimitAreRefusedAndTheRestServed) {
 
 // Reads a Generate stream to its end and returns its status.
 grpc::Status Drain(v1::LongContext::Stub& stub, const v1::GenerateRequest& r) {
-  grpc::ClientContext context;
-  auto reader = stub.Generate(&context, r);
-  v1::GenerateResponse response;
-  while (reader->Read(&response)) {
-  }
-  return reader->Finish();
+  return testing::Generate(stub, r).status;
 }
 
 TEST(LimitsTest, QueueWaitMessageSizeAndLogLevelLimits) {

@@ -8,16 +8,13 @@
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "proto/longctx.grpc.pb.h"
+#include "tests/testing/generate.h"
 #include "tests/testing/stack.h"
 
 namespace longctx {
 namespace {
 
-struct Result {
-  grpc::Status status;
-  std::vector<int32_t> tokens;
-  v1::Usage usage;
-};
+using Result = testing::GenerateResult;
 
 // The value of an unlabelled sample `name` on a /metrics page, or -1.
 double Sample(const std::string& page, const std::string& name) {
@@ -43,18 +40,7 @@ class PrefixRoutingTest : public ::testing::Test {
     request.mutable_stopping()->set_max_new_tokens(max_new);
     request.mutable_stopping()->set_ignore_eos(true);
     request.mutable_sampling()->set_temperature(0);
-    grpc::ClientContext context;
-    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(120)));
-    auto reader = stub_->Generate(&context, request);
-    Result result;
-    v1::GenerateResponse response;
-    while (reader->Read(&response)) {
-      result.tokens.insert(result.tokens.end(), response.token_ids().begin(),
-                           response.token_ids().end());
-      if (response.has_usage()) result.usage = response.usage();
-    }
-    result.status = reader->Finish();
-    return result;
+    return testing::Generate(*stub_, request);
   }
 
   double WorkerSample(int worker, const std::string& name) {
@@ -96,12 +82,12 @@ TEST_F(PrefixRoutingTest, RepeatedDocumentsStayOnTheWorkerThatHoldsThem) {
   Result cold_a = Generate(a, 6);
   Result cold_b = Generate(b, 6);
   ASSERT_TRUE(cold_a.status.ok() && cold_b.status.ok());
-  EXPECT_EQ(cold_a.usage.cached_tokens(), 0);
-  EXPECT_EQ(cold_b.usage.cached_tokens(), 0);
+  EXPECT_EQ(cold_a.last.usage().cached_tokens(), 0);
+  EXPECT_EQ(cold_b.last.usage().cached_tokens(), 0);
   for (const std::string* doc : {&a, &a, &b, &b}) {
     Result r = Generate(*doc, 6);
     ASSERT_TRUE(r.status.ok()) << r.status.error_message();
-    EXPECT_EQ(r.usage.cached_tokens(), 2816);
+    EXPECT_EQ(r.last.usage().cached_tokens(), 2816);
     EXPECT_EQ(r.tokens, doc == &a ? cold_a.tokens : cold_b.tokens);
   }
   // Each worker served its own document twice from memory and read nothing

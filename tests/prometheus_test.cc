@@ -23,6 +23,7 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "proto/longctx.grpc.pb.h"
+#include "tests/testing/generate.h"
 #include "tests/testing/process.h"
 #include "tests/testing/stack.h"
 
@@ -171,16 +172,13 @@ Outcome Generate(v1::LongContext::Stub& stub, const std::string& text,
   request.mutable_stopping()->set_max_new_tokens(max_new_tokens);
   request.mutable_stopping()->set_ignore_eos(true);
   request.mutable_sampling()->set_temperature(0);
-  grpc::ClientContext context;
-  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(120)));
-  auto reader = stub.Generate(&context, request);
-  v1::GenerateResponse response, last;
-  while (reader->Read(&response)) last = response;
+  testing::GenerateResult result = testing::Generate(stub, request);
   Outcome outcome;
-  outcome.status = reader->Finish();
-  outcome.generated_tokens = last.usage().generated_tokens();
-  outcome.cached_tokens = last.usage().cached_tokens();
-  outcome.time_to_first_token = last.timings().time_to_first_token_seconds();
+  outcome.status = result.status;
+  outcome.generated_tokens = result.last.usage().generated_tokens();
+  outcome.cached_tokens = result.last.usage().cached_tokens();
+  outcome.time_to_first_token =
+      result.last.timings().time_to_first_token_seconds();
   return outcome;
 }
 

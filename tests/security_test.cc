@@ -23,6 +23,7 @@
 #include "proto/worker.grpc.pb.h"
 #include "services/common/testing/test_pki.h"
 #include "services/common/tls.h"
+#include "tests/testing/generate.h"
 #include "tests/testing/stack.h"
 
 namespace longctx {
@@ -132,10 +133,7 @@ class SecurityTest : public ::testing::Test {
   // A public client: trusts the gateway's public CA, has no certificate.
   static ChannelSecurity Public() { return Tls(pki_->other_ca_cert, "", ""); }
 
-  struct Result {
-    grpc::Status status;
-    int tokens = 0;
-  };
+  using Result = testing::GenerateResult;
 
   // Generate through `security`, with `authorization` metadata unless empty.
   static Result Generate(const ChannelSecurity& security,
@@ -143,7 +141,6 @@ class SecurityTest : public ::testing::Test {
     auto stub = v1::LongContext::NewStub(
         security.NewChannel(stack_->gateway().address()));
     grpc::ClientContext context;
-    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
     if (!authorization.empty()) {
       context.AddMetadata("authorization", authorization);
     }
@@ -151,12 +148,7 @@ class SecurityTest : public ::testing::Test {
     request.set_text("a prompt over TLS");
     request.mutable_stopping()->set_max_new_tokens(4);
     request.mutable_stopping()->set_ignore_eos(true);
-    auto reader = stub->Generate(&context, request);
-    Result result;
-    v1::GenerateResponse response;
-    while (reader->Read(&response)) result.tokens += response.token_ids_size();
-    result.status = reader->Finish();
-    return result;
+    return testing::Generate(*stub, request, absl::Seconds(60), &context);
   }
 
   static std::string Bearer() { return "Bearer " + *token_; }
@@ -183,7 +175,7 @@ testing::LocalStack* SecurityTest::stack_ = nullptr;
 TEST_F(SecurityTest, GenerateWithAValidTokenOverTlsWorks) {
   Result r = Generate(Public(), Bearer());
   ASSERT_TRUE(r.status.ok()) << r.status.error_message() << stack_->Logs();
-  EXPECT_EQ(r.tokens, 4);
+  EXPECT_EQ(r.tokens.size(), 4u);
   // Every token of the file counts, and the scheme's case does not matter.
   r = Generate(Public(), "bearer another-valid-token-0001");
   EXPECT_TRUE(r.status.ok()) << r.status.error_message();
@@ -228,7 +220,7 @@ TEST_F(SecurityTest, MissingOrWrongTokensAreRefusedBeforeAnyWork) {
     Result r = Generate(Public(), authorization);
     EXPECT_EQ(r.status.error_code(), grpc::StatusCode::UNAUTHENTICATED)
         << authorization << ": " << r.status.error_message();
-    EXPECT_EQ(r.tokens, 0);
+    EXPECT_TRUE(r.tokens.empty());
     EXPECT_THAT(r.status.error_message(), Not(HasSubstr(wrong)));
     EXPECT_THAT(r.status.error_message(), Not(HasSubstr(*token_)));
   }

@@ -1,0 +1,42 @@
+// Generate helpers for the end-to-end tests: send one request to the gateway
+// and read its stream to the end, keeping what the tests look at.
+#ifndef LONGCTX_TESTS_TESTING_GENERATE_H_
+#define LONGCTX_TESTS_TESTING_GENERATE_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/time/time.h"
+#include "grpcpp/grpcpp.h"
+#include "proto/longctx.grpc.pb.h"
+
+namespace longctx::testing {
+
+// GenerateResult is one Generate stream, read to its end.
+struct GenerateResult {
+  grpc::Status status;
+  std::vector<int32_t> tokens;             // Every token id, in order.
+  std::vector<v1::TokenLogprob> logprobs;  // When asked for.
+  std::string text;                        // The streamed text, joined.
+  int messages = 0;                        // Stream messages read.
+  v1::GenerateResponse last;  // The final message: usage, timings, reason.
+  absl::Duration elapsed;     // From the call to its status.
+};
+
+// Generate sends `request` through `stub` with a deadline `deadline` from now
+// and reads the stream to its end. `context`, when given, is the caller's (for
+// metadata); its deadline is set here.
+GenerateResult Generate(v1::LongContext::Stub& stub,
+                        const v1::GenerateRequest& request,
+                        absl::Duration deadline = absl::Seconds(120),
+                        grpc::ClientContext* context = nullptr);
+
+// Generate through a new plaintext channel to `address`.
+GenerateResult Generate(const std::string& address,
+                        const v1::GenerateRequest& request,
+                        absl::Duration deadline = absl::Seconds(120));
+
+}  // namespace longctx::testing
+
+#endif  // LONGCTX_TESTS_TESTING_GENERATE_H_

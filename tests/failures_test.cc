@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "gmock/gmock.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "proto/longctx.grpc.pb.h"
@@ -212,10 +213,19 @@ TEST(FailuresTest, SigtermDrainsTheGatewayAndCancelsWhatOutlivesTheGrace) {
     const absl::Time term = absl::Now();
     stack.gateway_process().Signal(SIGTERM);
     EXPECT_FALSE(running_done) << "the request ended before the SIGTERM";
-    absl::SleepFor(absl::Milliseconds(200));
-    Result refused = Generate(gateway, 10, 2, absl::Seconds(10));
+    // New requests are refused with UNAVAILABLE (clients retry elsewhere) as
+    // soon as the gateway has seen the signal; one sent before is served.
+    Result refused;
+    const absl::Time refuse_by = absl::Now() + absl::Seconds(10);
+    while (absl::Now() < refuse_by) {
+      refused = Generate(gateway, 10, 2, absl::Seconds(10));
+      if (!refused.status.ok()) break;
+      absl::SleepFor(absl::Milliseconds(20));
+    }
     EXPECT_EQ(refused.status.error_code(), grpc::StatusCode::UNAVAILABLE)
         << refused.status.error_message();
+    EXPECT_THAT(refused.status.error_message(),
+                ::testing::HasSubstr("shutting down"));
     client.join();
     absl::StatusOr<int> code =
         stack.gateway_process().Wait(absl::Seconds(c.grace_seconds + 30));

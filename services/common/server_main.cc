@@ -5,11 +5,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "services/common/logging.h"
 
 namespace longctx {
@@ -85,7 +87,7 @@ absl::Status EnsureWritableDir(const std::string& dir,
 
 int ServeUntilSignal(absl::string_view program, GrpcServer& server,
                      const MetricsServer& metrics, absl::Duration grace,
-                     bool mark_serving) {
+                     bool mark_serving, const DrainHooks& drain) {
   if (mark_serving) server.SetServing(true);
   Log(LogLevel::kInfo, "serving gRPC on port %d (%s)%s, /metrics on port %d",
       server.port(), server.security_summary(),
@@ -96,7 +98,15 @@ int ServeUntilSignal(absl::string_view program, GrpcServer& server,
   int signal_number = WaitForShutdownSignal();
   Log(LogLevel::kInfo, "%s received: draining calls for up to %s",
       strsignal(signal_number), absl::FormatDuration(grace));
-  server.Shutdown(grace);
+  const absl::Time deadline = absl::Now() + grace;
+  if (drain.start) drain.start();
+  server.SetServing(false);
+  if (drain.idle) {
+    while (!drain.idle() && absl::Now() < deadline) {
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+  }
+  server.Shutdown(std::max(absl::ZeroDuration(), deadline - absl::Now()));
   Log(LogLevel::kInfo, "%s stopped", std::string(program));
   return 0;
 }

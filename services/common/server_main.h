@@ -4,6 +4,7 @@
 #ifndef LONGCTX_SERVICES_COMMON_SERVER_MAIN_H_
 #define LONGCTX_SERVICES_COMMON_SERVER_MAIN_H_
 
+#include <functional>
 #include <string>
 
 #include "absl/status/status.h"
@@ -41,13 +42,26 @@ absl::Status InitProcess(absl::string_view program,
 absl::Status EnsureWritableDir(const std::string& dir,
                                absl::string_view flag_name);
 
+// DrainHooks let a service drain its own calls on SIGTERM while the server
+// still accepts connections: `start` makes it refuse new work (with
+// UNAVAILABLE, which clients retry elsewhere, rather than the CANCELLED gRPC
+// gives a call that races the server's shutdown), and the server waits until
+// `idle` returns true or the grace period ends before it stops.
+struct DrainHooks {
+  std::function<void()> start;
+  std::function<bool()> idle;
+};
+
 // ServeUntilSignal marks `server` SERVING (unless `mark_serving` is false: the
 // caller manages health itself), logs where the process listens, blocks until
-// SIGTERM or SIGINT, then shuts the server down with `grace` for calls in
-// flight. Returns the process's exit code (0).
+// SIGTERM or SIGINT, then drains: `drain.start`, NOT_SERVING, waits for
+// `drain.idle` within `grace`, and shuts the server down with what is left of
+// `grace` for calls in flight (cancelled at its end). Returns the process's
+// exit code (0).
 int ServeUntilSignal(absl::string_view program, GrpcServer& server,
                      const MetricsServer& metrics, absl::Duration grace,
-                     bool mark_serving = true);
+                     bool mark_serving = true,
+                     const DrainHooks& drain = DrainHooks());
 
 }  // namespace longctx
 

@@ -238,10 +238,18 @@ int main(int argc, char** argv) {
   longctx::GrpcServer* grpc_server = server->get();
   (*pool)->OnReadinessChange(
       [grpc_server](bool ready) { grpc_server->SetServing(ready); });
+  // On SIGTERM, new Generate calls are refused with UNAVAILABLE while the
+  // running ones finish, within the grace period.
+  longctx::DrainHooks drain;
+  drain.start = [&] {
+    (*pool)->OnReadinessChange([](bool) {});
+    service.StartDraining();
+  };
+  drain.idle = [&] { return service.in_flight() == 0; };
   int code = longctx::ServeUntilSignal(
       kProgram, **server, **metrics,
       absl::Seconds(absl::GetFlag(FLAGS_grace_period_seconds)),
-      /*mark_serving=*/false);
+      /*mark_serving=*/false, drain);
   (*pool)->OnReadinessChange([](bool) {});
   return code;
 }

@@ -201,6 +201,10 @@ grpc::ServerWriteReactor<v1::GenerateResponse>* GatewayServiceImpl::Generate(
                Route());
     return new ErrorReactor(ToGrpcStatus(status));
   };
+  if (draining_) {
+    return fail(absl::UnavailableError(
+        "the gateway is shutting down: send the request to another replica"));
+  }
   // Admission: at most --max_concurrent_requests streams at once.
   if (in_flight_.fetch_add(1) >= limits_.max_concurrent_requests) {
     const int now = in_flight_.fetch_sub(1) - 1;

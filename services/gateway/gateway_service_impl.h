@@ -54,6 +54,13 @@ class GatewayServiceImpl final : public v1::LongContext::CallbackService {
                                          const v1::GetModelInfoRequest* request,
                                          v1::ModelInfo* response) override;
 
+  // StartDraining makes Generate refuse new requests with UNAVAILABLE (the
+  // process is shutting down); requests in flight go on.
+  void StartDraining() { draining_ = true; }
+
+  // Generate streams admitted and not yet done.
+  int in_flight() const { return in_flight_.load(); }
+
  private:
   // Authenticate checks the call's bearer token (when there is `auth_`). A
   // refused call is counted and logged with its method and peer, never its
@@ -85,6 +92,7 @@ class GatewayServiceImpl final : public v1::LongContext::CallbackService {
   const GatewayRouting routing_;
   std::atomic<uint64_t> next_request_{1};
   std::atomic<int> in_flight_{0};  // Generate streams admitted and not done.
+  std::atomic<bool> draining_{false};
 
   prometheus::Family<prometheus::Counter>& requests_;
   prometheus::Family<prometheus::Counter>& unauthenticated_;

@@ -35,15 +35,10 @@ Result Generate(const std::string& address, int prompt_tokens, int max_new,
   return testing::Generate(address, request, deadline);
 }
 
+// The worker's status (empty when it does not answer).
 worker::v1::WorkerStatus Status(const testing::Endpoint& worker) {
-  auto stub = worker::v1::Worker::NewStub(grpc::CreateChannel(
-      worker.address(), grpc::InsecureChannelCredentials()));
-  grpc::ClientContext context;
-  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
-  worker::v1::GetStatusRequest request;
-  worker::v1::WorkerStatus status;
-  stub->GetStatus(&context, request, &status).IgnoreError();
-  return status;
+  return testing::WorkerStatus(worker.address())
+      .value_or(worker::v1::WorkerStatus());
 }
 
 // Waits until the worker holds no sequence and no KV block.

@@ -252,17 +252,11 @@ TEST(GroupTest, OnlyRankZeroTakesRequests) {
   testing::LocalStack stack;
   absl::Status status = stack.Start(GroupOptions(2));
   ASSERT_TRUE(status.ok()) << status;
-  auto stub = worker::v1::Worker::NewStub(grpc::CreateChannel(
-      stack.workers()[1].address(), grpc::InsecureChannelCredentials()));
-  grpc::ClientContext context;
   worker::v1::GenerateRequest request;
   request.add_prompt_token_ids(5);
   request.set_max_new_tokens(1);
-  auto reader = stub->Generate(&context, request);
-  worker::v1::GenerateResponse response;
-  while (reader->Read(&response)) {
-  }
-  grpc::Status s = reader->Finish();
+  grpc::Status s =
+      testing::WorkerGenerate(stack.workers()[1].address(), request);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
   EXPECT_THAT(s.error_message(), HasSubstr("rank 0"));
 }

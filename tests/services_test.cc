@@ -14,6 +14,7 @@
 #include "gtest/gtest.h"
 #include "proto/longctx.grpc.pb.h"
 #include "proto/worker.grpc.pb.h"
+#include "tests/testing/generate.h"
 #include "tests/testing/process.h"
 #include "tests/testing/stack.h"
 
@@ -189,29 +190,16 @@ TEST_F(StackTest, AWorkerIsNotServingWhileItLoads) {
   }
   EXPECT_EQ(first, "NOT_SERVING") << p->Log();
 
-  auto stub = worker::v1::Worker::NewStub(
-      grpc::CreateChannel(e.address(), grpc::InsecureChannelCredentials()));
-  worker::v1::WorkerStatus status;
-  grpc::Status generated;
-  {
-    grpc::ClientContext context;
-    worker::v1::GetStatusRequest request;
-    ASSERT_TRUE(stub->GetStatus(&context, request, &status).ok());
-  }
-  {
-    grpc::ClientContext context;
-    worker::v1::GenerateRequest request;
-    request.add_prompt_token_ids(5);
-    request.set_max_new_tokens(1);
-    auto reader = stub->Generate(&context, request);
-    worker::v1::GenerateResponse response;
-    while (reader->Read(&response)) {
-    }
-    generated = reader->Finish();
-  }
+  absl::StatusOr<worker::v1::WorkerStatus> status =
+      testing::WorkerStatus(e.address());
+  ASSERT_TRUE(status.ok()) << status.status();
+  worker::v1::GenerateRequest request;
+  request.add_prompt_token_ids(5);
+  request.set_max_new_tokens(1);
+  const grpc::Status generated = testing::WorkerGenerate(e.address(), request);
   // Both answers came while it was loading if it still is.
   if (testing::HealthStatus(e.address(), "").value_or("") == "NOT_SERVING") {
-    EXPECT_FALSE(status.ready());
+    EXPECT_FALSE(status->ready());
     EXPECT_EQ(generated.error_code(), grpc::StatusCode::UNAVAILABLE);
     EXPECT_THAT(generated.error_message(), HasSubstr("loading"));
   } else {
@@ -219,13 +207,10 @@ TEST_F(StackTest, AWorkerIsNotServingWhileItLoads) {
   }
   EXPECT_TRUE(testing::WaitForServing(e.address(), kStartTimeout).ok())
       << p->Log();
-  {
-    grpc::ClientContext context;
-    worker::v1::GetStatusRequest request;
-    ASSERT_TRUE(stub->GetStatus(&context, request, &status).ok());
-    EXPECT_TRUE(status.ready());
-    EXPECT_GT(status.kv_blocks_capacity(), 0);
-  }
+  status = testing::WorkerStatus(e.address());
+  ASSERT_TRUE(status.ok()) << status.status();
+  EXPECT_TRUE(status->ready());
+  EXPECT_GT(status->kv_blocks_capacity(), 0);
 }
 
 TEST_F(StackTest, SecondInstanceOnAUsedPortExitsWithAClearMessage) {

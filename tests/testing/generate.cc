@@ -2,6 +2,7 @@
 
 #include <memory>
 
+#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 
 namespace longctx::testing {
@@ -37,6 +38,37 @@ GenerateResult Generate(const std::string& address,
   std::unique_ptr<v1::LongContext::Stub> stub = v1::LongContext::NewStub(
       grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
   return Generate(*stub, request, deadline);
+}
+
+grpc::Status WorkerGenerate(const std::string& address,
+                            const worker::v1::GenerateRequest& request,
+                            absl::Duration deadline) {
+  std::unique_ptr<worker::v1::Worker::Stub> stub = worker::v1::Worker::NewStub(
+      grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
+  std::unique_ptr<grpc::ClientReader<worker::v1::GenerateResponse>> reader =
+      stub->Generate(&context, request);
+  worker::v1::GenerateResponse response;
+  while (reader->Read(&response)) {
+  }
+  return reader->Finish();
+}
+
+absl::StatusOr<worker::v1::WorkerStatus> WorkerStatus(
+    const std::string& address, absl::Duration deadline) {
+  std::unique_ptr<worker::v1::Worker::Stub> stub = worker::v1::Worker::NewStub(
+      grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
+  worker::v1::GetStatusRequest request;
+  worker::v1::WorkerStatus status;
+  grpc::Status rpc = stub->GetStatus(&context, request, &status);
+  if (!rpc.ok()) {
+    return absl::UnavailableError(
+        absl::StrCat("GetStatus on ", address, ": ", rpc.error_message()));
+  }
+  return status;
 }
 
 }  // namespace longctx::testing

@@ -1,5 +1,6 @@
-// Generate helpers for the end-to-end tests: send one request to the gateway
-// and read its stream to the end, keeping what the tests look at.
+// Helpers for the end-to-end tests: send one Generate request to the gateway
+// and read its stream to the end, keeping what the tests look at; call a
+// worker rank directly (Generate, GetStatus).
 #ifndef LONGCTX_TESTS_TESTING_GENERATE_H_
 #define LONGCTX_TESTS_TESTING_GENERATE_H_
 
@@ -7,9 +8,11 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "grpcpp/grpcpp.h"
 #include "proto/longctx.grpc.pb.h"
+#include "proto/worker.grpc.pb.h"
 
 namespace longctx::testing {
 
@@ -36,6 +39,16 @@ GenerateResult Generate(v1::LongContext::Stub& stub,
 GenerateResult Generate(const std::string& address,
                         const v1::GenerateRequest& request,
                         absl::Duration deadline = absl::Seconds(120));
+
+// WorkerGenerate sends `request` straight to the worker rank at `address`
+// (plaintext), reads the stream to its end and returns its status.
+grpc::Status WorkerGenerate(const std::string& address,
+                            const worker::v1::GenerateRequest& request,
+                            absl::Duration deadline = absl::Seconds(60));
+
+// WorkerStatus asks the worker rank at `address` (plaintext) for its status.
+absl::StatusOr<worker::v1::WorkerStatus> WorkerStatus(
+    const std::string& address, absl::Duration deadline = absl::Seconds(5));
 
 }  // namespace longctx::testing
 

@@ -28,6 +28,8 @@ fi
 rc=0
 echo "== gpu_selftest =="
 "$build/gpu_selftest" || rc=1
+echo "== model_kernels_selftest =="
+"$build/model_kernels_selftest" || rc=1
 echo "== nccl_selftest =="
 "$build/nccl_selftest" || rc=1
 if [ "$rc" -eq 0 ]; then

@@ -107,6 +107,7 @@ def _system_libs_impl(ctx):
         "-Wl,-rpath,%s/lib64" % cuda,
         "-lcudart",
         "-lcublas",
+        "-lcublasLt",
         "-lnccl",
     ]))
     lines.append(")")

@@ -7,6 +7,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -35,11 +36,17 @@ class MetricsServer {
   // The port /metrics is served on (useful with port 0).
   int port() const { return port_; }
 
+  // AddCollectable serves `collectable`'s metrics on /metrics too, read at
+  // each scrape (for values that are measured rather than counted, such as a
+  // GPU's memory in use). Kept for the server's lifetime.
+  void AddCollectable(std::shared_ptr<prometheus::Collectable> collectable);
+
  private:
   MetricsServer() = default;
 
   std::shared_ptr<prometheus::Registry> registry_;
   std::shared_ptr<prometheus::Collectable> process_collector_;
+  std::vector<std::shared_ptr<prometheus::Collectable>> collectables_;
   std::unique_ptr<prometheus::Exposer> exposer_;
   int port_ = 0;
 };

@@ -458,7 +458,13 @@ bool Engine::Step() {
     const absl::Status failure(
         lost_kv ? absl::StatusCode::kUnavailable : absl::StatusCode::kInternal,
         absl::StrCat("forward pass failed: ", status.message()));
-    if (lost_kv) {
+    const absl::Status health = model_->health();
+    if (!health.ok() && !model_failed_) {
+      model_failed_ = true;
+      if (options_.on_model_failure) options_.on_model_failure(health);
+    }
+    if (lost_kv || !health.ok()) {
+      // A broken model fails every running sequence, not only this step's.
       for (auto& seq : running_) {
         if (!seq->cancelled) {
           Finish(*seq, v1::FINISH_REASON_UNSPECIFIED, failure);

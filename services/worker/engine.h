@@ -62,6 +62,10 @@ struct EngineOptions {
   // Whether full prompt blocks stay in the KV pool after their request, for
   // later requests that share the prefix (--prefix_cache). Default: true.
   bool prefix_cache = true;
+  // Called once, on the engine's thread, when the model reports itself
+  // broken for good after a failed step (ForwardModel::health, e.g. a GPU
+  // fault): the worker stops serving. May be empty.
+  std::function<void(const absl::Status&)> on_model_failure;
 };
 
 // GenerateParams is one validated request.
@@ -174,7 +178,8 @@ class Engine {
   std::vector<std::unique_ptr<Sequence>> running_;
   std::vector<std::unique_ptr<Sequence>> restoring_;
   std::vector<float> logits_;
-  int64_t evicted_seen_ = 0;  // pool_->evicted_blocks() at the last report.
+  int64_t evicted_seen_ = 0;   // pool_->evicted_blocks() at the last report.
+  bool model_failed_ = false;  // on_model_failure was called.
   std::thread thread_;
   std::thread restorer_;
 };

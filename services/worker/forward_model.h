@@ -39,6 +39,11 @@ class ForwardModel {
   // order) to `logits`, which has room for that many rows.
   virtual absl::Status Forward(absl::Span<const SeqSpan> spans,
                                KvBlockPool& pool, float* logits) = 0;
+
+  // health is OK while the model can compute; otherwise the error that broke
+  // it for good (a GPU fault), after which Forward fails every call. The
+  // worker stops serving then.
+  virtual absl::Status health() const { return absl::OkStatus(); }
 };
 
 }  // namespace longctx

@@ -16,14 +16,68 @@ namespace {
 constexpr size_t kHugePage = size_t{2} << 20;
 constexpr size_t kPage = 4096;
 
-}  // namespace
+// HostMemory is anonymous memory advised for transparent huge pages, its
+// first block on a 2 MiB boundary.
+class HostMemory : public KvBlockMemory {
+ public:
+  ~HostMemory() override { munmap(mapping_, mapped_); }
 
-void KvBlockPool::Unmapper::operator()(uint8_t* mapping) const {
-  munmap(mapping, bytes);
-}
+  // Create maps room for `bytes`; with `prefault`, touches every page.
+  static absl::StatusOr<std::unique_ptr<HostMemory>> Create(size_t bytes,
+                                                            bool prefault) {
+    // One huge page more than needed, so the blocks can start on a huge page
+    // boundary.
+    const size_t mapped =
+        (bytes + kHugePage - 1) / kHugePage * kHugePage + kHugePage;
+    void* mapping = mmap(nullptr, mapped, PROT_READ | PROT_WRITE,
+                         MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (mapping == MAP_FAILED) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("cannot map ", mapped, " bytes for the KV cache (",
+                       std::strerror(errno), "); lower --kv_cache_bytes"));
+    }
+    std::unique_ptr<HostMemory> memory(new HostMemory);
+    memory->mapping_ = mapping;
+    memory->mapped_ = mapped;
+    memory->size_ = bytes;
+    const uintptr_t address = reinterpret_cast<uintptr_t>(mapping);
+    memory->base_ = reinterpret_cast<uint8_t*>((address + kHugePage - 1) &
+                                               ~uintptr_t{kHugePage - 1});
+    // Advice only: without huge pages (disabled, or none free) the pool works
+    // on base pages.
+    (void)madvise(memory->base_, mapped - kHugePage, MADV_HUGEPAGE);
+    if (prefault) {
+      volatile uint8_t* touch = memory->base_;
+      for (size_t offset = 0; offset < bytes; offset += kPage) {
+        touch[offset] = 0;
+      }
+    }
+    return memory;
+  }
 
-absl::StatusOr<std::unique_ptr<KvBlockPool>> KvBlockPool::Create(
-    const KvLayout& layout, size_t budget_bytes, bool prefault) {
+  uint8_t* base() override { return base_; }
+  size_t size() const override { return size_; }
+  bool host_accessible() const override { return true; }
+  int device() const override { return -1; }
+  absl::Status CopyOut(size_t offset, size_t bytes, void* dst) override {
+    std::memcpy(dst, base_ + offset, bytes);
+    return absl::OkStatus();
+  }
+  absl::Status CopyIn(const void* src, size_t offset, size_t bytes) override {
+    std::memcpy(base_ + offset, src, bytes);
+    return absl::OkStatus();
+  }
+
+ private:
+  HostMemory() = default;
+
+  void* mapping_ = nullptr;
+  size_t mapped_ = 0;
+  size_t size_ = 0;
+  uint8_t* base_ = nullptr;
+};
+
+absl::Status CheckLayout(const KvLayout& layout) {
   if (layout.num_layers <= 0 || layout.num_kv_heads <= 0 ||
       layout.head_dim <= 0 || layout.block_size <= 0) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -31,42 +85,56 @@ absl::StatusOr<std::unique_ptr<KvBlockPool>> KvBlockPool::Create(
         " kv_heads=", layout.num_kv_heads, " head_dim=", layout.head_dim,
         " block_size=", layout.block_size));
   }
-  const size_t blocks = budget_bytes / layout.BlockBytes();
+  return absl::OkStatus();
+}
+
+absl::StatusOr<size_t> BlocksIn(const KvLayout& layout, size_t bytes) {
+  const size_t blocks = bytes / layout.BlockBytes();
   if (blocks == 0) {
     return absl::ResourceExhaustedError(
-        absl::StrCat("KV budget of ", budget_bytes, " bytes holds no block of ",
+        absl::StrCat("KV budget of ", bytes, " bytes holds no block of ",
                      layout.BlockBytes(), " bytes"));
   }
   if (blocks > static_cast<size_t>(INT32_MAX)) {
     return absl::InvalidArgumentError("KV budget holds too many blocks");
   }
+  return blocks;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<KvBlockPool>> KvBlockPool::Create(
+    const KvLayout& layout, size_t budget_bytes, bool prefault) {
+  absl::Status status = CheckLayout(layout);
+  if (!status.ok()) return status;
+  absl::StatusOr<size_t> blocks = BlocksIn(layout, budget_bytes);
+  if (!blocks.ok()) return blocks.status();
+  auto memory = HostMemory::Create(*blocks * layout.BlockBytes(), prefault);
+  if (!memory.ok()) return memory.status();
+  return CreateIn(layout, *std::move(memory));
+}
+
+absl::StatusOr<std::unique_ptr<KvBlockPool>> KvBlockPool::CreateIn(
+    const KvLayout& layout, std::unique_ptr<KvBlockMemory> memory) {
+  absl::Status status = CheckLayout(layout);
+  if (!status.ok()) return status;
+  absl::StatusOr<size_t> blocks = BlocksIn(layout, memory->size());
+  if (!blocks.ok()) return blocks.status();
   std::unique_ptr<KvBlockPool> pool(
-      new KvBlockPool(layout, static_cast<int>(blocks)));
-  // One huge page more than needed, so the blocks can start on a huge page
-  // boundary.
-  const size_t bytes = pool->block_bytes_ * blocks;
-  const size_t mapped =
-      (bytes + kHugePage - 1) / kHugePage * kHugePage + kHugePage;
-  void* mapping = mmap(nullptr, mapped, PROT_READ | PROT_WRITE,
-                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (mapping == MAP_FAILED) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("cannot map ", mapped, " bytes for the KV cache (",
-                     std::strerror(errno), "); lower --kv_cache_bytes"));
-  }
-  pool->storage_ = std::unique_ptr<uint8_t, Unmapper>(
-      static_cast<uint8_t*>(mapping), Unmapper{mapped});
-  const uintptr_t address = reinterpret_cast<uintptr_t>(mapping);
-  pool->base_ = reinterpret_cast<uint8_t*>((address + kHugePage - 1) &
-                                           ~uintptr_t{kHugePage - 1});
-  // Advice only: without huge pages (disabled, or none free) the pool works
-  // on base pages.
-  (void)madvise(pool->base_, mapped - kHugePage, MADV_HUGEPAGE);
-  if (prefault) {
-    volatile uint8_t* touch = pool->base_;
-    for (size_t offset = 0; offset < bytes; offset += kPage) touch[offset] = 0;
-  }
+      new KvBlockPool(layout, static_cast<int>(*blocks)));
+  pool->memory_ = std::move(memory);
+  pool->base_ = pool->memory_->base();
   return pool;
+}
+
+absl::Status KvBlockPool::ReadBlock(int block, void* dst) {
+  return memory_->CopyOut(static_cast<size_t>(block) * block_bytes_,
+                          block_bytes_, dst);
+}
+
+absl::Status KvBlockPool::WriteBlock(int block, const void* src) {
+  return memory_->CopyIn(src, static_cast<size_t>(block) * block_bytes_,
+                         block_bytes_);
 }
 
 absl::StatusOr<std::unique_ptr<KvBlockPool>> KvBlockPool::CreateUnbacked(

@@ -38,6 +38,31 @@
 
 namespace longctx {
 
+// KvBlockMemory is where a pool's block bytes live: the host's memory (what
+// KvBlockPool::Create maps), or a GPU's (services/worker/cuda). Block b
+// occupies [b * BlockBytes(), (b + 1) * BlockBytes()) from base().
+class KvBlockMemory {
+ public:
+  virtual ~KvBlockMemory() = default;
+
+  // The address of block 0: a device address when !host_accessible().
+  virtual uint8_t* base() = 0;
+  // Bytes available from base().
+  virtual size_t size() const = 0;
+  // Whether the host reads and writes the bytes in place (base() is a host
+  // address).
+  virtual bool host_accessible() const = 0;
+  // The CUDA device the bytes are on; -1 for host memory.
+  virtual int device() const = 0;
+
+  // CopyOut copies `bytes` at `offset` to host memory `dst`; CopyIn copies
+  // host memory `src` to `offset`. Both block until done and are thread-safe
+  // (a device's copies run on their own streams, through page-locked
+  // buffers, beside the computation). INTERNAL on a device error.
+  virtual absl::Status CopyOut(size_t offset, size_t bytes, void* dst) = 0;
+  virtual absl::Status CopyIn(const void* src, size_t offset, size_t bytes) = 0;
+};
+
 // KvBlockPool is thread-safe for allocation and reference counting; the
 // contents of a block are written by whoever allocated it and read by its
 // sequences.
@@ -54,6 +79,12 @@ class KvBlockPool {
   // mapped.
   static absl::StatusOr<std::unique_ptr<KvBlockPool>> Create(
       const KvLayout& layout, size_t budget_bytes, bool prefault = false);
+
+  // CreateIn makes a pool of floor(memory->size() / BlockBytes()) blocks in
+  // `memory` (a GPU's, say). INVALID_ARGUMENT for a layout with a
+  // non-positive size, RESOURCE_EXHAUSTED if not even one block fits.
+  static absl::StatusOr<std::unique_ptr<KvBlockPool>> CreateIn(
+      const KvLayout& layout, std::unique_ptr<KvBlockMemory> memory);
 
   // CreateUnbacked makes a pool of `capacity` block ids with no storage: it
   // only allocates and counts references (a group leader's ids for blocks that
@@ -112,7 +143,22 @@ class KvBlockPool {
   int cached_blocks() const;
   int64_t evicted_blocks() const;
 
-  // The block's buffer, and its layer's K and V tensors.
+  // Whether Data, K and V are host addresses (false for a GPU's pool:
+  // they are device addresses then, for the kernels).
+  bool host_accessible() const {
+    return memory_ == nullptr || memory_->host_accessible();
+  }
+  // The memory the blocks live in (null for an unbacked pool).
+  KvBlockMemory* memory() { return memory_.get(); }
+
+  // ReadBlock copies block `block`'s BlockBytes() bytes to host memory `dst`;
+  // WriteBlock copies them from host memory `src` into the block. They work
+  // for every backed pool, host or device (INTERNAL on a device error).
+  absl::Status ReadBlock(int block, void* dst);
+  absl::Status WriteBlock(int block, const void* src);
+
+  // The block's buffer, and its layer's K and V tensors (device addresses in
+  // a device's pool).
   uint8_t* Data(int block) {
     return base_ + static_cast<size_t>(block) * block_bytes_;
   }
@@ -126,19 +172,12 @@ class KvBlockPool {
  private:
   KvBlockPool(const KvLayout& layout, int capacity);
 
-  // Unmaps the storage.
-  struct Unmapper {
-    size_t bytes;  // No initializer: it would delete the default constructor
-                   // while KvBlockPool is incomplete.
-    void operator()(uint8_t* mapping) const;
-  };
-
   const KvLayout layout_;
   const int capacity_;
   const size_t block_bytes_;
   const size_t layer_bytes_;
-  std::unique_ptr<uint8_t, Unmapper> storage_;  // Null when unbacked.
-  uint8_t* base_ = nullptr;                     // storage_, aligned to 2 MiB.
+  std::unique_ptr<KvBlockMemory> memory_;  // Null when unbacked.
+  uint8_t* base_ = nullptr;                // memory_->base().
 
   // A published block's key, and whether the store holds it.
   struct Published {

@@ -88,10 +88,15 @@ bool KvOffloader::OffloadCopy(const std::string& key, int block,
     Add(offload_dropped_, 1);
     return false;
   }
-  const uint8_t* data = pool_->Data(block);
-  queue_.push_back(
-      Job{key, block, token_count,
-          std::vector<uint8_t>(data, data + pool_->layout().BlockBytes())});
+  std::vector<uint8_t> copy(pool_->layout().BlockBytes());
+  absl::Status status = pool_->ReadBlock(block, copy.data());
+  if (!status.ok()) {
+    Add(offload_failed_, 1);
+    Log(LogLevel::kWarning, "offload of a KV block failed: %s",
+        std::string(status.message()));
+    return false;
+  }
+  queue_.push_back(Job{key, block, token_count, std::move(copy)});
   return true;
 }
 
@@ -127,12 +132,25 @@ void KvOffloader::Loop() {
       busy_ = true;
     }
     const absl::Time start = absl::Now();
-    const bool copied = !job.copy.empty();
+    const uint8_t* bytes = job.copy.data();
+    absl::Status status;
+    if (job.copy.empty()) {
+      if (pool_->host_accessible()) {
+        bytes = pool_->Data(job.block);
+      } else {
+        // A device's block leaves through host memory (the device's copy
+        // stream, beside the computation); the reference keeps it until then.
+        staging_.resize(pool_->layout().BlockBytes());
+        status = pool_->ReadBlock(job.block, staging_.data());
+        bytes = staging_.data();
+      }
+    }
     absl::StatusOr<std::vector<std::string>> parts =
-        EncodeKvBlock(pool_->layout(), fingerprint_, job.token_count,
-                      copied ? job.copy.data() : pool_->Data(job.block));
-    if (!copied) pool_->Unref(job.block);
-    absl::Status status = parts.status();
+        status.ok() ? EncodeKvBlock(pool_->layout(), fingerprint_,
+                                    job.token_count, bytes)
+                    : absl::StatusOr<std::vector<std::string>>(status);
+    if (job.copy.empty()) pool_->Unref(job.block);
+    status = parts.status();
     if (status.ok()) status = client_->Put(job.key, *parts);
     if (status.ok()) {
       // The pool's copy (if it still caches one) may now be dropped first.
@@ -211,6 +229,7 @@ int KvOffloader::Restore(absl::Span<const std::string> keys,
       fetched.push_back(std::move(item));
     }
   };
+  std::vector<uint8_t> restore_staging;  // For a device's pool.
   std::vector<std::thread> threads;
   for (size_t shard = 0; shard < by_shard.size(); ++shard) {
     const int streams = std::min<int>(per_shard, by_shard[shard].size());
@@ -235,10 +254,20 @@ int KvOffloader::Restore(absl::Span<const std::string> keys,
       results[i] = absl::CancelledError("a block before it failed");
       continue;
     }
+    // A host pool's block is decoded in place; a device's through host
+    // memory, copied in only once it verified.
+    const bool in_place = pool_->host_accessible();
+    if (!in_place) restore_staging.resize(pool_->layout().BlockBytes());
     absl::StatusOr<KvBlockHeader> header = DecodeKvBlockInto(
-        *item.parts, pool_->layout(), fingerprint_, pool_->Data(blocks[i]));
+        *item.parts, pool_->layout(), fingerprint_,
+        in_place ? pool_->Data(blocks[i]) : restore_staging.data());
     if (header.ok() && header->token_count != pool_->layout().block_size) {
       header = absl::DataLossError("stored block is not full");
+    }
+    if (header.ok() && !in_place) {
+      absl::Status copied =
+          pool_->WriteBlock(blocks[i], restore_staging.data());
+      if (!copied.ok()) header = copied;
     }
     results[i] = header.status();
     if (!header.ok()) failed(i);

@@ -98,6 +98,9 @@ class KvOffloader : public KvStoreIo {
   const Hash128 fingerprint_;
   const KvOffloaderOptions options_;
 
+  // The writer thread's host copy of a device block being offloaded.
+  std::vector<uint8_t> staging_;
+
   absl::Mutex mu_;
   std::deque<Job> queue_ ABSL_GUARDED_BY(mu_);
   bool busy_ ABSL_GUARDED_BY(mu_) = false;

@@ -21,7 +21,7 @@
 #include "services/worker/engine.h"
 #include "services/worker/kv_block_pool.h"
 #include "services/worker/kv_offloader.h"
-#include "services/worker/llama_model.h"
+#include "services/worker/model_backend.h"
 #include "services/worker/model_source.h"
 #include "services/worker/worker_group.h"
 #include "services/worker/worker_service_impl.h"
@@ -51,15 +51,25 @@ ABSL_FLAG(std::string, memory_store, "",
           "Comma-separated host:port list of memory_store shards; empty runs "
           "without offload.");
 ABSL_FLAG(int, block_size, 256, "Tokens per KV block.");
+ABSL_FLAG(std::string, device, "cpu",
+          "Where the model runs: cpu, or cuda / cuda:N (the N-th GPU; needs a "
+          "worker built with --config=cuda). A GPU holds the weights and the "
+          "KV cache in its own memory.");
 ABSL_FLAG(int64_t, kv_cache_bytes, int64_t{2} << 30,
-          "Bytes of memory for the KV cache (whole blocks).");
+          "Bytes of memory for the KV cache (whole blocks): host memory on "
+          "the CPU, device memory on a GPU, where 0 takes 90% of what the "
+          "weights leave free.");
 ABSL_FLAG(bool, kv_cache_prefault, true,
           "Write every page of the KV cache once at start-up, so that no "
           "request pays for first touches of memory (the worker is resident "
           "at --kv_cache_bytes from the start).");
 ABSL_FLAG(std::string, kv_dtype, "f16", "KV cache element type: f16 or f32.");
-ABSL_FLAG(std::string, compute_precision, "fp32",
-          "GEMM precision: fp32, or bf16 (AVX512_BF16 or AMX CPUs).");
+ABSL_FLAG(std::string, compute_precision, "",
+          "GEMM precision: fp32, or bf16 (AVX512_BF16 or AMX CPUs; tensor "
+          "cores on a GPU). Empty: fp32 on the CPU, bf16 on a GPU.");
+ABSL_FLAG(bool, cuda_graphs, true,
+          "On a GPU, replay decode steps as CUDA graphs (one per batch-size "
+          "bucket up to --max_batch).");
 ABSL_FLAG(int, threads, 0, "Compute threads; 0 uses every CPU.");
 ABSL_FLAG(int, max_batch, 64, "Most sequences decoding together.");
 ABSL_FLAG(int, max_queue, 256, "Most requests waiting to start.");
@@ -167,7 +177,9 @@ int main(int argc, char** argv) {
        {Positive("max_batch", engine_options.max_running),
         Positive("max_queue", engine_options.max_waiting),
         Positive("prefill_chunk_tokens", engine_options.prefill_chunk_tokens),
-        Positive("kv_cache_bytes", absl::GetFlag(FLAGS_kv_cache_bytes)),
+        Positive("kv_cache_bytes",
+                 absl::GetFlag(FLAGS_kv_cache_bytes) +
+                     (absl::GetFlag(FLAGS_device) == "cpu" ? 0 : 1)),
         Positive("restore_streams_per_shard",
                  absl::GetFlag(FLAGS_restore_streams_per_shard)),
         Positive("max_message_bytes",
@@ -176,10 +188,33 @@ int main(int argc, char** argv) {
   }
   auto kv_dtype = longctx::ParseKvDtype(absl::GetFlag(FLAGS_kv_dtype));
   if (!kv_dtype.ok()) return longctx::StartupError(kProgram, kv_dtype.status());
-  auto precision = longctx::kernels::ParseComputePrecision(
-      absl::GetFlag(FLAGS_compute_precision));
-  if (!precision.ok())
-    return longctx::StartupError(kProgram, precision.status());
+  longctx::DeviceOptions device_options;
+  auto device = longctx::ParseDeviceFlag(absl::GetFlag(FLAGS_device));
+  if (!device.ok()) return longctx::StartupError(kProgram, device.status());
+  device_options.device = *device;
+  if (!absl::GetFlag(FLAGS_compute_precision).empty()) {
+    auto precision = longctx::kernels::ParseComputePrecision(
+        absl::GetFlag(FLAGS_compute_precision));
+    if (!precision.ok())
+      return longctx::StartupError(kProgram, precision.status());
+    device_options.precision = *precision;
+  }
+  if (device_options.device >= 0 && grouped) {
+    return longctx::StartupError(
+        kProgram,
+        absl::UnimplementedError(absl::StrCat(
+            "--device=", absl::GetFlag(FLAGS_device),
+            " with --group_size=", identity.group_size,
+            ": GPU ranks serve alone for now (a group's ranks run on CPUs)")));
+  }
+  device_options.threads = absl::GetFlag(FLAGS_threads);
+  device_options.block_size = block_size;
+  device_options.kv_dtype = *kv_dtype;
+  device_options.kv_cache_bytes =
+      static_cast<size_t>(absl::GetFlag(FLAGS_kv_cache_bytes));
+  device_options.kv_cache_prefault = absl::GetFlag(FLAGS_kv_cache_prefault);
+  device_options.cuda_graphs = absl::GetFlag(FLAGS_cuda_graphs);
+  device_options.max_batch = engine_options.max_running;
 
   // Ports and certificates are checked before the model loads, which can take
   // a while.
@@ -213,27 +248,21 @@ int main(int argc, char** argv) {
 
   auto source = longctx::OpenModelSource(absl::GetFlag(FLAGS_model));
   if (!source.ok()) return longctx::StartupError(kProgram, source.status());
-  longctx::LlamaModelOptions model_options;
-  model_options.precision = *precision;
-  model_options.threads = absl::GetFlag(FLAGS_threads);
-  auto model = longctx::LlamaModel::Create(source->shape, source->weights,
-                                           model_options);
-  if (!model.ok()) return longctx::StartupError(kProgram, model.status());
+  auto loaded =
+      longctx::LoadModelOnDevice(*source, device_options, metrics->get());
+  if (!loaded.ok()) return longctx::StartupError(kProgram, loaded.status());
   source->keep_alive.reset();  // The model holds its own copy of the weights.
-  auto pool = longctx::KvBlockPool::Create(
-      (*model)->KvLayoutFor(block_size, *kv_dtype),
-      static_cast<size_t>(absl::GetFlag(FLAGS_kv_cache_bytes)),
-      absl::GetFlag(FLAGS_kv_cache_prefault));
-  if (!pool.ok()) return longctx::StartupError(kProgram, pool.status());
+  longctx::KvBlockPool* pool = loaded->pool.get();
   longctx::Log(longctx::LogLevel::kInfo,
-               "model %s (%s, fingerprint %s): %d layers, hidden %d; KV cache "
-               "%d blocks of %d tokens (%s)",
+               "model %s (%s, fingerprint %s): %d layers, hidden %d, on %s; "
+               "KV cache %d blocks of %d tokens (%s)",
                source->dir, source->architecture, source->fingerprint_hex,
                source->shape.num_layers, source->shape.hidden_size,
-               (*pool)->capacity(), block_size, absl::GetFlag(FLAGS_kv_dtype));
+               loaded->description, pool->capacity(), block_size,
+               absl::GetFlag(FLAGS_kv_dtype));
 
   longctx::EngineMetrics engine_metrics((*metrics)->registry());
-  engine_metrics.kv_blocks_capacity.Set((*pool)->capacity());
+  engine_metrics.kv_blocks_capacity.Set(pool->capacity());
   engine_options.metrics = &engine_metrics;
   // Offload and restore through the memory store, when there is one.
   std::unique_ptr<longctx::StoreClient> store_client;
@@ -252,7 +281,7 @@ int main(int argc, char** argv) {
     offload_options.restore_streams_per_shard =
         absl::GetFlag(FLAGS_restore_streams_per_shard);
     offloader = std::make_unique<longctx::KvOffloader>(
-        store_client.get(), pool->get(), source->fingerprint, offload_options,
+        store_client.get(), pool, source->fingerprint, offload_options,
         &(*metrics)->registry());
     engine_options.offloader = offloader.get();
   }
@@ -262,9 +291,10 @@ int main(int argc, char** argv) {
   std::mutex ready_mu;  // Orders the group's readiness reports.
   bool attached = false;
   bool group_ready = false;
+  bool model_failed = false;
   // Called with ready_mu held.
   auto report_ready = [&] {
-    const bool ready = attached && (!grouped || group_ready);
+    const bool ready = attached && (!grouped || group_ready) && !model_failed;
     service->SetReady(ready);
     grpc_server->SetServing(ready);
   };
@@ -284,7 +314,7 @@ int main(int argc, char** argv) {
     // Every rank offloads and restores the blocks it holds, as the leader
     // tells it.
     group = std::make_unique<longctx::WorkerGroup>(
-        group_options, model->get(), pool->get(), offloader.get(),
+        group_options, loaded->cpu_model, pool, offloader.get(),
         [&](bool ready, const std::string& /*why*/) {
           std::lock_guard<std::mutex> lock(ready_mu);
           group_ready = ready;
@@ -292,15 +322,24 @@ int main(int argc, char** argv) {
         });
   }
   longctx::ForwardModel* forward =
-      grouped ? group->forward_model() : model->get();
-  longctx::KvBlockPool* ids = grouped ? group->group_pool() : pool->get();
+      grouped ? group->forward_model() : loaded->model.get();
+  longctx::KvBlockPool* ids = grouped ? group->group_pool() : pool;
   std::unique_ptr<longctx::Engine> engine;
   if (grouped) engine_options.offloader = group->store_io();
+  // A model that breaks for good (a GPU fault) takes the rank out of
+  // service: NOT_SERVING, and Generate UNAVAILABLE.
+  engine_options.on_model_failure = [&](const absl::Status& why) {
+    longctx::Log(longctx::LogLevel::kError, "the model failed, not serving: %s",
+                 std::string(why.message()));
+    std::lock_guard<std::mutex> lock(ready_mu);
+    model_failed = true;
+    report_ready();
+  };
   if (forward != nullptr) {
     engine = std::make_unique<longctx::Engine>(forward, ids, engine_options);
   }
   service->Attach(source->fingerprint_hex, engine.get(),
-                  ids != nullptr ? ids : pool->get());
+                  ids != nullptr ? ids : pool, loaded->report);
   {
     std::lock_guard<std::mutex> lock(ready_mu);
     attached = true;

@@ -175,11 +175,13 @@ WorkerServiceImpl::WorkerServiceImpl(const WorkerIdentity& identity)
     : identity_(identity) {}
 
 void WorkerServiceImpl::Attach(std::string fingerprint_hex, Engine* engine,
-                               const KvBlockPool* pool) {
+                               const KvBlockPool* pool,
+                               std::function<DeviceReport()> device) {
   auto loaded = std::make_unique<Loaded>();
   loaded->fingerprint_hex = std::move(fingerprint_hex);
   loaded->engine = engine;
   loaded->pool = pool;
+  loaded->device = std::move(device);
   loaded_storage_ = std::move(loaded);
   loaded_.store(loaded_storage_.get(), std::memory_order_release);
 }
@@ -223,6 +225,13 @@ grpc::ServerUnaryReactor* WorkerServiceImpl::GetStatus(
     }
     response->set_kv_blocks_used(loaded->pool->used_blocks());
     response->set_kv_blocks_capacity(loaded->pool->capacity());
+    if (loaded->device) {
+      const DeviceReport device = loaded->device();
+      response->set_device(device.device);
+      response->set_device_memory_used_bytes(device.memory_used_bytes);
+      response->set_device_memory_total_bytes(device.memory_total_bytes);
+      response->set_kv_cache_bytes(device.kv_cache_bytes);
+    }
   }
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   reactor->Finish(grpc::Status::OK);

@@ -3,10 +3,12 @@
 #define LONGCTX_SERVICES_WORKER_WORKER_SERVICE_IMPL_H_
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
 
 #include "proto/worker.grpc.pb.h"
+#include "services/worker/device_report.h"
 #include "services/worker/engine.h"
 
 namespace longctx {
@@ -30,8 +32,11 @@ class WorkerServiceImpl final : public worker::v1::Worker::CallbackService {
   // rank other than its group's rank 0 has no engine (null): it refuses
   // Generate with FAILED_PRECONDITION. `pool` is the group's (its block ids)
   // on rank 0.
+  // `device` (may be empty) describes the rank's device in GetStatus; it
+  // must be thread-safe.
   void Attach(std::string fingerprint_hex, Engine* engine,
-              const KvBlockPool* pool);
+              const KvBlockPool* pool,
+              std::function<DeviceReport()> device = nullptr);
 
   grpc::ServerWriteReactor<worker::v1::GenerateResponse>* Generate(
       grpc::CallbackServerContext* context,
@@ -50,6 +55,7 @@ class WorkerServiceImpl final : public worker::v1::Worker::CallbackService {
     std::string fingerprint_hex;
     Engine* engine = nullptr;
     const KvBlockPool* pool = nullptr;
+    std::function<DeviceReport()> device;
   };
 
   const WorkerIdentity identity_;

@@ -106,10 +106,17 @@ def _system_libs_impl(ctx):
         "-L%s/lib64" % cuda,
         "-Wl,-rpath,%s/lib64" % cuda,
         "-lcudart",
-        "-lcublas",
-        "-lcublasLt",
         "-lnccl",
     ]))
+    lines.append(")")
+    # cuBLAS, for the self-test's reference GEMM only. Programs that serve
+    # load cuBLASLt at run time (kernels/cuda/gemm_cuda.cc): linked at start,
+    # its large static TLS makes threads with small stacks (civetweb's, under
+    # /metrics) fail to start.
+    lines.append("cc_library(")
+    lines.append('    name = "cublas",')
+    lines.append('    deps = [":cuda"],')
+    lines.append("    linkopts = %s," % repr(["-L%s/lib64" % cuda, "-lcublas"]))
     lines.append(")")
     ctx.file("BUILD", "\n".join(lines) + "\n")
     ctx.file("WORKSPACE", 'workspace(name = "system")\n')

@@ -24,6 +24,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
@@ -35,6 +36,9 @@
 #include "services/worker/kv_block_pool.h"
 #include "services/worker/llama_model.h"
 #include "tools/bench_engine/bench_models.h"
+#ifdef LONGCTX_WITH_CUDA
+#include "tools/bench_engine/gpu_bench.h"
+#endif
 
 ABSL_FLAG(int, threads, 2, "Compute threads.");
 ABSL_FLAG(std::string, shapes, "S,M", "Model shapes to run: S, M.");
@@ -51,6 +55,13 @@ ABSL_FLAG(int, prefill_chunk, 2048,
           "Prompt tokens per forward call in prefill.");
 ABSL_FLAG(std::string, precisions, "fp32,bf16", "Compute precisions to run.");
 ABSL_FLAG(std::string, weight_dtypes, "f32,bf16", "Weight dtypes to run.");
+ABSL_FLAG(std::string, device, "cpu",
+          "cpu, or cuda / cuda:N: the GPU benchmark (shape L, bf16; needs a "
+          "build with --config=cuda).");
+ABSL_FLAG(std::string, gpu_prefill_lengths, "8192,32768",
+          "GPU: prompt lengths for prefill.");
+ABSL_FLAG(int, gpu_prefill_chunk, 8192, "GPU: prompt tokens per forward step.");
+ABSL_FLAG(std::string, gpu_decode_batches, "1,64", "GPU: decode batch sizes.");
 
 namespace longctx {
 namespace {
@@ -336,6 +347,31 @@ void Run() {
 
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
-  longctx::Run();
-  return 0;
+  const std::string device = absl::GetFlag(FLAGS_device);
+  if (device == "cpu") {
+    longctx::Run();
+    return 0;
+  }
+  int index = 0;
+  if (device != "cuda" && !(absl::StartsWith(device, "cuda:") &&
+                            absl::SimpleAtoi(device.substr(5), &index))) {
+    std::fprintf(stderr,
+                 "bench_engine: --device must be cpu, cuda or cuda:N\n");
+    return 2;
+  }
+#ifdef LONGCTX_WITH_CUDA
+  longctx::GpuBenchOptions options;
+  options.device = index;
+  options.prefill_lengths =
+      longctx::IntList(absl::GetFlag(FLAGS_gpu_prefill_lengths));
+  options.prefill_chunk = absl::GetFlag(FLAGS_gpu_prefill_chunk);
+  options.decode_batches =
+      longctx::IntList(absl::GetFlag(FLAGS_gpu_decode_batches));
+  options.decode_context = absl::GetFlag(FLAGS_decode_context);
+  return longctx::RunGpuBenchmarks(options);
+#else
+  std::fprintf(stderr,
+               "bench_engine: built without CUDA; build with --config=cuda\n");
+  return 2;
+#endif
 }

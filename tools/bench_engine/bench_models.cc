@@ -1,7 +1,6 @@
 #include "tools/bench_engine/bench_models.h"
 
 #include <cmath>
-#include <random>
 
 namespace longctx {
 
@@ -9,11 +8,20 @@ using kernels::DType;
 
 namespace {
 
-TensorRef Random(BenchModel& m, std::mt19937& rng, size_t n, DType dtype,
+// Values with the given mean and standard deviation (uniform, from a
+// splitmix64 stream: fast enough for the billion-parameter shape L).
+TensorRef Random(BenchModel& m, uint64_t& state, size_t n, DType dtype,
                  float scale, float offset = 0) {
-  std::normal_distribution<float> normal(0, 1);
   std::vector<float> values(n);
-  for (float& v : values) v = offset + scale * normal(rng);
+  for (float& v : values) {
+    uint64_t z = (state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    // Uniform in [-sqrt(3), sqrt(3)): unit variance.
+    const float u = static_cast<float>(z >> 40) * (1.0f / 16777216.0f);
+    v = offset + scale * 1.7320508f * (2.0f * u - 1.0f);
+  }
   m.storage.emplace_back(n * kernels::DTypeSize(dtype));
   kernels::ConvertFromF32(values.data(), dtype, m.storage.back().data(), n);
   return {m.storage.back().data(), dtype};
@@ -23,15 +31,18 @@ TensorRef Random(BenchModel& m, std::mt19937& rng, size_t n, DType dtype,
 
 LlamaShape Shape(const std::string& name) {
   LlamaShape s;
+  s.vocab_size = 32000;
   if (name == "S") {
     s.hidden_size = 512, s.num_layers = 8, s.num_heads = 8, s.num_kv_heads = 4,
     s.intermediate_size = 1536;
+  } else if (name == "L") {
+    s.hidden_size = 2048, s.num_layers = 16, s.num_heads = 32,
+    s.num_kv_heads = 8, s.intermediate_size = 8192, s.vocab_size = 128256;
   } else {
     s.hidden_size = 1024, s.num_layers = 12, s.num_heads = 16,
     s.num_kv_heads = 4, s.intermediate_size = 2816;
   }
   s.head_dim = s.hidden_size / s.num_heads;
-  s.vocab_size = 32000;
   s.rope.theta = 500000.0;
   return s;
 }
@@ -40,7 +51,7 @@ std::unique_ptr<BenchModel> MakeModel(const std::string& name, DType dtype) {
   auto m = std::make_unique<BenchModel>();
   m->shape = Shape(name);
   const LlamaShape& s = m->shape;
-  std::mt19937 rng(1);
+  uint64_t rng = 1;
   const size_t h = s.hidden_size, q = s.num_heads * s.head_dim,
                kv = s.num_kv_heads * s.head_dim, f = s.intermediate_size;
   const float wscale = 1.0f / std::sqrt(float(h));

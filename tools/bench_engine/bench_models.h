@@ -20,9 +20,10 @@ struct BenchModel {
   LlamaWeights weights;
 };
 
-// Shape returns "S" (hidden 512, 8 layers, 8 heads, 4 KV heads, FFN 1536) or,
-// for any other name, "M" (hidden 1024, 12 layers, 16 heads, 4 KV heads, FFN
-// 2816); vocabulary 32000.
+// Shape returns "S" (hidden 512, 8 layers, 8 heads, 4 KV heads, FFN 1536),
+// "L" (hidden 2048, 16 layers, 32 heads, 8 KV heads, FFN 8192, vocabulary
+// 128256: the GPU benchmark's) or, for any other name, "M" (hidden 1024, 12
+// layers, 16 heads, 4 KV heads, FFN 2816); vocabulary 32000 but for L.
 LlamaShape Shape(const std::string& name);
 
 // MakeModel makes a random model of shape `name` with weights of `dtype`.

@@ -39,7 +39,12 @@ step() {
   local name="$1" limit="$2"; shift 2
   echo "== $name =="
   local t0=$(date +%s)
-  timeout --kill-after=10 "$limit" "$@" 2>&1 | tee "$out/$name.log"
+  if [ "$(type -t "$1")" = "function" ]; then
+    export -f "$1"; export bin out pkg
+    timeout --kill-after=10 "$limit" bash -c "$*" 2>&1 | tee "$out/$name.log"
+  else
+    timeout --kill-after=10 "$limit" "$@" 2>&1 | tee "$out/$name.log"
+  fi
   local rc=${PIPESTATUS[0]}
   local dt=$(( $(date +%s) - t0 ))
   names+=("$name"); times+=("$dt")
@@ -63,12 +68,58 @@ echo "== machine =="
 
 # Every program starts: its shared libraries resolve on this machine.
 step programs_start 60 bash -c 'rc=0; for p in "$0"/*; do case "$(basename "$p")" in *_selftest|*_test) continue;; esac; "$p" --version >/dev/null 2>&1 || { echo "$(basename "$p") does not start:"; "$p" --version 2>&1 | head -n 3; rc=1; }; done; exit $rc' "$bin"
+
+# 1. The kernels against double-precision references.
 step gpu_selftest 120 "$bin/gpu_selftest"
-step model_kernels_selftest 180 "$bin/model_kernels_selftest"
+step model_kernels_selftest 120 "$bin/model_kernels_selftest"
 step nccl_selftest 120 "$bin/nccl_selftest"
-if [ -x "$bin/cuda_model_test" ]; then
-  step cuda_model_test 300 "$bin/cuda_model_test"
+# The model's kernels again under compute-sanitizer: no out-of-bounds or
+# misaligned access, no race in shared memory.
+sanitizer=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)
+if [ -n "$sanitizer" ]; then
+  step kernels_memcheck 150 "$sanitizer" --tool memcheck --error-exitcode 1 "$bin/model_kernels_selftest"
+  step kernels_racecheck 150 "$sanitizer" --tool racecheck --error-exitcode 1 "$bin/model_kernels_selftest"
 fi
+
+# 2. The GPU model against the CPU model: logits, graphs, restore across
+# devices, the engine's tokens.
+step cuda_llama_model_test 300 "$bin/cuda_llama_model_test"
+
+# 3. Against Hugging Face transformers on the same folders: the tiny model
+# (head_dim 16: the decode kernel only) and one with head_dim 64 (the
+# tensor-core prefill kernel), on the CPU, the GPU in fp32 and the GPU in
+# bf16, with the tolerances of cuda_llama_model_test.
+transformers_check() {
+  local work="$out/transformers" rc=0
+  mkdir -p "$work"
+  "$bin/make_tiny_model" --out="$work/tiny" >/dev/null || return 1
+  "$bin/make_tiny_model" --out="$work/d64" --hidden_size=256 --num_heads=4 \
+    --num_kv_heads=2 --intermediate_size=512 --num_layers=3 --vocab_size=300 \
+    >/dev/null || return 1
+  for m in tiny d64; do
+    "$bin/logits_dump" --model="$work/$m" --device=cpu --out="$work/$m.cpu" || rc=1
+    "$bin/logits_dump" --model="$work/$m" --device=cuda --out="$work/$m.gpu32" || rc=1
+    "$bin/logits_dump" --model="$work/$m" --device=cuda --compute_precision=bf16 \
+      --out="$work/$m.gpu16" || rc=1
+  done
+  [ "$rc" -eq 0 ] || return 1
+  python3 "$pkg/tools/gpu/compare_transformers.py" "$work/tiny" 24 \
+    "$work/tiny.cpu:1e-4" "$work/tiny.gpu32:1e-4" "$work/tiny.gpu16:6e-2" || rc=1
+  python3 "$pkg/tools/gpu/compare_transformers.py" "$work/d64" 24 \
+    "$work/d64.cpu:1e-4" "$work/d64.gpu32:1e-2" "$work/d64.gpu16:6e-2" || rc=1
+  return "$rc"
+}
+if python3 -c 'import transformers' 2>/dev/null; then
+  step transformers 180 transformers_check
+else
+  echo "== transformers: not installed here, skipped =="
+fi
+
+# 4. The benchmark of docs/BENCHMARKS.md (shape L, bf16).
+step bench_engine 300 "$bin/bench_engine" --device=cuda
+
+# 5. The whole stack serving a long document from the GPU.
+step stack 300 "$pkg/tools/gpu/stack_check.sh" "$bin" "$out/stack" 32768
 
 echo
 echo "== summary ($(( $(date +%s) - start_all )) s; logs in $out) =="

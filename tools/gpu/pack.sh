@@ -45,6 +45,16 @@ for target in "${!programs[@]}"; do
   strip --strip-debug "$root/bin/${programs[$target]}"
 done
 
+# Every library must resolve here (a test binary linked against Bazel's own
+# shared libraries would not run anywhere else: give it linkstatic = True).
+for exe in "$root"/bin/*; do
+  if ldd "$exe" | grep -q "not found"; then
+    echo "pack: $(basename "$exe") needs libraries that are not installed:" >&2
+    ldd "$exe" | grep "not found" | head -n 5 >&2
+    exit 1
+  fi
+done
+
 # The shared-library closure, minus what the GPU machine provides itself.
 skip='^(linux-vdso|ld-linux|libc\.so|libm\.so|libpthread|libdl\.so|librt\.so|libutil\.so|libresolv|libstdc\+\+|libgcc_s|libcuda\.so|libcudart|libcublas|libcublasLt|libnccl|libnvidia|libnvrtc)'
 for exe in "$root"/bin/*; do
@@ -56,8 +66,7 @@ done
 chmod -R u+w "$root/lib"
 strip --strip-debug "$root"/lib/* 2>/dev/null || true
 
-cp tools/gpu/check.sh "$root/tools/gpu/"
-for f in tools/gpu/*.py; do [ -e "$f" ] && cp "$f" "$root/tools/gpu/"; done
+cp tools/gpu/*.sh tools/gpu/*.py "$root/tools/gpu/"
 git rev-parse --short HEAD > "$root/REVISION" 2>/dev/null || echo unknown > "$root/REVISION"
 git status --porcelain | grep -q . && echo "+local changes" >> "$root/REVISION" || true
 

@@ -19,8 +19,7 @@ TensorRef Ref(const float* p) { return {p, kernels::DType::kF32}; }
 }  // namespace
 
 RandomLlama MakeRandomLlama(bool biases, bool tied, uint32_t seed) {
-  RandomLlama m;
-  LlamaShape& s = m.shape;
+  LlamaShape s;
   s.hidden_size = 40;
   s.intermediate_size = 72;
   s.num_layers = 3;
@@ -30,7 +29,16 @@ RandomLlama MakeRandomLlama(bool biases, bool tied, uint32_t seed) {
   s.vocab_size = 97;
   s.rms_norm_eps = 1e-5f;
   s.rope.theta = 10000.0;
-  m.storage.reserve(64);
+  return MakeRandomLlamaOfShape(s, biases, tied, seed);
+}
+
+RandomLlama MakeRandomLlamaOfShape(const LlamaShape& shape, bool biases,
+                                   bool tied, uint32_t seed) {
+  RandomLlama m;
+  m.shape = shape;
+  const LlamaShape& s = m.shape;
+  // Every tensor's storage is reserved up front: weights point into it.
+  m.storage.reserve(static_cast<size_t>(16 * s.num_layers + 8));
   std::mt19937 rng(seed);
   const int h = s.hidden_size, q = s.num_heads * s.head_dim,
             kv = s.num_kv_heads * s.head_dim, f = s.intermediate_size;

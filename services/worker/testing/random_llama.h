@@ -22,6 +22,10 @@ struct RandomLlama {
 // MakeRandomLlama makes one; the same arguments give the same model.
 RandomLlama MakeRandomLlama(bool biases, bool tied, uint32_t seed);
 
+// MakeRandomLlamaOfShape makes one of `shape` (its sizes, eps and rope).
+RandomLlama MakeRandomLlamaOfShape(const LlamaShape& shape, bool biases,
+                                   bool tied, uint32_t seed);
+
 // RandomTokens returns n ids in [0, vocab).
 std::vector<int32_t> RandomTokens(int n, int vocab, uint32_t seed);
 

@@ -24,6 +24,8 @@ _LIBS = {
         "absl_raw_hash_set",
         "absl_cleanup",
         "absl_span",
+        "absl_failure_signal_handler",
+        "absl_symbolize",
     ], [], "libabsl-dev"),
     "protobuf": (["protobuf"], [], "libprotobuf-dev"),
     "grpc": (["grpc++"], [], "libgrpc++-dev"),

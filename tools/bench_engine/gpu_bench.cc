@@ -178,7 +178,7 @@ int RunGpuBenchmarks(const GpuBenchOptions& options) {
 
   const absl::Time made = absl::Now();
   std::unique_ptr<BenchModel> weights = MakeModel(options.shape, DType::kBf16);
-  const LlamaShape& s = weights->shape;
+  const LlamaShape s = weights->shape;  // A copy: the weights go soon.
   cuda::CudaModelOptions model_options;
   model_options.device = options.device;
   model_options.max_graph_batch = *std::max_element(

@@ -103,10 +103,13 @@ transformers_check() {
       --out="$work/$m.gpu16" || rc=1
   done
   [ "$rc" -eq 0 ] || return 1
+  # fp32 against transformers' fp32: 1e-3, for our fp16 KV cache (theirs is
+  # fp32); the tensor-core prefill (fp16 q and softmax weights): 1e-2; bf16:
+  # 6e-2.
   python3 "$pkg/tools/gpu/compare_transformers.py" "$work/tiny" 24 \
-    "$work/tiny.cpu:1e-4" "$work/tiny.gpu32:1e-4" "$work/tiny.gpu16:6e-2" || rc=1
+    "$work/tiny.cpu:1e-3" "$work/tiny.gpu32:1e-3" "$work/tiny.gpu16:6e-2" || rc=1
   python3 "$pkg/tools/gpu/compare_transformers.py" "$work/d64" 24 \
-    "$work/d64.cpu:1e-4" "$work/d64.gpu32:1e-2" "$work/d64.gpu16:6e-2" || rc=1
+    "$work/d64.cpu:1e-3" "$work/d64.gpu32:1e-2" "$work/d64.gpu16:6e-2" || rc=1
   return "$rc"
 }
 if python3 -c 'import transformers' 2>/dev/null; then

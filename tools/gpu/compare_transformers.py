@@ -6,7 +6,8 @@
 Each DUMP is a file of float32 rows written by logits_dump (rows for
 positions PREFILL-1 .. n-1), with DUMP.tokens holding the token ids.
 transformers runs the whole sequence in float32 on the GPU (CPU if none) and
-each dump's rows must be within TOLERANCE (default 1e-3) of its logits, in
+each dump's rows must be within TOLERANCE (default 1e-3: our KV cache is
+fp16, theirs fp32) of its logits, in
 units of the row's largest |logit| (at least 1); its argmax must agree
 wherever the reference's top-2 margin exceeds 0.1 of that unit. Prints one
 line per dump; exits non-zero on any failure, or if transformers cannot load

@@ -43,6 +43,7 @@ start_worker() {
   "$bin/worker" --model="$model" --device="$device" --listen_address=127.0.0.1:50161 \
     --metrics_address=127.0.0.1:9561 --memory_store=127.0.0.1:50171 \
     --kv_cache_bytes="$kv_bytes" --prefill_chunk_tokens=4096 \
+    --offload_queue_blocks=1024 \
     >>"$logs/worker.log" 2>&1 &
   worker_pid=$!
   pids+=("$worker_pid")
@@ -94,6 +95,21 @@ lines = [l for l in text.splitlines() if l.startswith("longctx_gpu_")]
 print("\n".join("  " + l for l in lines))
 assert any(l.startswith("longctx_gpu_memory_used_bytes") for l in lines)
 PY
+
+# The document's full blocks reach the store behind the computation; a
+# worker that stops drops what it has not written yet, so wait for them.
+blocks=$(( $(wc -c < "$work/doc.txt") / 256 ))
+metric() {  # NAME: its value on the worker's /metrics (0 if absent).
+  python3 -c '
+import sys, urllib.request
+text = urllib.request.urlopen("http://127.0.0.1:9561/metrics", timeout=5).read().decode()
+print(int(sum(float(l.split()[-1]) for l in text.splitlines() if l.startswith(sys.argv[1] + " "))))' "$1"
+}
+for _ in $(seq 1 120); do
+  [ "$(metric longctx_offload_blocks_total)" -ge "$blocks" ] && break
+  sleep 0.25
+done
+echo "stack: offloaded $(metric longctx_offload_blocks_total) blocks ($(metric longctx_offload_dropped_blocks_total) dropped), $blocks wanted"
 
 # Restart the worker: its memory is gone, the store still has the blocks.
 kill -TERM "$worker_pid"; wait "$worker_pid" 2>/dev/null

@@ -69,12 +69,15 @@ absl::Status CudaLlamaModel::Upload(const TensorRef& t, int64_t elems, DType to,
   if (!status.ok()) return status;
   for (int64_t done = 0; done < elems; done += kUploadPieceElems) {
     const int64_t n = std::min(kUploadPieceElems, elems - done);
-    RETURN_IF_CUDA(
-        cudaMemcpy(piece.get(),
-                   static_cast<const uint8_t*>(t.data) +
-                       static_cast<size_t>(done) * in_size,
-                   static_cast<size_t>(n) * in_size, cudaMemcpyHostToDevice),
-        absl::StrCat("uploading ", what));
+    // On the model's stream, like the conversion that reads it: a plain
+    // cudaMemcpy from pageable memory returns before its DMA is done, and
+    // the model's non-blocking stream would not wait for it.
+    RETURN_IF_CUDA(cudaMemcpyAsync(piece.get(),
+                                   static_cast<const uint8_t*>(t.data) +
+                                       static_cast<size_t>(done) * in_size,
+                                   static_cast<size_t>(n) * in_size,
+                                   cudaMemcpyHostToDevice, stream_),
+                   absl::StrCat("uploading ", what));
     RETURN_IF_CUDA(
         kc::ConvertTensor(piece.get(), t.dtype, n,
                           dst.as<uint8_t>() + static_cast<size_t>(done) *
@@ -105,8 +108,11 @@ absl::Status CudaLlamaModel::UploadStacked(
     status = Upload(tensor, n * k, dtype_, part, what);
     if (!status.ok()) return status;
     weight_bytes_ -= part.size();  // Counted once, in dst.
-    RETURN_IF_CUDA(cudaMemcpy(dst.as<uint8_t>() + offset * k * elem, part.get(),
-                              part.size(), cudaMemcpyDeviceToDevice),
+    RETURN_IF_CUDA(
+        cudaMemcpyAsync(dst.as<uint8_t>() + offset * k * elem, part.get(),
+                        part.size(), cudaMemcpyDeviceToDevice, stream_),
+        absl::StrCat("stacking ", what));
+    RETURN_IF_CUDA(cudaStreamSynchronize(stream_),
                    absl::StrCat("stacking ", what));
     offset += n;
   }

@@ -339,8 +339,10 @@ TEST(CudaLlamaModelTest, GraphDecodeEqualsEagerDecode) {
   SKIP_WITHOUT_GPU();
   for (const Case& c : Cases()) {
     Models m = MakeCpu(c);
-    auto eager = MakeGpu(m, ComputePrecision::kBf16, true, false);
-    auto graphed = MakeGpu(m, ComputePrecision::kBf16, true, true);
+    // fp32: in bf16, a batch padded to its bucket may get another GEMM
+    // algorithm, whose last-bit differences bf16 rounding then magnifies.
+    auto eager = MakeGpu(m, ComputePrecision::kFp32, true, false);
+    auto graphed = MakeGpu(m, ComputePrecision::kFp32, true, true);
     ASSERT_NE(graphed, nullptr);
     const KvLayout layout = m.cpu->KvLayoutFor(c.block_size, KvDtype::kF16);
     for (const Script& script : Scripts()) {

@@ -113,8 +113,14 @@ absl::StatusOr<std::unique_ptr<DeviceKvMemory>> DeviceKvMemory::Create(
   absl::Status status = CudaError(cudaSetDevice(device), "cudaSetDevice");
   if (status.ok()) status = memory->buffer_.Allocate(bytes, "the KV cache");
   if (status.ok()) {
+    // Finished before any stream of the model's touches the blocks: a
+    // memset is asynchronous, and those streams do not wait for the default
+    // stream.
     status = CudaError(cudaMemset(memory->buffer_.get(), 0, bytes),
                        "cudaMemset of the KV cache");
+    if (status.ok()) {
+      status = CudaError(cudaDeviceSynchronize(), "cudaMemset of the KV cache");
+    }
   }
   if (status.ok()) status = memory->InitChannel(memory->out_);
   if (status.ok()) status = memory->InitChannel(memory->in_);

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every longctx test: installs what is missing (tools/setup.sh), builds and runs
 # `bazel test //...`, compiles and links the CUDA configuration when nvcc is present
-# (and runs the NCCL communicator's test, whose GPU cases skip without a GPU),
+# (the GPU worker and the GPU check's programs; their tests' GPU cases skip
+# without a GPU: tools/gpu/check.sh runs them on one),
 # and ends with a one-line summary "N passed, N failed".
 # Usage: tools/test.sh [extra bazel test arguments]
 set -uo pipefail
@@ -17,12 +18,15 @@ test_rc=${PIPESTATUS[0]}
 
 cuda_rc=0
 if [ -x /usr/local/cuda/bin/nvcc ]; then
-  # Builds the CUDA kernels, the GPU programs (run on a GPU machine with
-  # kernels/cuda/run_gpu_selftests.sh) and the NCCL communicator; runs its test,
-  # whose GPU cases skip without a GPU.
+  # Builds the CUDA kernels, the GPU worker and the programs of the GPU check
+  # (tools/gpu/check.sh runs them on a GPU machine), and runs the tests of
+  # the CUDA configuration, whose GPU cases skip without a GPU.
   echo "== CUDA configuration: compile and link (no GPU needed) =="
   bazel test "${jobs_flag[@]}" --config=cuda --test_summary=short \
-    //kernels/cuda/... //services/worker:nccl_communicator_test 2>&1 | tail -n 20
+    //kernels/cuda/... //services/worker/cuda/... \
+    //services/worker:nccl_communicator_test //services/worker:model_backend_test \
+    //services/worker:worker //tools/bench_engine:bench_engine \
+    //tools/gpu:logits_dump 2>&1 | tail -n 20
   cuda_rc=${PIPESTATUS[0]}
   [ "$cuda_rc" -eq 0 ] && echo "CUDA configuration builds (and its test passes)" || echo "CUDA configuration FAILED (build or test)"
 else

@@ -659,6 +659,14 @@ int main() {
   CheckDecode({700, 1}, 6, 3, 12, 7, DType::kF32, 7, DType::kBf16, rng);
   CheckDecode({5000}, 4, 1, 256, 32, DType::kF16, 13, DType::kF32, rng);
   CheckDecode({100, 2000}, 64, 1, 64, 256, DType::kF32, 4, DType::kF32, rng);
+  // The fp16 tiled kernel with a group too wide for 48 KiB of shared memory,
+  // and the untiled one for fp16 rows of an odd size.
+  CheckDecode({3000, 65}, 64, 1, 64, 16, DType::kF16, 9, DType::kBf16, rng);
+  CheckDecode({300, 1, 129}, 6, 3, 12, 7, DType::kF16, 3, DType::kF32, rng);
+  // Prefill over a long context (many key tiles, both shared-memory stages).
+  CheckPrefill({{333, 4000, 4333}}, 8, 2, 64, 256, DType::kF32, rng);
+  CheckPrefill({{70, 3000, 3070}, {129, 0, 129}}, 4, 2, 128, 16, DType::kBf16,
+               rng);
 
   std::printf("%d passed, %d failed\n", g_passed, g_failed);
   return g_failed == 0 ? 0 : 1;

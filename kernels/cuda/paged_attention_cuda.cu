@@ -76,12 +76,53 @@ struct PrefillArgs {
   int64_t out_stride;
 };
 
+// Copies 16 bytes global -> shared without passing through registers;
+// src_bytes 0 fills the 16 bytes with zeros (src must still be valid).
+__device__ __forceinline__ void CpAsync16(void* smem, const void* gmem,
+                                          int src_bytes) {
+  const unsigned dst = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst),
+               "l"(gmem), "r"(src_bytes));
+}
+__device__ __forceinline__ void CpAsyncCommit() {
+  asm volatile("cp.async.commit_group;\n" ::);
+}
+template <int N>
+__device__ __forceinline__ void CpAsyncWait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+
+// Four 8x8 fp16 matrices from shared memory, transposed: thread t gets, of
+// matrix i, the elements at (rows 2 (t % 4) and 2 (t % 4) + 1, column t / 4)
+// of the rows that threads 8i .. 8i + 7 point at.
+__device__ __forceinline__ void LdMatrixX4Trans(uint32_t (&r)[4],
+                                                const void* row) {
+  const unsigned addr = static_cast<unsigned>(__cvta_generic_to_shared(row));
+  asm volatile(
+      "ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+      : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+      : "r"(addr));
+}
+
+template <int HD>
+constexpr size_t PrefillSmemBytes() {
+  // Two stages of a K tile and a V tile, rows padded by 8 halves.
+  return size_t{2} * 2 * kKeysPerTile * (HD + 8) * sizeof(unsigned short);
+}
+
+// Each thread block: 64 query rows of one sequence, one query head; four
+// warps of 16 rows. Key tiles of 64 are fetched with cp.async into one of
+// two shared-memory stages while the other is computed on; S = Q K^T and
+// O += P V run on tensor cores (m16n8k16, fp16 in, fp32 accumulate), V's
+// fragments loaded transposed by ldmatrix; the softmax is online, in
+// registers; tiles wholly before the first row's position skip the mask.
 template <int HD>
 __global__ void __launch_bounds__(kPrefillThreads)
     PrefillKernel(const PrefillArgs a) {
   constexpr int kStride = HD + 8;  // Halves per smem row (16-byte multiple).
-  __shared__ __align__(16) unsigned short k_tile[kKeysPerTile * kStride];
-  __shared__ __align__(16) unsigned short v_tile[kKeysPerTile * kStride];
+  constexpr int kTileHalves = kKeysPerTile * kStride;
+  extern __shared__ __align__(16) unsigned short prefill_smem[];
+  // Stage s: K at s * 2 * kTileHalves, V right after it.
 
   const PrefillTile tile = a.tiles[blockIdx.x];
   const PrefillSeq seq = a.seqs[tile.seq];
@@ -96,12 +137,42 @@ __global__ void __launch_bounds__(kPrefillThreads)
   const int64_t tensor_bytes =
       int64_t{a.pool.num_kv_heads} * a.pool.block_size * HD * 2;
 
-  // This warp's rows (within the sequence): r0 = base + g, r1 = r0 + 8.
   const int warp_row = tile.row0 + warp * 16;
   const int r0 = warp_row + g;
   const int r1 = r0 + 8;
   const int64_t pos0 = int64_t{seq.q_pos} + r0;
   const int64_t pos1 = int64_t{seq.q_pos} + r1;
+
+  // Keys the tile's last row sees; later keys are in every row's future.
+  const int last_row = min(tile.row0 + kPrefillTileRows, seq.n_q) - 1;
+  const int64_t kv_end =
+      min(int64_t{seq.kv_len}, int64_t{seq.q_pos} + last_row + 1);
+  const int num_tiles =
+      static_cast<int>((kv_end + kKeysPerTile - 1) / kKeysPerTile);
+  // Tiles before this one need no mask: every row sees all their keys.
+  const int64_t first_pos = int64_t{seq.q_pos} + tile.row0;
+
+  // Starts the copy of key tile `kt` into stage `stage`.
+  auto load_tile = [&](int kt, int stage) {
+    unsigned short* k_dst = prefill_smem + stage * 2 * kTileHalves;
+    unsigned short* v_dst = k_dst + kTileHalves;
+    constexpr int kChunks = HD / 8;
+    const int64_t j0 = int64_t{kt} * kKeysPerTile;
+    for (int idx = tid; idx < kKeysPerTile * kChunks; idx += kPrefillThreads) {
+      const int row = idx / kChunks;
+      const int chunk = idx - row * kChunks;
+      const int64_t j = j0 + row;
+      const bool in = j < kv_end;
+      const char* k_row = in ? KeyRow(a.pool, table, j, kvh, tensor_bytes, 2)
+                             : static_cast<const char*>(a.pool.pool);
+      CpAsync16(&k_dst[row * kStride + chunk * 8], k_row + chunk * 16,
+                in ? 16 : 0);
+      CpAsync16(&v_dst[row * kStride + chunk * 8],
+                k_row + (in ? tensor_bytes : 0) + chunk * 16, in ? 16 : 0);
+    }
+    CpAsyncCommit();
+  };
+  if (num_tiles > 0) load_tile(0, 0);
 
   // Q fragments for the warp's 16 rows, all of head_dim, kept in registers.
   uint32_t qa[HD / 16][4];
@@ -127,29 +198,18 @@ __global__ void __launch_bounds__(kPrefillThreads)
   float m0 = -INFINITY, m1 = -INFINITY;  // Running maxima (log2 units).
   float l0 = 0.f, l1 = 0.f;              // This thread's share of the sums.
 
-  // Keys the tile's last row sees; later keys are in every row's future.
-  const int last_row = min(tile.row0 + kPrefillTileRows, seq.n_q) - 1;
-  const int64_t kv_end =
-      min(int64_t{seq.kv_len}, int64_t{seq.q_pos} + last_row + 1);
-
-  for (int64_t j0 = 0; j0 < kv_end; j0 += kKeysPerTile) {
-    // K and V tiles into shared memory, 16 bytes at a time; keys past kv_end
-    // are zero (and masked below).
-    constexpr int kChunks = HD / 8;  // 16-byte chunks per row.
-    for (int idx = tid; idx < kKeysPerTile * kChunks; idx += kPrefillThreads) {
-      const int row = idx / kChunks;
-      const int chunk = idx - row * kChunks;
-      const int64_t j = j0 + row;
-      uint4 kv = make_uint4(0, 0, 0, 0), vv = make_uint4(0, 0, 0, 0);
-      if (j < kv_end) {
-        const char* k_row = KeyRow(a.pool, table, j, kvh, tensor_bytes, 2);
-        kv = reinterpret_cast<const uint4*>(k_row)[chunk];
-        vv = reinterpret_cast<const uint4*>(k_row + tensor_bytes)[chunk];
-      }
-      *reinterpret_cast<uint4*>(&k_tile[row * kStride + chunk * 8]) = kv;
-      *reinterpret_cast<uint4*>(&v_tile[row * kStride + chunk * 8]) = vv;
+  for (int kt = 0; kt < num_tiles; ++kt) {
+    const int stage = kt % 2;
+    if (kt + 1 < num_tiles) {
+      load_tile(kt + 1, stage ^ 1);
+      CpAsyncWait<1>();  // Tile kt has landed; kt + 1 may still travel.
+    } else {
+      CpAsyncWait<0>();
     }
     __syncthreads();
+    const unsigned short* k_tile = prefill_smem + stage * 2 * kTileHalves;
+    const unsigned short* v_tile = k_tile + kTileHalves;
+    const int64_t j0 = int64_t{kt} * kKeysPerTile;
 
     // S = Q K^T for 16 rows x 64 keys: 8 fragments of 8 keys.
     float s[8][4];
@@ -166,18 +226,26 @@ __global__ void __launch_bounds__(kPrefillThreads)
         Mma16816(s[nt], qa[kk], b0, b1);
       }
     }
-    // Scale to log2 units, mask, and the rows' new maxima.
+    // Scale to log2 units and mask (only where some key is hidden from
+    // some row of this block); the rows' new maxima.
+    const bool full =
+        j0 + kKeysPerTile - 1 <= first_pos && j0 + kKeysPerTile <= seq.kv_len;
     float tile_m0 = -INFINITY, tile_m1 = -INFINITY;
 #pragma unroll
     for (int nt = 0; nt < 8; ++nt) {
 #pragma unroll
       for (int e = 0; e < 2; ++e) {
-        const int64_t j = j0 + nt * 8 + 2 * t + e;
-        const bool in_range = j < seq.kv_len;
-        s[nt][e] =
-            (in_range && j <= pos0) ? s[nt][e] * a.scale_log2 : -INFINITY;
-        s[nt][2 + e] =
-            (in_range && j <= pos1) ? s[nt][2 + e] * a.scale_log2 : -INFINITY;
+        if (full) {
+          s[nt][e] *= a.scale_log2;
+          s[nt][2 + e] *= a.scale_log2;
+        } else {
+          const int64_t j = j0 + nt * 8 + 2 * t + e;
+          const bool in_range = j < seq.kv_len;
+          s[nt][e] =
+              (in_range && j <= pos0) ? s[nt][e] * a.scale_log2 : -INFINITY;
+          s[nt][2 + e] =
+              (in_range && j <= pos1) ? s[nt][2 + e] * a.scale_log2 : -INFINITY;
+        }
         tile_m0 = fmaxf(tile_m0, s[nt][e]);
         tile_m1 = fmaxf(tile_m1, s[nt][2 + e]);
       }
@@ -215,21 +283,21 @@ __global__ void __launch_bounds__(kPrefillThreads)
       pa[kk][hi * 2 + 0] = PackHalf2(p0, p1);  // Row g.
       pa[kk][hi * 2 + 1] = PackHalf2(p2, p3);  // Row g + 8.
     }
-    // O += P V: V fragments are pairs of keys at one column.
+    // O += P V. ldmatrix.trans gives, for 16 keys and two 8-column tiles,
+    // the B fragments of both: matrix i holds keys (i % 2) * 8 .. + 7 and
+    // columns (dt + i / 2) * 8 .. + 7.
 #pragma unroll
-    for (int dt = 0; dt < HD / 8; ++dt) {
-      const int col = dt * 8 + g;
+    for (int kk = 0; kk < 4; ++kk) {
+      const int key = kk * 16 + ((lane / 8) % 2) * 8 + lane % 8;
 #pragma unroll
-      for (int kk = 0; kk < 4; ++kk) {
-        const int key = kk * 16 + 2 * t;
-        const uint32_t b0 = PackRaw(v_tile[key * kStride + col],
-                                    v_tile[(key + 1) * kStride + col]);
-        const uint32_t b1 = PackRaw(v_tile[(key + 8) * kStride + col],
-                                    v_tile[(key + 9) * kStride + col]);
-        Mma16816(o[dt], pa[kk], b0, b1);
+      for (int dt = 0; dt < HD / 8; dt += 2) {
+        uint32_t b[4];
+        LdMatrixX4Trans(b, &v_tile[key * kStride + (dt + lane / 16) * 8]);
+        Mma16816(o[dt], pa[kk], b[0], b[1]);
+        Mma16816(o[dt + 1], pa[kk], b[2], b[3]);
       }
     }
-    __syncthreads();
+    __syncthreads();  // Before the next iteration's copy into this stage.
   }
 
   // The rows' sums over the quad, then O / l.
@@ -400,6 +468,150 @@ __global__ void __launch_bounds__(kDecodeThreads)
   }
 }
 
+// The fp16 decode kernel: each key tile's K and V come into shared memory
+// with 16-byte loads that are coalesced along the block's contiguous rows;
+// scores are then (query head, key) pairs, and the output (query head,
+// column pair) pairs, both read from shared memory without bank conflicts
+// (K rows padded to an odd number of words). head_dim a multiple of 8.
+constexpr int kTileKeys = 64;
+
+size_t TiledSmemBytes(int group, int d) {
+  return sizeof(float) * (2 * size_t(group) * d + size_t(group) * kTileKeys +
+                          3 * size_t(group)) +
+         sizeof(unsigned short) * kTileKeys * (2 * size_t(d) + 2);
+}
+
+__global__ void __launch_bounds__(kDecodeThreads)
+    DecodeTiledKernel(const DecodeArgs a) {
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  const int G = a.group;
+  const int d = a.pool.head_dim;
+  const int k_stride = d + 2;  // Halves: an odd number of 32-bit words.
+  unsigned short* v_tile = reinterpret_cast<unsigned short*>(smem_raw);
+  unsigned short* k_tile = v_tile + kTileKeys * d;
+  float* q = reinterpret_cast<float*>(k_tile + kTileKeys * k_stride);
+  float* scores = q + G * d;
+  float* acc = scores + G * kTileKeys;
+  float* m = acc + G * d;
+  float* l = m + G;
+  float* alpha = l + G;
+
+  const int e = blockIdx.x;
+  const int kvh = blockIdx.y;
+  const int split = blockIdx.z;
+  const int tid = threadIdx.x;
+  const int64_t len = a.kv_len[e];
+  const int64_t tiles = (len + kTileKeys - 1) / kTileKeys;
+  const int64_t splits = min(int64_t{a.max_splits}, tiles);
+  const int64_t per = splits > 0 ? (tiles + splits - 1) / splits : 0;
+  const int64_t k0 = split * per * kTileKeys;
+  const int64_t k1 = min(len, (split + 1) * per * kTileKeys);
+  const int64_t part = (int64_t{e} * a.heads + int64_t{kvh} * G) * a.max_splits;
+  if (k0 >= k1) {
+    for (int gi = tid; gi < G; gi += blockDim.x) {
+      a.part_lse[part + int64_t{gi} * a.max_splits + split] = -INFINITY;
+    }
+    return;
+  }
+  const int64_t tensor_bytes =
+      int64_t{a.pool.num_kv_heads} * a.pool.block_size * d * 2;
+  const int32_t* table = a.block_tables + a.table_offset[e];
+  const float* q_src =
+      a.q + int64_t{a.q_row[e]} * a.q_stride + int64_t{kvh} * G * d;
+  for (int i = tid; i < G * d; i += blockDim.x) {
+    q[i] = q_src[i] * a.scale_log2;
+    acc[i] = 0.f;
+  }
+  for (int gi = tid; gi < G; gi += blockDim.x) {
+    m[gi] = -INFINITY;
+    l[gi] = 0.f;
+  }
+  const int chunks = d / 8;  // 16-byte pieces of a row.
+  const int half_d = d / 2;
+  const int warp = tid / 32, lane = tid % 32;
+  for (int64_t j0 = k0; j0 < k1; j0 += kTileKeys) {
+    const int keys = static_cast<int>(min(int64_t{kTileKeys}, k1 - j0));
+    for (int idx = tid; idx < keys * chunks; idx += blockDim.x) {
+      const int row = idx / chunks;
+      const int c = idx - row * chunks;
+      const char* k_row = KeyRow(a.pool, table, j0 + row, kvh, tensor_bytes, 2);
+      const uint4 kv = reinterpret_cast<const uint4*>(k_row)[c];
+      const uint4 vv = reinterpret_cast<const uint4*>(k_row + tensor_bytes)[c];
+      uint32_t* k_dst =
+          reinterpret_cast<uint32_t*>(k_tile + row * k_stride + c * 8);
+      k_dst[0] = kv.x;
+      k_dst[1] = kv.y;
+      k_dst[2] = kv.z;
+      k_dst[3] = kv.w;
+      *reinterpret_cast<uint4*>(v_tile + row * d + c * 8) = vv;
+    }
+    __syncthreads();
+    for (int p = tid; p < G * kTileKeys; p += blockDim.x) {
+      const int gi = p / kTileKeys;
+      const int k = p - gi * kTileKeys;
+      float dot = -INFINITY;
+      if (k < keys) {
+        const float2* qg = reinterpret_cast<const float2*>(q + gi * d);
+        const __half2* kr =
+            reinterpret_cast<const __half2*>(k_tile + k * k_stride);
+        dot = 0.f;
+        for (int i = 0; i < half_d; ++i) {
+          const float2 kf = __half22float2(kr[i]);
+          const float2 qf = qg[i];
+          dot = fmaf(qf.x, kf.x, fmaf(qf.y, kf.y, dot));
+        }
+      }
+      scores[p] = dot;
+    }
+    __syncthreads();
+    for (int gi = warp; gi < G; gi += kDecodeThreads / 32) {
+      float* sg = scores + gi * kTileKeys;
+      const float s0 = sg[lane], s1 = sg[lane + 32];
+      const float new_m = fmaxf(m[gi], WarpMax(fmaxf(s0, s1)));  // Finite.
+      const float p0 = exp2f(s0 - new_m), p1 = exp2f(s1 - new_m);
+      sg[lane] = p0;
+      sg[lane + 32] = p1;
+      const float sum = WarpSum(p0 + p1);
+      if (lane == 0) {
+        const float al = exp2f(m[gi] - new_m);
+        alpha[gi] = al;
+        l[gi] = l[gi] * al + sum;
+        m[gi] = new_m;
+      }
+    }
+    __syncthreads();
+    for (int o = tid; o < G * half_d; o += blockDim.x) {
+      const int gi = o / half_d;
+      const int c2 = o - gi * half_d;
+      float2* out = reinterpret_cast<float2*>(acc + gi * d) + c2;
+      float2 sum = *out;
+      const float al = alpha[gi];
+      sum.x *= al;
+      sum.y *= al;
+      const float* pg = scores + gi * kTileKeys;
+      const __half2* vc = reinterpret_cast<const __half2*>(v_tile) + c2;
+      for (int k = 0; k < keys; ++k) {
+        const float2 vf = __half22float2(vc[k * half_d]);
+        const float pk = pg[k];
+        sum.x = fmaf(pk, vf.x, sum.x);
+        sum.y = fmaf(pk, vf.y, sum.y);
+      }
+      *out = sum;
+    }
+    __syncthreads();
+  }
+  for (int i = tid; i < G * d; i += blockDim.x) {
+    const int gi = i / d;
+    const int x = i - gi * d;
+    a.part_o[(part + int64_t{gi} * a.max_splits + split) * d + x] =
+        acc[i] / l[gi];
+  }
+  for (int gi = tid; gi < G; gi += blockDim.x) {
+    a.part_lse[part + int64_t{gi} * a.max_splits + split] =
+        (m[gi] + log2f(l[gi])) * kLn2;
+  }
+}
+
 __global__ void DecodeMergeKernel(const float* part_o, const float* part_lse,
                                   const int32_t* q_row, int heads, int d,
                                   int max_splits, DType out_dtype, void* out,
@@ -463,10 +675,18 @@ cudaError_t PrefillAttention(const void* q16, int64_t q_stride,
   a.out_stride = out_stride;
   const dim3 grid(static_cast<unsigned>(num_tiles),
                   static_cast<unsigned>(heads));
+  // head_dim 128 takes 68 KiB of shared memory: more than the default 48.
+  // The attribute is no stream operation (fine while a graph is captured).
   if (d == 64) {
-    PrefillKernel<64><<<grid, kPrefillThreads, 0, stream>>>(a);
+    constexpr size_t smem = PrefillSmemBytes<64>();
+    PrefillKernel<64><<<grid, kPrefillThreads, smem, stream>>>(a);
   } else {
-    PrefillKernel<128><<<grid, kPrefillThreads, 0, stream>>>(a);
+    constexpr size_t smem = PrefillSmemBytes<128>();
+    const cudaError_t e = cudaFuncSetAttribute(
+        PrefillKernel<128>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+        static_cast<int>(smem));
+    if (e != cudaSuccess) return e;
+    PrefillKernel<128><<<grid, kPrefillThreads, smem, stream>>>(a);
   }
   return cudaGetLastError();
 }
@@ -511,7 +731,10 @@ cudaError_t DecodeAttention(const float* q, int64_t q_stride,
   a.max_splits = max_splits;
   a.part_o = workspace;
   a.part_lse = workspace + int64_t{num_entries} * heads * max_splits * d;
-  const size_t smem = DecodeSmemBytes(a.group, d);
+  // fp16 rows of whole 16-byte pieces take the tiled kernel.
+  const bool tiled = pool.dtype == DType::kF16 && d % 8 == 0;
+  const size_t smem =
+      tiled ? TiledSmemBytes(a.group, d) : DecodeSmemBytes(a.group, d);
   const dim3 grid(static_cast<unsigned>(num_entries),
                   static_cast<unsigned>(pool.num_kv_heads),
                   static_cast<unsigned>(max_splits));
@@ -519,8 +742,9 @@ cudaError_t DecodeAttention(const float* q, int64_t q_stride,
   // (64 heads per kv head at head_dim 256 need 160 KiB). Setting the
   // attribute is no stream operation, so it is allowed while a graph is
   // captured.
-  auto kernel = pool.dtype == DType::kF16 ? DecodeSplitKernel<DType::kF16>
-                                          : DecodeSplitKernel<DType::kF32>;
+  auto kernel = tiled                       ? DecodeTiledKernel
+                : pool.dtype == DType::kF16 ? DecodeSplitKernel<DType::kF16>
+                                            : DecodeSplitKernel<DType::kF32>;
   cudaError_t e;
   if (smem > 48 * 1024) {
     e = cudaFuncSetAttribute(kernel,

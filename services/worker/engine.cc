@@ -434,9 +434,13 @@ bool Engine::Step() {
   int rows = 0;
   for (const SeqSpan& span : spans) rows += span.want_logits ? 1 : 0;
   const size_t vocab = static_cast<size_t>(model_->vocab_size());
-  if (logits_.size() < rows * vocab) logits_.resize(rows * vocab);
+  float* out = model_->logits_buffer(rows);
+  if (out == nullptr) {
+    if (logits_.size() < rows * vocab) logits_.resize(rows * vocab);
+    out = logits_.data();
+  }
   const absl::Time start = absl::Now();
-  absl::Status status = model_->Forward(spans, *pool_, logits_.data());
+  absl::Status status = model_->Forward(spans, *pool_, out);
   const double seconds = absl::ToDoubleSeconds(absl::Now() - start);
   if (options_.metrics != nullptr) {
     double prefilled = 0, decoded = 0;
@@ -483,7 +487,7 @@ bool Engine::Step() {
       if (is_prefill[i]) CacheCompletedBlocks(seq);
       (is_prefill[i] ? seq.prefill_seconds : seq.decode_seconds) += seconds;
       if (!spans[i].want_logits) continue;
-      const float* logits = logits_.data() + static_cast<size_t>(row++) * vocab;
+      const float* logits = out + static_cast<size_t>(row++) * vocab;
       TokenEvent event;
       v1::TokenLogprob logprob;
       absl::StatusOr<int32_t> sampled = SampleNextToken(

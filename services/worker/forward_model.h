@@ -40,6 +40,15 @@ class ForwardModel {
   virtual absl::Status Forward(absl::Span<const SeqSpan> spans,
                                KvBlockPool& pool, float* logits) = 0;
 
+  // logits_buffer may return host memory for `rows` rows of logits that
+  // Forward fills fastest (page-locked, for a GPU's copy), valid until the
+  // next call of either; null (the default) means the caller's own buffer
+  // is as good.
+  virtual float* logits_buffer(int64_t rows) {
+    (void)rows;
+    return nullptr;
+  }
+
   // health is OK while the model can compute; otherwise the error that broke
   // it for good (a GPU fault), after which Forward fails every call. The
   // worker stops serving then.

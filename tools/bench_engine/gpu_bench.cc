@@ -97,8 +97,30 @@ double Seconds(absl::Time start) {
   return absl::ToDoubleSeconds(absl::Now() - start);
 }
 
+// One line per kind of work: milliseconds and share of the device time.
+void PrintProfile(const char* what, double wall_seconds,
+                  const std::vector<std::pair<std::string, double>>& profile) {
+  double total = 0;
+  for (const auto& [label, ms] : profile) total += ms;
+  std::printf("\n%s: %.3f ms on the device without a graph", what, total);
+  if (wall_seconds > 0) {
+    std::printf(" (the step took %.3f ms with one)", wall_seconds * 1e3);
+  }
+  std::printf("\n\n");
+  std::printf("| work | ms | share |\n|---|---|---|\n");
+  for (const auto& [label, ms] : profile) {
+    std::printf("| %s | %.3f | %.0f%% |\n", label.c_str(), ms,
+                100.0 * ms / std::max(total, 1e-9));
+  }
+}
+
 // Prefill of one n-token prompt in chunks; seconds.
-absl::StatusOr<double> Prefill(Bench& b, int n, int chunk) {
+// Prefill of one n-token prompt in chunks; seconds. With `profile`, the
+// last chunk runs once more, profiled (its KV rewritten with the same
+// values), into *profile.
+using Profile = std::vector<std::pair<std::string, double>>;
+absl::StatusOr<double> Prefill(Bench& b, int n, int chunk,
+                               Profile* profile = nullptr) {
   const int block = b.pool->layout().block_size;
   std::vector<int> blocks;
   for (int i = 0; i < (n + block - 1) / block; ++i) {
@@ -115,16 +137,29 @@ absl::StatusOr<double> Prefill(Bench& b, int n, int chunk) {
     span.tokens = absl::MakeConstSpan(tokens).subspan(done, chunk);
     span.blocks = blocks;
     span.want_logits = done + chunk >= n;
-    absl::Status status = b.model->Forward({span}, *b.pool, b.logits.data());
+    absl::Status status =
+        b.model->Forward({span}, *b.pool, b.model->logits_buffer(1));
     if (!status.ok()) return status;
   }
   const double seconds = Seconds(start);
+  if (profile != nullptr) {
+    const int last = (n - 1) / chunk * chunk;
+    SeqSpan span;
+    span.start = last;
+    span.tokens = absl::MakeConstSpan(tokens).subspan(last, chunk);
+    span.blocks = blocks;
+    span.want_logits = true;
+    auto p = b.model->ProfileStep({span}, *b.pool, b.model->logits_buffer(1));
+    if (!p.ok()) return p.status();
+    *profile = *std::move(p);
+  }
   for (int id : blocks) b.pool->Unref(id);
   return seconds;
 }
 
 // Median seconds of a decode step of `batch` sequences at `context` tokens.
-absl::StatusOr<double> DecodeStep(Bench& b, int batch, int context) {
+absl::StatusOr<double> DecodeStep(Bench& b, int batch, int context,
+                                  Profile* profile = nullptr) {
   const int block = b.pool->layout().block_size;
   const int steps = 20;
   const int per_seq = (context + steps + 4 + block - 1) / block;
@@ -147,9 +182,16 @@ absl::StatusOr<double> DecodeStep(Bench& b, int batch, int context) {
       spans[i].want_logits = true;
     }
     const absl::Time start = absl::Now();
-    absl::Status status = b.model->Forward(spans, *b.pool, b.logits.data());
+    absl::Status status =
+        b.model->Forward(spans, *b.pool, b.model->logits_buffer(batch));
     if (!status.ok()) return status;
     if (step >= 3) times.push_back(Seconds(start));  // After graph capture.
+    if (profile != nullptr && step == steps + 2) {
+      auto p =
+          b.model->ProfileStep(spans, *b.pool, b.model->logits_buffer(batch));
+      if (!p.ok()) return p.status();
+      *profile = *std::move(p);
+    }
   }
   for (auto& list : blocks) {
     for (int id : list) b.pool->Unref(id);
@@ -173,7 +215,8 @@ int RunGpuBenchmarks(const GpuBenchOptions& options) {
               device->name.c_str(), device->index, device->sm_count);
   std::printf(
       "Baselines (this run): cuBLASLt bf16 GEMM 8192^3 %.1f TFLOP/s; device "
-      "copy %.2f TB/s (read + write)\n\n",
+      "copy %.2f TB/s (bytes read + written); the weight streaming time is "
+      "the weights' bytes at that rate\n\n",
       gemm / 1e12, bandwidth / 1e12);
 
   const absl::Time made = absl::Now();
@@ -220,11 +263,13 @@ int RunGpuBenchmarks(const GpuBenchOptions& options) {
   std::printf("| run | time | result | against the baseline |\n");
   std::printf("|---|---|---|---|\n");
   int failures = 0;
+  std::vector<std::pair<std::string, std::pair<double, Profile>>> profiles;
   // Warm-up: plans the GEMMs of the chunk's shape.
   (void)Prefill(b, options.prefill_chunk, options.prefill_chunk);
   for (int n : options.prefill_lengths) {
     const int chunk = std::min(n, options.prefill_chunk);
-    auto seconds = Prefill(b, n, chunk);
+    Profile profile;
+    auto seconds = Prefill(b, n, chunk, &profile);
     if (!seconds.ok()) {
       std::printf("| prefill %d | failed: %s | | |\n", n,
                   std::string(seconds.status().message()).c_str());
@@ -239,35 +284,39 @@ int RunGpuBenchmarks(const GpuBenchOptions& options) {
         "TFLOP/s (%.0f%% attention) | %.0f%% of the GEMM rate |\n",
         n, chunk, *seconds, n / *seconds, flops / *seconds / 1e12,
         100.0 * AttentionFlops(s, n) / flops, 100.0 * flops / *seconds / gemm);
+    profiles.push_back({"Prefill " + std::to_string(n) +
+                            ", its last chunk of " + std::to_string(chunk),
+                        {0.0, std::move(profile)}});
   }
-  const double stream = weight_bytes / (bandwidth / 2);
-  for (int batch : options.decode_batches) {
-    auto step = DecodeStep(b, batch, options.decode_context);
+  // Reading every weight once at the device's copy bandwidth (bytes moved
+  // per second: a copy's reads and writes).
+  const double stream = weight_bytes / bandwidth;
+  auto decode_row = [&](int batch, int context, const char* note) {
+    Profile profile;
+    auto step = DecodeStep(b, batch, context, &profile);
     if (!step.ok()) {
-      std::printf("| decode batch %d | failed: %s | | |\n", batch,
-                  std::string(step.status().message()).c_str());
+      std::printf("| decode batch %d at %d tokens | failed: %s | | |\n", batch,
+                  context, std::string(step.status().message()).c_str());
       ++failures;
-      continue;
+      return;
     }
     std::printf(
-        "| decode batch %d at %d tokens | %.3f ms/step | %.0f tok/s | %.2fx "
+        "| decode batch %d at %d tokens%s | %.3f ms/step | %.0f tok/s | %.2fx "
         "the weight streaming time (%.3f ms) |\n",
-        batch, options.decode_context, *step * 1e3, batch / *step,
-        *step / stream, stream * 1e3);
+        batch, context, note, *step * 1e3, batch / *step, *step / stream,
+        stream * 1e3);
+    profiles.push_back({"Decode step, batch " + std::to_string(batch) + " at " +
+                            std::to_string(context) + " tokens",
+                        {*step, std::move(profile)}});
+  };
+  for (int batch : options.decode_batches) {
+    decode_row(batch, options.decode_context, "");
   }
   if (options.long_decode_context > 0) {
-    auto step = DecodeStep(b, 1, options.long_decode_context);
-    if (step.ok()) {
-      std::printf(
-          "| decode batch 1 at %d tokens (split-KV) | %.3f ms/step | %.0f "
-          "tok/s | %.2fx the weight streaming time |\n",
-          options.long_decode_context, *step * 1e3, 1 / *step, *step / stream);
-    } else {
-      std::printf("| decode batch 1 at %d tokens | failed: %s | | |\n",
-                  options.long_decode_context,
-                  std::string(step.status().message()).c_str());
-      ++failures;
-    }
+    decode_row(1, options.long_decode_context, " (split-KV)");
+  }
+  for (const auto& [what, run] : profiles) {
+    PrintProfile(what.c_str(), run.first, run.second);
   }
   std::printf("\ndecode steps replayed as CUDA graphs: %lld (%d graphs)\n",
               static_cast<long long>(b.model->graph_steps()),

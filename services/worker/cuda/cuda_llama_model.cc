@@ -324,7 +324,10 @@ absl::Status CudaLlamaModel::Enqueue(const Scratch& sc, const uint8_t* meta,
                   int layer) -> absl::Status {
     std::string error = gemm_->Run(dtype_, x, x_stride, w.get(), y, n, m, n, k,
                                    /*accumulate=*/false, stream_);
-    if (error.empty()) return absl::OkStatus();
+    if (error.empty()) {
+      Mark(what);
+      return absl::OkStatus();
+    }
     return absl::InternalError(
         absl::StrCat("cuBLASLt in layer ", layer, "'s ", what, ": ", error));
   };
@@ -342,6 +345,7 @@ absl::Status CudaLlamaModel::Enqueue(const Scratch& sc, const uint8_t* meta,
       kc::RopeTable(inv_freq_.as<float>(), static_cast<int>(hd / 2),
                     at(l.positions), T, sc.rope.as<float2>(), stream_),
       "RopeTable");
+  Mark("embedding, rotary table");
   kc::KvDest dest;
   dest.pool = pool.memory()->base();
   dest.block_bytes = static_cast<int64_t>(kv.BlockBytes());
@@ -371,6 +375,7 @@ absl::Status CudaLlamaModel::Enqueue(const Scratch& sc, const uint8_t* meta,
                                 w.input_norm.as<float>(), eps, li > 0, dtype_,
                                 act, h, stream_),
                    absl::StrCat("layer ", li, "'s input NormRows"));
+    Mark("norms");
     absl::Status status =
         gemm(act, h, w.qkv, qkv, qkv_dim, h, T, "q|k|v projection", li);
     if (!status.ok()) return status;
@@ -381,6 +386,7 @@ absl::Status CudaLlamaModel::Enqueue(const Scratch& sc, const uint8_t* meta,
                     rope, l.prefill_tiles > 0 ? sc.q16.get() : nullptr, dest,
                     stream_),
         absl::StrCat("layer ", li, "'s QkvPost"));
+    Mark("bias, rotary, KV store");
     view.layer = li;
     if (l.prefill_tiles > 0) {
       RETURN_IF_CUDA(
@@ -391,6 +397,7 @@ absl::Status CudaLlamaModel::Enqueue(const Scratch& sc, const uint8_t* meta,
               l.prefill_tiles, at(l.tables), view, s.num_heads, 0.f, dtype_,
               act, q_dim, stream_),
           absl::StrCat("layer ", li, "'s PrefillAttention"));
+      Mark("attention (prefill kernel)");
     }
     if (l.decode_entries > 0) {
       RETURN_IF_CUDA(
@@ -399,6 +406,7 @@ absl::Status CudaLlamaModel::Enqueue(const Scratch& sc, const uint8_t* meta,
               l.decode_entries, at(l.tables), view, s.num_heads, 0.f, splits,
               decode_workspace.as<float>(), dtype_, act, q_dim, stream_),
           absl::StrCat("layer ", li, "'s DecodeAttention"));
+      Mark("attention (decode kernel)");
     }
     status = gemm(act, q_dim, w.o, delta, h, q_dim, T, "output projection", li);
     if (!status.ok()) return status;
@@ -406,11 +414,13 @@ absl::Status CudaLlamaModel::Enqueue(const Scratch& sc, const uint8_t* meta,
         kc::NormRows(x, delta, nullptr, T, h, w.post_norm.as<float>(), eps,
                      true, dtype_, act, h, stream_),
         absl::StrCat("layer ", li, "'s post-attention NormRows"));
+    Mark("norms");
     status =
         gemm(act, h, w.gate_up, mlp, 2 * ffn, h, T, "gate|up projection", li);
     if (!status.ok()) return status;
     RETURN_IF_CUDA(kc::SwiGluRows(mlp, T, ffn, dtype_, act, stream_),
                    absl::StrCat("layer ", li, "'s SwiGluRows"));
+    Mark("SwiGLU");
     status = gemm(act, ffn, w.down, delta, h, ffn, T, "down projection", li);
     if (!status.ok()) return status;
   }
@@ -419,6 +429,7 @@ absl::Status CudaLlamaModel::Enqueue(const Scratch& sc, const uint8_t* meta,
       kc::NormRows(x, delta, at(l.rows), R, h, final_norm_.as<float>(), eps,
                    false, dtype_, act, h, stream_),
       "the final NormRows");
+  Mark("norms");
   const DeviceBuffer& head = lm_head_.size() > 0 ? lm_head_ : embed_;
   return gemm(act, h, head, sc.logits.as<float>(), s.vocab_size, h, R,
               "LM head", s.num_layers);
@@ -478,12 +489,21 @@ absl::Status CudaLlamaModel::Forward(absl::Span<const SeqSpan> spans,
   absl::Status status =
       CudaError(cudaSetDevice(device_.index), "cudaSetDevice");
   if (!status.ok()) return Fail(status);
-  if (options_.cuda_graphs && all_single &&
+  if (options_.cuda_graphs && all_single && profiler_ == nullptr &&
       static_cast<int64_t>(spans.size()) <= options_.max_graph_batch) {
     status = RunGraph(spans, pool, logits);
-    return status.ok() || !absl::IsInternal(status) ? status : Fail(status);
+  } else {
+    status = RunEager(spans, pool, T, R, logits);
   }
+  return status.ok() || !absl::IsInternal(status) ? status : Fail(status);
+}
 
+absl::Status CudaLlamaModel::RunEager(absl::Span<const SeqSpan> spans,
+                                      KvBlockPool& pool, int64_t T, int64_t R,
+                                      float* logits) {
+  const KvLayout& kv = pool.layout();
+  const int B = kv.block_size;
+  absl::Status status;
   // The step's metadata, laid out in one host buffer.
   const bool tensor_cores =
       options_.tensor_core_attention &&
@@ -523,7 +543,7 @@ absl::Status CudaLlamaModel::Forward(absl::Span<const SeqSpan> spans,
   l.bytes = off;
   status = EnsureMeta(l.bytes);
   if (status.ok()) status = EnsureScratch(scratch_, T);
-  if (!status.ok()) return absl::IsInternal(status) ? Fail(status) : status;
+  if (!status.ok()) return status;
   uint8_t* host = host_meta_.get();
   auto h32 = [&](size_t offset) {
     return reinterpret_cast<int32_t*>(host + offset);
@@ -565,9 +585,11 @@ absl::Status CudaLlamaModel::Forward(absl::Span<const SeqSpan> spans,
     row += n;
   }
   const int splits = SplitsFor(l.decode_entries);
+  Mark("start");
   status = CudaError(cudaMemcpyAsync(meta_.get(), host, l.bytes,
                                      cudaMemcpyHostToDevice, stream_),
                      "copying the step's metadata");
+  Mark("metadata upload");
   if (status.ok()) {
     status = Enqueue(scratch_, meta_.as<uint8_t>(), l, pool, splits,
                      decode_workspace_);
@@ -575,6 +597,7 @@ absl::Status CudaLlamaModel::Forward(absl::Span<const SeqSpan> spans,
   const size_t logit_bytes =
       static_cast<size_t>(R) * static_cast<size_t>(shape_.vocab_size) * 4;
   if (status.ok() && R > 0 && host_logits_.size() < logit_bytes) {
+    // (Not the caller's buffer then: logits_buffer made that large enough.)
     status = CudaError(cudaStreamSynchronize(stream_), "the step");
     if (status.ok()) status = host_logits_.Allocate(logit_bytes, "logits");
   }
@@ -583,13 +606,75 @@ absl::Status CudaLlamaModel::Forward(absl::Span<const SeqSpan> spans,
         CudaError(cudaMemcpyAsync(host_logits_.get(), scratch_.logits.get(),
                                   logit_bytes, cudaMemcpyDeviceToHost, stream_),
                   "copying logits to the host");
+    Mark("logits download");
   }
   const absl::Status synced = CudaError(cudaStreamSynchronize(stream_),
                                         "the step (a kernel enqueued by it)");
   if (status.ok()) status = synced;
-  if (!status.ok()) return absl::IsInternal(status) ? Fail(status) : status;
-  if (R > 0) std::memcpy(logits, host_logits_.get(), logit_bytes);
+  if (!status.ok()) return status;
+  if (R > 0 && logits != reinterpret_cast<float*>(host_logits_.get())) {
+    std::memcpy(logits, host_logits_.get(), logit_bytes);
+  }
   return absl::OkStatus();
+}
+
+float* CudaLlamaModel::logits_buffer(int64_t rows) {
+  const size_t bytes =
+      static_cast<size_t>(std::max<int64_t>(rows, 1)) * shape_.vocab_size * 4;
+  if (host_logits_.size() < bytes) {
+    // Nothing of ours runs between steps: the buffer is free to replace.
+    if (cudaStreamSynchronize(stream_) != cudaSuccess ||
+        !host_logits_.Allocate(bytes, "logits").ok()) {
+      return nullptr;
+    }
+  }
+  return reinterpret_cast<float*>(host_logits_.get());
+}
+
+absl::StatusOr<std::vector<std::pair<std::string, double>>>
+CudaLlamaModel::ProfileStep(absl::Span<const SeqSpan> spans, KvBlockPool& pool,
+                            float* logits) {
+  Profiler profiler;
+  profiler_ = &profiler;
+  const absl::Status status = Forward(spans, pool, logits);
+  profiler_ = nullptr;
+  if (!status.ok()) return status;
+  return profiler.Totals();
+}
+
+void CudaLlamaModel::Mark(absl::string_view label) {
+  if (profiler_ != nullptr) profiler_->Mark(label, stream_);
+}
+
+CudaLlamaModel::Profiler::~Profiler() {
+  for (auto& [label, event] : marks_) cudaEventDestroy(event);
+}
+
+void CudaLlamaModel::Profiler::Mark(absl::string_view label,
+                                    cudaStream_t stream) {
+  cudaEvent_t event;
+  if (cudaEventCreate(&event) != cudaSuccess) return;
+  cudaEventRecord(event, stream);
+  marks_.emplace_back(std::string(label), event);
+}
+
+std::vector<std::pair<std::string, double>> CudaLlamaModel::Profiler::Totals()
+    const {
+  std::vector<std::pair<std::string, double>> totals;
+  for (size_t i = 1; i < marks_.size(); ++i) {
+    float ms = 0;
+    cudaEventSynchronize(marks_[i].second);
+    cudaEventElapsedTime(&ms, marks_[i - 1].second, marks_[i].second);
+    auto it = std::find_if(totals.begin(), totals.end(), [&](const auto& t) {
+      return t.first == marks_[i].first;
+    });
+    if (it == totals.end()) {
+      totals.emplace_back(marks_[i].first, ms);
+    } else {
+      it->second += ms;
+    }
+  }
+  return totals;
 }
 
 absl::Status CudaLlamaModel::RunGraph(absl::Span<const SeqSpan> spans,
@@ -733,12 +818,14 @@ absl::Status CudaLlamaModel::RunGraph(absl::Span<const SeqSpan> spans,
                 "the decode step (a kernel of its CUDA graph)");
   if (status.ok()) status = synced;
   if (!status.ok()) return status;
-  // Rows of the spans that want logits, in span order.
+  // Rows of the spans that want logits, in span order (in place when the
+  // caller passed our own buffer).
   size_t out = 0;
   for (int e = 0; e < E; ++e) {
     if (!spans[e].want_logits) continue;
-    std::memcpy(reinterpret_cast<uint8_t*>(logits) + out * row_bytes,
-                host_logits_.get() + e * row_bytes, row_bytes);
+    uint8_t* dst = reinterpret_cast<uint8_t*>(logits) + out * row_bytes;
+    const uint8_t* src = host_logits_.get() + e * row_bytes;
+    if (dst != src) std::memmove(dst, src, row_bytes);
     ++out;
   }
   ++graph_steps_;

@@ -34,6 +34,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "kernels/cuda/gemm_cuda.h"
 #include "kernels/dtype.h"
 #include "kernels/gemm.h"
@@ -93,6 +94,16 @@ class CudaLlamaModel : public ForwardModel {
 
   absl::Status health() const override { return failure_; }
 
+  // Page-locked host memory the logits land in without a further copy.
+  float* logits_buffer(int64_t rows) override;
+
+  // ProfileStep runs `spans` as Forward does but never as a graph, timing
+  // each kind of work on the device with CUDA events; returns milliseconds
+  // per kind (summed over layers), in order of first appearance. For
+  // benchmarks: the events cost a little time themselves.
+  absl::StatusOr<std::vector<std::pair<std::string, double>>> ProfileStep(
+      absl::Span<const SeqSpan> spans, KvBlockPool& pool, float* logits);
+
   // Steps that replayed a CUDA graph, and graphs captured so far.
   int64_t graph_steps() const { return graph_steps_; }
   int graphs() const { return static_cast<int>(graphs_.size()); }
@@ -130,6 +141,21 @@ class CudaLlamaModel : public ForwardModel {
     int splits = 1;
   };
 
+  // Events between the steps of one eager forward call (ProfileStep).
+  class Profiler {
+   public:
+    Profiler() = default;
+    Profiler(const Profiler&) = delete;
+    Profiler& operator=(const Profiler&) = delete;
+    ~Profiler();
+    void Mark(absl::string_view label, cudaStream_t stream);
+    // Milliseconds from each mark to the next, summed by the later label.
+    std::vector<std::pair<std::string, double>> Totals() const;
+
+   private:
+    std::vector<std::pair<std::string, cudaEvent_t>> marks_;
+  };
+
   CudaLlamaModel(const LlamaShape& shape, const CudaModelOptions& options);
 
   absl::Status Upload(const TensorRef& t, int64_t elems, kernels::DType to,
@@ -149,6 +175,10 @@ class CudaLlamaModel : public ForwardModel {
   int SplitsFor(int64_t entries) const;
   absl::Status RunGraph(absl::Span<const SeqSpan> spans, KvBlockPool& pool,
                         float* logits);
+  absl::Status RunEager(absl::Span<const SeqSpan> spans, KvBlockPool& pool,
+                        int64_t tokens, int64_t logit_rows, float* logits);
+  // Marks the end of a kind of work, `label`, when profiling.
+  void Mark(absl::string_view label);
 
   const LlamaShape shape_;
   const CudaModelOptions options_;
@@ -180,7 +210,8 @@ class CudaLlamaModel : public ForwardModel {
   std::map<int, Graph> graphs_;       // By bucket.
   int64_t graph_steps_ = 0;
 
-  absl::Status failure_;  // Not OK once a CUDA error happened.
+  absl::Status failure_;          // Not OK once a CUDA error happened.
+  Profiler* profiler_ = nullptr;  // Set during ProfileStep.
 };
 
 }  // namespace longctx::cuda

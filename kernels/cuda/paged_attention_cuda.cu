@@ -124,9 +124,12 @@ __global__ void __launch_bounds__(kPrefillThreads)
   extern __shared__ __align__(16) unsigned short prefill_smem[];
   // Stage s: K at s * 2 * kTileHalves, V right after it.
 
-  const PrefillTile tile = a.tiles[blockIdx.x];
+  // Heads vary fastest, so the query heads of one kv head run together
+  // (their K and V tiles are read once from memory, then from L2); tiles
+  // run last first, so the long ones (more keys) are not left for the end.
+  const PrefillTile tile = a.tiles[gridDim.y - 1 - blockIdx.y];
   const PrefillSeq seq = a.seqs[tile.seq];
-  const int h = blockIdx.y;
+  const int h = blockIdx.x;
   const int kvh = h / a.group;
   const int tid = threadIdx.x;
   const int warp = tid / 32;
@@ -657,7 +660,7 @@ cudaError_t PrefillAttention(const void* q16, int64_t q_stride,
       pool.block_size < 1 || q_stride < int64_t{heads} * d ||
       out_stride < int64_t{heads} * d ||
       (out_dtype != DType::kF32 && out_dtype != DType::kBf16) ||
-      q_stride % 2 != 0) {
+      q_stride % 2 != 0 || num_tiles > 65535) {
     return cudaErrorInvalidValue;
   }
   if (num_tiles == 0) return cudaSuccess;
@@ -673,8 +676,8 @@ cudaError_t PrefillAttention(const void* q16, int64_t q_stride,
   a.out_dtype = out_dtype;
   a.out = out;
   a.out_stride = out_stride;
-  const dim3 grid(static_cast<unsigned>(num_tiles),
-                  static_cast<unsigned>(heads));
+  const dim3 grid(static_cast<unsigned>(heads),
+                  static_cast<unsigned>(num_tiles));
   // head_dim 128 takes 68 KiB of shared memory: more than the default 48.
   // The attribute is no stream operation (fine while a graph is captured).
   if (d == 64) {

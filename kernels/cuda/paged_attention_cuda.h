@@ -65,7 +65,8 @@ constexpr int kPrefillTileRows = 64;
 bool PrefillAttentionSupported(int head_dim, DType kv_dtype);
 
 // PrefillAttention runs causal attention with tensor cores (fp16 products,
-// fp32 accumulation) for `num_tiles` tiles over `heads` query heads.
+// fp32 accumulation) for `num_tiles` tiles (at most 65535: 4 million query
+// rows) over `heads` query heads.
 // q16: fp16 queries, row r's head h at q16 + r * q_stride + h * head_dim.
 // out: row r's head h at out + r * out_stride + h * head_dim. seqs, tiles and
 // block_tables are device memory. scale 0 means 1 / sqrt(head_dim).

@@ -16,6 +16,10 @@ namespace {
 namespace kc = kernels::cuda;
 using kernels::DType;
 
+// Most tokens in one step (the prefill kernel's grid also takes at most
+// 65535 tiles of 64 query rows).
+constexpr int64_t kMaxStepTokens = int64_t{1} << 22;
+
 // Bytes converted per piece while uploading weights.
 constexpr int64_t kUploadPieceElems = int64_t{32} << 20;
 
@@ -297,9 +301,11 @@ absl::Status CudaLlamaModel::Fail(absl::Status status) {
 }
 
 int CudaLlamaModel::SplitsFor(int64_t entries) const {
-  // Enough thread blocks for two waves over the device's multiprocessors.
+  // Thread blocks for about eight per multiprocessor: each works through
+  // its keys tile after tile, so several per multiprocessor hide the loads'
+  // latency.
   const int64_t blocks = entries * shape_.num_kv_heads;
-  const int64_t want = (2 * int64_t{device_.sm_count} + blocks - 1) /
+  const int64_t want = (8 * int64_t{device_.sm_count} + blocks - 1) /
                        std::max<int64_t>(blocks, 1);
   return static_cast<int>(std::clamp<int64_t>(want, 1, 64));
 }
@@ -453,7 +459,7 @@ absl::Status CudaLlamaModel::Forward(absl::Span<const SeqSpan> spans,
   }
   // Everything is checked before anything runs.
   const int B = kv.block_size;
-  int64_t T = 0, R = 0;
+  int64_t T = 0, R = 0, prefill_tiles = 0;
   bool all_single = true;
   for (const SeqSpan& span : spans) {
     const int64_t n = static_cast<int64_t>(span.tokens.size());
@@ -482,10 +488,17 @@ absl::Status CudaLlamaModel::Forward(absl::Span<const SeqSpan> spans,
       }
     }
     T += n;
+    if (n >= 2) prefill_tiles += (n + 63) / 64;
     if (span.want_logits && n > 0) ++R;
     all_single = all_single && n == 1;
   }
   if (T == 0) return absl::OkStatus();
+  if (T > kMaxStepTokens || prefill_tiles > 65535) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("a step of ", T, " tokens in ", spans.size(),
+                     " spans; the GPU model takes at most ", kMaxStepTokens,
+                     " tokens, in chunks of at most 65535 tiles of 64"));
+  }
   absl::Status status =
       CudaError(cudaSetDevice(device_.index), "cudaSetDevice");
   if (!status.ok()) return Fail(status);

@@ -9,7 +9,6 @@
 #include <tuple>
 #include <type_traits>
 #include <utility>
-#include <vector>
 
 namespace longctx::kernels::cuda {
 namespace {
@@ -93,10 +92,7 @@ struct CudaGemm::Impl {
     cublasLtMatmulDesc_t desc = nullptr;
     cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
     cublasLtMatmulAlgo_t algo{};
-    // The heuristic's choices, best first, for Tune.
-    std::vector<cublasLtMatmulAlgo_t> candidates;
   };
-  static constexpr int kCandidates = 8;
   using Key = std::tuple<int, int64_t, int64_t, int64_t, int64_t, int64_t>;
   std::map<Key, Plan> plans;
 
@@ -142,71 +138,19 @@ struct CudaGemm::Impl {
     Lt().cublasLtMatmulPreferenceSetAttribute(
         pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace_bytes,
         sizeof(workspace_bytes));
-    cublasLtMatmulHeuristicResult_t results[kCandidates] = {};
+    cublasLtMatmulHeuristicResult_t result{};
     int found = 0;
     s = Lt().cublasLtMatmulAlgoGetHeuristic(handle, plan->desc, plan->a,
-                                            plan->b, plan->c, plan->c, pref,
-                                            kCandidates, results, &found);
+                                            plan->b, plan->c, plan->c, pref, 1,
+                                            &result, &found);
     Lt().cublasLtMatmulPreferenceDestroy(pref);
     if (s != CUBLAS_STATUS_SUCCESS) return CublasError("AlgoGetHeuristic", s);
     if (found == 0) {
       return "cuBLASLt has no algorithm for a " + std::to_string(m) + "x" +
              std::to_string(n) + "x" + std::to_string(k) + " GEMM";
     }
-    plan->candidates.clear();
-    for (int i = 0; i < found; ++i) {
-      plan->candidates.push_back(results[i].algo);
-    }
-    plan->algo = results[0].algo;
+    plan->algo = result.algo;
     return "";
-  }
-
-  // Tune times each candidate algorithm of `plan` on the call's own operands
-  // (each computes the same Y, so Y ends right) and keeps the fastest: the
-  // heuristic's first choice is often not the fastest for thin matrices
-  // (decode's M of 1 to 64). Only outside graph capture, and not for
-  // accumulating calls (each run would add to Y).
-  void Tune(Plan& plan, const void* x, const void* w, float* y,
-            cudaStream_t stream) {
-    if (plan.candidates.size() < 2) return;
-    cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
-    if (cudaStreamIsCapturing(stream, &capture) != cudaSuccess ||
-        capture != cudaStreamCaptureStatusNone) {
-      return;
-    }
-    cudaEvent_t start, stop;
-    if (cudaEventCreate(&start) != cudaSuccess) return;
-    if (cudaEventCreate(&stop) != cudaSuccess) {
-      cudaEventDestroy(start);
-      return;
-    }
-    const float alpha = 1.0f, beta = 0.0f;
-    float best = 1e30f;
-    cublasLtMatmulAlgo_t chosen = plan.algo;
-    for (const cublasLtMatmulAlgo_t& algo : plan.candidates) {
-      auto run = [&] {
-        return Lt().cublasLtMatmul(handle, plan.desc, &alpha, w, plan.a, x,
-                                   plan.b, &beta, y, plan.c, y, plan.c, &algo,
-                                   workspace, workspace_bytes, stream);
-      };
-      if (run() != CUBLAS_STATUS_SUCCESS) continue;  // Warm-up, or unusable.
-      cudaEventRecord(start, stream);
-      bool ok = true;
-      for (int i = 0; i < 3 && ok; ++i) ok = run() == CUBLAS_STATUS_SUCCESS;
-      cudaEventRecord(stop, stream);
-      float ms = 0;
-      if (!ok || cudaEventSynchronize(stop) != cudaSuccess ||
-          cudaEventElapsedTime(&ms, start, stop) != cudaSuccess) {
-        continue;
-      }
-      if (ms < best) {
-        best = ms;
-        chosen = algo;
-      }
-    }
-    cudaEventDestroy(start);
-    cudaEventDestroy(stop);
-    plan.algo = chosen;
   }
 };
 
@@ -261,7 +205,6 @@ std::string CudaGemm::Run(DType dtype, const void* x, int64_t x_stride,
       return error;
     }
     it = impl_->plans.emplace(key, plan).first;
-    if (!accumulate) impl_->Tune(it->second, x, w, y, stream);
   }
   const Impl::Plan& plan = it->second;
   const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;

@@ -21,12 +21,10 @@
 namespace longctx::kernels::cuda {
 
 // CudaGemm holds a cuBLASLt handle, a workspace on the device and the
-// algorithm chosen per shape: on first use of a shape, the fastest of
-// cuBLASLt's heuristic candidates timed on the call's own operands (the
-// first candidate when the stream is being captured or the call
-// accumulates), then reused: no planning in the token loop. Used from one
-// thread at a time; Run may be captured in a CUDA graph once the shape has run
-// once outside capture.
+// algorithms chosen per shape (picked by cuBLASLt's heuristic on first use of
+// a shape, then reused: no planning in the token loop). Used from one thread
+// at a time; Run may be captured in a CUDA graph once the shape has run once
+// outside capture.
 class CudaGemm {
  public:
   ~CudaGemm();

@@ -19,6 +19,7 @@
 #include "services/worker/llama_model.h"
 #include "services/worker/testing/gated_proxy.h"
 #include "services/worker/testing/random_llama.h"
+#include "services/worker/testing/staged_memory.h"
 
 namespace longctx {
 namespace {
@@ -127,7 +128,11 @@ class EngineTest : public ::testing::Test {
     random_ = testing::MakeRandomLlama(false, false, 21);
     model_ = *LlamaModel::Create(random_.shape, random_.weights, {});
     KvLayout layout = model_->KvLayoutFor(/*block_size=*/16, KvDtype::kF16);
-    pool_ = *KvBlockPool::Create(layout, layout.BlockBytes() * blocks);
+    pool_ = staged_
+                ? *KvBlockPool::CreateIn(
+                      layout, std::make_unique<testing::StagedMemory>(
+                                  layout.BlockBytes() * blocks))
+                : *KvBlockPool::Create(layout, layout.BlockBytes() * blocks);
     if (options.metrics == nullptr) {
       metrics_registry_ = std::make_unique<prometheus::Registry>();
       metrics_ = std::make_unique<EngineMetrics>(*metrics_registry_);
@@ -170,6 +175,9 @@ class EngineTest : public ::testing::Test {
   std::unique_ptr<KvBlockPool> pool_;
   std::unique_ptr<prometheus::Registry> metrics_registry_;
   std::unique_ptr<EngineMetrics> metrics_;
+  // Whether Build puts the KV pool in StagedMemory (as a GPU's, to the
+  // offloader).
+  bool staged_ = false;
   std::unique_ptr<Engine> engine_;
 };
 
@@ -736,6 +744,82 @@ TEST_F(EngineStoreTest, WithTheStoreDownRequestsStillSucceedByRecomputing) {
   EXPECT_GE(Counter("longctx_offload_failed_blocks_total"), 1);
   engine_.reset();
   offloader_.reset();
+}
+
+// A pool the host reaches only by copies (a GPU's, to the offloader):
+// offload and restore go through them, and the restored prefix gives the
+// tokens the cold run gave.
+TEST_F(EngineStoreTest, APoolInOtherMemoryRestoresTheSameTokens) {
+  staged_ = true;
+  Restart();
+  GenerateParams params = Greedy(testing::RandomTokens(100, 97, 31), 12);
+  auto [cold, cold_cached] = Run(params);
+  EXPECT_EQ(cold_cached, 0);
+  EXPECT_EQ(store_->Stats().blocks, 6);
+  Restart();
+  auto [restored, restored_cached] = Run(params);
+  EXPECT_EQ(restored, cold);
+  EXPECT_EQ(restored_cached, 96);
+  EXPECT_EQ(Counter("longctx_restore_blocks_total"), 6);
+}
+
+// A model that fails for good after a few steps (a GPU fault): every running
+// request ends with INTERNAL, the engine reports it once, and later requests
+// fail the same way rather than hang.
+class BreakingModel : public ForwardModel {
+ public:
+  BreakingModel(ForwardModel* model, int good_steps)
+      : model_(model), good_steps_(good_steps) {}
+  int vocab_size() const override { return model_->vocab_size(); }
+  absl::Status Forward(absl::Span<const SeqSpan> spans, KvBlockPool& pool,
+                       float* logits) override {
+    if (steps_++ < good_steps_) return model_->Forward(spans, pool, logits);
+    broken_ = absl::InternalError("CUDA error in layer 1's DecodeAttention");
+    return broken_;
+  }
+  absl::Status health() const override { return broken_; }
+
+ private:
+  ForwardModel* const model_;
+  const int good_steps_;
+  int steps_ = 0;
+  absl::Status broken_;
+};
+
+TEST_F(EngineTest, AModelBrokenForGoodFailsEveryRequestAndIsReportedOnce) {
+  engine_.reset();
+  BreakingModel broken(model_.get(), /*good_steps=*/3);
+  absl::Mutex mu;
+  int reports = 0;
+  EngineOptions options;
+  options.on_model_failure = [&](const absl::Status& why) {
+    absl::MutexLock lock(&mu);
+    ++reports;
+    EXPECT_NE(why.message().find("DecodeAttention"), std::string::npos);
+  };
+  engine_ = std::make_unique<Engine>(&broken, pool_.get(), options);
+  Collector a, b;
+  ASSERT_TRUE(
+      engine_->Submit(Greedy(testing::RandomTokens(20, 97, 1), 50), a.Sink())
+          .ok());
+  ASSERT_TRUE(
+      engine_->Submit(Greedy(testing::RandomTokens(30, 97, 2), 50), b.Sink())
+          .ok());
+  a.Wait();
+  b.Wait();
+  for (Collector* c : {&a, &b}) {
+    EXPECT_TRUE(absl::IsInternal(c->status())) << c->status();
+    EXPECT_NE(c->status().message().find("DecodeAttention"), std::string::npos);
+  }
+  Collector later;
+  ASSERT_TRUE(engine_->Submit(Greedy({1, 2, 3}, 5), later.Sink()).ok());
+  later.Wait();
+  EXPECT_TRUE(absl::IsInternal(later.status())) << later.status();
+  engine_.reset();
+  absl::MutexLock lock(&mu);
+  EXPECT_EQ(reports, 1);
+  // Every block went back to the pool.
+  EXPECT_EQ(pool_->used_blocks(), 0);
 }
 
 }  // namespace

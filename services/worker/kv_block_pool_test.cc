@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "services/worker/testing/staged_memory.h"
 
 namespace longctx {
 namespace {
@@ -276,6 +277,36 @@ TEST(KvBlockPoolTest, BlocksInTheStoreAreEvictedBeforeThoseThatAreNot) {
   EXPECT_EQ(*pool->Allocate(), blocks[1]);
   EXPECT_EQ(*pool->Allocate(), blocks[2]);
   EXPECT_EQ(*pool->Allocate(), blocks[0]);
+}
+
+// A pool in memory the host cannot address (a GPU's, simulated): blocks go
+// in and out only through ReadBlock and WriteBlock, whole and in place.
+TEST(KvBlockPoolMemoryTest, APoolInOtherMemoryMovesWholeBlocks) {
+  KvLayout layout = SmallLayout();
+  auto memory = std::make_unique<testing::StagedMemory>(
+      layout.BlockBytes() * 3 + layout.BlockBytes() / 2);
+  testing::StagedMemory* staged = memory.get();
+  auto pool = KvBlockPool::CreateIn(layout, std::move(memory));
+  ASSERT_TRUE(pool.ok()) << pool.status();
+  EXPECT_EQ((*pool)->capacity(), 3);  // Whole blocks only.
+  EXPECT_FALSE((*pool)->host_accessible());
+  std::vector<uint8_t> in(layout.BlockBytes()), out(layout.BlockBytes());
+  for (size_t i = 0; i < in.size(); ++i) in[i] = static_cast<uint8_t>(i * 7);
+  ASSERT_TRUE((*pool)->WriteBlock(2, in.data()).ok());
+  ASSERT_TRUE((*pool)->ReadBlock(2, out.data()).ok());
+  EXPECT_EQ(in, out);
+  EXPECT_EQ(staged->copied_in(), static_cast<int64_t>(layout.BlockBytes()));
+  EXPECT_EQ(staged->copied_out(), static_cast<int64_t>(layout.BlockBytes()));
+  // The bytes sit where Data, K and V say.
+  EXPECT_EQ((*pool)->Data(2)[5], in[5]);
+  EXPECT_EQ((*pool)->K(2, 1)[0], in[layout.LayerBytes()]);
+}
+
+TEST(KvBlockPoolMemoryTest, MemoryForNoWholeBlockIsResourceExhausted) {
+  KvLayout layout = SmallLayout();
+  auto pool = KvBlockPool::CreateIn(
+      layout, std::make_unique<testing::StagedMemory>(layout.BlockBytes() - 1));
+  EXPECT_TRUE(absl::IsResourceExhausted(pool.status())) << pool.status();
 }
 
 }  // namespace

@@ -16,6 +16,7 @@
 #include "memory_store/store_client.h"
 #include "prometheus/registry.h"
 #include "services/common/grpc_server.h"
+#include "services/worker/testing/staged_memory.h"
 
 namespace longctx {
 namespace {
@@ -153,6 +154,49 @@ TEST_F(KvOffloaderTest, ABlockOfAnotherModelEndsThePrefix) {
   other.WaitIdle();
   EXPECT_EQ(RestoreAndCheck(1), 4);
   EXPECT_EQ(RestoreAndCheck(2), 4);
+}
+
+// A pool the host cannot address (a GPU's, simulated by StagedMemory):
+// blocks leave through CopyOut and come back through CopyIn, byte for byte,
+// by reference (Offload) and by copy (OffloadCopy).
+TEST_F(KvOffloaderTest, APoolInOtherMemoryOffloadsAndRestoresThroughCopies) {
+  auto memory =
+      std::make_unique<testing::StagedMemory>(Layout().BlockBytes() * kBlocks);
+  testing::StagedMemory* staged = memory.get();
+  auto pool = *KvBlockPool::CreateIn(Layout(), std::move(memory));
+  std::vector<int> blocks;
+  std::vector<std::string> keys;
+  for (int i = 0; i < 4; ++i) {
+    blocks.push_back(*pool->Allocate());
+    std::vector<uint8_t> bytes(Layout().BlockBytes(),
+                               static_cast<uint8_t>(0x30 + i));
+    ASSERT_TRUE(pool->WriteBlock(blocks[i], bytes.data()).ok());
+    keys.push_back(Key(1000 + i));
+  }
+  {
+    KvOffloader offloader(client_.get(), pool.get(), kFingerprint, {}, nullptr);
+    ASSERT_TRUE(offloader.Offload(keys[0], blocks[0], Layout().block_size));
+    ASSERT_TRUE(offloader.Offload(keys[1], blocks[1], Layout().block_size));
+    ASSERT_TRUE(offloader.OffloadCopy(keys[2], blocks[2], Layout().block_size));
+    ASSERT_TRUE(offloader.OffloadCopy(keys[3], blocks[3], Layout().block_size));
+    offloader.WaitIdle();
+  }
+  EXPECT_EQ(staged->copied_out(),
+            4 * static_cast<int64_t>(Layout().BlockBytes()));
+  // Back into other blocks of the same kind of pool.
+  auto target = *KvBlockPool::CreateIn(
+      Layout(),
+      std::make_unique<testing::StagedMemory>(Layout().BlockBytes() * 4));
+  std::vector<int> into;
+  for (int i = 0; i < 4; ++i) into.push_back(*target->Allocate());
+  KvOffloader restorer(client_.get(), target.get(), kFingerprint, {}, nullptr);
+  ASSERT_EQ(restorer.Restore(keys, into), 4);
+  std::vector<uint8_t> a(Layout().BlockBytes()), b(Layout().BlockBytes());
+  for (int i = 0; i < 4; ++i) {
+    ASSERT_TRUE(pool->ReadBlock(blocks[i], a.data()).ok());
+    ASSERT_TRUE(target->ReadBlock(into[i], b.data()).ok());
+    EXPECT_EQ(a, b) << "block " << i;
+  }
 }
 
 }  // namespace

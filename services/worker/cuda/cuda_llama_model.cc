@@ -493,6 +493,13 @@ absl::Status CudaLlamaModel::Forward(absl::Span<const SeqSpan> spans,
     all_single = all_single && n == 1;
   }
   if (T == 0) return absl::OkStatus();
+  if (logits == reinterpret_cast<float*>(host_logits_.get()) &&
+      host_logits_.size() <
+          static_cast<size_t>(R) * static_cast<size_t>(shape_.vocab_size) * 4) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the step wants ", R, " rows of logits; logits_buffer gave room for ",
+        host_logits_.size() / (static_cast<size_t>(shape_.vocab_size) * 4)));
+  }
   if (T > kMaxStepTokens || prefill_tiles > 65535) {
     return absl::InvalidArgumentError(
         absl::StrCat("a step of ", T, " tokens in ", spans.size(),
@@ -609,8 +616,8 @@ absl::Status CudaLlamaModel::RunEager(absl::Span<const SeqSpan> spans,
   }
   const size_t logit_bytes =
       static_cast<size_t>(R) * static_cast<size_t>(shape_.vocab_size) * 4;
-  if (status.ok() && R > 0 && host_logits_.size() < logit_bytes) {
-    // (Not the caller's buffer then: logits_buffer made that large enough.)
+  const bool into_ours = logits == reinterpret_cast<float*>(host_logits_.get());
+  if (status.ok() && R > 0 && !into_ours && host_logits_.size() < logit_bytes) {
     status = CudaError(cudaStreamSynchronize(stream_), "the step");
     if (status.ok()) status = host_logits_.Allocate(logit_bytes, "logits");
   }
@@ -625,9 +632,7 @@ absl::Status CudaLlamaModel::RunEager(absl::Span<const SeqSpan> spans,
                                         "the step (a kernel enqueued by it)");
   if (status.ok()) status = synced;
   if (!status.ok()) return status;
-  if (R > 0 && logits != reinterpret_cast<float*>(host_logits_.get())) {
-    std::memcpy(logits, host_logits_.get(), logit_bytes);
-  }
+  if (R > 0 && !into_ours) std::memcpy(logits, host_logits_.get(), logit_bytes);
   return absl::OkStatus();
 }
 
@@ -814,32 +819,41 @@ absl::Status CudaLlamaModel::RunGraph(absl::Span<const SeqSpan> spans,
     }
     graphs_.emplace(bucket, graph);
   }
+  // Only the rows of the spans that want logits come back, packed in span
+  // order: the caller's buffer (maybe ours, from logits_buffer) holds that
+  // many rows and no more.
   const size_t row_bytes = static_cast<size_t>(shape_.vocab_size) * 4;
-  const size_t logit_bytes = static_cast<size_t>(E) * row_bytes;
-  if (status.ok() && host_logits_.size() < logit_bytes) {
+  size_t rows = 0;
+  for (const SeqSpan& span : spans) rows += span.want_logits ? 1 : 0;
+  const bool into_ours = logits == reinterpret_cast<float*>(host_logits_.get());
+  if (status.ok() && !into_ours && host_logits_.size() < rows * row_bytes) {
     status = CudaError(cudaStreamSynchronize(stream_), "the decode step");
-    if (status.ok()) status = host_logits_.Allocate(logit_bytes, "logits");
+    if (status.ok()) status = host_logits_.Allocate(rows * row_bytes, "logits");
   }
-  if (status.ok()) {
+  const uint8_t* device_rows =
+      reinterpret_cast<const uint8_t*>(graph_scratch_.logits.get());
+  if (status.ok() && rows == static_cast<size_t>(E)) {
     status = CudaError(
-        cudaMemcpyAsync(host_logits_.get(), graph_scratch_.logits.get(),
-                        logit_bytes, cudaMemcpyDeviceToHost, stream_),
+        cudaMemcpyAsync(host_logits_.get(), device_rows, rows * row_bytes,
+                        cudaMemcpyDeviceToHost, stream_),
         "copying logits to the host");
+  } else if (status.ok()) {
+    size_t out = 0;
+    for (int e = 0; e < E && status.ok(); ++e) {
+      if (!spans[e].want_logits) continue;
+      status = CudaError(cudaMemcpyAsync(host_logits_.get() + out++ * row_bytes,
+                                         device_rows + e * row_bytes, row_bytes,
+                                         cudaMemcpyDeviceToHost, stream_),
+                         "copying logits to the host");
+    }
   }
   const absl::Status synced =
       CudaError(cudaStreamSynchronize(stream_),
                 "the decode step (a kernel of its CUDA graph)");
   if (status.ok()) status = synced;
   if (!status.ok()) return status;
-  // Rows of the spans that want logits, in span order (in place when the
-  // caller passed our own buffer).
-  size_t out = 0;
-  for (int e = 0; e < E; ++e) {
-    if (!spans[e].want_logits) continue;
-    uint8_t* dst = reinterpret_cast<uint8_t*>(logits) + out * row_bytes;
-    const uint8_t* src = host_logits_.get() + e * row_bytes;
-    if (dst != src) std::memmove(dst, src, row_bytes);
-    ++out;
+  if (!into_ours && rows > 0) {
+    std::memcpy(logits, host_logits_.get(), rows * row_bytes);
   }
   ++graph_steps_;
   return absl::OkStatus();

@@ -183,7 +183,8 @@ std::vector<Script> Scripts() {
                       {{0, 1}},
                       {{0, 1}}}});
   // Mixed batches: decodes beside prefill chunks beside a 1-token prompt,
-  // then decode batches of 5 and 3 (graph buckets 8 and 4).
+  // then decode batches of 5 and 3 (graph buckets 8 and 4), the last one
+  // with a sequence that wants no logits.
   Script mixed{"mixed_batches", {90, 260, 1, 48, 20, 30}, {}};
   mixed.steps.push_back({{0, 80}, {1, 64}});
   mixed.steps.push_back({{0, 1}, {1, 100}, {2, 1}});
@@ -194,6 +195,8 @@ std::vector<Script> Scripts() {
   }
   mixed.steps.push_back({{0, 1}, {3, 1}, {4, 1}});
   mixed.steps.push_back({{0, 1}, {4, 1}, {3, 1}});
+  // A decode step (a graph's) where one sequence wants no logits.
+  mixed.steps.push_back({{0, 1}, {4, 1, false}, {3, 1}});
   scripts.push_back(mixed);
   return scripts;
 }

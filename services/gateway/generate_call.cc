@@ -202,17 +202,20 @@ class GenerateCall
 
   std::atomic<int> references_{2};
   std::atomic<bool> reading_stopped_{false};
+  // The two sides' reactions run on gRPC's threads, one of each side at a
+  // time but the sides concurrently: what both touch is under mu_.
   absl::Mutex mu_;
-  v1::Usage usage_;
-  v1::Timings timings_;
-  v1::FinishReason finish_reason_ = v1::FINISH_REASON_UNSPECIFIED;
-  absl::Time first_token_at_ = absl::InfinitePast();
-  grpc::Status worker_status_;
-  bool worker_done_ = false;
-  bool server_finished_ = false;
-  bool client_write_pending_ = false;
-  bool client_gone_ = false;
-  bool final_sent_ = false;
+  v1::Usage usage_ ABSL_GUARDED_BY(mu_);
+  v1::Timings timings_ ABSL_GUARDED_BY(mu_);
+  v1::FinishReason finish_reason_ ABSL_GUARDED_BY(mu_) =
+      v1::FINISH_REASON_UNSPECIFIED;
+  absl::Time first_token_at_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  grpc::Status worker_status_ ABSL_GUARDED_BY(mu_);
+  bool worker_done_ ABSL_GUARDED_BY(mu_) = false;
+  bool server_finished_ ABSL_GUARDED_BY(mu_) = false;
+  bool client_write_pending_ ABSL_GUARDED_BY(mu_) = false;
+  bool client_gone_ ABSL_GUARDED_BY(mu_) = false;
+  bool final_sent_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace

@@ -13,6 +13,7 @@
 #include "memory_store/block_store.h"
 #include "memory_store/memory_store_service_impl.h"
 #include "memory_store/store_client.h"
+#include "memory_store/testing/in_process_store.h"
 #include "services/common/block_keys.h"
 #include "services/common/grpc_server.h"
 #include "services/worker/kv_offloader.h"
@@ -529,17 +530,9 @@ int DeadPort() {
 class EngineStoreTest : public EngineTest {
  protected:
   void SetUp() override {
-    const char* tmp = std::getenv("TEST_TMPDIR");
-    std::string dir = std::string(tmp ? tmp : "/tmp") + "/engine_store_XXXXXX";
-    std::vector<char> buffer(dir.begin(), dir.end());
-    buffer.push_back('\0');
-    store_ = *BlockStore::Open({mkdtemp(buffer.data())});
-    service_ = std::make_unique<MemoryStoreServiceImpl>(
-        store_.get(), MemoryStoreServiceOptions(), service_registry_);
-    GrpcServerOptions options;
-    options.listen = {"127.0.0.1", 0};
-    server_ = *GrpcServer::Start(options, {service_.get()});
-    client_ = *StoreClient::Create({{"127.0.0.1", server_->port()}}, {});
+    shard_ = testing::InProcessStore::Start();
+    store_ = &shard_->store();
+    client_ = shard_->NewClient();
     Restart();
   }
 
@@ -580,10 +573,8 @@ class EngineStoreTest : public EngineTest {
   }
 
   static constexpr Hash128 kFingerprint{0x1234, 0x5678};
-  prometheus::Registry service_registry_;
-  std::unique_ptr<BlockStore> store_;
-  std::unique_ptr<MemoryStoreServiceImpl> service_;
-  std::unique_ptr<GrpcServer> server_;
+  std::unique_ptr<testing::InProcessStore> shard_;
+  BlockStore* store_ = nullptr;  // shard_'s.
   std::unique_ptr<StoreClient> client_;
   std::unique_ptr<prometheus::Registry> registry_;
   std::unique_ptr<KvOffloader> offloader_;
@@ -656,7 +647,7 @@ TEST_F(EngineStoreTest, ADecodeKeepsProducingTokensWhileARestoreIsInFlight) {
   auto [cold, unused] = Run(params);
   // The worker restarts with its store behind a proxy that holds every
   // connection: a restore waits for as long as the test keeps it closed.
-  auto proxy = *testing::GatedProxy::Start(server_->port());
+  auto proxy = *testing::GatedProxy::Start(shard_->address().port);
   StoreClientOptions options;
   options.call_timeout = absl::Seconds(120);  // Never reached.
   auto slow = *StoreClient::Create({{"127.0.0.1", proxy->port()}}, options);
@@ -684,7 +675,7 @@ TEST_F(EngineStoreTest, ADecodeKeepsProducingTokensWhileARestoreIsInFlight) {
 TEST_F(EngineStoreTest, ARestoringRequestCanBeCancelled) {
   GenerateParams params = Greedy(testing::RandomTokens(100, 97, 63), 12);
   Run(params);
-  auto proxy = *testing::GatedProxy::Start(server_->port());
+  auto proxy = *testing::GatedProxy::Start(shard_->address().port);
   StoreClientOptions options;
   options.call_timeout = absl::Seconds(120);
   auto slow = *StoreClient::Create({{"127.0.0.1", proxy->port()}}, options);

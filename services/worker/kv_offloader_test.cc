@@ -14,6 +14,7 @@
 #include "memory_store/block_store.h"
 #include "memory_store/memory_store_service_impl.h"
 #include "memory_store/store_client.h"
+#include "memory_store/testing/in_process_store.h"
 #include "prometheus/registry.h"
 #include "services/common/grpc_server.h"
 #include "services/worker/testing/staged_memory.h"
@@ -43,31 +44,12 @@ std::string Key(int i) {
   return key;
 }
 
-// One memory_store shard.
-struct Shard {
-  prometheus::Registry registry;
-  std::unique_ptr<BlockStore> store;
-  std::unique_ptr<MemoryStoreServiceImpl> service;
-  std::unique_ptr<GrpcServer> server;
-};
-
 class KvOffloaderTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    const char* tmp = std::getenv("TEST_TMPDIR");
     for (int s = 0; s < kShards; ++s) {
-      std::string dir = std::string(tmp ? tmp : "/tmp") + "/offloader_XXXXXX";
-      std::vector<char> buffer(dir.begin(), dir.end());
-      buffer.push_back('\0');
-      auto shard = std::make_unique<Shard>();
-      shard->store = *BlockStore::Open({mkdtemp(buffer.data())});
-      shard->service = std::make_unique<MemoryStoreServiceImpl>(
-          shard->store.get(), MemoryStoreServiceOptions(), shard->registry);
-      GrpcServerOptions options;
-      options.listen = {"127.0.0.1", 0};
-      shard->server = *GrpcServer::Start(options, {shard->service.get()});
-      addresses_.push_back({"127.0.0.1", shard->server->port()});
-      shards_.push_back(std::move(shard));
+      shards_.push_back(testing::InProcessStore::Start());
+      addresses_.push_back(shards_.back()->address());
     }
     StoreClientOptions options;
     options.call_timeout = absl::Milliseconds(500);
@@ -120,7 +102,7 @@ class KvOffloaderTest : public ::testing::Test {
   }
 
   std::vector<HostPort> addresses_;
-  std::vector<std::unique_ptr<Shard>> shards_;
+  std::vector<std::unique_ptr<testing::InProcessStore>> shards_;
   std::unique_ptr<StoreClient> client_;
   std::vector<std::string> keys_;
   std::unique_ptr<KvBlockPool> source_;
@@ -132,7 +114,7 @@ TEST_F(KvOffloaderTest, BlocksOnEveryShardComeBackByteForByte) {
   for (const std::string& key : keys_) ++per_shard[client_->ShardOf(key)];
   for (int s = 0; s < kShards; ++s) {
     EXPECT_GT(per_shard[s], 0) << "no block on shard " << s;
-    EXPECT_EQ(shards_[s]->store->Stats().blocks, per_shard[s]);
+    EXPECT_EQ(shards_[s]->store().Stats().blocks, per_shard[s]);
   }
   for (int streams : {1, 2, 5}) EXPECT_EQ(RestoreAndCheck(streams), kBlocks);
 }
@@ -141,7 +123,7 @@ TEST_F(KvOffloaderTest, AShardThatIsDownEndsThePrefixAtItsFirstBlock) {
   const int down = client_->ShardOf(keys_[kBlocks / 2]);
   int first_on_down = 0;
   while (client_->ShardOf(keys_[first_on_down]) != down) ++first_on_down;
-  shards_[down]->server.reset();
+  shards_[down]->Stop();
   for (int streams : {1, 3}) {
     EXPECT_EQ(RestoreAndCheck(streams), first_on_down);
   }

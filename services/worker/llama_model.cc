@@ -161,14 +161,18 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Create(
   return model;
 }
 
-KvLayout LlamaModel::KvLayoutFor(int block_size, KvDtype dtype) const {
+KvLayout KvLayoutFor(const LlamaShape& shape, int block_size, KvDtype dtype) {
   KvLayout layout;
-  layout.num_layers = shape_.num_layers;
-  layout.num_kv_heads = shape_.num_kv_heads;
-  layout.head_dim = shape_.head_dim;
+  layout.num_layers = shape.num_layers;
+  layout.num_kv_heads = shape.num_kv_heads;
+  layout.head_dim = shape.head_dim;
   layout.block_size = block_size;
   layout.dtype = dtype;
   return layout;
+}
+
+KvLayout LlamaModel::KvLayoutFor(int block_size, KvDtype dtype) const {
+  return longctx::KvLayoutFor(shape_, block_size, dtype);
 }
 
 namespace {

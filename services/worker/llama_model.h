@@ -67,6 +67,10 @@ struct LlamaModelOptions {
 // CacheDType is the kernels' element type of a KV cache dtype.
 kernels::DType CacheDType(KvDtype dtype);
 
+// KvLayoutFor is the layout of the KV blocks a model of `shape` writes, on
+// any device (block_size and dtype from the caller).
+KvLayout KvLayoutFor(const LlamaShape& shape, int block_size, KvDtype dtype);
+
 // LayerAttention computes the attention of one layer for a batch of tokens (the
 // part of a layer that needs other tokens' keys and values): it stores the
 // batch's keys and values where it keeps the KV cache and writes each token's

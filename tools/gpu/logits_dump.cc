@@ -61,14 +61,8 @@ int Run() {
   options.block_size = absl::GetFlag(FLAGS_block_size);
   options.kv_cache_prefault = false;
   options.cuda_graphs = true;
-  const KvLayout probe = [&] {
-    KvLayout l;
-    l.num_layers = source->shape.num_layers;
-    l.num_kv_heads = source->shape.num_kv_heads;
-    l.head_dim = source->shape.head_dim;
-    l.block_size = options.block_size;
-    return l;
-  }();
+  const KvLayout probe =
+      KvLayoutFor(source->shape, options.block_size, options.kv_dtype);
   options.kv_cache_bytes =
       probe.BlockBytes() * static_cast<size_t>(n / options.block_size + 2);
   auto loaded = LoadModelOnDevice(*source, options, nullptr);

@@ -232,13 +232,7 @@ absl::StatusOr<std::unique_ptr<CudaLlamaModel>> CudaLlamaModel::Create(
 }
 
 KvLayout CudaLlamaModel::KvLayoutFor(int block_size, KvDtype dtype) const {
-  KvLayout layout;
-  layout.num_layers = shape_.num_layers;
-  layout.num_kv_heads = shape_.num_kv_heads;
-  layout.head_dim = shape_.head_dim;
-  layout.block_size = block_size;
-  layout.dtype = dtype;
-  return layout;
+  return longctx::KvLayoutFor(shape_, block_size, dtype);
 }
 
 absl::Status CudaLlamaModel::EnsureScratch(Scratch& sc, int64_t tokens) {

@@ -30,6 +30,7 @@
 #include "memory_store/block_store.h"
 #include "memory_store/memory_store_service_impl.h"
 #include "memory_store/store_client.h"
+#include "memory_store/testing/in_process_store.h"
 #include "prometheus/registry.h"
 #include "services/common/grpc_server.h"
 #include "services/worker/cuda/device_memory.h"
@@ -471,32 +472,6 @@ TEST(CudaLlamaModelTest, BlocksWrittenOnOneDeviceRestoreOnTheOther) {
   }
 }
 
-// One in-process memory_store shard.
-struct StoreShard {
-  prometheus::Registry registry;
-  std::unique_ptr<BlockStore> store;
-  std::unique_ptr<MemoryStoreServiceImpl> service;
-  std::unique_ptr<GrpcServer> server;
-  std::unique_ptr<StoreClient> client;
-};
-
-std::unique_ptr<StoreShard> StartStore() {
-  const char* tmp = std::getenv("TEST_TMPDIR");
-  std::string dir = std::string(tmp ? tmp : "/tmp") + "/gpu_store_XXXXXX";
-  std::vector<char> buffer(dir.begin(), dir.end());
-  buffer.push_back('\0');
-  auto shard = std::make_unique<StoreShard>();
-  shard->store = *BlockStore::Open({mkdtemp(buffer.data())});
-  shard->service = std::make_unique<MemoryStoreServiceImpl>(
-      shard->store.get(), MemoryStoreServiceOptions(), shard->registry);
-  GrpcServerOptions options;
-  options.listen = {"127.0.0.1", 0};
-  shard->server = *GrpcServer::Start(options, {shard->service.get()});
-  shard->client =
-      *StoreClient::Create({{"127.0.0.1", shard->server->port()}}, {});
-  return shard;
-}
-
 TEST(CudaLlamaModelTest, OffloadFromGpuRestoresOnCpuAndBack) {
   SKIP_WITHOUT_GPU();
   const Case c = Cases()[1];
@@ -505,7 +480,8 @@ TEST(CudaLlamaModelTest, OffloadFromGpuRestoresOnCpuAndBack) {
   ASSERT_NE(gpu, nullptr);
   const KvLayout layout = m.cpu->KvLayoutFor(c.block_size, KvDtype::kF16);
   const Hash128 fingerprint{1, 2};
-  auto store = StartStore();
+  auto store = testing::InProcessStore::Start();
+  auto client = store->NewClient();
   const std::vector<int32_t> tokens =
       testing::RandomTokens(3 * c.block_size, c.shape.vocab_size, 4);
   std::vector<std::string> keys;
@@ -527,8 +503,7 @@ TEST(CudaLlamaModelTest, OffloadFromGpuRestoresOnCpuAndBack) {
     std::vector<std::string> round_keys = keys;
     for (std::string& k : round_keys) k[5] = from_gpu ? 'g' : 'c';
     {
-      KvOffloader offloader(store->client.get(), from_pool, fingerprint, {},
-                            nullptr);
+      KvOffloader offloader(client.get(), from_pool, fingerprint, {}, nullptr);
       for (int i = 0; i < 3; ++i) {
         ASSERT_TRUE(offloader.Offload(round_keys[i], runner.blocks(seq)[i],
                                       c.block_size));
@@ -537,8 +512,7 @@ TEST(CudaLlamaModelTest, OffloadFromGpuRestoresOnCpuAndBack) {
     }
     std::vector<int> targets;
     for (int i = 0; i < 3; ++i) targets.push_back(*to_pool->Allocate());
-    KvOffloader restorer(store->client.get(), to_pool, fingerprint, {},
-                         nullptr);
+    KvOffloader restorer(client.get(), to_pool, fingerprint, {}, nullptr);
     ASSERT_EQ(restorer.Restore(round_keys, targets), 3);
     std::vector<uint8_t> a(layout.BlockBytes()), b(layout.BlockBytes());
     for (int i = 0; i < 3; ++i) {

@@ -24,12 +24,12 @@
 
 #include "fuzz/fuzz_check.h"
 #include "google/protobuf/stubs/logging.h"
+#include "model/folder/model_config.h"
+#include "model/folder/tokenizer.h"
 #include "proto/longctx.pb.h"
 #include "services/gateway/gateway_limits.h"
 #include "services/gateway/gateway_model.h"
 #include "services/gateway/stop_matcher.h"
-#include "services/model/model_config.h"
-#include "services/model/tokenizer.h"
 
 namespace longctx {
 namespace {

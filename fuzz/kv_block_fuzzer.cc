@@ -1,5 +1,5 @@
 // Fuzz target: the KV block decoder of the memory store's values
-// (memory_store/kv_block_format.h), which reads bytes that come back from
+// (kvblock/kv_block_format.h), which reads bytes that come back from
 // storage and may be corrupt.
 //
 // Input: a flags byte, then the block's parts, each as a 16-bit little-endian
@@ -27,9 +27,9 @@
 
 #include "absl/status/statusor.h"
 #include "fuzz/fuzz_check.h"
-#include "memory_store/kv_block_format.h"
-#include "services/common/hash128.h"
-#include "services/common/kv_layout.h"
+#include "kvblock/hash128.h"
+#include "kvblock/kv_block_format.h"
+#include "kvblock/kv_layout.h"
 
 namespace longctx {
 namespace {

@@ -14,13 +14,13 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "memory_store/kv_block_format.h"
+#include "kvblock/hash128.h"
+#include "kvblock/kv_block_format.h"
+#include "kvblock/kv_layout.h"
+#include "model/folder/io_util.h"
+#include "model/folder/model_config.h"
+#include "model/folder/safetensors.h"
 #include "proto/longctx.pb.h"
-#include "services/common/hash128.h"
-#include "services/common/kv_layout.h"
-#include "services/model/io_util.h"
-#include "services/model/model_config.h"
-#include "services/model/safetensors.h"
 
 namespace longctx {
 namespace {

@@ -1,4 +1,4 @@
-// Fuzz target: config.json parsing (services/model/model_config.h), the first
+// Fuzz target: config.json parsing (model/folder/model_config.h), the first
 // thing every service reads from a model folder.
 //
 // Input: the text of a config.json.
@@ -14,7 +14,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/string_view.h"
 #include "fuzz/fuzz_check.h"
-#include "services/model/model_config.h"
+#include "model/folder/model_config.h"
 
 namespace longctx {
 namespace {

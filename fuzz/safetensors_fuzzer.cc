@@ -1,4 +1,4 @@
-// Fuzz target: safetensors parsing (services/model/safetensors.h), which reads
+// Fuzz target: safetensors parsing (model/folder/safetensors.h), which reads
 // the 8-byte length and JSON header of weight files before they are mapped
 // for serving.
 //
@@ -17,7 +17,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/string_view.h"
 #include "fuzz/fuzz_check.h"
-#include "services/model/safetensors.h"
+#include "model/folder/safetensors.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace longctx;

@@ -1,6 +1,6 @@
 // Fuzz target: the byte tokenizer and the incremental detokenizer that turns
 // generated ids into streamed text at the gateway
-// (services/model/tokenizer.h).
+// (model/folder/tokenizer.h).
 //
 // Input: one byte that picks how ids are split into Push calls, then a
 // payload that is used twice: as text (Encode, then Decode and detokenize its
@@ -21,8 +21,8 @@
 
 #include "absl/types/span.h"
 #include "fuzz/fuzz_check.h"
-#include "services/model/model_config.h"
-#include "services/model/tokenizer.h"
+#include "model/folder/model_config.h"
+#include "model/folder/tokenizer.h"
 
 namespace longctx {
 namespace {

@@ -8,7 +8,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "grpcpp/grpcpp.h"
-#include "services/common/hash128.h"
+#include "kvblock/hash128.h"
 #include "services/common/status_util.h"
 
 namespace longctx {

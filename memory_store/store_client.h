@@ -47,7 +47,7 @@ struct StoreClientOptions {
 // StoreClient is thread-safe: any number of threads may call it at once.
 class StoreClient {
  public:
-  // Keys are 16 bytes (KeyBytes of services/common/block_keys.h).
+  // Keys are 16 bytes (KeyBytes of kvblock/block_keys.h).
   static constexpr size_t kKeySize = 16;
   // Most keys the server takes in one Contains or Delete call; longer lists
   // are split.

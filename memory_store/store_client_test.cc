@@ -13,10 +13,10 @@
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "kvblock/block_keys.h"
+#include "kvblock/kv_block_format.h"
 #include "memory_store/block_store.h"
-#include "memory_store/kv_block_format.h"
 #include "memory_store/memory_store_service_impl.h"
-#include "services/common/block_keys.h"
 #include "services/common/grpc_server.h"
 
 namespace longctx {

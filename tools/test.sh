@@ -23,8 +23,8 @@ if [ -x /usr/local/cuda/bin/nvcc ]; then
   # the CUDA configuration, whose GPU cases skip without a GPU.
   echo "== CUDA configuration: compile and link (no GPU needed) =="
   bazel test "${jobs_flag[@]}" --config=cuda --test_summary=short \
-    //kernels/cuda/... //services/worker/cuda/... \
-    //services/worker:nccl_communicator_test //services/worker:model_backend_test \
+    //kernels/cuda/... //model/cuda/... \
+    //parallel:nccl_communicator_test //model:model_backend_test \
     //services/worker:worker //tools/bench_engine:bench_engine \
     //tools/gpu:logits_dump 2>&1 | tail -n 20
   cuda_rc=${PIPESTATUS[0]}

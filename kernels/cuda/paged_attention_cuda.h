@@ -4,7 +4,7 @@
 //
 // The pool is one device allocation of blocks; block id b starts at
 // pool + b * block_bytes and holds, for every layer, K then V, each
-// [num_kv_heads][block_size][head_dim] (services/worker/kv_block_pool.h).
+// [num_kv_heads][block_size][head_dim] (engine/kv_block_pool.h).
 // A sequence's keys 0..kv_len-1 live in the blocks its block table lists:
 // key j in block table[j / block_size] at slot j % block_size.
 //

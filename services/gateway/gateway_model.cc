@@ -3,7 +3,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "services/model/model_config.h"
+#include "model/folder/model_config.h"
 
 namespace longctx {
 namespace {

@@ -10,12 +10,12 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "model/folder/model_config.h"
+#include "model/folder/tokenizer.h"
 #include "proto/longctx.pb.h"
 #include "services/gateway/gateway_limits.h"
 #include "services/gateway/request_validator.h"
 #include "services/gateway/text_stream.h"
-#include "services/model/model_config.h"
-#include "services/model/tokenizer.h"
 
 namespace longctx {
 

@@ -5,8 +5,8 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "services/model/model_config.h"
-#include "services/model/tokenizer.h"
+#include "model/folder/model_config.h"
+#include "model/folder/tokenizer.h"
 
 namespace longctx {
 namespace {

@@ -6,7 +6,7 @@
 
 #include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
-#include "services/common/block_keys.h"
+#include "kvblock/block_keys.h"
 #include "services/common/logging.h"
 #include "services/common/status_util.h"
 #include "services/gateway/generate_call.h"

@@ -2,7 +2,7 @@
 // prompt prefix, so that a request over a document the gateway has seen goes
 // to the group whose KV pool still holds that document's blocks.
 //
-// Prompts are named by their chained block keys (services/common/block_keys):
+// Prompts are named by their chained block keys (kvblock/block_keys):
 // key i names the whole prefix up to the end of block i, so the longest key of
 // a new prompt that the router knows names the group that was given the
 // longest part of it. The answer is a preference, never a promise: the group
@@ -17,7 +17,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/types/span.h"
-#include "services/common/hash128.h"
+#include "kvblock/hash128.h"
 
 namespace longctx {
 

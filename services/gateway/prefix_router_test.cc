@@ -3,7 +3,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
-#include "services/common/block_keys.h"
+#include "kvblock/block_keys.h"
 
 namespace longctx {
 namespace {

@@ -7,9 +7,9 @@
 #include <memory>
 #include <string>
 
+#include "engine/engine.h"
+#include "model/device_report.h"
 #include "proto/worker.grpc.pb.h"
-#include "services/worker/device_report.h"
-#include "services/worker/engine.h"
 
 namespace longctx {
 

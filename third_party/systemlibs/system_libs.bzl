@@ -38,7 +38,7 @@ _LIBS = {
     "gtest_main": (["gmock", "gtest", "gtest_main"], [], "libgtest-dev libgmock-dev"),
     "benchmark": (["benchmark"], [], "libbenchmark-dev"),
     "benchmark_main": (["benchmark"], ["-lbenchmark_main"], "libbenchmark-dev"),
-    # Only for //services/model:libsentencepiece_shim.so, loaded with deep binding:
+    # Only for //model/folder:libsentencepiece_shim.so, loaded with deep binding:
     # Debian's libsentencepiece exports the protobuf-lite it embeds, which clashes
     # with libprotobuf in one symbol namespace.
     "sentencepiece_shim_deps": ([], ["-lsentencepiece", "-lsentencepiece_train"], "libsentencepiece-dev"),

@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "kernels/dtype.h"
-#include "services/worker/llama_model.h"
+#include "model/llama_model.h"
 
 namespace longctx {
 

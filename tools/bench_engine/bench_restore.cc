@@ -22,13 +22,13 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/time/clock.h"
+#include "engine/kv_offloader.h"
 #include "kernels/threads.h"
+#include "kvblock/block_keys.h"
 #include "memory_store/block_store.h"
 #include "memory_store/memory_store_service_impl.h"
 #include "memory_store/store_client.h"
-#include "services/common/block_keys.h"
 #include "services/common/grpc_server.h"
-#include "services/worker/kv_offloader.h"
 #include "tools/bench_engine/bench_models.h"
 
 ABSL_FLAG(int, threads, 2, "Compute threads.");

@@ -20,11 +20,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
+#include "engine/kv_block_pool.h"
 #include "gloo/rendezvous/file_store.h"
-#include "services/worker/gloo_communicator.h"
-#include "services/worker/kv_block_pool.h"
-#include "services/worker/llama_model.h"
-#include "services/worker/ring_attention.h"
+#include "model/llama_model.h"
+#include "parallel/gloo_communicator.h"
+#include "parallel/ring_attention.h"
 #include "tools/bench_engine/bench_models.h"
 
 ABSL_FLAG(std::string, shape, "S", "Model shape: S or M.");

@@ -10,8 +10,8 @@
 
 #include "absl/time/clock.h"
 #include "kernels/cuda/gemm_cuda.h"
-#include "services/worker/cuda/cuda_llama_model.h"
-#include "services/worker/cuda/device_memory.h"
+#include "model/cuda/cuda_llama_model.h"
+#include "model/cuda/device_memory.h"
 #include "tools/bench_engine/bench_models.h"
 
 namespace longctx {

@@ -21,8 +21,8 @@
 #include "absl/flags/parse.h"
 #include "absl/strings/str_join.h"
 #include "kernels/gemm.h"
-#include "services/worker/model_backend.h"
-#include "services/worker/model_source.h"
+#include "model/model_backend.h"
+#include "model/model_source.h"
 
 ABSL_FLAG(std::string, model, "", "Model folder.");
 ABSL_FLAG(std::string, device, "cpu", "cpu, cuda or cuda:N.");

@@ -20,7 +20,7 @@ cd "$repo"
 # bazel target -> name in bin/.
 declare -A programs=(
   [//kernels/cuda:gpu_selftest]=gpu_selftest
-  [//kernels/cuda:nccl_selftest]=nccl_selftest
+  [//parallel:nccl_selftest]=nccl_selftest
 )
 # Extra programs listed in tools/gpu/programs.txt (one "target name" per line).
 if [ -f tools/gpu/programs.txt ]; then

@@ -15,11 +15,11 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "kvblock/hash128.h"
+#include "model/folder/io_util.h"
+#include "model/folder/model_config.h"
+#include "model/folder/safetensors.h"
 #include "nlohmann/json.hpp"
-#include "services/common/hash128.h"
-#include "services/model/io_util.h"
-#include "services/model/model_config.h"
-#include "services/model/safetensors.h"
 
 namespace longctx {
 namespace {

@@ -6,10 +6,10 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "model/folder/io_util.h"
+#include "model/folder/model_config.h"
+#include "model/folder/safetensors.h"
 #include "nlohmann/json.hpp"
-#include "services/model/io_util.h"
-#include "services/model/model_config.h"
-#include "services/model/safetensors.h"
 
 namespace longctx {
 namespace {

@@ -1,0 +1,185 @@
+// KvOffloader against real memory_store shards (RocksDB on disk, served over
+// gRPC on loopback ports): blocks spread over several shards come back
+// byte for byte, with one stream or several per shard, and a shard that is
+// down ends the restored prefix at its first block.
+#include "engine/kv_offloader.h"
+
+#include <cstdlib>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "engine/testing/staged_memory.h"
+#include "gtest/gtest.h"
+#include "memory_store/block_store.h"
+#include "memory_store/memory_store_service_impl.h"
+#include "memory_store/store_client.h"
+#include "memory_store/testing/in_process_store.h"
+#include "prometheus/registry.h"
+#include "services/common/grpc_server.h"
+
+namespace longctx {
+namespace {
+
+constexpr Hash128 kFingerprint{0xabc, 0xdef};
+constexpr int kShards = 3;
+constexpr int kBlocks = 13;  // Not a multiple of the shard count.
+
+KvLayout Layout() {
+  KvLayout layout;
+  layout.num_layers = 3;
+  layout.num_kv_heads = 2;
+  layout.head_dim = 24;
+  layout.block_size = 37;
+  layout.dtype = KvDtype::kF16;
+  return layout;
+}
+
+std::string Key(int i) {
+  std::string key(StoreClient::kKeySize, '\0');
+  key[0] = static_cast<char>(i);
+  key[1] = static_cast<char>(i >> 8);
+  key[9] = static_cast<char>(0x5a);
+  return key;
+}
+
+class KvOffloaderTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    for (int s = 0; s < kShards; ++s) {
+      shards_.push_back(testing::InProcessStore::Start());
+      addresses_.push_back(shards_.back()->address());
+    }
+    StoreClientOptions options;
+    options.call_timeout = absl::Milliseconds(500);
+    options.max_retries = 0;
+    client_ = *StoreClient::Create(addresses_, options);
+    // Which shard holds a key depends on the shards' (random) ports: pick keys
+    // whose shards take turns, so every shard holds blocks of the prefix.
+    for (int i = 0, j = 0; i < kBlocks; ++j) {
+      if (client_->ShardOf(Key(j)) == i % kShards) {
+        keys_.push_back(Key(j));
+        ++i;
+      }
+    }
+
+    // Random contents, offloaded from a pool of their own.
+    source_ = *KvBlockPool::Create(Layout(), Layout().BlockBytes() * kBlocks);
+    std::mt19937 rng(11);
+    KvOffloader offloader(client_.get(), source_.get(), kFingerprint, {},
+                          nullptr);
+    for (int i = 0; i < kBlocks; ++i) {
+      const int block = *source_->Allocate();
+      source_blocks_.push_back(block);
+      uint8_t* data = source_->Data(block);
+      for (size_t b = 0; b < Layout().BlockBytes(); ++b) data[b] = rng();
+      ASSERT_TRUE(offloader.Offload(keys_[i], block, Layout().block_size));
+    }
+    offloader.WaitIdle();
+  }
+
+  // Restores every key into a new pool with `streams` per shard; returns the
+  // restored count and checks the restored blocks byte for byte.
+  int RestoreAndCheck(int streams) {
+    auto pool = *KvBlockPool::Create(Layout(), Layout().BlockBytes() * kBlocks);
+    std::vector<int> blocks;
+    for (int i = 0; i < kBlocks; ++i) blocks.push_back(*pool->Allocate());
+    KvOffloaderOptions options;
+    options.restore_streams_per_shard = streams;
+    KvOffloader offloader(client_.get(), pool.get(), kFingerprint, options,
+                          nullptr);
+    const int restored = offloader.Restore(keys_, blocks);
+    for (int i = 0; i < restored; ++i) {
+      EXPECT_EQ(
+          std::string(reinterpret_cast<char*>(pool->Data(blocks[i])),
+                      Layout().BlockBytes()),
+          std::string(reinterpret_cast<char*>(source_->Data(source_blocks_[i])),
+                      Layout().BlockBytes()))
+          << "block " << i << " with " << streams << " streams per shard";
+    }
+    return restored;
+  }
+
+  std::vector<HostPort> addresses_;
+  std::vector<std::unique_ptr<testing::InProcessStore>> shards_;
+  std::unique_ptr<StoreClient> client_;
+  std::vector<std::string> keys_;
+  std::unique_ptr<KvBlockPool> source_;
+  std::vector<int> source_blocks_;
+};
+
+TEST_F(KvOffloaderTest, BlocksOnEveryShardComeBackByteForByte) {
+  std::vector<int> per_shard(kShards, 0);
+  for (const std::string& key : keys_) ++per_shard[client_->ShardOf(key)];
+  for (int s = 0; s < kShards; ++s) {
+    EXPECT_GT(per_shard[s], 0) << "no block on shard " << s;
+    EXPECT_EQ(shards_[s]->store().Stats().blocks, per_shard[s]);
+  }
+  for (int streams : {1, 2, 5}) EXPECT_EQ(RestoreAndCheck(streams), kBlocks);
+}
+
+TEST_F(KvOffloaderTest, AShardThatIsDownEndsThePrefixAtItsFirstBlock) {
+  const int down = client_->ShardOf(keys_[kBlocks / 2]);
+  int first_on_down = 0;
+  while (client_->ShardOf(keys_[first_on_down]) != down) ++first_on_down;
+  shards_[down]->Stop();
+  for (int streams : {1, 3}) {
+    EXPECT_EQ(RestoreAndCheck(streams), first_on_down);
+  }
+}
+
+TEST_F(KvOffloaderTest, ABlockOfAnotherModelEndsThePrefix) {
+  // Block 4 replaced by the same bytes stored for another model.
+  KvOffloader other(client_.get(), source_.get(), Hash128{1, 2}, {}, nullptr);
+  ASSERT_TRUE(other.Offload(keys_[4], source_blocks_[4], Layout().block_size));
+  other.WaitIdle();
+  EXPECT_EQ(RestoreAndCheck(1), 4);
+  EXPECT_EQ(RestoreAndCheck(2), 4);
+}
+
+// A pool the host cannot address (a GPU's, simulated by StagedMemory):
+// blocks leave through CopyOut and come back through CopyIn, byte for byte,
+// by reference (Offload) and by copy (OffloadCopy).
+TEST_F(KvOffloaderTest, APoolInOtherMemoryOffloadsAndRestoresThroughCopies) {
+  auto memory =
+      std::make_unique<testing::StagedMemory>(Layout().BlockBytes() * kBlocks);
+  testing::StagedMemory* staged = memory.get();
+  auto pool = *KvBlockPool::CreateIn(Layout(), std::move(memory));
+  std::vector<int> blocks;
+  std::vector<std::string> keys;
+  for (int i = 0; i < 4; ++i) {
+    blocks.push_back(*pool->Allocate());
+    std::vector<uint8_t> bytes(Layout().BlockBytes(),
+                               static_cast<uint8_t>(0x30 + i));
+    ASSERT_TRUE(pool->WriteBlock(blocks[i], bytes.data()).ok());
+    keys.push_back(Key(1000 + i));
+  }
+  {
+    KvOffloader offloader(client_.get(), pool.get(), kFingerprint, {}, nullptr);
+    ASSERT_TRUE(offloader.Offload(keys[0], blocks[0], Layout().block_size));
+    ASSERT_TRUE(offloader.Offload(keys[1], blocks[1], Layout().block_size));
+    ASSERT_TRUE(offloader.OffloadCopy(keys[2], blocks[2], Layout().block_size));
+    ASSERT_TRUE(offloader.OffloadCopy(keys[3], blocks[3], Layout().block_size));
+    offloader.WaitIdle();
+  }
+  EXPECT_EQ(staged->copied_out(),
+            4 * static_cast<int64_t>(Layout().BlockBytes()));
+  // Back into other blocks of the same kind of pool.
+  auto target = *KvBlockPool::CreateIn(
+      Layout(),
+      std::make_unique<testing::StagedMemory>(Layout().BlockBytes() * 4));
+  std::vector<int> into;
+  for (int i = 0; i < 4; ++i) into.push_back(*target->Allocate());
+  KvOffloader restorer(client_.get(), target.get(), kFingerprint, {}, nullptr);
+  ASSERT_EQ(restorer.Restore(keys, into), 4);
+  std::vector<uint8_t> a(Layout().BlockBytes()), b(Layout().BlockBytes());
+  for (int i = 0; i < 4; ++i) {
+    ASSERT_TRUE(pool->ReadBlock(blocks[i], a.data()).ok());
+    ASSERT_TRUE(target->ReadBlock(into[i], b.data()).ok());
+    EXPECT_EQ(a, b) << "block " << i;
+  }
+}
+
+}  // namespace
+}  // namespace longctx

@@ -21,101 +21,15 @@
 #define LONGCTX_PARALLEL_RING_ATTENTION_H_
 
 #include <cstdint>
-#include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "absl/strings/string_view.h"
-#include "absl/time/time.h"
 #include "engine/kv_block_pool.h"
 #include "model/llama_model.h"
 #include "parallel/communicator.h"
+#include "parallel/step_plan.h"
 
 namespace longctx {
-
-// PlanSpan is a run of consecutive tokens of one sequence.
-struct PlanSpan {
-  int32_t start = 0;            // Absolute position of tokens[0].
-  std::vector<int32_t> tokens;  // At positions [start, start + size).
-  bool want_logits = false;     // The last token's logits.
-  bool all_logits = false;      // Every token's logits (tests).
-  // For block index i < ceil((start + tokens.size()) / block_size): the rank
-  // that holds the block, and the block's id in that rank's pool.
-  std::vector<int32_t> owner;
-  std::vector<int32_t> local;
-
-  int32_t end() const { return start + static_cast<int32_t>(tokens.size()); }
-};
-
-// BlockIo moves one block of one rank to or from the memory store.
-struct BlockIo {
-  int32_t rank = 0;
-  int32_t local = 0;        // The block's id in that rank's pool.
-  int32_t token_count = 0;  // Offload: tokens in the block.
-  std::string key;          // Store key (16 bytes).
-};
-
-// StepPlan is what the leader sends every rank.
-struct StepPlan {
-  enum Kind : int32_t {
-    kStep = 0,     // Run the spans.
-    kPing = 1,     // Nothing to run: the leader is alive.
-    kStop = 2,     // The group is shutting down.
-    kRestore = 3,  // Read `restores` from the store; report to rank 0.
-  };
-  int32_t kind = kStep;
-  uint64_t step = 0;  // Increases by one per kStep; part of message tags.
-  std::vector<PlanSpan> spans;
-  // Blocks each rank queues for the store (a copy, taken before the plan runs:
-  // the blocks may be reused by the step), with any kind of plan.
-  std::vector<BlockIo> offloads;
-  std::vector<BlockIo> restores;  // kRestore only.
-};
-
-std::string EncodeStepPlan(const StepPlan& plan);
-// DecodeStepPlan is INVALID_ARGUMENT for truncated or inconsistent bytes.
-absl::StatusOr<StepPlan> DecodeStepPlan(absl::string_view bytes);
-
-// SendStepPlan sends `plan` from rank 0 to every other rank; RecvStepPlan
-// receives it on a rank > 0, waiting at most `wait` for it to start.
-absl::Status SendStepPlan(Communicator& comm, const StepPlan& plan);
-absl::StatusOr<StepPlan> RecvStepPlan(Communicator& comm, absl::Duration wait);
-
-// BlockPlacer decides where a group's new KV blocks live: which rank holds
-// each one and its block id in that rank's pool. Used by the leader only.
-class BlockPlacer {
- public:
-  struct Place {
-    int rank = 0;
-    int local = 0;
-  };
-
-  // Every rank has `blocks_per_rank` blocks.
-  BlockPlacer(int ranks, int blocks_per_rank);
-
-  int ranks() const { return static_cast<int>(free_.size()); }
-  int free_blocks(int rank) const {
-    return static_cast<int>(free_[rank].size());
-  }
-  int total_free() const;
-
-  // PlaceBlocks places `count` new consecutive blocks of one sequence. Two or
-  // more are dealt zig-zag (cut into 2P nearly equal chunks, rank r takes
-  // chunks r and 2P-1-r: causal work is balanced); a single block goes to the
-  // rank with the most free room, so a group's context grows with P. A rank
-  // that is full hands its share to the rank with the most room.
-  // RESOURCE_EXHAUSTED when fewer than `count` blocks are free in the group
-  // (nothing is placed then).
-  absl::StatusOr<std::vector<Place>> PlaceBlocks(int count);
-
-  // Release returns a block to its rank.
-  void Release(const Place& place);
-
- private:
-  int MostFree() const;
-
-  std::vector<std::vector<int>> free_;  // Per rank: stack of free ids.
-};
 
 // RingOptions chooses how attention moves between ranks.
 struct RingOptions {

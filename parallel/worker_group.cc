@@ -7,8 +7,10 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "parallel/block_placer.h"
 #include "parallel/gloo_communicator.h"
 #include "parallel/rendezvous_store.h"
+#include "parallel/step_plan.h"
 #include "services/common/logging.h"
 
 namespace longctx {

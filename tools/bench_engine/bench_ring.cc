@@ -24,6 +24,7 @@
 #include "gloo/rendezvous/file_store.h"
 #include "model/llama_model.h"
 #include "parallel/gloo_communicator.h"
+#include "parallel/block_placer.h"
 #include "parallel/ring_attention.h"
 #include "tools/bench_engine/bench_models.h"
 

@@ -3,8 +3,8 @@
 // compare_transformers.py (which checks them against Hugging Face
 // transformers on the same model folder).
 //
-//   logits_dump --model=DIR --device=cuda --compute_precision=bf16 \
-//     --num_tokens=40 --prefill=24 --out=/tmp/gpu_bf16.f32
+//   logits_dump --model=DIR --device=cuda --compute_precision=bf16
+//       --num_tokens=40 --prefill=24 --out=/tmp/gpu_bf16.f32
 //
 // The first --prefill tokens run as one prompt (one logits row: its last
 // token's), then every further token as one decode step (one row each):

@@ -1,0 +1,110 @@
+#include "services/gateway/gateway_server.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "prometheus/gauge.h"
+#include "services/common/logging.h"
+
+namespace longctx {
+
+absl::StatusOr<std::unique_ptr<GatewayServer>> GatewayServer::Start(
+    GatewayServerOptions options) {
+  std::unique_ptr<GatewayServer> server(new GatewayServer);
+  server->options_ = std::move(options);
+  const GatewayServerOptions& o = server->options_;
+  if (!o.auth_tokens_file.empty()) {
+    BearerAuthOptions auth;
+    auth.tokens_file = o.auth_tokens_file;
+    auto created = BearerAuth::Create(auth);
+    if (!created.ok()) return created.status();
+    server->auth_ = *std::move(created);
+  }
+  auto model = GatewayModel::Load(o.model_dir, o.model_name);
+  if (!model.ok()) return model.status();
+  server->model_ = *std::move(model);
+  auto metrics = MetricsServer::Start(o.metrics_address, "gateway");
+  if (!metrics.ok()) return metrics.status();
+  server->metrics_ = *std::move(metrics);
+
+  WorkerPoolOptions pool;
+  pool.workers = o.workers;
+  pool.group_size = o.group_size;
+  pool.channel_security = o.internal_security;
+  pool.affinity_slack = o.prefix_affinity_slack;
+  prometheus::Gauge& ready_groups =
+      prometheus::BuildGauge()
+          .Name("longctx_gateway_ready_groups")
+          .Help(
+              "Worker groups whose every rank answered ready at the last "
+              "probe.")
+          .Register(server->metrics_->registry())
+          .Add({});
+  prometheus::BuildGauge()
+      .Name("longctx_gateway_groups")
+      .Help("Worker groups configured (--workers / --group_size).")
+      .Register(server->metrics_->registry())
+      .Add({})
+      .Set(static_cast<double>(o.workers.size() / std::max(1, o.group_size)));
+  pool.on_probe = [&ready_groups](int ready) { ready_groups.Set(ready); };
+  auto created_pool = WorkerPool::Create(pool);
+  if (!created_pool.ok()) return created_pool.status();
+  server->pool_ = *std::move(created_pool);
+
+  GatewayRouting routing;
+  if (o.prefix_route_entries > 0) {
+    server->router_ = std::make_unique<PrefixRouter>(o.prefix_route_entries);
+    routing.router = server->router_.get();
+  }
+  if (!o.memory_stores.empty()) {
+    StoreClientOptions store;
+    store.call_timeout = o.store_timeout;
+    store.max_retries = 0;
+    store.channel_security = o.internal_security;
+    auto client = StoreClient::Create(o.memory_stores, store);
+    if (!client.ok()) return client.status();
+    server->store_ = *std::move(client);
+    routing.store = server->store_.get();
+  }
+  server->service_ = std::make_unique<GatewayServiceImpl>(
+      server->model_.get(), server->pool_.get(), o.limits,
+      server->metrics_->registry(), server->auth_.get(), routing);
+  // Worker groups form through the gateway (Gloo addresses, NCCL ids).
+  server->rendezvous_ = std::make_unique<RendezvousServiceImpl>(
+      o.rendezvous_requires_client_certificate);
+  auto grpc = GrpcServer::Start(
+      o.grpc, {server->service_.get(), server->rendezvous_.get()});
+  if (!grpc.ok()) return grpc.status();
+  server->grpc_ = *std::move(grpc);
+  if (server->auth_ != nullptr) {
+    Log(LogLevel::kInfo, "bearer-token authentication on: %d tokens from %s",
+        server->auth_->num_tokens(), o.auth_tokens_file);
+  } else {
+    Log(LogLevel::kInfo,
+        "no --auth_tokens_file: LongContext calls are not authenticated");
+  }
+  // SERVING while at least one worker group is ready.
+  GrpcServer* grpc_server = server->grpc_.get();
+  server->pool_->OnReadinessChange(
+      [grpc_server](bool ready) { grpc_server->SetServing(ready); });
+  return server;
+}
+
+DrainHooks GatewayServer::drain_hooks() {
+  // New Generate calls are refused with UNAVAILABLE while the running ones
+  // finish; readiness no longer follows the workers.
+  DrainHooks drain;
+  drain.start = [this] {
+    pool_->OnReadinessChange([](bool) {});
+    service_->StartDraining();
+  };
+  drain.idle = [this] { return service_->in_flight() == 0; };
+  return drain;
+}
+
+GatewayServer::~GatewayServer() {
+  if (pool_ != nullptr) pool_->OnReadinessChange([](bool) {});
+  if (grpc_ != nullptr) grpc_->Shutdown(absl::ZeroDuration());
+}
+
+}  // namespace longctx

@@ -28,6 +28,7 @@
 #include "engine/kv_offloader.h"
 #include "model/llama_model.h"
 #include "parallel/communicator.h"
+#include "parallel/group_leader.h"
 #include "parallel/ring_attention.h"
 #include "services/common/tls.h"
 
@@ -80,9 +81,6 @@ class WorkerGroup {
   RingStats stats() const;
 
  private:
-  class LeaderModel;
-  class GroupStoreIo;
-
   void Run();
   // One generation: returns when the group breaks or the rank stops.
   void Lead(std::unique_ptr<Communicator> comm);
@@ -96,8 +94,7 @@ class WorkerGroup {
   const std::function<void(bool, const std::string&)> on_ready_;
   std::unique_ptr<KvBlockPool> group_pool_;  // Leader: ids over the group.
   KvOffloader* const io_;
-  std::unique_ptr<LeaderModel> leader_model_;
-  std::unique_ptr<GroupStoreIo> store_io_;
+  std::unique_ptr<GroupLeader> leader_;  // Rank 0 only.
 
   mutable absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;

@@ -301,47 +301,84 @@ void Engine::Start(std::unique_ptr<Sequence> seq) {
 }
 
 bool Engine::Step() {
-  bool changed = false;
-  std::vector<std::unique_ptr<Sequence>> cancelled_waiting;
-  std::vector<std::unique_ptr<Sequence>> expired;
-  std::vector<std::unique_ptr<Sequence>> admitted;
-  std::vector<Restored> restored;
+  StepInputs in;
   {
     absl::MutexLock lock(&mu_);
-    // Cancellations, of running, restoring and waiting requests.
-    for (int64_t id : cancelled_) {
-      for (auto& seq : running_) {
-        if (seq->id == id) seq->cancelled = true;
-      }
-      for (auto& seq : restoring_) {
-        if (seq->id == id) seq->cancelled = true;
-      }
-      for (auto it = waiting_.begin(); it != waiting_.end();) {
-        if ((*it)->id == id) {
-          cancelled_waiting.push_back(std::move(*it));
-          it = waiting_.erase(it);
-        } else {
-          ++it;
-        }
-      }
+    in = TakeInputsLocked();
+  }
+  bool changed = in.changed;
+  FailExpired(in.expired);
+  // Finished restores join the batch (or end, if cancelled meanwhile).
+  for (const Restored& done : in.restored) JoinRestored(done);
+  for (auto& seq : in.admitted) Start(std::move(seq));
+  for (auto& seq : in.cancelled_waiting) {
+    TokenEvent event;
+    event.finished = true;
+    event.status = absl::CancelledError("the request was cancelled");
+    seq->sink(std::move(event));
+  }
+  for (auto& seq : running_) {
+    if (seq->cancelled && !seq->blocks.empty()) {
+      Finish(*seq, v1::FINISH_REASON_UNSPECIFIED,
+             absl::CancelledError("the request was cancelled"));
     }
-    changed = changed || !cancelled_.empty();
-    cancelled_.clear();
-    restored.swap(restored_);
-    admitted = AdmitLocked();
-    // What could not start now and has waited too long leaves the queue.
-    const absl::Time now = absl::Now();
+  }
+  EraseFinished();
+
+  Batch batch = BuildBatch();
+  if (batch.spans.empty()) {
+    absl::MutexLock lock(&mu_);
+    UpdateGauges();
+    return changed;
+  }
+  RunBatch(batch);
+  EraseFinished();
+  absl::MutexLock lock(&mu_);
+  UpdateGauges();
+  return true;
+}
+
+Engine::StepInputs Engine::TakeInputsLocked() {
+  StepInputs in;
+  // Cancellations, of running, restoring and waiting requests.
+  for (int64_t id : cancelled_) {
+    for (auto& seq : running_) {
+      if (seq->id == id) seq->cancelled = true;
+    }
+    for (auto& seq : restoring_) {
+      if (seq->id == id) seq->cancelled = true;
+    }
     for (auto it = waiting_.begin(); it != waiting_.end();) {
-      const Sequence& seq = **it;
-      if (now >= std::min(seq.submitted + options_.max_queue_wait,
-                          seq.params.deadline)) {
-        expired.push_back(std::move(*it));
+      if ((*it)->id == id) {
+        in.cancelled_waiting.push_back(std::move(*it));
         it = waiting_.erase(it);
       } else {
         ++it;
       }
     }
   }
+  in.changed = !cancelled_.empty();
+  cancelled_.clear();
+  in.restored.swap(restored_);
+  in.admitted = AdmitLocked();
+  // What could not start now and has waited too long leaves the queue.
+  const absl::Time now = absl::Now();
+  for (auto it = waiting_.begin(); it != waiting_.end();) {
+    const Sequence& seq = **it;
+    if (now >= std::min(seq.submitted + options_.max_queue_wait,
+                        seq.params.deadline)) {
+      in.expired.push_back(std::move(*it));
+      it = waiting_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  in.changed = in.changed || !in.restored.empty() || !in.admitted.empty() ||
+               !in.expired.empty();
+  return in;
+}
+
+void Engine::FailExpired(std::vector<std::unique_ptr<Sequence>>& expired) {
   for (auto& seq : expired) {
     const absl::Duration waited = absl::Now() - seq->submitted;
     TokenEvent event;
@@ -361,45 +398,33 @@ bool Engine::Step() {
       options_.metrics->queue_timeouts.Increment();
     seq->sink(std::move(event));
   }
-  changed =
-      changed || !restored.empty() || !admitted.empty() || !expired.empty();
-  // Finished restores join the batch (or end, if cancelled meanwhile).
+}
+
+void Engine::JoinRestored(const Restored& done) {
   const int b = pool_->layout().block_size;
-  for (const Restored& done : restored) {
-    Sequence& seq = *done.seq;
-    seq.stored_blocks = done.blocks;
-    const int ready = seq.hot_blocks + seq.stored_blocks;
-    seq.computed = std::min(ready * b, seq.prompt_size() - 1);
-    seq.cached_tokens = seq.computed;
-    seq.offloaded_upto = ready;
-    if (!seq.cancelled) CacheCompletedBlocks(seq);
-    auto it = std::find_if(restoring_.begin(), restoring_.end(),
-                           [&](const auto& s) { return s.get() == &seq; });
-    running_.push_back(std::move(*it));
-    restoring_.erase(it);
-  }
-  for (auto& seq : admitted) Start(std::move(seq));
-  for (auto& seq : cancelled_waiting) {
-    TokenEvent event;
-    event.finished = true;
-    event.status = absl::CancelledError("the request was cancelled");
-    seq->sink(std::move(event));
-  }
-  for (auto& seq : running_) {
-    if (seq->cancelled && !seq->blocks.empty()) {
-      Finish(*seq, v1::FINISH_REASON_UNSPECIFIED,
-             absl::CancelledError("the request was cancelled"));
-    }
-  }
+  Sequence& seq = *done.seq;
+  seq.stored_blocks = done.blocks;
+  const int ready = seq.hot_blocks + seq.stored_blocks;
+  seq.computed = std::min(ready * b, seq.prompt_size() - 1);
+  seq.cached_tokens = seq.computed;
+  seq.offloaded_upto = ready;
+  if (!seq.cancelled) CacheCompletedBlocks(seq);
+  auto it = std::find_if(restoring_.begin(), restoring_.end(),
+                         [&](const auto& s) { return s.get() == &seq; });
+  running_.push_back(std::move(*it));
+  restoring_.erase(it);
+}
+
+void Engine::EraseFinished() {
   running_.erase(std::remove_if(running_.begin(), running_.end(),
                                 [](const auto& s) { return s->cancelled; }),
                  running_.end());
+}
 
-  // The batch: every decoding sequence's newest token, then prompt chunks up to
-  // the step's prefill budget, oldest request first.
-  std::vector<SeqSpan> spans;
-  std::vector<Sequence*> owners;
-  std::vector<bool> is_prefill;
+Engine::Batch Engine::BuildBatch() {
+  // Every decoding sequence's newest token, then prompt chunks up to the
+  // step's prefill budget, oldest request first.
+  Batch batch;
   for (auto& seq : running_) {
     if (seq->prefilling()) continue;
     SeqSpan span;
@@ -407,9 +432,9 @@ bool Engine::Step() {
     span.start = seq->computed;
     span.blocks = seq->blocks;
     span.want_logits = true;
-    spans.push_back(span);
-    owners.push_back(seq.get());
-    is_prefill.push_back(false);
+    batch.spans.push_back(span);
+    batch.owners.push_back(seq.get());
+    batch.is_prefill.push_back(false);
   }
   int budget = options_.prefill_chunk_tokens;
   for (auto& seq : running_) {
@@ -420,19 +445,17 @@ bool Engine::Step() {
     span.start = seq->computed;
     span.blocks = seq->blocks;
     span.want_logits = seq->computed + n == seq->prompt_size();
-    spans.push_back(span);
-    owners.push_back(seq.get());
-    is_prefill.push_back(true);
+    batch.spans.push_back(span);
+    batch.owners.push_back(seq.get());
+    batch.is_prefill.push_back(true);
     budget -= n;
   }
-  if (spans.empty()) {
-    absl::MutexLock lock(&mu_);
-    UpdateGauges();
-    return changed;
-  }
+  return batch;
+}
 
+void Engine::RunBatch(const Batch& batch) {
   int rows = 0;
-  for (const SeqSpan& span : spans) rows += span.want_logits ? 1 : 0;
+  for (const SeqSpan& span : batch.spans) rows += span.want_logits ? 1 : 0;
   const size_t vocab = static_cast<size_t>(model_->vocab_size());
   float* out = model_->logits_buffer(rows);
   if (out == nullptr) {
@@ -440,13 +463,13 @@ bool Engine::Step() {
     out = logits_.data();
   }
   const absl::Time start = absl::Now();
-  absl::Status status = model_->Forward(spans, *pool_, out);
+  absl::Status status = model_->Forward(batch.spans, *pool_, out);
   const double seconds = absl::ToDoubleSeconds(absl::Now() - start);
   if (options_.metrics != nullptr) {
     double prefilled = 0, decoded = 0;
-    for (size_t i = 0; i < spans.size(); ++i) {
-      (is_prefill[i] ? prefilled : decoded) +=
-          static_cast<double>(spans[i].tokens.size());
+    for (size_t i = 0; i < batch.spans.size(); ++i) {
+      (batch.is_prefill[i] ? prefilled : decoded) +=
+          static_cast<double>(batch.spans[i].tokens.size());
     }
     options_.metrics->prefill_tokens.Increment(prefilled);
     options_.metrics->decode_tokens.Increment(decoded);
@@ -455,73 +478,72 @@ bool Engine::Step() {
         .Observe(seconds);
   }
   if (!status.ok()) {
-    // UNAVAILABLE: the model lost state it keeps elsewhere (a rank of the
-    // group, holding part of every sequence's KV, went away): every running
-    // sequence fails, not only this step's. Anything else fails the step's.
-    const bool lost_kv = absl::IsUnavailable(status);
-    const absl::Status failure(
-        lost_kv ? absl::StatusCode::kUnavailable : absl::StatusCode::kInternal,
-        absl::StrCat("forward pass failed: ", status.message()));
-    const absl::Status health = model_->health();
-    if (!health.ok() && !model_failed_) {
-      model_failed_ = true;
-      if (options_.on_model_failure) options_.on_model_failure(health);
-    }
-    if (lost_kv || !health.ok()) {
-      // A broken model fails every running sequence, not only this step's.
-      for (auto& seq : running_) {
-        if (!seq->cancelled) {
-          Finish(*seq, v1::FINISH_REASON_UNSPECIFIED, failure);
-        }
-      }
-    } else {
-      for (Sequence* seq : owners) {
-        Finish(*seq, v1::FINISH_REASON_UNSPECIFIED, failure);
-      }
+    FailBatch(batch, status);
+    return;
+  }
+  int row = 0;
+  for (size_t i = 0; i < batch.spans.size(); ++i) {
+    Sequence& seq = *batch.owners[i];
+    seq.computed += static_cast<int>(batch.spans[i].tokens.size());
+    if (batch.is_prefill[i]) CacheCompletedBlocks(seq);
+    (batch.is_prefill[i] ? seq.prefill_seconds : seq.decode_seconds) += seconds;
+    if (!batch.spans[i].want_logits) continue;
+    EmitToken(seq, out + static_cast<size_t>(row++) * vocab);
+  }
+}
+
+void Engine::FailBatch(const Batch& batch, const absl::Status& status) {
+  // UNAVAILABLE: the model lost state it keeps elsewhere (a rank of the
+  // group, holding part of every sequence's KV, went away): every running
+  // sequence fails, not only this step's. So does a model broken for good
+  // (health not OK, e.g. a GPU fault). Anything else fails the step's.
+  const bool lost_kv = absl::IsUnavailable(status);
+  const absl::Status failure(
+      lost_kv ? absl::StatusCode::kUnavailable : absl::StatusCode::kInternal,
+      absl::StrCat("forward pass failed: ", status.message()));
+  const absl::Status health = model_->health();
+  if (!health.ok() && !model_failed_) {
+    model_failed_ = true;
+    if (options_.on_model_failure) options_.on_model_failure(health);
+  }
+  if (lost_kv || !health.ok()) {
+    for (auto& seq : running_) {
+      if (!seq->cancelled) Finish(*seq, v1::FINISH_REASON_UNSPECIFIED, failure);
     }
   } else {
-    int row = 0;
-    for (size_t i = 0; i < spans.size(); ++i) {
-      Sequence& seq = *owners[i];
-      seq.computed += static_cast<int>(spans[i].tokens.size());
-      if (is_prefill[i]) CacheCompletedBlocks(seq);
-      (is_prefill[i] ? seq.prefill_seconds : seq.decode_seconds) += seconds;
-      if (!spans[i].want_logits) continue;
-      const float* logits = out + static_cast<size_t>(row++) * vocab;
-      TokenEvent event;
-      v1::TokenLogprob logprob;
-      absl::StatusOr<int32_t> sampled = SampleNextToken(
-          logits, static_cast<int>(vocab), seq.params, seq.generated,
-          seq.params.logprobs ? &logprob : nullptr);
-      if (!sampled.ok()) {
-        Finish(seq, v1::FINISH_REASON_UNSPECIFIED,
-               absl::InternalError(absl::StrCat("sampling failed: ",
-                                                sampled.status().message())));
-        continue;
-      }
-      const int32_t token = *sampled;
-      seq.tokens.push_back(token);
-      ++seq.generated;
-      event.tokens.push_back(token);
-      if (seq.params.logprobs) event.logprobs.push_back(std::move(logprob));
-      event.prefill_seconds = seq.prefill_seconds;
-      event.cached_tokens = seq.cached_tokens;
-      event.memory_cached_tokens = seq.hot_blocks * pool_->layout().block_size;
-      seq.sink(std::move(event));
-      const auto& stops = seq.params.stop_token_ids;
-      if (std::find(stops.begin(), stops.end(), token) != stops.end()) {
-        Finish(seq, v1::FINISH_REASON_STOP_TOKEN, absl::OkStatus());
-      } else if (seq.generated >= seq.params.max_new_tokens) {
-        Finish(seq, v1::FINISH_REASON_LENGTH, absl::OkStatus());
-      }
+    for (Sequence* seq : batch.owners) {
+      Finish(*seq, v1::FINISH_REASON_UNSPECIFIED, failure);
     }
   }
-  running_.erase(std::remove_if(running_.begin(), running_.end(),
-                                [](const auto& s) { return s->cancelled; }),
-                 running_.end());
-  absl::MutexLock lock(&mu_);
-  UpdateGauges();
-  return true;
+}
+
+void Engine::EmitToken(Sequence& seq, const float* logits) {
+  TokenEvent event;
+  v1::TokenLogprob logprob;
+  absl::StatusOr<int32_t> sampled =
+      SampleNextToken(logits, model_->vocab_size(), seq.params, seq.generated,
+                      seq.params.logprobs ? &logprob : nullptr);
+  if (!sampled.ok()) {
+    Finish(seq, v1::FINISH_REASON_UNSPECIFIED,
+           absl::InternalError(
+               absl::StrCat("sampling failed: ", sampled.status().message())));
+    return;
+  }
+  const int32_t token = *sampled;
+  seq.tokens.push_back(token);
+  ++seq.generated;
+  event.tokens.push_back(token);
+  if (seq.params.logprobs) event.logprobs.push_back(std::move(logprob));
+  event.prefill_seconds = seq.prefill_seconds;
+  event.cached_tokens = seq.cached_tokens;
+  event.memory_cached_tokens = seq.hot_blocks * pool_->layout().block_size;
+  seq.sink(std::move(event));
+  const auto& stops = seq.params.stop_token_ids;
+  if (std::find(stops.begin(), stops.end(), token) != stops.end()) {
+    Finish(seq, v1::FINISH_REASON_STOP_TOKEN, absl::OkStatus());
+  } else if (seq.generated >= seq.params.max_new_tokens) {
+    Finish(seq, v1::FINISH_REASON_LENGTH, absl::OkStatus());
+  }
 }
 
 void Engine::UpdateGauges() {

@@ -139,12 +139,41 @@ class Engine {
     int blocks;
   };
 
+  // What a step takes from the other threads, under the lock.
+  struct StepInputs {
+    bool changed = false;  // Something was cancelled, restored or admitted.
+    std::vector<std::unique_ptr<Sequence>> cancelled_waiting;
+    std::vector<std::unique_ptr<Sequence>> expired;  // Waited too long.
+    std::vector<std::unique_ptr<Sequence>> admitted;
+    std::vector<Restored> restored;
+  };
+  // One forward call: its spans and, per span, its sequence and whether it
+  // is a prompt chunk.
+  struct Batch {
+    std::vector<SeqSpan> spans;
+    std::vector<Sequence*> owners;
+    std::vector<bool> is_prefill;
+  };
+
   void Loop();
   // The restore thread: runs queued restores one after the other.
   void RestoreLoop();
   // One step: admit, build the batch, run it, sample, report. Returns false
   // when nothing changed (nothing admitted, restored, cancelled or computed).
   bool Step();
+  // Step's parts, in order.
+  StepInputs TakeInputsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void FailExpired(std::vector<std::unique_ptr<Sequence>>& expired);
+  void JoinRestored(const Restored& done);
+  Batch BuildBatch();
+  // Runs the batch and reports each wanted row's token (or the failure).
+  void RunBatch(const Batch& batch);
+  void FailBatch(const Batch& batch, const absl::Status& status);
+  // Samples the sequence's next token from `logits`, reports it, and ends
+  // the sequence at a stop token or its length.
+  void EmitToken(Sequence& seq, const float* logits);
+  // Drops finished (and cancelled) sequences from the running batch.
+  void EraseFinished();
   // Admits waiting requests while their KV fits; returns them.
   std::vector<std::unique_ptr<Sequence>> AdmitLocked()
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

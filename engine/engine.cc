@@ -11,9 +11,10 @@ namespace longctx {
 
 struct Engine::Sequence {
   int64_t id = 0;
-  GenerateParams params;
+  GenerateParams params;  // Its prompt moved to `tokens`.
   TokenSink sink;
   std::vector<int32_t> tokens;  // Prompt, then generated tokens.
+  int prompt_tokens = 0;
   // Reserved for prompt + max_new_tokens; the first hot_blocks are shared
   // from the prefix cache, the others are the sequence's own.
   std::vector<int> blocks;
@@ -33,7 +34,7 @@ struct Engine::Sequence {
   int offloaded_upto = 0;  // Blocks already considered for offload.
   int cached_tokens = 0;
 
-  int prompt_size() const { return static_cast<int>(params.prompt.size()); }
+  int prompt_size() const { return prompt_tokens; }
   bool prefilling() const { return computed < prompt_size(); }
 };
 
@@ -59,10 +60,10 @@ Engine::~Engine() {
   const absl::Status shutdown =
       absl::CancelledError("the worker is shutting down");
   for (auto& seq : running_) {
-    Finish(*seq, v1::FINISH_REASON_UNSPECIFIED, shutdown);
+    Finish(*seq, FinishReason::kNotFinished, shutdown);
   }
   for (auto& seq : restoring_) {
-    Finish(*seq, v1::FINISH_REASON_UNSPECIFIED, shutdown);
+    Finish(*seq, FinishReason::kNotFinished, shutdown);
   }
   absl::MutexLock lock(&mu_);
   for (auto& seq : waiting_) {
@@ -113,15 +114,15 @@ absl::StatusOr<int64_t> Engine::Submit(GenerateParams params, TokenSink sink) {
         pool_->capacity(), " (--kv_cache_bytes)"));
   }
   auto seq = std::make_unique<Sequence>();
+  seq->prompt_tokens = static_cast<int>(params.prompt.size());
+  seq->tokens = std::move(params.prompt);
   seq->params = std::move(params);
   seq->sink = std::move(sink);
-  seq->tokens = seq->params.prompt;
   // The keys are hashed here, on the caller's thread, not the engine's.
   if ((seq->params.cache_read || seq->params.cache_write) &&
       (options_.prefix_cache || options_.offloader != nullptr)) {
-    for (const Hash128& key :
-         ChainedBlockKeys(options_.fingerprint, seq->params.prompt,
-                          pool_->layout().block_size)) {
+    for (const Hash128& key : ChainedBlockKeys(
+             options_.fingerprint, seq->tokens, pool_->layout().block_size)) {
       seq->keys.push_back(KeyBytes(key));
     }
   }
@@ -206,8 +207,7 @@ void Engine::RestoreLoop() {
   }
 }
 
-void Engine::Finish(Sequence& seq, v1::FinishReason reason,
-                    absl::Status status) {
+void Engine::Finish(Sequence& seq, FinishReason reason, absl::Status status) {
   // The sequence's own blocks go back first, in order; then the cached
   // prefix, last block first: its leading blocks are then the most recently
   // released, the last the cache evicts, so a cut prefix stays usable.
@@ -319,7 +319,7 @@ bool Engine::Step() {
   }
   for (auto& seq : running_) {
     if (seq->cancelled && !seq->blocks.empty()) {
-      Finish(*seq, v1::FINISH_REASON_UNSPECIFIED,
+      Finish(*seq, FinishReason::kNotFinished,
              absl::CancelledError("the request was cancelled"));
     }
   }
@@ -508,23 +508,23 @@ void Engine::FailBatch(const Batch& batch, const absl::Status& status) {
   }
   if (lost_kv || !health.ok()) {
     for (auto& seq : running_) {
-      if (!seq->cancelled) Finish(*seq, v1::FINISH_REASON_UNSPECIFIED, failure);
+      if (!seq->cancelled) Finish(*seq, FinishReason::kNotFinished, failure);
     }
   } else {
     for (Sequence* seq : batch.owners) {
-      Finish(*seq, v1::FINISH_REASON_UNSPECIFIED, failure);
+      Finish(*seq, FinishReason::kNotFinished, failure);
     }
   }
 }
 
 void Engine::EmitToken(Sequence& seq, const float* logits) {
   TokenEvent event;
-  v1::TokenLogprob logprob;
+  TokenLogprob logprob;
   absl::StatusOr<int32_t> sampled =
       SampleNextToken(logits, model_->vocab_size(), seq.params, seq.generated,
                       seq.params.logprobs ? &logprob : nullptr);
   if (!sampled.ok()) {
-    Finish(seq, v1::FINISH_REASON_UNSPECIFIED,
+    Finish(seq, FinishReason::kNotFinished,
            absl::InternalError(
                absl::StrCat("sampling failed: ", sampled.status().message())));
     return;
@@ -540,9 +540,9 @@ void Engine::EmitToken(Sequence& seq, const float* logits) {
   seq.sink(std::move(event));
   const auto& stops = seq.params.stop_token_ids;
   if (std::find(stops.begin(), stops.end(), token) != stops.end()) {
-    Finish(seq, v1::FINISH_REASON_STOP_TOKEN, absl::OkStatus());
+    Finish(seq, FinishReason::kStopToken, absl::OkStatus());
   } else if (seq.generated >= seq.params.max_new_tokens) {
-    Finish(seq, v1::FINISH_REASON_LENGTH, absl::OkStatus());
+    Finish(seq, FinishReason::kLength, absl::OkStatus());
   }
 }
 

@@ -35,7 +35,7 @@
 #include "engine/forward_model.h"
 #include "engine/kv_block_pool.h"
 #include "engine/kv_offloader.h"
-#include "proto/longctx.pb.h"
+#include "kernels/sampling.h"
 
 namespace longctx {
 
@@ -88,12 +88,28 @@ struct GenerateParams {
   absl::Time deadline = absl::InfiniteFuture();
 };
 
-// TokenEvent is what the engine reports to a request's sink.
+// TokenLogprob: a generated token's log-probability under the sampling
+// distribution's logits, and the most likely alternatives (most likely first).
+struct TokenLogprob {
+  int32_t token = 0;
+  float logprob = 0;
+  std::vector<kernels::TokenLogprob> top;
+};
+
+// FinishReason says why a request's generation ended.
+enum class FinishReason {
+  kNotFinished,  // Every event but the last, and a failed request's last.
+  kLength,       // max_new_tokens were generated.
+  kStopToken,    // A stop token id was generated.
+};
+
+// TokenEvent is what the engine reports to a request's sink. It holds no
+// wire types: the worker service turns it into its response message.
 struct TokenEvent {
-  std::vector<int32_t> tokens;             // New tokens, in order.
-  std::vector<v1::TokenLogprob> logprobs;  // One per token when asked for.
-  bool finished = false;                   // Last event of the request.
-  v1::FinishReason finish_reason = v1::FINISH_REASON_UNSPECIFIED;
+  std::vector<int32_t> tokens;         // New tokens, in order.
+  std::vector<TokenLogprob> logprobs;  // One per token when asked for.
+  bool finished = false;               // Last event of the request.
+  FinishReason finish_reason = FinishReason::kNotFinished;
   int cached_tokens = 0;         // Prompt tokens reused, not computed.
   int memory_cached_tokens = 0;  // Of those, shared from the prefix cache.
   double prefill_seconds = 0;
@@ -179,7 +195,7 @@ class Engine {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Sends an admitted sequence to restore or straight to the running batch.
   void Start(std::unique_ptr<Sequence> seq);
-  void Finish(Sequence& seq, v1::FinishReason reason, absl::Status status);
+  void Finish(Sequence& seq, FinishReason reason, absl::Status status);
   int BlocksFor(int tokens) const;
   // Publishes the sequence's newly completed prompt blocks to the prefix cache
   // and queues them for the store.

@@ -60,7 +60,7 @@ class Collector {
     return mu_.AwaitWithTimeout(absl::Condition(&enough), timeout);
   }
 
-  v1::FinishReason reason() {
+  FinishReason reason() {
     absl::MutexLock lock(&mu_);
     return reason_;
   }
@@ -76,7 +76,7 @@ class Collector {
     absl::MutexLock lock(&mu_);
     return memory_cached_tokens_;
   }
-  std::vector<v1::TokenLogprob> logprobs() {
+  std::vector<TokenLogprob> logprobs() {
     absl::MutexLock lock(&mu_);
     return logprobs_;
   }
@@ -94,27 +94,27 @@ class Collector {
   std::vector<int32_t> tokens_ ABSL_GUARDED_BY(mu_);
   int events_ ABSL_GUARDED_BY(mu_) = 0;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
-  v1::FinishReason reason_ ABSL_GUARDED_BY(mu_) = v1::FINISH_REASON_UNSPECIFIED;
+  FinishReason reason_ ABSL_GUARDED_BY(mu_) = FinishReason::kNotFinished;
   absl::Status status_ ABSL_GUARDED_BY(mu_);
   int cached_tokens_ ABSL_GUARDED_BY(mu_) = 0;
   int memory_cached_tokens_ ABSL_GUARDED_BY(mu_) = 0;
-  std::vector<v1::TokenLogprob> logprobs_ ABSL_GUARDED_BY(mu_);
+  std::vector<TokenLogprob> logprobs_ ABSL_GUARDED_BY(mu_);
 };
 
 // Log-probabilities of the chosen and the top alternative tokens agree. The
 // suffix of a cached prompt is computed in other chunks than a cold prompt's,
 // which moves the fp32 sums in the last bits only; 1e-4 is the model tests'
 // fp32 tolerance.
-void ExpectSameLogprobs(const std::vector<v1::TokenLogprob>& a,
-                        const std::vector<v1::TokenLogprob>& b) {
+void ExpectSameLogprobs(const std::vector<TokenLogprob>& a,
+                        const std::vector<TokenLogprob>& b) {
   ASSERT_EQ(a.size(), b.size());
   for (size_t i = 0; i < a.size(); ++i) {
-    EXPECT_EQ(a[i].token_id(), b[i].token_id()) << "token " << i;
-    EXPECT_NEAR(a[i].logprob(), b[i].logprob(), 1e-4) << "token " << i;
-    ASSERT_EQ(a[i].top_size(), b[i].top_size());
-    for (int k = 0; k < a[i].top_size(); ++k) {
-      EXPECT_EQ(a[i].top(k).token_id(), b[i].top(k).token_id());
-      EXPECT_NEAR(a[i].top(k).logprob(), b[i].top(k).logprob(), 1e-4);
+    EXPECT_EQ(a[i].token, b[i].token) << "token " << i;
+    EXPECT_NEAR(a[i].logprob, b[i].logprob, 1e-4) << "token " << i;
+    ASSERT_EQ(a[i].top.size(), b[i].top.size());
+    for (size_t k = 0; k < a[i].top.size(); ++k) {
+      EXPECT_EQ(a[i].top[k].token, b[i].top[k].token);
+      EXPECT_NEAR(a[i].top[k].logprob, b[i].top[k].logprob, 1e-4);
     }
   }
 }
@@ -197,7 +197,7 @@ TEST_F(EngineTest, ConcurrentRequestsGiveTheTokensTheyGiveAlone) {
   }
   for (size_t i = 0; i < requests.size(); ++i) {
     EXPECT_EQ(together[i].Wait(), alone[i]) << "request " << i;
-    EXPECT_EQ(together[i].reason(), v1::FINISH_REASON_LENGTH);
+    EXPECT_EQ(together[i].reason(), FinishReason::kLength);
   }
   EXPECT_EQ(pool_->used_blocks(), 0);
 }
@@ -226,7 +226,7 @@ TEST_F(EngineTest, StopsAtAStopToken) {
   auto stopped = c.Wait();
   EXPECT_EQ(stopped,
             std::vector<int32_t>(full.begin(), full.begin() + first + 1));
-  EXPECT_EQ(c.reason(), v1::FINISH_REASON_STOP_TOKEN);
+  EXPECT_EQ(c.reason(), FinishReason::kStopToken);
 }
 
 TEST_F(EngineTest, CancelEndsTheRequestAndFreesItsKv) {

@@ -1,5 +1,6 @@
 #include "engine/sampler.h"
 
+#include <algorithm>
 #include <vector>
 
 #include "kernels/sampling.h"
@@ -8,7 +9,7 @@ namespace longctx {
 
 absl::StatusOr<int32_t> SampleNextToken(const float* logits, int vocab,
                                         const GenerateParams& params, int step,
-                                        v1::TokenLogprob* logprob) {
+                                        TokenLogprob* logprob) {
   kernels::SamplingParams sampling;
   sampling.temperature = params.temperature;
   sampling.top_k = params.top_k;
@@ -19,18 +20,12 @@ absl::StatusOr<int32_t> SampleNextToken(const float* logits, int vocab,
       kernels::Sample(row, sampling, static_cast<uint64_t>(step));
   if (!chosen.ok()) return chosen.status();
   if (logprob != nullptr) {
-    logprob->set_token_id(chosen->token);
-    logprob->set_logprob(chosen->logprob);
-    if (params.top_logprobs > 0) {
-      std::vector<kernels::TokenLogprob> top(
-          static_cast<size_t>(std::min(params.top_logprobs, vocab)));
-      kernels::TopLogprobs(row, absl::MakeSpan(top));
-      for (const kernels::TokenLogprob& t : top) {
-        v1::TopLogprob* out = logprob->add_top();
-        out->set_token_id(t.token);
-        out->set_logprob(t.logprob);
-      }
-    }
+    logprob->token = chosen->token;
+    logprob->logprob = chosen->logprob;
+    logprob->top.assign(
+        static_cast<size_t>(std::max(0, std::min(params.top_logprobs, vocab))),
+        kernels::TokenLogprob{});
+    kernels::TopLogprobs(row, absl::MakeSpan(logprob->top));
   }
   return chosen->token;
 }

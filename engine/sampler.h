@@ -7,7 +7,6 @@
 
 #include "absl/status/statusor.h"
 #include "engine/engine.h"
-#include "proto/longctx.pb.h"
 
 namespace longctx {
 
@@ -18,7 +17,7 @@ namespace longctx {
 // INVALID_ARGUMENT if the logits hold no finite value (a broken model).
 absl::StatusOr<int32_t> SampleNextToken(const float* logits, int vocab,
                                         const GenerateParams& params, int step,
-                                        v1::TokenLogprob* logprob);
+                                        TokenLogprob* logprob);
 
 }  // namespace longctx
 

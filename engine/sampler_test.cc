@@ -24,18 +24,18 @@ TEST(SampleNextTokenTest, GreedyTakesTheLargestLogitWithItsLogprob) {
   GenerateParams params;
   params.temperature = 0;
   params.top_logprobs = 3;
-  v1::TokenLogprob logprob;
+  TokenLogprob logprob;
   absl::StatusOr<int32_t> token =
       SampleNextToken(logits.data(), 5, params, 0, &logprob);
   ASSERT_TRUE(token.ok()) << token.status();
   EXPECT_EQ(*token, 1);
-  EXPECT_EQ(logprob.token_id(), 1);
-  EXPECT_NEAR(logprob.logprob(), LogSoftmax(logits, 1), 1e-5);
-  ASSERT_EQ(logprob.top_size(), 3);
-  EXPECT_EQ(logprob.top(0).token_id(), 1);
-  EXPECT_EQ(logprob.top(1).token_id(), 3);
-  EXPECT_EQ(logprob.top(2).token_id(), 0);
-  EXPECT_NEAR(logprob.top(1).logprob(), LogSoftmax(logits, 3), 1e-5);
+  EXPECT_EQ(logprob.token, 1);
+  EXPECT_NEAR(logprob.logprob, LogSoftmax(logits, 1), 1e-5);
+  ASSERT_EQ(logprob.top.size(), 3u);
+  EXPECT_EQ(logprob.top[0].token, 1);
+  EXPECT_EQ(logprob.top[1].token, 3);
+  EXPECT_EQ(logprob.top[2].token, 0);
+  EXPECT_NEAR(logprob.top[1].logprob, LogSoftmax(logits, 3), 1e-5);
 }
 
 TEST(SampleNextTokenTest, TheSameSeedAndStepGiveTheSameToken) {

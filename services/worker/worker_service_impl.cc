@@ -14,6 +14,18 @@ namespace {
 
 using worker::v1::GenerateResponse;
 
+v1::FinishReason ToWire(FinishReason reason) {
+  switch (reason) {
+    case FinishReason::kLength:
+      return v1::FINISH_REASON_LENGTH;
+    case FinishReason::kStopToken:
+      return v1::FINISH_REASON_STOP_TOKEN;
+    case FinishReason::kNotFinished:
+      break;
+  }
+  return v1::FINISH_REASON_UNSPECIFIED;
+}
+
 // GenerateReactor streams one request's engine events to the gateway. Events
 // arrive on the engine's thread and queue in a state shared with the sink,
 // which outlives the reactor; one write is in flight at a time, merging queued
@@ -57,7 +69,10 @@ class GenerateReactor : public grpc::ServerWriteReactor<GenerateResponse> {
           absl::MutexLock lock(&state->mu);
           if (state->reactor == nullptr) return;
           state->pending.push_back(std::move(event));
-          if (!state->writing) state->reactor->WriteNextLocked();
+          if (state->writing) return;
+          // The reactor's state is `state`: tell the analysis it is held.
+          state->reactor->state_->mu.AssertHeld();
+          state->reactor->WriteNextLocked();
         });
     absl::MutexLock lock(&state_->mu);
     if (!id.ok()) {
@@ -138,15 +153,22 @@ class GenerateReactor : public grpc::ServerWriteReactor<GenerateResponse> {
         break;
       }
       for (int32_t token : event.tokens) response_.add_token_ids(token);
-      for (auto& logprob : event.logprobs) {
-        *response_.add_logprobs() = std::move(logprob);
+      for (const TokenLogprob& logprob : event.logprobs) {
+        v1::TokenLogprob* out = response_.add_logprobs();
+        out->set_token_id(logprob.token);
+        out->set_logprob(logprob.logprob);
+        for (const kernels::TokenLogprob& alternative : logprob.top) {
+          v1::TopLogprob* top = out->add_top();
+          top->set_token_id(alternative.token);
+          top->set_logprob(alternative.logprob);
+        }
       }
       response_.set_cached_tokens(event.cached_tokens);
       response_.set_prefill_seconds(event.prefill_seconds);
       if (event.finished) {
         last = true;
         response_.set_finished(true);
-        response_.set_finish_reason(event.finish_reason);
+        response_.set_finish_reason(ToWire(event.finish_reason));
         response_.set_decode_seconds(event.decode_seconds);
       }
       state_->pending.pop_front();

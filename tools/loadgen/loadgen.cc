@@ -104,7 +104,10 @@ class Workload {
     conversation_ = kind == "conversation";
   }
 
-  bool empty() const { return documents_.empty(); }
+  bool empty() {
+    absl::MutexLock lock(&mu_);
+    return documents_.empty();
+  }
 
   std::string Next() {
     absl::MutexLock lock(&mu_);
@@ -121,10 +124,10 @@ class Workload {
 
  private:
   absl::Mutex mu_;
-  std::mt19937_64 rng_;
-  std::vector<std::string> documents_;
-  bool conversation_ = false;
-  size_t next_ = 0;
+  std::mt19937_64 rng_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::string> documents_ ABSL_GUARDED_BY(mu_);
+  bool conversation_ = false;  // Set by the constructor only.
+  size_t next_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 struct Sample {

@@ -94,24 +94,29 @@ absl::StatusOr<ValidatedRequest> GatewayModel::PrepareRequest(
   absl::StatusOr<ValidatedRequest> validated =
       ValidateGenerateRequest(request, info_, limits, random_seed);
   if (!validated.ok()) return validated.status();
-  std::vector<int32_t> prompt;
-  std::string field = "token_ids.ids";
-  if (request.has_text()) {
-    field = "text";
-    if (request.add_bos() && info_.bos_token_id() >= 0) {
-      prompt.push_back(info_.bos_token_id());
-    }
-    absl::StatusOr<std::vector<int32_t>> ids = Encode(request.text());
-    if (!ids.ok()) return ids.status();
-    prompt.insert(prompt.end(), ids->begin(), ids->end());
-  } else {
-    prompt.assign(request.token_ids().ids().begin(),
-                  request.token_ids().ids().end());
+  // The prompt goes straight into the worker request: one copy of the ids.
+  google::protobuf::RepeatedField<int32_t>& prompt =
+      *validated->worker_request.mutable_prompt_token_ids();
+  if (!request.has_text()) {
+    // Token ids are checked before they are copied.
+    const google::protobuf::RepeatedField<int32_t>& ids =
+        request.token_ids().ids();
+    absl::Status checked =
+        CheckPromptTokens(absl::MakeConstSpan(ids.data(), ids.size()), info_,
+                          limits, "token_ids.ids");
+    if (!checked.ok()) return checked;
+    prompt = ids;
+    return validated;
   }
-  absl::Status checked = CheckPromptTokens(prompt, info_, limits, field);
+  absl::StatusOr<std::vector<int32_t>> ids = Encode(request.text());
+  if (!ids.ok()) return ids.status();
+  const bool bos = request.add_bos() && info_.bos_token_id() >= 0;
+  prompt.Reserve(static_cast<int>(ids->size()) + (bos ? 1 : 0));
+  if (bos) prompt.Add(info_.bos_token_id());
+  prompt.Add(ids->begin(), ids->end());
+  absl::Status checked = CheckPromptTokens(
+      absl::MakeConstSpan(prompt.data(), prompt.size()), info_, limits, "text");
   if (!checked.ok()) return checked;
-  validated->worker_request.mutable_prompt_token_ids()->Add(prompt.begin(),
-                                                            prompt.end());
   return validated;
 }
 

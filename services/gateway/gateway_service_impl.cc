@@ -1,5 +1,6 @@
 #include "services/gateway/gateway_service_impl.h"
 
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -94,21 +95,23 @@ GatewayServiceImpl::GatewayServiceImpl(const GatewayModel* model,
               .Add({})) {}
 
 absl::StatusOr<GatewayServiceImpl::Route> GatewayServiceImpl::Dispatch(
-    const std::vector<int32_t>& prompt,
-    worker::v1::GenerateRequest& worker_request) {
+    ValidatedRequest& request) {
   Route route;
+  worker::v1::GenerateRequest& worker_request = request.worker_request;
+  const bool reads = request.cache_read;
+  const bool writes = request.cache_write;
   std::vector<Hash128> keys;
-  Hash128 fingerprint;
-  const int block_size = pool_->block_size();
+  int block_size = 0;
   if ((routing_.router != nullptr || routing_.store != nullptr) &&
-      block_size > 0 && Hash128::FromHex(pool_->fingerprint(), &fingerprint)) {
-    keys = ChainedBlockKeys(fingerprint, prompt, block_size);
+      (reads || writes)) {
+    if (std::optional<WorkerPool::BlockKeying> keying = pool_->block_keying()) {
+      block_size = keying->block_size;
+      const auto& prompt = worker_request.prompt_token_ids();
+      keys = ChainedBlockKeys(keying->fingerprint,
+                              absl::MakeConstSpan(prompt.data(), prompt.size()),
+                              block_size);
+    }
   }
-  const v1::CachePolicy policy = worker_request.cache_policy();
-  const bool reads = policy != v1::CACHE_POLICY_DISABLED &&
-                     policy != v1::CACHE_POLICY_WRITE_ONLY;
-  const bool writes = policy != v1::CACHE_POLICY_DISABLED &&
-                      policy != v1::CACHE_POLICY_READ_ONLY;
   if (routing_.store != nullptr && reads && !keys.empty()) {
     std::vector<std::string> key_bytes;
     key_bytes.reserve(keys.size());
@@ -221,10 +224,7 @@ grpc::ServerWriteReactor<v1::GenerateResponse>* GatewayServiceImpl::Generate(
       *request, limits_, absl::Uniform<uint64_t>(random));
   if (!validated.ok()) return fail_admitted(validated.status());
 
-  const std::vector<int32_t> prompt(
-      validated->worker_request.prompt_token_ids().begin(),
-      validated->worker_request.prompt_token_ids().end());
-  absl::StatusOr<Route> route = Dispatch(prompt, validated->worker_request);
+  absl::StatusOr<Route> route = Dispatch(*validated);
   if (!route.ok()) return fail_admitted(route.status());
   validated->worker_request.set_request_id(request_id);
   GenerateCallHooks hooks;

@@ -75,10 +75,9 @@ class GatewayServiceImpl final : public v1::LongContext::CallbackService {
     int stored_prefix_tokens = 0;
   };
 
-  // Picks the group for `prompt` and counts a request on it (WorkerPool::
-  // Acquire); fills the worker request's stored-prefix hint.
-  absl::StatusOr<Route> Dispatch(const std::vector<int32_t>& prompt,
-                                 worker::v1::GenerateRequest& worker_request);
+  // Picks the group for the request's prompt and counts a request on it
+  // (WorkerPool::Acquire); fills the worker request's stored-prefix hint.
+  absl::StatusOr<Route> Dispatch(ValidatedRequest& request);
 
   // Counts a finished request in the metrics and logs its one line.
   void RecordDone(const std::string& request_id, const grpc::Status& status,

@@ -115,9 +115,15 @@ absl::StatusOr<ValidatedRequest> ValidateGenerateRequest(
     return Invalid(absl::StrCat("cache_policy ", request.cache_policy(),
                                 " is not a known CachePolicy"));
   }
-  w.set_cache_policy(request.cache_policy() == v1::CACHE_POLICY_UNSPECIFIED
-                         ? v1::CACHE_POLICY_READ_WRITE
-                         : request.cache_policy());
+  const v1::CachePolicy policy =
+      request.cache_policy() == v1::CACHE_POLICY_UNSPECIFIED
+          ? v1::CACHE_POLICY_READ_WRITE
+          : request.cache_policy();
+  w.set_cache_policy(policy);
+  out.cache_read = policy == v1::CACHE_POLICY_READ_WRITE ||
+                   policy == v1::CACHE_POLICY_READ_ONLY;
+  out.cache_write = policy == v1::CACHE_POLICY_READ_WRITE ||
+                    policy == v1::CACHE_POLICY_WRITE_ONLY;
   const v1::LogprobsOptions& logprobs = request.logprobs();
   if (logprobs.top_logprobs() < 0 ||
       logprobs.top_logprobs() > kMaxTopLogprobs) {

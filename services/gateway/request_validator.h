@@ -32,6 +32,10 @@ struct ValidatedRequest {
   worker::v1::GenerateRequest worker_request;
   // Stop strings, matched by the gateway on the generated text.
   std::vector<std::string> stop_sequences;
+  // The cache policy, decoded once: whether the request may reuse cached or
+  // stored prompt blocks, and whether its blocks may be cached and stored.
+  bool cache_read = true;
+  bool cache_write = true;
 };
 
 // ValidateGenerateRequest checks everything but the prompt's tokens. Errors are

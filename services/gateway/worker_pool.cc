@@ -82,6 +82,12 @@ void WorkerPool::ProbeOnce() {
       if (fingerprint_.empty()) {
         fingerprint_ = status.model_fingerprint();
         block_size_ = status.block_size();
+        BlockKeying keying;
+        keying.block_size = block_size_;
+        if (keying.block_size > 0 &&
+            Hash128::FromHex(fingerprint_, &keying.fingerprint)) {
+          keying_ = keying;
+        }
       }
       if (status.model_fingerprint() != fingerprint_) {
         problems[group] = absl::StrCat(
@@ -160,6 +166,11 @@ void WorkerPool::Release(int group) {
 std::string WorkerPool::fingerprint() const {
   absl::MutexLock lock(&mu_);
   return fingerprint_;
+}
+
+std::optional<WorkerPool::BlockKeying> WorkerPool::block_keying() const {
+  absl::MutexLock lock(&mu_);
+  return keying_;
 }
 
 int WorkerPool::block_size() const {

@@ -7,6 +7,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -14,6 +15,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "kvblock/hash128.h"
 #include "proto/worker.grpc.pb.h"
 #include "services/common/net_address.h"
 #include "services/common/tls.h"
@@ -85,10 +87,19 @@ class WorkerPool {
   void Release(int group);
 
   // fingerprint returns the model fingerprint (hex) the ready workers report,
-  // or
-  // "" before any was ready. A group whose ranks report another fingerprint
+  // or "" before any was ready. A group whose ranks report another fingerprint
   // than the first one seen is not ready ("serves a different model").
   std::string fingerprint() const;
+
+  // BlockKeying is what hashes a prompt's block keys: the fingerprint, parsed
+  // once when the first worker reported it, and the block size.
+  struct BlockKeying {
+    Hash128 fingerprint;
+    int block_size = 0;
+  };
+  // block_keying returns it, or nullopt before a ready worker reported a
+  // well-formed fingerprint and a positive block size.
+  std::optional<BlockKeying> block_keying() const;
 
   // block_size returns the tokens per KV block the first ready worker
   // reported, or 0 before any was ready.
@@ -111,6 +122,7 @@ class WorkerPool {
   std::function<void(bool)> on_readiness_ ABSL_GUARDED_BY(mu_);
   bool last_ready_ ABSL_GUARDED_BY(mu_) = false;
   std::string fingerprint_ ABSL_GUARDED_BY(mu_);
+  std::optional<BlockKeying> keying_ ABSL_GUARDED_BY(mu_);
   int block_size_ ABSL_GUARDED_BY(mu_) = 0;
   int next_tie_ ABSL_GUARDED_BY(mu_) = 0;  // Where Acquire's scan starts.
   std::thread prober_;

@@ -9,17 +9,12 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "services/common/testing/temp_dir.h"
 
 namespace longctx {
 namespace {
 
-std::string TempDir() {
-  const char* base = std::getenv("TEST_TMPDIR");
-  std::string dir = std::string(base ? base : "/tmp") + "/block_store_XXXXXX";
-  std::vector<char> buffer(dir.begin(), dir.end());
-  buffer.push_back('\0');
-  return mkdtemp(buffer.data());
-}
+std::string TempDir() { return testing::NewTempDir("block_store"); }
 
 std::string Key(int i) {
   std::string key(BlockStore::kKeySize, '\0');

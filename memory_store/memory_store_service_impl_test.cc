@@ -9,6 +9,7 @@
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "services/common/grpc_server.h"
+#include "services/common/testing/temp_dir.h"
 
 namespace longctx {
 namespace {
@@ -25,11 +26,7 @@ std::string Key(int i) { return std::string(15, 'k') + static_cast<char>(i); }
 class MemoryStoreServiceTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    const char* tmp = std::getenv("TEST_TMPDIR");
-    std::string dir = std::string(tmp ? tmp : "/tmp") + "/mss_XXXXXX";
-    std::vector<char> buf(dir.begin(), dir.end());
-    buf.push_back('\0');
-    store_ = *BlockStore::Open({mkdtemp(buf.data())});
+    store_ = *BlockStore::Open({testing::NewTempDir("memory_store_service")});
     MemoryStoreServiceOptions options;
     options.max_block_bytes = 16 << 20;
     service_ = std::make_unique<MemoryStoreServiceImpl>(store_.get(), options,

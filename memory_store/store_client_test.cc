@@ -15,8 +15,7 @@
 #include "gtest/gtest.h"
 #include "kvblock/block_keys.h"
 #include "kvblock/kv_block_format.h"
-#include "memory_store/block_store.h"
-#include "memory_store/memory_store_service_impl.h"
+#include "memory_store/testing/in_process_store.h"
 #include "services/common/grpc_server.h"
 
 namespace longctx {
@@ -24,32 +23,6 @@ namespace {
 
 using ::testing::AnyOf;
 using ::testing::ElementsAre;
-
-// A real memory_store shard in this process: BlockStore on a fresh temporary
-// folder, its service, and a gRPC server on a free port.
-struct ShardServer {
-  ShardServer() {
-    const char* tmp = std::getenv("TEST_TMPDIR");
-    std::string dir = std::string(tmp ? tmp : "/tmp") + "/store_client_XXXXXX";
-    std::vector<char> buf(dir.begin(), dir.end());
-    buf.push_back('\0');
-    BlockStoreOptions store_options;
-    store_options.path = mkdtemp(buf.data());
-    store = *BlockStore::Open(store_options);
-    service = std::make_unique<MemoryStoreServiceImpl>(
-        store.get(), MemoryStoreServiceOptions(), registry);
-    GrpcServerOptions server_options;
-    server_options.listen = {"127.0.0.1", 0};
-    server = *GrpcServer::Start(server_options, {service.get()});
-    address = {"127.0.0.1", server->port()};
-  }
-
-  prometheus::Registry registry;
-  std::unique_ptr<BlockStore> store;
-  std::unique_ptr<MemoryStoreServiceImpl> service;
-  std::unique_ptr<GrpcServer> server;
-  HostPort address;
-};
 
 // Key i: the chained key of a one-token block, as real callers make them.
 std::string Key(int i) {
@@ -65,15 +38,15 @@ std::string RandomBytes(size_t n, std::mt19937* rng) {
 class StoreClientTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    shards_.push_back(std::make_unique<ShardServer>());
-    shards_.push_back(std::make_unique<ShardServer>());
+    shards_.push_back(testing::InProcessStore::Start());
+    shards_.push_back(testing::InProcessStore::Start());
     options_.call_timeout = absl::Milliseconds(500);
-    client_ = *StoreClient::Create({shards_[0]->address, shards_[1]->address},
-                                   options_);
+    client_ = *StoreClient::Create(
+        {shards_[0]->address(), shards_[1]->address()}, options_);
   }
 
   StoreClientOptions options_;
-  std::vector<std::unique_ptr<ShardServer>> shards_;
+  std::vector<std::unique_ptr<testing::InProcessStore>> shards_;
   std::unique_ptr<StoreClient> client_;
 };
 
@@ -127,7 +100,8 @@ TEST_F(StoreClientTest, KeysSpreadOverBothShardsAsPlaced) {
   }
   for (int s = 0; s < 2; ++s) {
     EXPECT_GT(per_shard[s], kKeys / 5) << "shard " << s;
-    EXPECT_EQ(shards_[s]->store->Stats().blocks, per_shard[s]) << "shard " << s;
+    EXPECT_EQ(shards_[s]->store().Stats().blocks, per_shard[s])
+        << "shard " << s;
   }
   keys.push_back(Key(999));  // Never stored.
   keys.push_back("short");   // Malformed.
@@ -141,8 +115,8 @@ TEST_F(StoreClientTest, KeysSpreadOverBothShardsAsPlaced) {
       client_->Delete(absl::MakeConstSpan(keys).subspan(0, kKeys + 1));
   ASSERT_TRUE(deleted.ok()) << deleted.status();
   EXPECT_EQ(*deleted, kKeys);
-  EXPECT_EQ(shards_[0]->store->Stats().blocks, 0);
-  EXPECT_EQ(shards_[1]->store->Stats().blocks, 0);
+  EXPECT_EQ(shards_[0]->store().Stats().blocks, 0);
+  EXPECT_EQ(shards_[1]->store().Stats().blocks, 0);
   EXPECT_EQ(client_->Get(Key(100)).status().code(),
             absl::StatusCode::kNotFound);
 }
@@ -161,11 +135,11 @@ TEST_F(StoreClientTest, BadArgumentsAreInvalidArgument) {
             absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(StoreClient::Create({}, options_).status().code(),
             absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(
-      StoreClient::Create({shards_[0]->address, shards_[0]->address}, options_)
-          .status()
-          .code(),
-      absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(StoreClient::Create({shards_[0]->address(), shards_[0]->address()},
+                                options_)
+                .status()
+                .code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 TEST_F(StoreClientTest, StoppedShardsKeysAreMissesWithinTheTimeout) {
@@ -174,8 +148,7 @@ TEST_F(StoreClientTest, StoppedShardsKeysAreMissesWithinTheTimeout) {
     keys.push_back(Key(200 + i));
     ASSERT_TRUE(client_->Put(keys.back(), {"h", "layer"}).ok());
   }
-  shards_[1]->server->Shutdown(absl::ZeroDuration());
-  shards_[1]->server.reset();
+  shards_[1]->Stop();
 
   const absl::Duration limit =
       (1 + options_.max_retries) * options_.call_timeout + absl::Seconds(1);
@@ -240,7 +213,7 @@ class SilentListener {
 TEST_F(StoreClientTest, HangingShardCostsAtMostTheTimeoutPerAttempt) {
   SilentListener silent;
   std::unique_ptr<StoreClient> client = *StoreClient::Create(
-      {shards_[0]->address, {"127.0.0.1", silent.port()}}, options_);
+      {shards_[0]->address(), {"127.0.0.1", silent.port()}}, options_);
   std::vector<std::string> keys;
   for (int i = 0; i < 20; ++i) keys.push_back(Key(300 + i));
   for (const std::string& key : keys) {

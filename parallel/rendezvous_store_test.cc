@@ -6,8 +6,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "parallel/gloo_communicator.h"
-#include "services/common/grpc_server.h"
-#include "services/rendezvous/rendezvous_service_impl.h"
+#include "services/rendezvous/testing/in_process_rendezvous.h"
 
 namespace longctx {
 namespace {
@@ -17,14 +16,11 @@ using ::testing::HasSubstr;
 class RendezvousStoreTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    GrpcServerOptions options;
-    options.listen = {"127.0.0.1", 0};
-    server_ = *GrpcServer::Start(options, {&service_});
-    address_ = "127.0.0.1:" + std::to_string(server_->port());
+    rendezvous_ = testing::InProcessRendezvous::Start();
+    address_ = rendezvous_->address();
   }
 
-  RendezvousServiceImpl service_;
-  std::unique_ptr<GrpcServer> server_;
+  std::unique_ptr<testing::InProcessRendezvous> rendezvous_;
   std::string address_;
 };
 

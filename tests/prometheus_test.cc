@@ -23,6 +23,7 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "proto/longctx.grpc.pb.h"
+#include "services/common/testing/temp_dir.h"
 #include "tests/testing/generate.h"
 #include "tests/testing/process.h"
 #include "tests/testing/stack.h"
@@ -63,7 +64,7 @@ std::string FindInPath(const std::string& program) {
 class Prometheus {
  public:
   absl::Status Start(const testing::LocalStack& stack) {
-    const std::string dir = testing::TempDir("prometheus");
+    const std::string dir = testing::NewTempDir("prometheus");
     const std::string config = dir + "/prometheus.yml";
     std::string yaml =
         "global:\n"

@@ -21,6 +21,7 @@
 #include "proto/memory_store.grpc.pb.h"
 #include "proto/rendezvous.grpc.pb.h"
 #include "proto/worker.grpc.pb.h"
+#include "services/common/testing/temp_dir.h"
 #include "services/common/testing/test_pki.h"
 #include "services/common/tls.h"
 #include "tests/testing/generate.h"
@@ -50,7 +51,7 @@ double MetricSum(const std::string& page, const std::string& name) {
 class SecurityTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    const std::string dir = testing::TempDir("pki");
+    const std::string dir = testing::NewTempDir("pki");
     auto pki = testing::MakeTestPki(dir);
     ASSERT_TRUE(pki.ok()) << pki.status();
     pki_ = new testing::TestPki(*pki);
@@ -371,7 +372,7 @@ TEST_F(SecurityTest, NoTokenEverReachesALog) {
 }
 
 TEST(SecurityStartupTest, BadSecurityFlagsExitWithCode2NamingTheFlag) {
-  const std::string dir = testing::TempDir("startup");
+  const std::string dir = testing::NewTempDir("startup");
   const std::string empty_tokens = dir + "/empty-tokens";
   std::ofstream(empty_tokens) << "# nothing yet\n";
   const std::string gateway = testing::RunfilePath("services/gateway/gateway");

@@ -14,6 +14,7 @@
 #include "gtest/gtest.h"
 #include "proto/longctx.grpc.pb.h"
 #include "proto/worker.grpc.pb.h"
+#include "services/common/testing/temp_dir.h"
 #include "tests/testing/generate.h"
 #include "tests/testing/process.h"
 #include "tests/testing/stack.h"
@@ -43,7 +44,7 @@ std::vector<std::string> Concat(std::vector<std::string> a,
 class StackTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = testing::TempDir("stack");
+    dir_ = testing::NewTempDir("stack");
     model_ = dir_ + "/model";
     absl::Status made = testing::MakeTinyModel(model_);
     ASSERT_TRUE(made.ok()) << made;

@@ -11,6 +11,7 @@
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "proto/memory_store.grpc.pb.h"
+#include "services/common/testing/temp_dir.h"
 #include "tests/testing/stack.h"
 
 namespace longctx {
@@ -84,7 +85,7 @@ testing::Process StartStore(const testing::Endpoint& e, const std::string& dir,
 }
 
 TEST(StoreCrashTest, NoAcknowledgedBlockIsLostOrCorruptedByKill9) {
-  const std::string dir = testing::TempDir("crash");
+  const std::string dir = testing::NewTempDir("crash");
   testing::Endpoint e = testing::NewEndpoint();
   testing::Process store = StartStore(e, dir + "/db", dir + "/store1.log");
   auto stub = MemoryStore::NewStub(

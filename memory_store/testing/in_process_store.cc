@@ -3,9 +3,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <utility>
-#include <vector>
 
-#include "absl/strings/str_cat.h"
+#include "services/common/testing/temp_dir.h"
 
 namespace longctx::testing {
 namespace {
@@ -16,16 +15,6 @@ namespace {
 }
 
 }  // namespace
-
-std::string NewTempDir(absl::string_view prefix) {
-  const char* tmp = std::getenv("TEST_TMPDIR");
-  const std::string pattern =
-      absl::StrCat(tmp != nullptr ? tmp : "/tmp", "/", prefix, "_XXXXXX");
-  std::vector<char> buffer(pattern.begin(), pattern.end());
-  buffer.push_back('\0');
-  if (mkdtemp(buffer.data()) == nullptr) Die("cannot make " + pattern);
-  return buffer.data();
-}
 
 std::unique_ptr<InProcessStore> InProcessStore::Start(
     BlockStoreOptions options) {

@@ -1,13 +1,12 @@
-// Test fixtures: a fresh temporary folder, and a memory_store shard running
-// inside the test process (RocksDB in such a folder, its gRPC service on a
-// loopback port), for the tests of everything that offloads and restores.
+// InProcessStore: a memory_store shard running inside the test process (RocksDB
+// in a fresh temporary folder, its gRPC service on a loopback port), for the
+// tests of everything that offloads and restores.
 #ifndef LONGCTX_MEMORY_STORE_TESTING_IN_PROCESS_STORE_H_
 #define LONGCTX_MEMORY_STORE_TESTING_IN_PROCESS_STORE_H_
 
 #include <memory>
 #include <string>
 
-#include "absl/strings/string_view.h"
 #include "memory_store/block_store.h"
 #include "memory_store/memory_store_service_impl.h"
 #include "memory_store/store_client.h"
@@ -16,10 +15,6 @@
 #include "services/common/net_address.h"
 
 namespace longctx::testing {
-
-// NewTempDir makes a new, empty folder under $TEST_TMPDIR (or /tmp) whose
-// name starts with `prefix`, and returns its path. Aborts if it cannot.
-std::string NewTempDir(absl::string_view prefix);
 
 // InProcessStore is one memory_store shard in the test process. Not
 // thread-safe to Stop while others use it; its store and client are.

@@ -9,19 +9,13 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "model/folder/io_util.h"
+#include "services/common/testing/temp_dir.h"
 
 namespace longctx {
 namespace {
 
+using ::longctx::testing::NewTempDir;
 using ::testing::HasSubstr;
-
-// A fresh, empty folder per test.
-std::string NewTempDir(const std::string& name) {
-  const std::string dir = JoinPath(::testing::TempDir(), name);
-  std::string command = "rm -rf '" + dir + "' && mkdir -p '" + dir + "'";
-  EXPECT_EQ(std::system(command.c_str()), 0);
-  return dir;
-}
 
 template <typename T>
 absl::string_view Bytes(const std::vector<T>& values) {

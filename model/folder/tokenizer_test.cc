@@ -11,21 +11,16 @@
 #include "gtest/gtest.h"
 #include "model/folder/io_util.h"
 #include "model/folder/sentencepiece_training.h"
+#include "services/common/testing/temp_dir.h"
 #include "tools/make_tiny_model/tiny_model.h"
 
 namespace longctx {
 namespace {
 
+using ::longctx::testing::NewTempDir;
 using ::testing::HasSubstr;
 
 constexpr char kReplacement[] = "\xEF\xBF\xBD";
-
-std::string NewTempDir(const std::string& name) {
-  const std::string dir = JoinPath(::testing::TempDir(), name);
-  const std::string command = "rm -rf '" + dir + "' && mkdir -p '" + dir + "'";
-  EXPECT_EQ(std::system(command.c_str()), 0);
-  return dir;
-}
 
 ModelConfig ByteConfig(int vocab_size = 258) {
   ModelConfig config;

@@ -10,6 +10,7 @@
 #include "gtest/gtest.h"
 #include "proto/grpc/health/v1/health.grpc.pb.h"
 #include "services/common/grpc_server.h"
+#include "services/common/testing/temp_dir.h"
 #include "services/common/testing/test_pki.h"
 
 namespace longctx {
@@ -18,9 +19,10 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-std::string TestDir() {
-  const char* dir = std::getenv("TEST_TMPDIR");
-  return dir != nullptr ? dir : "/tmp";
+// One folder for the test's files.
+const std::string& TestDir() {
+  static const std::string* dir = new std::string(testing::NewTempDir("tls"));
+  return *dir;
 }
 
 std::string WriteFile(const std::string& name, const std::string& text) {

@@ -8,6 +8,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "services/common/testing/temp_dir.h"
 
 namespace longctx {
 namespace {
@@ -73,8 +74,7 @@ TEST(MatchesAnyTokenTest, FindsATokenAnywhereInTheList) {
 class BearerAuthTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    const char* tmp = std::getenv("TEST_TMPDIR");
-    path_ = std::string(tmp != nullptr ? tmp : "/tmp") + "/tokens";
+    path_ = testing::NewTempDir("bearer_auth") + "/tokens";
     Write("# test tokens\nold-token-1\nold-token-2\n");
   }
 

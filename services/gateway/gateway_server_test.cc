@@ -4,7 +4,7 @@
 
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
-#include "memory_store/testing/in_process_store.h"
+#include "services/common/testing/temp_dir.h"
 #include "services/worker/worker_server.h"
 #include "tests/testing/generate.h"
 #include "tools/make_tiny_model/tiny_model.h"

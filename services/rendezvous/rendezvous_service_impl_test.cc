@@ -6,8 +6,10 @@
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "services/common/grpc_server.h"
+#include "services/common/testing/temp_dir.h"
 #include "services/common/testing/test_pki.h"
 #include "services/common/tls.h"
+#include "services/rendezvous/testing/in_process_rendezvous.h"
 
 namespace longctx {
 namespace {
@@ -17,12 +19,9 @@ using ::testing::HasSubstr;
 class RendezvousServiceTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    GrpcServerOptions options;
-    options.listen = {"127.0.0.1", 0};
-    server_ = *GrpcServer::Start(options, {&service_});
-    stub_ = rendezvous::v1::Rendezvous::NewStub(
-        grpc::CreateChannel("127.0.0.1:" + std::to_string(server_->port()),
-                            grpc::InsecureChannelCredentials()));
+    rendezvous_ = testing::InProcessRendezvous::Start();
+    stub_ = rendezvous::v1::Rendezvous::NewStub(grpc::CreateChannel(
+        rendezvous_->address(), grpc::InsecureChannelCredentials()));
   }
 
   grpc::Status Set(const std::string& key, const std::string& value) {
@@ -46,8 +45,7 @@ class RendezvousServiceTest : public ::testing::Test {
     return status;
   }
 
-  RendezvousServiceImpl service_;
-  std::unique_ptr<GrpcServer> server_;
+  std::unique_ptr<testing::InProcessRendezvous> rendezvous_;
   std::unique_ptr<rendezvous::v1::Rendezvous::Stub> stub_;
 };
 
@@ -90,8 +88,7 @@ TEST_F(RendezvousServiceTest, RejectsBadKeysAndValues) {
 // The gateway's setup: TLS with optional client certificates, Rendezvous
 // only for peers that present one.
 TEST(RendezvousAuthTest, NeedsAVerifiedClientCertificate) {
-  const char* tmp = std::getenv("TEST_TMPDIR");
-  auto pki = testing::MakeTestPki(tmp != nullptr ? tmp : "/tmp");
+  auto pki = testing::MakeTestPki(testing::NewTempDir("pki"));
   ASSERT_TRUE(pki.ok()) << pki.status();
   ServerTlsOptions tls;
   tls.cert_file = pki->cert;

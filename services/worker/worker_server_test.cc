@@ -4,6 +4,7 @@
 
 #include "gtest/gtest.h"
 #include "memory_store/testing/in_process_store.h"
+#include "services/common/testing/temp_dir.h"
 #include "tests/testing/generate.h"
 #include "tools/make_tiny_model/tiny_model.h"
 

@@ -58,15 +58,6 @@ std::string RunfilePath(const std::string& workspace_relative) {
                       workspace_relative);
 }
 
-std::string TempDir(const std::string& prefix) {
-  const char* base = std::getenv("TEST_TMPDIR");
-  std::string pattern =
-      absl::StrCat(base ? base : "/tmp", "/", prefix, "_XXXXXX");
-  std::vector<char> buffer(pattern.begin(), pattern.end());
-  buffer.push_back('\0');
-  return mkdtemp(buffer.data());
-}
-
 Process::Process(Process&& other) noexcept { *this = std::move(other); }
 
 Process& Process::operator=(Process&& other) noexcept {

@@ -24,9 +24,6 @@ int FreePort();
 // runfiles, e.g. RunfilePath("services/gateway/gateway").
 std::string RunfilePath(const std::string& workspace_relative);
 
-// TempDir returns a new empty folder under the test's temporary directory.
-std::string TempDir(const std::string& prefix);
-
 // Process is a child process. The destructor kills (SIGKILL) and reaps it if it
 // is still running, so a failing test never leaves processes behind.
 class Process {

@@ -9,6 +9,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
+#include "services/common/testing/temp_dir.h"
 
 namespace longctx::testing {
 
@@ -73,7 +74,7 @@ absl::Status WaitForReadyGroups(int metrics_port, int groups,
 }  // namespace
 
 absl::Status LocalStack::Start(const StackOptions& options) {
-  dir_ = TempDir("stack");
+  dir_ = NewTempDir("stack");
   model_dir_ = dir_ + "/model";
   absl::Status status = MakeTinyModel(model_dir_, options.model_flags);
   if (!status.ok()) return status;

@@ -10,18 +10,13 @@
 #include "model/folder/model_config.h"
 #include "model/folder/safetensors.h"
 #include "nlohmann/json.hpp"
+#include "services/common/testing/temp_dir.h"
 
 namespace longctx {
 namespace {
 
+using ::longctx::testing::NewTempDir;
 using ::testing::HasSubstr;
-
-std::string NewTempDir(const std::string& name) {
-  const std::string dir = JoinPath(::testing::TempDir(), name);
-  const std::string command = "rm -rf '" + dir + "' && mkdir -p '" + dir + "'";
-  EXPECT_EQ(std::system(command.c_str()), 0);
-  return dir;
-}
 
 std::string Contents(const std::string& path) {
   absl::StatusOr<std::string> content = ReadFile(path);

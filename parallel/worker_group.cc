@@ -14,6 +14,27 @@
 #include "services/common/logging.h"
 
 namespace longctx {
+namespace {
+
+RingStats Plus(RingStats a, const RingStats& b) {
+  a.steps += b.steps;
+  a.bytes_sent += b.bytes_sent;
+  a.ring_bytes_sent += b.ring_bytes_sent;
+  a.wait_seconds += b.wait_seconds;
+  a.attention_seconds += b.attention_seconds;
+  return a;
+}
+
+RingStats Minus(RingStats a, const RingStats& b) {
+  a.steps -= b.steps;
+  a.bytes_sent -= b.bytes_sent;
+  a.ring_bytes_sent -= b.ring_bytes_sent;
+  a.wait_seconds -= b.wait_seconds;
+  a.attention_seconds -= b.attention_seconds;
+  return a;
+}
+
+}  // namespace
 WorkerGroup::WorkerGroup(
     const WorkerGroupOptions& options, LlamaModel* model, KvBlockPool* pool,
     KvOffloader* io,
@@ -59,14 +80,21 @@ KvStoreIo* WorkerGroup::store_io() {
 }
 
 RingStats WorkerGroup::stats() const {
-  if (leader_ != nullptr) return leader_->stats();
+  // The leader's current generation first: Lead adds it to stats_ when it
+  // ends, under mu_, after the leader has detached it.
+  const RingStats current = leader_ != nullptr ? leader_->stats() : RingStats();
   absl::MutexLock lock(&mu_);
-  return stats_;
+  return Plus(stats_, current);
 }
 
 bool WorkerGroup::stopping() const {
   absl::MutexLock lock(&mu_);
   return stopping_;
+}
+
+void WorkerGroup::AddStats(const RingStats& more) {
+  absl::MutexLock lock(&mu_);
+  stats_ = Plus(stats_, more);
 }
 
 void WorkerGroup::SetReady(bool ready, const std::string& why) {
@@ -169,13 +197,13 @@ void WorkerGroup::Lead(std::unique_ptr<Communicator> comm) {
     Log(LogLevel::kWarning, "%s broke up: %s; forming it again",
         options_.group_id, why);
     SetReady(false, why);
-    leader_->Detach(why);
+    AddStats(leader_->Detach(why));
   }
   // When stopping, the destructor sends the other ranks kStop first; the
   // communicator lives until then.
   if (stopping()) {
     leader_->Stop();
-    leader_->Detach("the worker is stopping");
+    AddStats(leader_->Detach("the worker is stopping"));
   }
 }
 
@@ -183,6 +211,7 @@ void WorkerGroup::Follow(std::unique_ptr<Communicator> comm) {
   RingStep ring(model_, pool_, comm.get(), options_.ring);
   SetReady(true, "");
   std::string why;
+  RingStats counted;  // Of this generation, already in stats_.
   while (!stopping()) {
     auto plan = RecvStepPlan(*comm, options_.heartbeat * 10);
     if (!plan.ok()) {
@@ -206,14 +235,12 @@ void WorkerGroup::Follow(std::unique_ptr<Communicator> comm) {
       continue;
     }
     absl::Status status = ring.Run(*plan, nullptr);
+    AddStats(Minus(ring.stats(), counted));
+    counted = ring.stats();
     if (!status.ok()) {
       why = absl::StrCat("a step failed: ", status.message());
       break;
     }
-  }
-  {
-    absl::MutexLock lock(&mu_);
-    stats_ = ring.stats();
   }
   if (!stopping()) {
     Log(LogLevel::kWarning, "%s broke up: %s; forming it again",

@@ -77,7 +77,8 @@ class WorkerGroup {
   // which every rank does for the blocks it holds.
   KvStoreIo* store_io();
 
-  // Counters of this rank's ring traffic (bytes sent, waits).
+  // Counters of this rank's ring traffic (steps, bytes sent, waits) since it
+  // started, over every generation of its group; current after each step.
   RingStats stats() const;
 
  private:
@@ -87,6 +88,7 @@ class WorkerGroup {
   void Follow(std::unique_ptr<Communicator> comm);
   bool stopping() const;
   void SetReady(bool ready, const std::string& why);
+  void AddStats(const RingStats& more);
 
   const WorkerGroupOptions options_;
   LlamaModel* const model_;
@@ -99,6 +101,8 @@ class WorkerGroup {
   mutable absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool done_ ABSL_GUARDED_BY(mu_) = false;  // Run has returned.
+  // Followers: every generation's counters, the current one's included.
+  // Leader: the ended generations' (the current one's are the leader's).
   RingStats stats_ ABSL_GUARDED_BY(mu_);
   std::thread thread_;
 };

@@ -10,7 +10,7 @@
 
 #include "absl/synchronization/mutex.h"
 #include "engine/kv_offloader.h"
-#include "engine/testing/gated_proxy.h"
+#include "services/common/testing/gated_proxy.h"
 #include "engine/testing/staged_memory.h"
 #include "gtest/gtest.h"
 #include "kvblock/block_keys.h"

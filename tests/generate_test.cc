@@ -318,11 +318,12 @@ TEST_F(GenerateTest, TheGatewayBenchmarkTimesBothPaths) {
       {testing::RunfilePath("tools/bench_gateway/bench_gateway"),
        "--gateway=" + stack_->gateway().address(),
        absl::StrCat("--workers=127.0.0.1:", testing::FreePort()),
-       "--requests=1", "--warmup_requests=0"},
+       "--requests=1", "--warmup_requests=0", "--wait_ready_seconds=1"},
       "", &out);
   ASSERT_TRUE(rc.ok());
   EXPECT_EQ(*rc, 1) << out;
-  EXPECT_THAT(out, HasSubstr("via the worker failed: UNAVAILABLE"));
+  EXPECT_THAT(out, HasSubstr("the stack is not serving: UNAVAILABLE: worker "
+                             "127.0.0.1:"));
 }
 
 TEST_F(GenerateTest, ASecondRequestOverTheSameDocumentIsServedFromTheStore) {

@@ -174,7 +174,9 @@ int Run() {
   }
   Paths paths(absl::GetFlag(FLAGS_gateway), workers);
 
-  // Wait for the stack: the model's vocabulary, then one served request.
+  // Wait for the stack: the model's vocabulary, then one served request
+  // through the gateway and one by each worker (the gateway serves once any
+  // group is ready; the others may still be loading).
   const absl::Time ready_by =
       absl::Now() + absl::Seconds(absl::GetFlag(FLAGS_wait_ready_seconds));
   absl::Status last = absl::UnknownError("not tried");
@@ -188,6 +190,15 @@ int Run() {
       }
       paths.SetPrompt(ids, max_new_tokens);
       last = paths.ThroughGateway().status();
+      for (size_t w = 0; last.ok() && w < workers.size(); ++w) {
+        const absl::Status direct =
+            paths.ToWorker(static_cast<int>(w)).status();
+        if (!direct.ok()) {
+          last = absl::Status(
+              direct.code(),
+              absl::StrCat("worker ", workers[w], ": ", direct.message()));
+        }
+      }
       if (last.ok()) break;
     } else {
       last = info.status();

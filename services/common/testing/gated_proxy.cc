@@ -1,4 +1,4 @@
-#include "engine/testing/gated_proxy.h"
+#include "services/common/testing/gated_proxy.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>

@@ -3,8 +3,8 @@
 // on it relays bytes both ways between each connection and a real server on
 // the upstream port. A test points a client at the proxy to make that server
 // as slow as it wants, for as long as it wants, without touching the server.
-#ifndef LONGCTX_ENGINE_TESTING_GATED_PROXY_H_
-#define LONGCTX_ENGINE_TESTING_GATED_PROXY_H_
+#ifndef LONGCTX_SERVICES_COMMON_TESTING_GATED_PROXY_H_
+#define LONGCTX_SERVICES_COMMON_TESTING_GATED_PROXY_H_
 
 #include <memory>
 #include <thread>
@@ -56,4 +56,4 @@ class GatedProxy {
 
 }  // namespace longctx::testing
 
-#endif  // LONGCTX_ENGINE_TESTING_GATED_PROXY_H_
+#endif  // LONGCTX_SERVICES_COMMON_TESTING_GATED_PROXY_H_

@@ -52,15 +52,11 @@ Hash128 ReadHash(absl::string_view bytes, size_t offset) {
   return Hash128{ReadU64(bytes, offset), ReadU64(bytes, offset + 8)};
 }
 
-const char* DtypeName(KvDtype dtype) {
-  return dtype == KvDtype::kF16 ? "f16" : "f32";
-}
-
 std::string LayoutString(const KvLayout& layout) {
   return absl::StrCat("{layers ", layout.num_layers, ", kv_heads ",
                       layout.num_kv_heads, ", head_dim ", layout.head_dim,
                       ", block_size ", layout.block_size, ", dtype ",
-                      DtypeName(layout.dtype), "}");
+                      KvDtypeName(layout.dtype), "}");
 }
 
 // CheckLayout says whether a layout can be stored; `what` names its origin.

@@ -11,4 +11,8 @@ absl::StatusOr<KvDtype> ParseKvDtype(const std::string& text) {
       absl::StrCat("KV cache dtype \"", text, "\" is not f16 or f32"));
 }
 
+const char* KvDtypeName(KvDtype dtype) {
+  return dtype == KvDtype::kF16 ? "f16" : "f32";
+}
+
 }  // namespace longctx

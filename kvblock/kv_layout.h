@@ -13,8 +13,9 @@ namespace longctx {
 // KvDtype is the element type of cached keys and values.
 enum class KvDtype { kF16, kF32 };
 
-// ParseKvDtype accepts "f16" and "f32".
+// ParseKvDtype accepts "f16" and "f32"; KvDtypeName gives them back.
 absl::StatusOr<KvDtype> ParseKvDtype(const std::string& text);
+const char* KvDtypeName(KvDtype dtype);
 
 // KvLayout is the shape of one block.
 struct KvLayout {

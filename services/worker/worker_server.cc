@@ -51,7 +51,7 @@ absl::StatusOr<std::unique_ptr<WorkerServer>> WorkerServer::Start(
       source->dir, source->architecture, source->fingerprint_hex,
       source->shape.num_layers, source->shape.hidden_size,
       server->loaded_.description, pool->capacity(), pool->layout().block_size,
-      pool->layout().dtype == KvDtype::kF16 ? "f16" : "f32");
+      KvDtypeName(pool->layout().dtype));
 
   EngineOptions engine_options = o.engine;
   server->engine_metrics_ =

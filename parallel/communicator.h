@@ -32,6 +32,10 @@ class Communicator {
     // WaitFor is Wait with its own limit (a rank idling until the next step
     // waits longer than any transfer may take).
     virtual absl::Status WaitFor(absl::Duration timeout) { return Wait(); }
+    // Abort makes a Wait in progress on another thread, or the next one,
+    // return ABORTED at once. Thread-safe. The default does nothing (the op's
+    // own timeout still binds).
+    virtual void Abort() {}
   };
 
   virtual ~Communicator() = default;

@@ -59,6 +59,14 @@ class GlooOp : public Communicator::PendingOp {
 
   absl::Status Wait() override { return WaitFor(timeout_); }
 
+  void Abort() override {
+    if (is_send_) {
+      buffer_->abortWaitSend();
+    } else {
+      buffer_->abortWaitRecv();
+    }
+  }
+
   absl::Status WaitFor(absl::Duration timeout) override {
     done_ = true;
     const std::string what =

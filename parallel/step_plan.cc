@@ -162,11 +162,15 @@ absl::Status SendStepPlan(Communicator& comm, const StepPlan& plan) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<StepPlan> RecvStepPlan(Communicator& comm, absl::Duration wait) {
+absl::StatusOr<StepPlan> RecvStepPlan(
+    Communicator& comm, absl::Duration wait,
+    const std::function<void(Communicator::PendingOp*)>& watch) {
   uint64_t size = 0;
   auto op = comm.Irecv(&size, sizeof(size), 0, kPlanSizeTag);
   if (!op.ok()) return op.status();
+  if (watch) watch(op->get());
   absl::Status status = (*op)->WaitFor(wait);
+  if (watch) watch(nullptr);
   if (!status.ok()) return status;
   if (size > (uint64_t{1} << 32)) {
     return absl::InvalidArgumentError(

@@ -7,6 +7,7 @@
 #define LONGCTX_PARALLEL_STEP_PLAN_H_
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -61,9 +62,14 @@ std::string EncodeStepPlan(const StepPlan& plan);
 absl::StatusOr<StepPlan> DecodeStepPlan(absl::string_view bytes);
 
 // SendStepPlan sends `plan` from rank 0 to every other rank; RecvStepPlan
-// receives it on a rank > 0, waiting at most `wait` for it to start.
+// receives it on a rank > 0, waiting at most `wait` for it to start. While it
+// waits, `watch` (when set) holds the pending receive, so that another thread
+// may Abort it: watch(op) before the wait, watch(nullptr) after it, before
+// the op is destroyed.
 absl::Status SendStepPlan(Communicator& comm, const StepPlan& plan);
-absl::StatusOr<StepPlan> RecvStepPlan(Communicator& comm, absl::Duration wait);
+absl::StatusOr<StepPlan> RecvStepPlan(
+    Communicator& comm, absl::Duration wait,
+    const std::function<void(Communicator::PendingOp*)>& watch = nullptr);
 
 }  // namespace longctx
 

@@ -59,18 +59,21 @@ WorkerGroup::~WorkerGroup() {
     stopping_ = true;
   }
   if (leader_ != nullptr) leader_->Stop();
-  // A follower may sit in a receive until the leader's next message (at most
-  // ten heartbeats); it is not waited for past a short grace, since the
-  // process is ending.
-  absl::MutexLock lock(&mu_);
-  auto done = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return done_; };
-  if (mu_.AwaitWithTimeout(absl::Condition(&done), absl::Seconds(3))) {
-    mu_.Unlock();
-    thread_.join();
-    mu_.Lock();
-  } else {
-    thread_.detach();
+  {
+    // A follower waiting for the leader's next plan stops waiting now.
+    absl::MutexLock lock(&mu_);
+    if (pending_recv_ != nullptr) pending_recv_->Abort();
+    // Anything else the thread may be in (a step's transfer, a restore,
+    // forming a group) ends within its own timeout.
+    auto done = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return done_; };
+    if (!mu_.AwaitWithTimeout(absl::Condition(&done), absl::Seconds(3))) {
+      Log(LogLevel::kWarning,
+          "%s: waiting for the group's thread to end its transfer (at most "
+          "--group_op_timeout_seconds or --group_form_timeout_seconds)",
+          options_.group_id);
+    }
   }
+  thread_.join();
 }
 
 ForwardModel* WorkerGroup::forward_model() { return leader_.get(); }
@@ -213,7 +216,12 @@ void WorkerGroup::Follow(std::unique_ptr<Communicator> comm) {
   std::string why;
   RingStats counted;  // Of this generation, already in stats_.
   while (!stopping()) {
-    auto plan = RecvStepPlan(*comm, options_.heartbeat * 10);
+    auto plan = RecvStepPlan(*comm, options_.heartbeat * 10,
+                             [this](Communicator::PendingOp* op) {
+                               absl::MutexLock lock(&mu_);
+                               pending_recv_ = op;
+                               if (op != nullptr && stopping_) op->Abort();
+                             });
     if (!plan.ok()) {
       why = absl::StrCat("lost the leader: ", plan.status().message());
       break;

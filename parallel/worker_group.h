@@ -101,6 +101,9 @@ class WorkerGroup {
   mutable absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool done_ ABSL_GUARDED_BY(mu_) = false;  // Run has returned.
+  // Follower: the receive of the leader's next plan while it waits for it,
+  // which the destructor aborts.
+  Communicator::PendingOp* pending_recv_ ABSL_GUARDED_BY(mu_) = nullptr;
   // Followers: every generation's counters, the current one's included.
   // Leader: the ended generations' (the current one's are the leader's).
   RingStats stats_ ABSL_GUARDED_BY(mu_);

@@ -117,7 +117,8 @@ class WorkerGroupTest : public ::testing::Test {
   }
 
   std::unique_ptr<Rank> StartRank(
-      int rank, int size, absl::Duration form_timeout = absl::Seconds(5)) {
+      int rank, int size, absl::Duration form_timeout = absl::Seconds(5),
+      absl::Duration heartbeat = absl::Milliseconds(50)) {
     WorkerGroupOptions options;
     options.group_id = "group-test";
     options.rank = rank;
@@ -125,7 +126,7 @@ class WorkerGroupTest : public ::testing::Test {
     options.rendezvous_address = rendezvous_->address();
     options.form_timeout = form_timeout;
     options.op_timeout = absl::Seconds(10);
-    options.heartbeat = absl::Milliseconds(50);
+    options.heartbeat = heartbeat;
     return std::make_unique<Rank>(random_, options);
   }
 
@@ -205,6 +206,20 @@ TEST_F(WorkerGroupTest, ALostRankBreaksTheGroupUntilItComesBack) {
   ASSERT_TRUE(follower->WaitReady(true)) << follower->why();
   ExpectSame(Generate(group.forward_model(), group.group_pool(), prompt, 4),
              OneRank(prompt, 4));
+}
+
+TEST_F(WorkerGroupTest, AFollowerStopsWithoutWaitingForTheNextPlan) {
+  // Pings every 5 s: a follower waits up to 50 s for the next one.
+  const absl::Duration heartbeat = absl::Seconds(5);
+  std::unique_ptr<Rank> leader = StartRank(0, 2, absl::Seconds(5), heartbeat);
+  std::unique_ptr<Rank> follower = StartRank(1, 2, absl::Seconds(5), heartbeat);
+  ASSERT_TRUE(leader->WaitReady(true)) << leader->why();
+  ASSERT_TRUE(follower->WaitReady(true)) << follower->why();
+  const absl::Time start = absl::Now();
+  follower.reset();
+  // Its receive was aborted at once: not waited out (50 s), nor given up on
+  // after a grace (the thread used to be left running after 3 s).
+  EXPECT_LT(absl::Now() - start, absl::Seconds(2));
 }
 
 TEST_F(WorkerGroupTest, AGroupMissingARankNeverFormsAndSaysSo) {

@@ -4,10 +4,9 @@
 
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
-#include "services/common/testing/temp_dir.h"
+#include "services/worker/testing/tiny_worker.h"
 #include "services/worker/worker_server.h"
 #include "tests/testing/generate.h"
-#include "tools/make_tiny_model/tiny_model.h"
 
 namespace longctx {
 namespace {
@@ -17,15 +16,8 @@ namespace {
 class GatewayServerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    model_dir_ = testing::NewTempDir("gateway_server_model");
-    ASSERT_TRUE(WriteTinyModel(*TinyModelPreset("tiny"), model_dir_).ok());
-    WorkerServerOptions worker;
-    worker.grpc.listen = {"127.0.0.1", 0};
-    worker.metrics_address = {"127.0.0.1", 0};
-    worker.model_dir = model_dir_;
-    worker.device.kv_cache_bytes = size_t{64} << 20;
-    worker.device.kv_cache_prefault = false;
-    auto started = WorkerServer::Start(worker);
+    model_dir_ = testing::NewTinyModelDir("gateway_server_model");
+    auto started = WorkerServer::Start(testing::TinyWorkerOptions(model_dir_));
     ASSERT_TRUE(started.ok()) << started.status();
     worker_ = *std::move(started);
   }

@@ -4,9 +4,8 @@
 
 #include "gtest/gtest.h"
 #include "memory_store/testing/in_process_store.h"
-#include "services/common/testing/temp_dir.h"
+#include "services/worker/testing/tiny_worker.h"
 #include "tests/testing/generate.h"
-#include "tools/make_tiny_model/tiny_model.h"
 
 namespace longctx {
 namespace {
@@ -15,19 +14,11 @@ namespace {
 class WorkerServerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    model_dir_ = testing::NewTempDir("worker_server_model");
-    ASSERT_TRUE(WriteTinyModel(*TinyModelPreset("tiny"), model_dir_).ok());
+    model_dir_ = testing::NewTinyModelDir("worker_server_model");
   }
 
   WorkerServerOptions Options() {
-    WorkerServerOptions o;
-    o.grpc.listen = {"127.0.0.1", 0};
-    o.metrics_address = {"127.0.0.1", 0};
-    o.model_dir = model_dir_;
-    o.device.block_size = 16;
-    o.device.kv_cache_bytes = size_t{64} << 20;
-    o.device.kv_cache_prefault = false;
-    return o;
+    return testing::TinyWorkerOptions(model_dir_);
   }
 
   std::string model_dir_;

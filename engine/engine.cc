@@ -24,9 +24,9 @@ struct Engine::Sequence {
   double decode_seconds = 0;
   bool cancelled = false;
   absl::Time submitted = absl::Now();
-  // Keys (KeyBytes) of the prompt's full blocks; empty when the request uses
-  // no cache.
-  std::vector<std::string> keys;
+  // Keys of the prompt's full blocks in the request's namespace; empty when
+  // the request uses no cache.
+  std::vector<BlockKey> keys;
   int hot_blocks = 0;      // Leading blocks shared from the prefix cache.
   int stored_blocks = 0;   // Blocks after those, restored from the store.
   int restorable = 0;      // Blocks the restore asks the store for.
@@ -82,9 +82,9 @@ void Engine::CacheCompletedBlocks(Sequence& seq) {
   if (options_.prefix_cache) {
     for (int i = seq.published_upto; i < full; ++i) {
       // A block restored from the store is known to be there.
-      if (pool_->Publish(seq.keys[i], seq.blocks[i]) &&
+      if (pool_->Publish(seq.keys[i].key, seq.blocks[i]) &&
           i < seq.hot_blocks + seq.stored_blocks) {
-        pool_->MarkStored(seq.keys[i]);
+        pool_->MarkStored(seq.keys[i].key);
       }
     }
     seq.published_upto = std::max(seq.published_upto, full);
@@ -103,9 +103,11 @@ int Engine::BlocksFor(int tokens) const {
 }
 
 absl::StatusOr<int64_t> Engine::Submit(GenerateParams params, TokenSink sink) {
-  const int total =
-      static_cast<int>(params.prompt.size()) + params.max_new_tokens;
-  const int needed = BlocksFor(total);
+  // In 64 bits: a caller's max_new_tokens near INT_MAX must not wrap.
+  const int64_t total = static_cast<int64_t>(params.prompt.size()) +
+                        std::max(0, params.max_new_tokens);
+  const int64_t block_size = pool_->layout().block_size;
+  const int64_t needed = (total + block_size - 1) / block_size;
   if (needed > pool_->capacity()) {
     return absl::ResourceExhaustedError(absl::StrCat(
         "prompt (", params.prompt.size(), " tokens) + max_new_tokens (",
@@ -121,10 +123,9 @@ absl::StatusOr<int64_t> Engine::Submit(GenerateParams params, TokenSink sink) {
   // The keys are hashed here, on the caller's thread, not the engine's.
   if ((seq->params.cache_read || seq->params.cache_write) &&
       (options_.prefix_cache || options_.offloader != nullptr)) {
-    for (const Hash128& key : ChainedBlockKeys(
-             options_.fingerprint, seq->tokens, pool_->layout().block_size)) {
-      seq->keys.push_back(KeyBytes(key));
-    }
+    seq->keys = ChainedBlockKeys(
+        BlockKeySeed(options_.fingerprint, seq->params.cache_namespace),
+        seq->tokens, pool_->layout().block_size);
   }
   absl::MutexLock lock(&mu_);
   if (stopping_) return absl::UnavailableError("the worker is shutting down");
@@ -247,7 +248,7 @@ std::vector<std::unique_ptr<Engine::Sequence>> Engine::AdmitLocked() {
       const int shareable = std::min(static_cast<int>(next.keys.size()),
                                      (next.prompt_size() - 1) / b);
       for (int i = 0; i < shareable; ++i) {
-        const int block = pool_->Lookup(next.keys[i]);
+        const int block = pool_->Lookup(next.keys[i].key);
         if (block < 0) break;
         shared.push_back(block);
       }

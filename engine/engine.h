@@ -57,7 +57,8 @@ struct EngineOptions {
   // Moves prompt blocks to and from the memory store; null runs without a
   // store. Not owned.
   KvStoreIo* offloader = nullptr;
-  // Seeds the block keys (the model fingerprint).
+  // Seeds the block keys, with each request's cache namespace (the model
+  // fingerprint).
   Hash128 fingerprint;
   // Whether full prompt blocks stay in the KV pool after their request, for
   // later requests that share the prefix (--prefix_cache). Default: true.
@@ -83,6 +84,9 @@ struct GenerateParams {
   // new ones.
   bool cache_read = true;
   bool cache_write = true;
+  // The cache namespace (kvblock/block_keys.h): blocks are shared, cached
+  // and stored only between requests of the same namespace.
+  std::string cache_namespace;
   // The caller's deadline: a request still waiting to start then leaves the
   // queue with DEADLINE_EXCEEDED.
   absl::Time deadline = absl::InfiniteFuture();

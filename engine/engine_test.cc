@@ -10,7 +10,6 @@
 
 #include "absl/synchronization/mutex.h"
 #include "engine/kv_offloader.h"
-#include "services/common/testing/gated_proxy.h"
 #include "engine/testing/staged_memory.h"
 #include "gtest/gtest.h"
 #include "kvblock/block_keys.h"
@@ -21,6 +20,7 @@
 #include "model/llama_model.h"
 #include "model/testing/random_llama.h"
 #include "services/common/grpc_server.h"
+#include "services/common/testing/gated_proxy.h"
 
 namespace longctx {
 namespace {
@@ -601,6 +601,35 @@ TEST_F(EngineStoreTest, RestoredPrefixGivesTheSameTokensAsRecompute) {
   EXPECT_EQ(cached, 32);
 }
 
+// Requests of different cache namespaces (tenants) never share blocks, hot or
+// stored: a tenant's second request is served from its own blocks only, and
+// another tenant's request over the same prompt sees no cached token.
+TEST_F(EngineStoreTest, NamespacesNeverShareBlocks) {
+  GenerateParams a = Greedy(testing::RandomTokens(100, 97, 33), 6);
+  a.cache_namespace = "tenant-a";
+  GenerateParams b = a;
+  b.cache_namespace = "tenant-b";
+  auto [a_cold, a_cold_cached] = Run(a);
+  EXPECT_EQ(a_cold_cached, 0);
+  auto [b_cold, b_cold_cached] = Run(b);  // Hot for a, not for b.
+  EXPECT_EQ(b_cold_cached, 0);
+  EXPECT_EQ(b_cold, a_cold);
+  EXPECT_EQ(store_->Stats().blocks, 12);  // 6 blocks per namespace.
+  auto [a_hot, a_hot_cached] = Run(a);
+  EXPECT_EQ(a_hot_cached, 96);
+
+  Restart();
+  GenerateParams c = a;
+  c.cache_namespace = "tenant-c";
+  auto [c_tokens, c_cached] = Run(c);
+  EXPECT_EQ(c_cached, 0);
+  EXPECT_EQ(c_tokens, a_cold);
+  EXPECT_EQ(Counter("longctx_restore_blocks_total"), 0);
+  auto [b_restored, b_restored_cached] = Run(b);
+  EXPECT_EQ(b_restored_cached, 96);
+  EXPECT_EQ(b_restored, a_cold);
+}
+
 TEST_F(EngineStoreTest, ColdRestoredAndHotGiveTheSameTokensAndLogprobs) {
   GenerateParams params =
       GreedyWithLogprobs(testing::RandomTokens(100, 97, 60), 12);
@@ -706,13 +735,15 @@ TEST_F(EngineStoreTest, ACorruptedStoredBlockIsRecomputedNeverServed) {
   GenerateParams params = Greedy(testing::RandomTokens(100, 97, 31), 12);
   auto [cold, unused] = Run(params);
   // Flip one byte in layer 1 (part 2) of the third block.
-  auto keys = ChainedBlockKeys(kFingerprint, params.prompt, 16);
-  const std::string key = KeyBytes(keys[2]);
+  auto keys =
+      ChainedBlockKeys(BlockKeySeed(kFingerprint, ""), params.prompt, 16);
+  const std::string key = keys[2].key;
   const int num_parts = *store_->NumParts(key);
   std::vector<std::string> parts(num_parts);
   for (int p = 0; p < num_parts; ++p)
     ASSERT_TRUE(store_->GetPart(key, p, &parts[p]).ok());
   parts[2][parts[2].size() / 2] ^= 0x40;
+  ASSERT_TRUE(store_->Delete({key}).ok());  // A Put never replaces a block.
   ASSERT_TRUE(store_->Put(key, parts).ok());
 
   Restart();

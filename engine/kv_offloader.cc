@@ -50,6 +50,10 @@ KvOffloader::KvOffloader(StoreClient* client, KvBlockPool* pool,
                  "KV blocks not offloaded because the offload queue was full.");
   offload_failed_ = NewCounter(registry, "longctx_offload_failed_blocks_total",
                                "KV blocks whose write to the store failed.");
+  offload_conflicts_ = NewCounter(
+      registry, "longctx_offload_conflicts_total",
+      "KV blocks not offloaded because the store holds another block under "
+      "their key (it is never replaced).");
   restored_blocks_ = NewCounter(registry, "longctx_restore_blocks_total",
                                 "KV blocks restored from the memory store.");
   restored_bytes_ = NewCounter(registry, "longctx_restore_bytes_total",
@@ -70,19 +74,18 @@ KvOffloader::~KvOffloader() {
   thread_.join();
 }
 
-bool KvOffloader::Offload(const std::string& key, int block, int token_count) {
+bool KvOffloader::Offload(const BlockKey& id, int block, int token_count) {
   absl::MutexLock lock(&mu_);
   if (static_cast<int>(queue_.size()) >= options_.max_queued_blocks) {
     Add(offload_dropped_, 1);
     return false;
   }
   pool_->Ref(block);
-  queue_.push_back(Job{key, block, token_count});
+  queue_.push_back(Job{id, block, token_count});
   return true;
 }
 
-bool KvOffloader::OffloadCopy(const std::string& key, int block,
-                              int token_count) {
+bool KvOffloader::OffloadCopy(const BlockKey& id, int block, int token_count) {
   absl::MutexLock lock(&mu_);
   if (static_cast<int>(queue_.size()) >= options_.max_queued_blocks) {
     Add(offload_dropped_, 1);
@@ -96,7 +99,7 @@ bool KvOffloader::OffloadCopy(const std::string& key, int block,
         std::string(status.message()));
     return false;
   }
-  queue_.push_back(Job{key, block, token_count, std::move(copy)});
+  queue_.push_back(Job{id, block, token_count, std::move(copy)});
   return true;
 }
 
@@ -146,19 +149,24 @@ void KvOffloader::Loop() {
       }
     }
     absl::StatusOr<std::vector<std::string>> parts =
-        status.ok() ? EncodeKvBlock(pool_->layout(), fingerprint_,
+        status.ok() ? EncodeKvBlock(pool_->layout(), fingerprint_, job.id,
                                     job.token_count, bytes)
                     : absl::StatusOr<std::vector<std::string>>(status);
     if (job.copy.empty()) pool_->Unref(job.block);
     status = parts.status();
-    if (status.ok()) status = client_->Put(job.key, *parts);
+    if (status.ok()) status = client_->Put(job.id.key, *parts);
     if (status.ok()) {
       // The pool's copy (if it still caches one) may now be dropped first.
-      pool_->MarkStored(job.key);
+      pool_->MarkStored(job.id.key);
       Add(offloaded_blocks_, 1);
       double bytes = 0;
       for (const std::string& part : *parts) bytes += part.size();
       Add(offloaded_bytes_, bytes);
+    } else if (absl::IsAlreadyExists(status)) {
+      // Another block under this key came first: the same prefix computed
+      // with other rounding (another device), or a forgery that the reader's
+      // checks refuse. Either way the store keeps what it has.
+      Add(offload_conflicts_, 1);
     } else {
       Add(offload_failed_, 1);
       Log(LogLevel::kWarning, "offload of a KV block failed: %s",
@@ -170,10 +178,13 @@ void KvOffloader::Loop() {
   }
 }
 
-int KvOffloader::Restore(absl::Span<const std::string> keys,
+int KvOffloader::Restore(absl::Span<const BlockKey> ids,
                          absl::Span<const int> blocks) {
-  if (keys.empty()) return 0;
+  if (ids.empty()) return 0;
   const absl::Time start = absl::Now();
+  std::vector<std::string> keys;
+  keys.reserve(ids.size());
+  for (const BlockKey& id : ids) keys.push_back(id.key);
   const std::vector<bool> present = client_->Contains(keys);
   int candidates = 0;
   while (candidates < static_cast<int>(keys.size()) && present[candidates]) {
@@ -259,7 +270,7 @@ int KvOffloader::Restore(absl::Span<const std::string> keys,
     const bool in_place = pool_->host_accessible();
     if (!in_place) restore_staging.resize(pool_->layout().BlockBytes());
     absl::StatusOr<KvBlockHeader> header = DecodeKvBlockInto(
-        *item.parts, pool_->layout(), fingerprint_,
+        *item.parts, pool_->layout(), fingerprint_, ids[i],
         in_place ? pool_->Data(blocks[i]) : restore_staging.data());
     if (header.ok() && header->token_count != pool_->layout().block_size) {
       header = absl::DataLossError("stored block is not full");

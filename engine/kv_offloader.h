@@ -9,7 +9,8 @@
 //
 // Restore: a new request's prompt blocks that the store holds are read back
 // into the sequence's own blocks, in order, until the first one that is
-// missing, does not verify (checksum, fingerprint, layout) or cannot be read in
+// missing, does not verify (checksum, fingerprint, layout, key and token
+// digest) or cannot be read in
 // time: from there the prompt is recomputed. A corrupted block is never served.
 #ifndef LONGCTX_ENGINE_KV_OFFLOADER_H_
 #define LONGCTX_ENGINE_KV_OFFLOADER_H_
@@ -22,6 +23,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/types/span.h"
 #include "engine/kv_block_pool.h"
+#include "kvblock/block_keys.h"
 #include "kvblock/hash128.h"
 #include "memory_store/store_client.h"
 #include "prometheus/counter.h"
@@ -47,11 +49,12 @@ class KvStoreIo {
  public:
   virtual ~KvStoreIo() = default;
   // Offload queues block `block` (holding `token_count` tokens) for storing
-  // under `key` (16 bytes). Returns false if it was dropped (queue full).
-  virtual bool Offload(const std::string& key, int block, int token_count) = 0;
-  // Restore reads the blocks of `keys` into `blocks` (same length) in order and
-  // returns how many leading blocks were restored.
-  virtual int Restore(absl::Span<const std::string> keys,
+  // under `id`. Returns false if it was dropped (queue full).
+  virtual bool Offload(const BlockKey& id, int block, int token_count) = 0;
+  // Restore reads the blocks of `ids` into `blocks` (same length) in order and
+  // returns how many leading blocks were restored: a stored block counts only
+  // if its header names the same key and token digest.
+  virtual int Restore(absl::Span<const BlockKey> ids,
                       absl::Span<const int> blocks) = 0;
 };
 
@@ -67,18 +70,19 @@ class KvOffloader : public KvStoreIo {
   ~KvOffloader();
 
   // Offload queues pool block `block` (holding `token_count` tokens) for
-  // storing under `key` (16 bytes). Returns false if the queue was full
-  // (dropped).
-  bool Offload(const std::string& key, int block, int token_count) override;
+  // storing under `id`. Returns false if the queue was full (dropped). A key
+  // the store holds another block under is not overwritten (counted in
+  // longctx_offload_conflicts_total).
+  bool Offload(const BlockKey& id, int block, int token_count) override;
 
   // OffloadCopy is Offload of a copy of the block's bytes taken now, for a
   // pool whose reference counts the caller does not keep (a rank of a group,
   // whose blocks the leader places): the block may be rewritten right after.
-  bool OffloadCopy(const std::string& key, int block, int token_count);
+  bool OffloadCopy(const BlockKey& id, int block, int token_count);
 
-  // Restore reads the blocks of `keys` into `blocks` (same length) in order and
+  // Restore reads the blocks of `ids` into `blocks` (same length) in order and
   // returns how many leading blocks were restored.
-  int Restore(absl::Span<const std::string> keys,
+  int Restore(absl::Span<const BlockKey> ids,
               absl::Span<const int> blocks) override;
 
   // WaitIdle blocks until the queue is empty and nothing is being written.
@@ -86,7 +90,7 @@ class KvOffloader : public KvStoreIo {
 
  private:
   struct Job {
-    std::string key;
+    BlockKey id;
     int block;
     int token_count;
     std::vector<uint8_t> copy;  // The block's bytes, for OffloadCopy.
@@ -112,6 +116,7 @@ class KvOffloader : public KvStoreIo {
   prometheus::Counter* offload_seconds_ = nullptr;
   prometheus::Counter* offload_dropped_ = nullptr;
   prometheus::Counter* offload_failed_ = nullptr;
+  prometheus::Counter* offload_conflicts_ = nullptr;
   prometheus::Counter* restored_blocks_ = nullptr;
   prometheus::Counter* restored_bytes_ = nullptr;
   prometheus::Counter* restore_seconds_ = nullptr;

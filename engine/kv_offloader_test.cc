@@ -5,6 +5,7 @@
 #include "engine/kv_offloader.h"
 
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <random>
 #include <string>
@@ -36,12 +37,14 @@ KvLayout Layout() {
   return layout;
 }
 
-std::string Key(int i) {
-  std::string key(StoreClient::kKeySize, '\0');
-  key[0] = static_cast<char>(i);
-  key[1] = static_cast<char>(i >> 8);
-  key[9] = static_cast<char>(0x5a);
-  return key;
+BlockKey Key(int i) {
+  BlockKey id;
+  id.key.assign(StoreClient::kKeySize, '\0');
+  id.key[0] = static_cast<char>(i);
+  id.key[1] = static_cast<char>(i >> 8);
+  id.key[9] = static_cast<char>(0x5a);
+  id.token_digest.assign(kBlockKeyBytes, static_cast<char>(i));
+  return id;
 }
 
 class KvOffloaderTest : public ::testing::Test {
@@ -58,7 +61,7 @@ class KvOffloaderTest : public ::testing::Test {
     // Which shard holds a key depends on the shards' (random) ports: pick keys
     // whose shards take turns, so every shard holds blocks of the prefix.
     for (int i = 0, j = 0; i < kBlocks; ++j) {
-      if (client_->ShardOf(Key(j)) == i % kShards) {
+      if (client_->ShardOf(Key(j).key) == i % kShards) {
         keys_.push_back(Key(j));
         ++i;
       }
@@ -81,7 +84,8 @@ class KvOffloaderTest : public ::testing::Test {
 
   // Restores every key into a new pool with `streams` per shard; returns the
   // restored count and checks the restored blocks byte for byte.
-  int RestoreAndCheck(int streams) {
+  int RestoreAndCheck(int streams) { return RestoreAndCheck(streams, keys_); }
+  int RestoreAndCheck(int streams, const std::vector<BlockKey>& ids) {
     auto pool = *KvBlockPool::Create(Layout(), Layout().BlockBytes() * kBlocks);
     std::vector<int> blocks;
     for (int i = 0; i < kBlocks; ++i) blocks.push_back(*pool->Allocate());
@@ -89,7 +93,7 @@ class KvOffloaderTest : public ::testing::Test {
     options.restore_streams_per_shard = streams;
     KvOffloader offloader(client_.get(), pool.get(), kFingerprint, options,
                           nullptr);
-    const int restored = offloader.Restore(keys_, blocks);
+    const int restored = offloader.Restore(ids, blocks);
     for (int i = 0; i < restored; ++i) {
       EXPECT_EQ(
           std::string(reinterpret_cast<char*>(pool->Data(blocks[i])),
@@ -104,14 +108,14 @@ class KvOffloaderTest : public ::testing::Test {
   std::vector<HostPort> addresses_;
   std::vector<std::unique_ptr<testing::InProcessStore>> shards_;
   std::unique_ptr<StoreClient> client_;
-  std::vector<std::string> keys_;
+  std::vector<BlockKey> keys_;
   std::unique_ptr<KvBlockPool> source_;
   std::vector<int> source_blocks_;
 };
 
 TEST_F(KvOffloaderTest, BlocksOnEveryShardComeBackByteForByte) {
   std::vector<int> per_shard(kShards, 0);
-  for (const std::string& key : keys_) ++per_shard[client_->ShardOf(key)];
+  for (const BlockKey& id : keys_) ++per_shard[client_->ShardOf(id.key)];
   for (int s = 0; s < kShards; ++s) {
     EXPECT_GT(per_shard[s], 0) << "no block on shard " << s;
     EXPECT_EQ(shards_[s]->store().Stats().blocks, per_shard[s]);
@@ -120,9 +124,9 @@ TEST_F(KvOffloaderTest, BlocksOnEveryShardComeBackByteForByte) {
 }
 
 TEST_F(KvOffloaderTest, AShardThatIsDownEndsThePrefixAtItsFirstBlock) {
-  const int down = client_->ShardOf(keys_[kBlocks / 2]);
+  const int down = client_->ShardOf(keys_[kBlocks / 2].key);
   int first_on_down = 0;
-  while (client_->ShardOf(keys_[first_on_down]) != down) ++first_on_down;
+  while (client_->ShardOf(keys_[first_on_down].key) != down) ++first_on_down;
   shards_[down]->Stop();
   for (int streams : {1, 3}) {
     EXPECT_EQ(RestoreAndCheck(streams), first_on_down);
@@ -130,12 +134,55 @@ TEST_F(KvOffloaderTest, AShardThatIsDownEndsThePrefixAtItsFirstBlock) {
 }
 
 TEST_F(KvOffloaderTest, ABlockOfAnotherModelEndsThePrefix) {
-  // Block 4 replaced by the same bytes stored for another model.
+  // Block 4 replaced (deleted, then stored again) by the same bytes stored
+  // for another model.
+  ASSERT_TRUE(client_->Delete({keys_[4].key}).ok());
   KvOffloader other(client_.get(), source_.get(), Hash128{1, 2}, {}, nullptr);
   ASSERT_TRUE(other.Offload(keys_[4], source_blocks_[4], Layout().block_size));
   other.WaitIdle();
   EXPECT_EQ(RestoreAndCheck(1), 4);
   EXPECT_EQ(RestoreAndCheck(2), 4);
+}
+
+// A stored block is never replaced: another block offloaded under its key is
+// refused by the store and counted, and the first one is what restores.
+TEST_F(KvOffloaderTest, AnotherBlockUnderAStoredKeyIsRefusedAndCounted) {
+  auto pool = *KvBlockPool::Create(Layout(), Layout().BlockBytes());
+  const int block = *pool->Allocate();
+  std::memset(pool->Data(block), 0x77, Layout().BlockBytes());
+  prometheus::Registry registry;
+  {
+    KvOffloader attacker(client_.get(), pool.get(), kFingerprint, {},
+                         &registry);
+    ASSERT_TRUE(attacker.Offload(keys_[4], block, Layout().block_size));
+    attacker.WaitIdle();
+  }
+  double conflicts = -1;
+  for (const auto& family : registry.Collect()) {
+    if (family.name == "longctx_offload_conflicts_total") {
+      conflicts = family.metric.at(0).counter.value;
+    }
+  }
+  EXPECT_EQ(conflicts, 1);
+  EXPECT_EQ(
+      shards_[client_->ShardOf(keys_[4].key)]->store().Stats().put_conflicts,
+      1);
+  EXPECT_EQ(RestoreAndCheck(1), kBlocks);  // Byte for byte the first blocks.
+}
+
+// A block read under another key than its header records, or for other
+// tokens than the prompt's, is foreign: the restored prefix ends before it.
+TEST_F(KvOffloaderTest, ABlockUnderAnotherKeyOrForOtherTokensEndsThePrefix) {
+  // Block 7's bytes, header and all, copied under block 6's key.
+  absl::StatusOr<std::vector<std::string>> parts = client_->Get(keys_[7].key);
+  ASSERT_TRUE(parts.ok()) << parts.status();
+  ASSERT_TRUE(client_->Delete({keys_[6].key}).ok());
+  ASSERT_TRUE(client_->Put(keys_[6].key, *parts).ok());
+  EXPECT_EQ(RestoreAndCheck(1), 6);
+  // The prompt's block 3 holds other tokens than the stored one.
+  std::vector<BlockKey> ids = keys_;
+  ids[3].token_digest[0] ^= 1;
+  EXPECT_EQ(RestoreAndCheck(1, ids), 3);
 }
 
 // A pool the host cannot address (a GPU's, simulated by StagedMemory):
@@ -147,7 +194,7 @@ TEST_F(KvOffloaderTest, APoolInOtherMemoryOffloadsAndRestoresThroughCopies) {
   testing::StagedMemory* staged = memory.get();
   auto pool = *KvBlockPool::CreateIn(Layout(), std::move(memory));
   std::vector<int> blocks;
-  std::vector<std::string> keys;
+  std::vector<BlockKey> keys;
   for (int i = 0; i < 4; ++i) {
     blocks.push_back(*pool->Allocate());
     std::vector<uint8_t> bytes(Layout().BlockBytes(),

@@ -8,7 +8,8 @@
 //   bits 0-1  the layout the reader expects (kLayouts);
 //   bit 2     "repair": before decoding, set the header's layer count to the
 //             number of layer parts, size the header to match, write the
-//             expected fingerprint and recompute every checksum, so that the
+//             expected fingerprint, key and token digest and recompute every
+//             checksum, so that the
 //             checks past the checksums (ranges, layout, layer sizes, the copy)
 //             see fuzzed values instead of stopping at DATA_LOSS;
 //   bit 3     expect the layout the header itself declares (read from its
@@ -16,7 +17,8 @@
 //             which reaches the layer checks for any layout.
 //
 // Properties checked: nothing crashes or reads out of bounds (ASan); a header
-// that parses matches the expected layout and fingerprint; a failed decode
+// that parses matches the expected layout, fingerprint, key and token digest;
+// a failed decode
 // leaves the destination untouched; a successful one re-encodes to exactly the
 // same parts.
 #include <cstddef>
@@ -35,6 +37,13 @@ namespace longctx {
 namespace {
 
 constexpr Hash128 kFingerprint{0x0123456789abcdefull, 0xfedcba9876543210ull};
+
+// The key and token digest the reader expects (make_seeds.cc writes them).
+const BlockKey& ExpectedId() {
+  static const BlockKey* id = new BlockKey{std::string(kBlockKeyBytes, '\x11'),
+                                           std::string(kBlockKeyBytes, '\x22')};
+  return *id;
+}
 
 KvLayout Layout(int layers, int heads, int head_dim, int block_size,
                 KvDtype dtype) {
@@ -72,11 +81,13 @@ void Repair(std::vector<std::string>* parts) {
   std::string& header = (*parts)[0];
   header.resize(KvBlockHeaderBytes(layers), '\0');
   PutHash(kFingerprint, &header, 8);
-  PutU32(static_cast<uint32_t>(layers), &header, 24);
+  header.replace(24, kBlockKeyBytes, ExpectedId().key);
+  header.replace(56, kBlockKeyBytes, ExpectedId().token_digest);
+  PutU32(static_cast<uint32_t>(layers), &header, 88);
   for (int l = 0; l < layers; ++l) {
     const std::string& layer = (*parts)[1 + l];
     PutHash(ComputeHash128(layer.data(), layer.size(), l), &header,
-            56 + 16 * l);
+            120 + 16 * l);
   }
   const size_t checked = header.size() - 16;
   PutHash(ComputeHash128(header.data(), checked, kHeaderChecksumSeed), &header,
@@ -104,7 +115,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (flags & 4) Repair(&parts);
 
   KvLayout layout = kLayouts[flags & 3];
-  if ((flags & 8) && parts[0].size() >= 44) {
+  if ((flags & 8) && parts[0].size() >= 108) {
     // The layout the header declares, as a reader that trusted it would use.
     const std::string& h = parts[0];
     auto u32 = [&](size_t offset) {
@@ -114,14 +125,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       }
       return static_cast<int>(value);
     };
-    layout = Layout(u32(24), u32(28), u32(32), u32(36),
-                    u32(40) == 0 ? KvDtype::kF16 : KvDtype::kF32);
+    layout = Layout(u32(88), u32(92), u32(96), u32(100),
+                    u32(104) == 0 ? KvDtype::kF16 : KvDtype::kF32);
   }
 
   absl::StatusOr<KvBlockHeader> header =
-      ParseKvBlockHeader(parts[0], layout, kFingerprint);
+      ParseKvBlockHeader(parts[0], layout, kFingerprint, ExpectedId());
   if (header.ok()) {
     FUZZ_CHECK(header->fingerprint == kFingerprint, "fingerprint");
+    FUZZ_CHECK(header->id == ExpectedId(), "key and token digest");
     FUZZ_CHECK(header->layout.num_layers == layout.num_layers &&
                    header->layout.num_kv_heads == layout.num_kv_heads &&
                    header->layout.head_dim == layout.head_dim &&
@@ -149,8 +161,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (layout.BlockBytes() > (1u << 20)) return 0;
   // At least one byte: a layout of size 0 must not make the buffer null.
   std::vector<uint8_t> block(std::max<size_t>(layout.BlockBytes(), 1), 0xA5);
-  absl::StatusOr<KvBlockHeader> decoded =
-      DecodeKvBlockInto(parts, layout, kFingerprint, block.data());
+  absl::StatusOr<KvBlockHeader> decoded = DecodeKvBlockInto(
+      parts, layout, kFingerprint, ExpectedId(), block.data());
   if (!decoded.ok()) {
     FUZZ_CHECK(header.ok() || decoded.status() == header.status(),
                "decode fails as the header parse did");
@@ -160,8 +172,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     return 0;
   }
   FUZZ_CHECK(header.ok(), "decode succeeded where the header parse failed");
-  absl::StatusOr<std::vector<std::string>> encoded =
-      EncodeKvBlock(layout, kFingerprint, decoded->token_count, block.data());
+  absl::StatusOr<std::vector<std::string>> encoded = EncodeKvBlock(
+      layout, kFingerprint, ExpectedId(), decoded->token_count, block.data());
   FUZZ_CHECK(encoded.ok(), "re-encode: %s",
              encoded.status().ToString().c_str());
   FUZZ_CHECK(*encoded == parts, "a decoded block re-encodes to its parts");

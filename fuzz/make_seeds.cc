@@ -215,6 +215,9 @@ void SafetensorsFiles() {
 void KvBlocks() {
   const std::string t = "kv_block";
   const Hash128 fingerprint{0x0123456789abcdefull, 0xfedcba9876543210ull};
+  // The key and token digest kv_block_fuzzer.cc expects.
+  const BlockKey id{std::string(kBlockKeyBytes, '\x11'),
+                    std::string(kBlockKeyBytes, '\x22')};
   struct Case {
     KvLayout layout;
     int token_count;
@@ -238,7 +241,7 @@ void KvBlocks() {
     std::vector<uint8_t> block(l.BlockBytes());
     for (size_t b = 0; b < block.size(); ++b) block[b] = uint8_t(b * 37 + i);
     absl::StatusOr<std::vector<std::string>> parts =
-        EncodeKvBlock(l, fingerprint, cases[i].token_count, block.data());
+        EncodeKvBlock(l, fingerprint, id, cases[i].token_count, block.data());
     if (!parts.ok()) std::exit(1);
     // Flags: the layout's index; with and without "repair" (bit 2).
     for (uint8_t flags : {uint8_t(i), uint8_t(i | 4)}) {

@@ -9,8 +9,12 @@ namespace {
 
 // Sizes of the fixed fields and of one checksum (see the header layout in
 // kv_block_format.h).
-constexpr size_t kFixedBytes = 56;
+constexpr size_t kFixedBytes = 120;
 constexpr size_t kChecksumBytes = 16;
+// Offsets of the fields after the fingerprint.
+constexpr size_t kKeyOffset = 24;
+constexpr size_t kDigestOffset = kKeyOffset + kBlockKeyBytes;
+constexpr size_t kDimsOffset = kDigestOffset + kBlockKeyBytes;  // num_layers.
 
 void AppendU32(uint32_t value, std::string* out) {
   for (int i = 0; i < 4; ++i)
@@ -95,14 +99,20 @@ size_t KvBlockHeaderBytes(int num_layers) {
 }
 
 absl::StatusOr<std::vector<std::string>> EncodeKvBlock(
-    const KvLayout& layout, const Hash128& fingerprint, int token_count,
-    const uint8_t* block_data) {
+    const KvLayout& layout, const Hash128& fingerprint, const BlockKey& id,
+    int token_count, const uint8_t* block_data) {
   absl::Status status = CheckLayout(layout, "the block's");
   if (!status.ok()) return status;
   if (token_count < 1 || token_count > layout.block_size) {
     return absl::InvalidArgumentError(
         absl::StrCat("token_count is ", token_count, "; expected 1 to ",
                      layout.block_size, " (block_size)"));
+  }
+  if (id.key.size() != kBlockKeyBytes ||
+      id.token_digest.size() != kBlockKeyBytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the block's key has ", id.key.size(), " bytes and its token digest ",
+        id.token_digest.size(), "; expected ", kBlockKeyBytes, " each"));
   }
   if (block_data == nullptr) {
     return absl::InvalidArgumentError("block_data is null");
@@ -114,6 +124,8 @@ absl::StatusOr<std::vector<std::string>> EncodeKvBlock(
   AppendU32(kKvBlockMagic, &header);
   AppendU32(kKvBlockFormatVersion, &header);
   AppendHash(fingerprint, &header);
+  header.append(id.key);
+  header.append(id.token_digest);
   AppendU32(static_cast<uint32_t>(layout.num_layers), &header);
   AppendU32(static_cast<uint32_t>(layout.num_kv_heads), &header);
   AppendU32(static_cast<uint32_t>(layout.head_dim), &header);
@@ -133,7 +145,7 @@ absl::StatusOr<std::vector<std::string>> EncodeKvBlock(
 
 absl::StatusOr<KvBlockHeader> ParseKvBlockHeader(
     absl::string_view part0, const KvLayout& expected_layout,
-    const Hash128& expected_fingerprint) {
+    const Hash128& expected_fingerprint, const BlockKey& expected_id) {
   if (part0.size() < KvBlockHeaderBytes(1)) {
     return absl::InvalidArgumentError(
         absl::StrCat("KV block header has ", part0.size(), " bytes; at least ",
@@ -153,7 +165,7 @@ absl::StatusOr<KvBlockHeader> ParseKvBlockHeader(
                      " is not supported (this build reads version ",
                      kKvBlockFormatVersion, ")"));
   }
-  const uint32_t num_layers = ReadU32(part0, 24);
+  const uint32_t num_layers = ReadU32(part0, kDimsOffset);
   if (num_layers < 1 || num_layers > static_cast<uint32_t>(kMaxKvLayers)) {
     return absl::InvalidArgumentError(
         absl::StrCat("KV block header has ", num_layers,
@@ -172,8 +184,12 @@ absl::StatusOr<KvBlockHeader> ParseKvBlockHeader(
   }
 
   header.fingerprint = ReadHash(part0, 8);
-  const uint32_t dims[3] = {ReadU32(part0, 28), ReadU32(part0, 32),
-                            ReadU32(part0, 36)};
+  header.id.key = std::string(part0.substr(kKeyOffset, kBlockKeyBytes));
+  header.id.token_digest =
+      std::string(part0.substr(kDigestOffset, kBlockKeyBytes));
+  const uint32_t dims[3] = {ReadU32(part0, kDimsOffset + 4),
+                            ReadU32(part0, kDimsOffset + 8),
+                            ReadU32(part0, kDimsOffset + 12)};
   for (uint32_t dim : dims) {
     if (dim < 1 || dim > static_cast<uint32_t>(kMaxKvDimension)) {
       return absl::InvalidArgumentError(
@@ -181,7 +197,7 @@ absl::StatusOr<KvBlockHeader> ParseKvBlockHeader(
                        "; expected 1 to ", kMaxKvDimension));
     }
   }
-  const uint32_t dtype = ReadU32(part0, 40);
+  const uint32_t dtype = ReadU32(part0, kDimsOffset + 16);
   if (dtype > 1) {
     return absl::InvalidArgumentError(absl::StrCat(
         "KV block header has dtype ", dtype, "; expected 0 (f16) or 1 (f32)"));
@@ -191,14 +207,14 @@ absl::StatusOr<KvBlockHeader> ParseKvBlockHeader(
   header.layout.head_dim = static_cast<int>(dims[1]);
   header.layout.block_size = static_cast<int>(dims[2]);
   header.layout.dtype = dtype == 0 ? KvDtype::kF16 : KvDtype::kF32;
-  const uint32_t token_count = ReadU32(part0, 44);
+  const uint32_t token_count = ReadU32(part0, kDimsOffset + 20);
   if (token_count < 1 || token_count > dims[2]) {
     return absl::InvalidArgumentError(
         absl::StrCat("KV block header has token_count ", token_count,
                      "; expected 1 to ", dims[2], " (block_size)"));
   }
   header.token_count = static_cast<int>(token_count);
-  const uint64_t layer_bytes = ReadU64(part0, 48);
+  const uint64_t layer_bytes = ReadU64(part0, kDimsOffset + 24);
   if (layer_bytes != header.layout.LayerBytes()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "KV block header has layer_bytes ", layer_bytes, "; its layout ",
@@ -219,6 +235,17 @@ absl::StatusOr<KvBlockHeader> ParseKvBlockHeader(
     return absl::FailedPreconditionError(
         absl::StrCat("KV block has layout ", LayoutString(header.layout),
                      "; expected ", LayoutString(expected_layout)));
+  }
+  // A block under another key (copied or written there by someone who could
+  // Put) or for other tokens is foreign, whatever its checksums say.
+  if (header.id.key != expected_id.key) {
+    return absl::FailedPreconditionError(
+        "KV block was stored under another key than the one it was read "
+        "from");
+  }
+  if (header.id.token_digest != expected_id.token_digest) {
+    return absl::FailedPreconditionError(
+        "KV block holds other tokens than the prompt's block");
   }
   return header;
 }
@@ -245,7 +272,7 @@ absl::Status VerifyLayerPart(const KvBlockHeader& header, int layer,
 
 absl::StatusOr<KvBlockHeader> DecodeKvBlockInto(
     absl::Span<const std::string> parts, const KvLayout& layout,
-    const Hash128& fingerprint, uint8_t* block_data) {
+    const Hash128& fingerprint, const BlockKey& id, uint8_t* block_data) {
   if (block_data == nullptr) {
     return absl::InvalidArgumentError("block_data is null");
   }
@@ -253,7 +280,7 @@ absl::StatusOr<KvBlockHeader> DecodeKvBlockInto(
     return absl::InvalidArgumentError("KV block has no parts");
   }
   absl::StatusOr<KvBlockHeader> header =
-      ParseKvBlockHeader(parts[0], layout, fingerprint);
+      ParseKvBlockHeader(parts[0], layout, fingerprint, id);
   if (!header.ok()) return header.status();
   const size_t expected_parts = 1 + static_cast<size_t>(layout.num_layers);
   if (parts.size() != expected_parts) {

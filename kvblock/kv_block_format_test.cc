@@ -14,6 +14,17 @@ using ::testing::HasSubstr;
 
 constexpr Hash128 kFingerprint{0x1122334455667788ull, 0x99aabbccddeeff00ull};
 
+// The key and token digest of a block of 13 tokens.
+const BlockKey& Id() {
+  static const BlockKey* id = [] {
+    std::vector<int32_t> tokens(13);
+    for (int i = 0; i < 13; ++i) tokens[i] = 100 + 7 * i;
+    return new BlockKey(
+        ChainedBlockKeys(BlockKeySeed(kFingerprint, "ns"), tokens, 13)[0]);
+  }();
+  return *id;
+}
+
 // An awkward layout: odd layer count, heads, head_dim and block size.
 KvLayout AwkwardLayout(KvDtype dtype = KvDtype::kF16) {
   KvLayout layout;
@@ -37,7 +48,7 @@ TEST(KvBlockFormatTest, RoundTripRestoresTheBlockAndItsHeader) {
     const KvLayout layout = AwkwardLayout(dtype);
     const std::vector<uint8_t> block = RandomBlock(layout, 11);
     absl::StatusOr<std::vector<std::string>> parts =
-        EncodeKvBlock(layout, kFingerprint, 9, block.data());
+        EncodeKvBlock(layout, kFingerprint, Id(), 9, block.data());
     ASSERT_TRUE(parts.ok()) << parts.status();
     ASSERT_EQ(parts->size(), 1u + layout.num_layers);
     EXPECT_EQ((*parts)[0].size(), KvBlockHeaderBytes(layout.num_layers));
@@ -46,7 +57,7 @@ TEST(KvBlockFormatTest, RoundTripRestoresTheBlockAndItsHeader) {
     }
     std::vector<uint8_t> restored(layout.BlockBytes(), 0);
     absl::StatusOr<KvBlockHeader> header =
-        DecodeKvBlockInto(*parts, layout, kFingerprint, restored.data());
+        DecodeKvBlockInto(*parts, layout, kFingerprint, Id(), restored.data());
     ASSERT_TRUE(header.ok()) << header.status();
     EXPECT_EQ(restored, block);
     EXPECT_EQ(header->token_count, 9);
@@ -61,7 +72,7 @@ TEST(KvBlockFormatTest, LayerPartIsThatLayersKThenV) {
   const KvLayout layout = AwkwardLayout();
   const std::vector<uint8_t> block = RandomBlock(layout, 12);
   std::vector<std::string> parts =
-      *EncodeKvBlock(layout, kFingerprint, 13, block.data());
+      *EncodeKvBlock(layout, kFingerprint, Id(), 13, block.data());
   const size_t layer_bytes = layout.LayerBytes();
   for (int l = 0; l < layout.num_layers; ++l) {
     EXPECT_EQ(parts[1 + l],
@@ -75,8 +86,8 @@ TEST(KvBlockFormatTest, HeaderStartsWithMagicAndVersionLittleEndian) {
   const KvLayout layout = AwkwardLayout();
   const std::vector<uint8_t> block = RandomBlock(layout, 13);
   const std::string header =
-      (*EncodeKvBlock(layout, kFingerprint, 1, block.data()))[0];
-  EXPECT_EQ(header.substr(0, 8), std::string("LCKV\x01\x00\x00\x00", 8));
+      (*EncodeKvBlock(layout, kFingerprint, Id(), 1, block.data()))[0];
+  EXPECT_EQ(header.substr(0, 8), std::string("LCKV\x02\x00\x00\x00", 8));
   EXPECT_EQ(header.substr(8, 8),
             std::string("\x88\x77\x66\x55\x44\x33\x22\x11", 8));
 }
@@ -85,9 +96,9 @@ TEST(KvBlockFormatTest, FlippedByteInALayerIsDataLossForThatLayerOnly) {
   const KvLayout layout = AwkwardLayout();
   const std::vector<uint8_t> block = RandomBlock(layout, 14);
   const std::vector<std::string> parts =
-      *EncodeKvBlock(layout, kFingerprint, 13, block.data());
+      *EncodeKvBlock(layout, kFingerprint, Id(), 13, block.data());
   const KvBlockHeader header =
-      *ParseKvBlockHeader(parts[0], layout, kFingerprint);
+      *ParseKvBlockHeader(parts[0], layout, kFingerprint, Id());
   std::mt19937 rng(15);
   for (int bad = 0; bad < layout.num_layers; ++bad) {
     std::vector<std::string> corrupted = parts;
@@ -104,7 +115,7 @@ TEST(KvBlockFormatTest, FlippedByteInALayerIsDataLossForThatLayerOnly) {
     }
     std::vector<uint8_t> out(layout.BlockBytes(), 0xab);
     absl::StatusOr<KvBlockHeader> decoded =
-        DecodeKvBlockInto(corrupted, layout, kFingerprint, out.data());
+        DecodeKvBlockInto(corrupted, layout, kFingerprint, Id(), out.data());
     EXPECT_EQ(decoded.status().code(), absl::StatusCode::kDataLoss);
     EXPECT_THAT(decoded.status().message(),
                 HasSubstr("layer " + std::to_string(bad)));
@@ -117,9 +128,9 @@ TEST(KvBlockFormatTest, LayerPartsSwappedOrTruncatedAreDataLoss) {
   const KvLayout layout = AwkwardLayout();
   const std::vector<uint8_t> block = RandomBlock(layout, 16);
   const std::vector<std::string> parts =
-      *EncodeKvBlock(layout, kFingerprint, 13, block.data());
+      *EncodeKvBlock(layout, kFingerprint, Id(), 13, block.data());
   const KvBlockHeader header =
-      *ParseKvBlockHeader(parts[0], layout, kFingerprint);
+      *ParseKvBlockHeader(parts[0], layout, kFingerprint, Id());
   EXPECT_EQ(VerifyLayerPart(header, 1, parts[3]).code(),
             absl::StatusCode::kDataLoss);
   EXPECT_EQ(VerifyLayerPart(header, 2, parts[3].substr(1)).code(),
@@ -134,11 +145,12 @@ TEST(KvBlockFormatTest, WrongFingerprintOrLayoutIsFailedPrecondition) {
   const KvLayout layout = AwkwardLayout();
   const std::vector<uint8_t> block = RandomBlock(layout, 17);
   const std::vector<std::string> parts =
-      *EncodeKvBlock(layout, kFingerprint, 13, block.data());
+      *EncodeKvBlock(layout, kFingerprint, Id(), 13, block.data());
   Hash128 other_model = kFingerprint;
   other_model.hi ^= 1;
-  EXPECT_EQ(ParseKvBlockHeader(parts[0], layout, other_model).status().code(),
-            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(
+      ParseKvBlockHeader(parts[0], layout, other_model, Id()).status().code(),
+      absl::StatusCode::kFailedPrecondition);
 
   std::vector<KvLayout> others(5, layout);
   others[0].num_layers = 6;
@@ -148,73 +160,128 @@ TEST(KvBlockFormatTest, WrongFingerprintOrLayoutIsFailedPrecondition) {
   others[4].dtype = KvDtype::kF32;
   for (const KvLayout& other : others) {
     absl::Status status =
-        ParseKvBlockHeader(parts[0], other, kFingerprint).status();
+        ParseKvBlockHeader(parts[0], other, kFingerprint, Id()).status();
     EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition) << status;
     EXPECT_THAT(status.message(), HasSubstr("layout"));
     std::vector<uint8_t> out(other.BlockBytes());
-    EXPECT_EQ(DecodeKvBlockInto(parts, other, kFingerprint, out.data())
+    EXPECT_EQ(DecodeKvBlockInto(parts, other, kFingerprint, Id(), out.data())
                   .status()
                   .code(),
               absl::StatusCode::kFailedPrecondition);
   }
 }
 
+TEST(KvBlockFormatTest, HeaderRecordsTheKeyAndTokenDigest) {
+  const KvLayout layout = AwkwardLayout();
+  const std::vector<uint8_t> block = RandomBlock(layout, 23);
+  const std::string header =
+      (*EncodeKvBlock(layout, kFingerprint, Id(), 13, block.data()))[0];
+  EXPECT_EQ(header.substr(24, 32), Id().key);
+  EXPECT_EQ(header.substr(56, 32), Id().token_digest);
+  absl::StatusOr<KvBlockHeader> parsed =
+      ParseKvBlockHeader(header, layout, kFingerprint, Id());
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->id, Id());
+}
+
+// A block read under a key it was not written for, or whose tokens are not
+// the prompt's, is foreign: refused before a byte of it is used.
+TEST(KvBlockFormatTest, OtherKeyOrTokensIsFailedPrecondition) {
+  const KvLayout layout = AwkwardLayout();
+  const std::vector<uint8_t> block = RandomBlock(layout, 24);
+  const std::vector<std::string> parts =
+      *EncodeKvBlock(layout, kFingerprint, Id(), 13, block.data());
+  BlockKey other_key = Id();
+  other_key.key[5] ^= 1;
+  BlockKey other_tokens = Id();
+  other_tokens.token_digest[31] ^= 0x80;
+  for (const BlockKey& expected : {other_key, other_tokens}) {
+    std::vector<uint8_t> out(layout.BlockBytes(), 0xcd);
+    absl::Status status =
+        DecodeKvBlockInto(parts, layout, kFingerprint, expected, out.data())
+            .status();
+    EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition) << status;
+    EXPECT_EQ(out, std::vector<uint8_t>(layout.BlockBytes(), 0xcd));
+  }
+  EXPECT_THAT(ParseKvBlockHeader(parts[0], layout, kFingerprint, other_key)
+                  .status()
+                  .message(),
+              HasSubstr("another key"));
+  EXPECT_THAT(ParseKvBlockHeader(parts[0], layout, kFingerprint, other_tokens)
+                  .status()
+                  .message(),
+              HasSubstr("other tokens"));
+  BlockKey short_key = Id();
+  short_key.key.resize(16);
+  EXPECT_EQ(EncodeKvBlock(layout, kFingerprint, short_key, 13, block.data())
+                .status()
+                .code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 TEST(KvBlockFormatTest, MissingOrExtraPartsAreInvalidArgument) {
   const KvLayout layout = AwkwardLayout();
   const std::vector<uint8_t> block = RandomBlock(layout, 18);
   std::vector<std::string> parts =
-      *EncodeKvBlock(layout, kFingerprint, 13, block.data());
+      *EncodeKvBlock(layout, kFingerprint, Id(), 13, block.data());
   std::vector<uint8_t> out(layout.BlockBytes());
   std::vector<std::string> fewer(parts.begin(), parts.end() - 1);
-  EXPECT_EQ(DecodeKvBlockInto(fewer, layout, kFingerprint, out.data())
+  EXPECT_EQ(DecodeKvBlockInto(fewer, layout, kFingerprint, Id(), out.data())
                 .status()
                 .code(),
             absl::StatusCode::kInvalidArgument);
   parts.push_back("extra");
-  EXPECT_EQ(DecodeKvBlockInto(parts, layout, kFingerprint, out.data())
+  EXPECT_EQ(DecodeKvBlockInto(parts, layout, kFingerprint, Id(), out.data())
                 .status()
                 .code(),
             absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(
-      DecodeKvBlockInto({}, layout, kFingerprint, out.data()).status().code(),
-      absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(DecodeKvBlockInto({}, layout, kFingerprint, Id(), out.data())
+                .status()
+                .code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 TEST(KvBlockFormatTest, EncodeRejectsBadLayoutsAndTokenCounts) {
   const KvLayout layout = AwkwardLayout();
   const std::vector<uint8_t> block = RandomBlock(layout, 19);
-  EXPECT_EQ(
-      EncodeKvBlock(layout, kFingerprint, 0, block.data()).status().code(),
-      absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(
-      EncodeKvBlock(layout, kFingerprint, 14, block.data()).status().code(),
-      absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(EncodeKvBlock(layout, kFingerprint, 1, nullptr).status().code(),
+  EXPECT_EQ(EncodeKvBlock(layout, kFingerprint, Id(), 0, block.data())
+                .status()
+                .code(),
             absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(EncodeKvBlock(layout, kFingerprint, Id(), 14, block.data())
+                .status()
+                .code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      EncodeKvBlock(layout, kFingerprint, Id(), 1, nullptr).status().code(),
+      absl::StatusCode::kInvalidArgument);
   KvLayout empty = layout;
   empty.num_layers = 0;
-  EXPECT_EQ(EncodeKvBlock(empty, kFingerprint, 1, block.data()).status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      EncodeKvBlock(empty, kFingerprint, Id(), 1, block.data()).status().code(),
+      absl::StatusCode::kInvalidArgument);
   KvLayout negative = layout;
   negative.head_dim = -7;
-  EXPECT_EQ(
-      EncodeKvBlock(negative, kFingerprint, 1, block.data()).status().code(),
-      absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(EncodeKvBlock(negative, kFingerprint, Id(), 1, block.data())
+                .status()
+                .code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 TEST(KvBlockFormatTest, CorruptedHeaderByteIsAnErrorNeverAMatch) {
   const KvLayout layout = AwkwardLayout();
   const std::vector<uint8_t> block = RandomBlock(layout, 20);
   const std::string header =
-      (*EncodeKvBlock(layout, kFingerprint, 13, block.data()))[0];
+      (*EncodeKvBlock(layout, kFingerprint, Id(), 13, block.data()))[0];
   for (size_t i = 0; i < header.size(); ++i) {
     std::string bad = header;
     bad[i] ^= 0x20;
     absl::Status status =
-        ParseKvBlockHeader(bad, layout, kFingerprint).status();
+        ParseKvBlockHeader(bad, layout, kFingerprint, Id()).status();
     EXPECT_FALSE(status.ok()) << "byte " << i;
-    // Past magic, version and layer count, only the checksum can tell.
-    if (i >= 28) {
+    // Past magic and version, and but for the layer count, only the checksum
+    // can tell.
+    if (i >= 8 && (i < 88 || i >= 92)) {
       EXPECT_EQ(status.code(), absl::StatusCode::kDataLoss) << "byte " << i;
     }
   }
@@ -224,17 +291,19 @@ TEST(KvBlockFormatTest, TruncatedHeaderIsInvalidArgument) {
   const KvLayout layout = AwkwardLayout();
   const std::vector<uint8_t> block = RandomBlock(layout, 21);
   const std::string header =
-      (*EncodeKvBlock(layout, kFingerprint, 13, block.data()))[0];
+      (*EncodeKvBlock(layout, kFingerprint, Id(), 13, block.data()))[0];
   for (size_t n = 0; n < header.size(); ++n) {
-    EXPECT_EQ(ParseKvBlockHeader(header.substr(0, n), layout, kFingerprint)
-                  .status()
-                  .code(),
-              absl::StatusCode::kInvalidArgument)
+    EXPECT_EQ(
+        ParseKvBlockHeader(header.substr(0, n), layout, kFingerprint, Id())
+            .status()
+            .code(),
+        absl::StatusCode::kInvalidArgument)
         << n << " bytes";
   }
-  EXPECT_EQ(
-      ParseKvBlockHeader(header + "x", layout, kFingerprint).status().code(),
-      absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ParseKvBlockHeader(header + "x", layout, kFingerprint, Id())
+                .status()
+                .code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 // Arbitrary bytes must give an error, never a crash or an out-of-bounds read
@@ -244,7 +313,7 @@ TEST(KvBlockFormatTest, RandomBytesAreRejectedWithoutCrashing) {
   const KvLayout layout = AwkwardLayout();
   const std::vector<uint8_t> block = RandomBlock(layout, 22);
   const std::string valid =
-      (*EncodeKvBlock(layout, kFingerprint, 13, block.data()))[0];
+      (*EncodeKvBlock(layout, kFingerprint, Id(), 13, block.data()))[0];
   for (uint32_t seed = 0; seed < 1000; ++seed) {
     std::mt19937 rng(seed);
     const size_t size = rng() % (2 * valid.size());
@@ -252,10 +321,11 @@ TEST(KvBlockFormatTest, RandomBytesAreRejectedWithoutCrashing) {
     for (char& c : bytes) c = static_cast<char>(rng());
     if (seed % 2 == 1) {
       bytes.resize(valid.size());
-      bytes.replace(0, 28, valid, 0, 28);
+      bytes.replace(0, 8, valid, 0, 8);    // Magic and version.
+      bytes.replace(88, 4, valid, 88, 4);  // Layer count.
     }
     absl::StatusOr<KvBlockHeader> header =
-        ParseKvBlockHeader(bytes, layout, kFingerprint);
+        ParseKvBlockHeader(bytes, layout, kFingerprint, Id());
     EXPECT_FALSE(header.ok()) << "seed " << seed;
     EXPECT_TRUE(header.status().code() == absl::StatusCode::kInvalidArgument ||
                 header.status().code() == absl::StatusCode::kDataLoss)

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <optional>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -163,7 +162,9 @@ void BlockStore::TouchLocked(const std::string& key, Entry& entry) {
 }
 
 absl::Status BlockStore::Put(absl::string_view key,
-                             const std::vector<std::string>& parts) {
+                             const std::vector<std::string>& parts,
+                             bool* written) {
+  if (written != nullptr) *written = false;
   absl::Status status = CheckKey(key);
   if (!status.ok()) return status;
   if (parts.empty() || parts.size() > static_cast<size_t>(kMaxParts)) {
@@ -184,16 +185,24 @@ absl::Status BlockStore::Put(absl::string_view key,
         options_.max_bytes, " bytes (--max_bytes)"));
   }
   absl::MutexLock lock(&mu_);
-  // A replaced block with more parts than the new one leaves no stale parts.
-  std::optional<Entry> old;
-  if (auto it = index_.find(name); it != index_.end()) old = it->second;
-  uint64_t kept = static_cast<uint64_t>(stats_.bytes);
-  if (old.has_value()) {
-    for (uint32_t i = entry.num_parts; i < old->num_parts; ++i) {
-      batch.Delete(parts_cf_, PartKey(key, i));
+  if (auto it = index_.find(name); it != index_.end()) {
+    // Put if absent, decided under the writers' lock so that of two racing
+    // Puts of one key exactly one writes.
+    std::string stored_header;
+    status = FromRocks(db_->Get(rocksdb::ReadOptions(), parts_cf_,
+                                PartKey(key, 0), &stored_header),
+                       "reading a stored block's part 0");
+    if (!status.ok()) return status;
+    if (it->second.num_parts != entry.num_parts || stored_header != parts[0]) {
+      ++stats_.put_conflicts;
+      return absl::AlreadyExistsError(
+          "another block is stored under this key; a stored block is never "
+          "replaced");
     }
-    kept -= old->bytes;
+    TouchLocked(it->first, it->second);
+    return absl::OkStatus();
   }
+  const uint64_t kept = static_cast<uint64_t>(stats_.bytes);
   // Evict least recently used blocks, in the same atomic write, until it fits.
   std::vector<std::string> evicted;
   uint64_t evicted_bytes = 0;
@@ -202,7 +211,6 @@ absl::Status BlockStore::Put(absl::string_view key,
          it != lru_.end() &&
          kept - evicted_bytes + entry.bytes > options_.max_bytes;
          ++it) {
-      if (it->second == name) continue;
       const Entry& victim = index_.at(it->second);
       for (uint32_t i = 0; i < victim.num_parts; ++i) {
         batch.Delete(parts_cf_, PartKey(it->second, i));
@@ -227,15 +235,11 @@ absl::Status BlockStore::Put(absl::string_view key,
     ++stats_.evictions;
     index_.erase(it);
   }
-  if (old.has_value()) {
-    lru_.erase(old->last_use);
-    stats_.bytes -= static_cast<int64_t>(old->bytes);
-    --stats_.blocks;
-  }
   index_[name] = entry;
   lru_[entry.last_use] = name;
   ++stats_.blocks;
   stats_.bytes += static_cast<int64_t>(entry.bytes);
+  if (written != nullptr) *written = true;
   return absl::OkStatus();
 }
 

@@ -1,7 +1,10 @@
 // BlockStore: KV blocks on local disk in RocksDB.
 //
-// A block is addressed by a 16-byte key and made of parts (part 0 the block
-// header, parts 1..L its layers; the store does not interpret them). Large
+// A block is addressed by a 32-byte key and made of parts (part 0 the block
+// header, parts 1..L its layers; the store does not interpret them). A key,
+// once stored, keeps its block until it is deleted or evicted: Put never
+// replaces one (kvblock/block_keys.h: keys are shared between clients, and
+// the first block under a key is the one every later reader gets). Large
 // parts go to RocksDB's integrated blob files so the LSM tree stays small.
 // Writes go through the write-ahead log: a block whose Put returned OK survives
 // the process being killed (and, with sync_writes, the machine losing power).
@@ -52,12 +55,15 @@ struct BlockStoreStats {
   int64_t blocks = 0;     // Blocks stored.
   int64_t bytes = 0;      // Sum of the sizes of their parts.
   int64_t evictions = 0;  // Blocks evicted for the byte budget since Open.
+  // Puts since Open of a block whose key was stored with another part 0, and
+  // so refused (ALREADY_EXISTS).
+  int64_t put_conflicts = 0;
 };
 
 // BlockStore is thread-safe.
 class BlockStore {
  public:
-  static constexpr size_t kKeySize = 16;
+  static constexpr size_t kKeySize = 32;
   // Most parts in a block (a header and one part per layer of any real model).
   static constexpr int kMaxParts = 4096;
 
@@ -69,13 +75,18 @@ class BlockStore {
 
   ~BlockStore();
 
-  // Put stores a block atomically (all parts or none), replacing any block with
-  // the same key, and evicts least recently used blocks in the same atomic
-  // write when the budget requires. INVALID_ARGUMENT for a key that is not 16
-  // bytes or a part count outside [1, kMaxParts]; RESOURCE_EXHAUSTED for a
-  // block larger than the whole budget.
-  absl::Status Put(absl::string_view key,
-                   const std::vector<std::string>& parts);
+  // Put stores a block atomically (all parts or none) under a key that holds
+  // none, and evicts least recently used blocks in the same atomic write when
+  // the budget requires. A key that is stored already keeps its block: a Put
+  // with the same part count and the same part 0 (the block's header, which
+  // carries a checksum of every other part) is the same block and returns OK
+  // without writing (*written false; counts as a use for eviction); any other
+  // returns ALREADY_EXISTS and is counted in put_conflicts. *written (may be
+  // null) says whether this call stored the block. INVALID_ARGUMENT for a key
+  // that is not kKeySize bytes or a part count outside [1, kMaxParts];
+  // RESOURCE_EXHAUSTED for a block larger than the whole budget.
+  absl::Status Put(absl::string_view key, const std::vector<std::string>& parts,
+                   bool* written = nullptr);
 
   // NumParts returns the block's part count, or NOT_FOUND. It counts as a use
   // of the block for eviction (a Get starts with it).

@@ -5,8 +5,10 @@
 #include <fstream>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "services/common/testing/temp_dir.h"
@@ -113,16 +115,63 @@ TEST(BlockStoreTest, RejectsBadKeysAndPartCounts) {
             absl::StatusCode::kInvalidArgument);
 }
 
-TEST(BlockStoreTest, ReplacingABlockDropsItsOldParts) {
+TEST(BlockStoreTest, PutNeverReplacesAStoredBlock) {
   auto store = BlockStore::Open({TempDir()});
   ASSERT_TRUE(store.ok());
-  ASSERT_TRUE((*store)->Put(Key(2), {"a", "b", "c"}).ok());
-  ASSERT_TRUE((*store)->Put(Key(2), {"dd"}).ok());
-  EXPECT_EQ(*(*store)->NumParts(Key(2)), 1);
+  bool written = false;
+  ASSERT_TRUE((*store)->Put(Key(2), {"a", "b", "c"}, &written).ok());
+  EXPECT_TRUE(written);
+  // The same block again: a no-op.
+  ASSERT_TRUE((*store)->Put(Key(2), {"a", "b", "c"}, &written).ok());
+  EXPECT_FALSE(written);
+  // Another part 0 or part count under the key: refused and counted.
+  for (const std::vector<std::string>& other :
+       std::vector<std::vector<std::string>>{
+           {"dd"}, {"x", "b", "c"}, {"a", "b"}}) {
+    absl::Status status = (*store)->Put(Key(2), other, &written);
+    EXPECT_EQ(status.code(), absl::StatusCode::kAlreadyExists) << status;
+    EXPECT_FALSE(written);
+  }
+  EXPECT_EQ((*store)->Stats().put_conflicts, 3);
+  EXPECT_EQ(*(*store)->NumParts(Key(2)), 3);
   std::string value;
-  EXPECT_TRUE(absl::IsNotFound((*store)->GetPart(Key(2), 1, &value)));
+  ASSERT_TRUE((*store)->GetPart(Key(2), 0, &value).ok());
+  EXPECT_EQ(value, "a");
   EXPECT_EQ((*store)->Stats().blocks, 1);
-  EXPECT_EQ((*store)->Stats().bytes, 2);
+  EXPECT_EQ((*store)->Stats().bytes, 3);
+  // Once deleted, the key takes a new block.
+  ASSERT_TRUE((*store)->Delete({Key(2)}).ok());
+  ASSERT_TRUE((*store)->Put(Key(2), {"dd"}, &written).ok());
+  EXPECT_TRUE(written);
+  ASSERT_TRUE((*store)->GetPart(Key(2), 0, &value).ok());
+  EXPECT_EQ(value, "dd");
+}
+
+// Of Puts that race on one key with different blocks, exactly one stores its
+// block and every other is refused.
+TEST(BlockStoreTest, RacingPutsOfOneKeyStoreExactlyOneBlock) {
+  auto store = BlockStore::Open({TempDir()});
+  ASSERT_TRUE(store.ok());
+  constexpr int kThreads = 8;
+  std::vector<absl::Status> results(kThreads);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      results[t] = (*store)->Put(Key(5), {absl::StrCat("header ", t), "layer"});
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  int stored = 0;
+  for (const absl::Status& status : results) {
+    if (status.ok()) {
+      ++stored;
+    } else {
+      EXPECT_EQ(status.code(), absl::StatusCode::kAlreadyExists) << status;
+    }
+  }
+  EXPECT_EQ(stored, 1);
+  EXPECT_EQ((*store)->Stats().put_conflicts, kThreads - 1);
+  EXPECT_EQ((*store)->Stats().blocks, 1);
 }
 
 TEST(BlockStoreTest, ContainsAndDelete) {

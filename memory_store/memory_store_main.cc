@@ -9,14 +9,18 @@
 #include "memory_store/block_store.h"
 #include "memory_store/memory_store_service_impl.h"
 #include "services/common/grpc_server.h"
+#include "services/common/internal_auth.h"
+#include "services/common/internal_token_flags.h"
 #include "services/common/metrics_server.h"
 #include "services/common/net_address.h"
 #include "services/common/server_main.h"
 #include "services/common/server_tls_flags.h"
 
-ABSL_FLAG(std::string, listen_address, "0.0.0.0:50071",
-          "host:port of the gRPC endpoint.");
-ABSL_FLAG(std::string, metrics_address, "0.0.0.0:9471",
+ABSL_FLAG(std::string, listen_address, "127.0.0.1:50071",
+          "host:port of the gRPC endpoint. Loopback by default: an internal "
+          "service; listen on a private address when workers run elsewhere, "
+          "with --internal_token_file or --tls_client_ca.");
+ABSL_FLAG(std::string, metrics_address, "127.0.0.1:9471",
           "host:port of the Prometheus /metrics endpoint.");
 ABSL_FLAG(std::string, data_dir, "/tmp/longctx/memory_store",
           "Folder of the RocksDB database; created if missing.");
@@ -84,6 +88,9 @@ int main(int argc, char** argv) {
 
   longctx::MemoryStoreServiceOptions service_options;
   service_options.max_block_bytes = absl::GetFlag(FLAGS_max_block_bytes);
+  auto token = longctx::InternalTokenFromFlags();
+  if (!token.ok()) return longctx::StartupError(kProgram, token.status());
+  service_options.auth = longctx::InternalAuth(*std::move(token));
   longctx::MemoryStoreServiceImpl service(store->get(), service_options,
                                           (*metrics)->registry());
 

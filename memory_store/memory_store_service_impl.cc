@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "services/common/refused_reactors.h"
 #include "services/common/status_util.h"
 
 namespace longctx {
@@ -103,9 +104,13 @@ class PutReactor : public grpc::ServerReadReactor<PutRequest> {
                                                      num_parts_, " parts"));
     }
     const int64_t evictions_before = store_->Stats().evictions;
-    absl::Status status = store_->Put(key_, parts_);
+    bool written = false;
+    absl::Status status = store_->Put(key_, parts_, &written);
+    if (absl::IsAlreadyExists(status)) counters_.put_conflicts->Increment();
     if (!status.ok()) return status;
     response_->set_bytes(total_bytes_);
+    response_->set_already_stored(!written);
+    if (!written) return absl::OkStatus();
     counters_.blocks_written->Increment();
     counters_.bytes_written->Increment(static_cast<double>(total_bytes_));
     BlockStoreStats stats = store_->Stats();
@@ -270,6 +275,10 @@ MemoryStoreServiceImpl::MemoryStoreServiceImpl(
   counters_.read_misses =
       NewCounter(registry, "longctx_store_read_misses_total",
                  "Get calls for a block that is not stored.");
+  counters_.put_conflicts = NewCounter(
+      registry, "longctx_store_put_conflicts_total",
+      "Puts refused because another block is stored under their key (a "
+      "stored block is never replaced).");
   counters_.evictions =
       NewCounter(registry, "longctx_store_evictions_total",
                  "KV blocks evicted to keep the store under --max_bytes.");
@@ -287,12 +296,16 @@ void MemoryStoreServiceImpl::UpdateGauges() {
 }
 
 grpc::ServerReadReactor<PutRequest>* MemoryStoreServiceImpl::Put(
-    grpc::CallbackServerContext* /*context*/, PutResponse* response) {
+    grpc::CallbackServerContext* context, PutResponse* response) {
+  grpc::Status auth = options_.auth.Check(*context, "memory_store");
+  if (!auth.ok()) return new RefusedReadReactor<PutRequest>(auth);
   return new PutReactor(store_, options_, counters_, response);
 }
 
 grpc::ServerWriteReactor<GetResponse>* MemoryStoreServiceImpl::Get(
-    grpc::CallbackServerContext* /*context*/, const GetRequest* request) {
+    grpc::CallbackServerContext* context, const GetRequest* request) {
+  grpc::Status auth = options_.auth.Check(*context, "memory_store");
+  if (!auth.ok()) return new RefusedWriteReactor<GetResponse>(auth);
   return new GetReactor(store_, options_, counters_, request);
 }
 
@@ -301,6 +314,11 @@ grpc::ServerUnaryReactor* MemoryStoreServiceImpl::Contains(
     const memory_store::v1::ContainsRequest* request,
     memory_store::v1::ContainsResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  grpc::Status auth = options_.auth.Check(*context, "memory_store");
+  if (!auth.ok()) {
+    reactor->Finish(auth);
+    return reactor;
+  }
   absl::StatusOr<std::vector<std::string>> keys =
       KeysOf(request->keys(), options_.max_keys_per_call);
   if (!keys.ok()) {
@@ -318,6 +336,11 @@ grpc::ServerUnaryReactor* MemoryStoreServiceImpl::Delete(
     const memory_store::v1::DeleteRequest* request,
     memory_store::v1::DeleteResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  grpc::Status auth = options_.auth.Check(*context, "memory_store");
+  if (!auth.ok()) {
+    reactor->Finish(auth);
+    return reactor;
+  }
   absl::StatusOr<std::vector<std::string>> keys =
       KeysOf(request->keys(), options_.max_keys_per_call);
   if (!keys.ok()) {
@@ -337,12 +360,18 @@ grpc::ServerUnaryReactor* MemoryStoreServiceImpl::GetStats(
     grpc::CallbackServerContext* context,
     const memory_store::v1::GetStatsRequest* /*request*/,
     memory_store::v1::StoreStats* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  grpc::Status auth = options_.auth.Check(*context, "memory_store");
+  if (!auth.ok()) {
+    reactor->Finish(auth);
+    return reactor;
+  }
   BlockStoreStats stats = store_->Stats();
   response->set_blocks(stats.blocks);
   response->set_bytes(stats.bytes);
   response->set_budget_bytes(static_cast<int64_t>(store_->options().max_bytes));
   response->set_evictions(stats.evictions);
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  response->set_put_conflicts(stats.put_conflicts);
   reactor->Finish(grpc::Status::OK);
   return reactor;
 }

@@ -11,6 +11,7 @@
 #include "prometheus/gauge.h"
 #include "prometheus/registry.h"
 #include "proto/memory_store.grpc.pb.h"
+#include "services/common/internal_auth.h"
 
 namespace longctx {
 
@@ -22,6 +23,8 @@ struct MemoryStoreServiceOptions {
   int chunk_bytes = 1 << 20;
   // Most keys in one Contains or Delete call. Default: 65536.
   int max_keys_per_call = 65536;
+  // Who may call (--internal_token_file). Default: anyone.
+  InternalAuth auth;
 };
 
 // MemoryStoreServiceImpl serves `store` (not owned). Thread-safe.
@@ -62,6 +65,7 @@ class MemoryStoreServiceImpl final
     prometheus::Counter* bytes_read;
     prometheus::Counter* read_misses;
     prometheus::Counter* evictions;
+    prometheus::Counter* put_conflicts;
     prometheus::Gauge* blocks;
     prometheus::Gauge* bytes;
   };

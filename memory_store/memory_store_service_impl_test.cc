@@ -10,6 +10,7 @@
 #include "gtest/gtest.h"
 #include "services/common/grpc_server.h"
 #include "services/common/testing/temp_dir.h"
+#include "services/common/tls.h"
 
 namespace longctx {
 namespace {
@@ -21,7 +22,7 @@ using memory_store::v1::PutRequest;
 using memory_store::v1::PutResponse;
 using ::testing::HasSubstr;
 
-std::string Key(int i) { return std::string(15, 'k') + static_cast<char>(i); }
+std::string Key(int i) { return std::string(31, 'k') + static_cast<char>(i); }
 
 class MemoryStoreServiceTest : public ::testing::Test {
  protected:
@@ -39,10 +40,12 @@ class MemoryStoreServiceTest : public ::testing::Test {
                             grpc::InsecureChannelCredentials()));
   }
 
-  // Sends `messages` as one Put stream.
-  grpc::Status Put(const std::vector<PutRequest>& messages) {
+  // Sends `messages` as one Put stream; the response goes to *out when given.
+  grpc::Status Put(const std::vector<PutRequest>& messages,
+                   PutResponse* out = nullptr) {
     grpc::ClientContext context;
-    PutResponse response;
+    PutResponse local;
+    PutResponse& response = out != nullptr ? *out : local;
     auto writer = stub_->Put(&context, &response);
     for (const PutRequest& m : messages) {
       if (!writer->Write(m)) break;
@@ -144,6 +147,41 @@ TEST_F(MemoryStoreServiceTest, ContainsDeleteAndStats) {
   EXPECT_EQ(Get(Key(1), &got).error_code(), grpc::StatusCode::NOT_FOUND);
 }
 
+// A stored block is never replaced: the same block again is acknowledged as
+// already stored; another block under its key is ALREADY_EXISTS, counted in
+// the stats and the metrics, and the first block stays.
+TEST_F(MemoryStoreServiceTest, PutNeverReplacesAStoredBlock) {
+  PutResponse response;
+  ASSERT_TRUE(Put(Block(Key(6), {"header", "layer"}, 4), &response).ok());
+  EXPECT_FALSE(response.already_stored());
+  ASSERT_TRUE(Put(Block(Key(6), {"header", "layer"}, 3), &response).ok());
+  EXPECT_TRUE(response.already_stored());
+  grpc::Status refused = Put(Block(Key(6), {"forged", "layer"}, 4));
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::ALREADY_EXISTS);
+  EXPECT_THAT(refused.error_message(), HasSubstr("never replaced"));
+  std::vector<std::string> got;
+  ASSERT_TRUE(Get(Key(6), &got).ok());
+  EXPECT_THAT(got, ::testing::ElementsAre("header", "layer"));
+  grpc::ClientContext context;
+  memory_store::v1::StoreStats stats;
+  ASSERT_TRUE(
+      stub_->GetStats(&context, memory_store::v1::GetStatsRequest(), &stats)
+          .ok());
+  EXPECT_EQ(stats.put_conflicts(), 1);
+  EXPECT_EQ(stats.blocks(), 1);
+  double conflicts = -1, written = -1;
+  for (const auto& family : registry_.Collect()) {
+    if (family.name == "longctx_store_put_conflicts_total") {
+      conflicts = family.metric.at(0).counter.value;
+    }
+    if (family.name == "longctx_store_blocks_written_total") {
+      written = family.metric.at(0).counter.value;
+    }
+  }
+  EXPECT_EQ(conflicts, 1);
+  EXPECT_EQ(written, 1);  // The no-op Put wrote nothing.
+}
+
 TEST_F(MemoryStoreServiceTest, MalformedStreamsStoreNothingAndSayWhy) {
   struct Case {
     std::vector<PutRequest> messages;
@@ -184,6 +222,85 @@ TEST_F(MemoryStoreServiceTest, GetOfAnAbsentBlockOrPartFails) {
   ASSERT_TRUE(Put(Block(Key(4), {"only"}, 10)).ok());
   EXPECT_EQ(Get(Key(4), &got, {1}).error_code(),
             grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+// With an internal token, every method refuses callers without it: nobody
+// else can store, read, probe or delete blocks.
+TEST(MemoryStoreAuthTest, EveryMethodNeedsTheInternalToken) {
+  prometheus::Registry registry;
+  auto store = *BlockStore::Open({testing::NewTempDir("memory_store_auth")});
+  const std::string token(48, 's');
+  MemoryStoreServiceOptions options;
+  options.auth = InternalAuth(token);
+  MemoryStoreServiceImpl service(store.get(), options, registry);
+  GrpcServerOptions server_options;
+  server_options.listen = {"127.0.0.1", 0};
+  auto server = *GrpcServer::Start(server_options, {&service});
+  const std::string address = "127.0.0.1:" + std::to_string(server->port());
+
+  // Each call's status, made through `security`'s channel.
+  auto calls = [&](const ChannelSecurity& security) {
+    auto stub = MemoryStore::NewStub(security.NewChannel(address));
+    std::vector<grpc::Status> statuses;
+    {
+      grpc::ClientContext context;
+      PutResponse response;
+      auto writer = stub->Put(&context, &response);
+      PutRequest header;
+      header.mutable_header()->set_key(Key(1));
+      header.mutable_header()->set_num_parts(1);
+      PutRequest chunk;
+      chunk.mutable_chunk()->set_part(0);
+      chunk.mutable_chunk()->set_data("block");
+      if (writer->Write(header)) writer->Write(chunk);
+      writer->WritesDone();
+      statuses.push_back(writer->Finish());
+    }
+    {
+      grpc::ClientContext context;
+      GetRequest request;
+      request.set_key(Key(1));
+      auto reader = stub->Get(&context, request);
+      GetResponse response;
+      while (reader->Read(&response)) {
+      }
+      statuses.push_back(reader->Finish());
+    }
+    {
+      grpc::ClientContext context;
+      memory_store::v1::ContainsRequest request;
+      request.add_keys(Key(1));
+      memory_store::v1::ContainsResponse response;
+      statuses.push_back(stub->Contains(&context, request, &response));
+    }
+    {
+      grpc::ClientContext context;
+      memory_store::v1::GetStatsRequest request;
+      memory_store::v1::StoreStats response;
+      statuses.push_back(stub->GetStats(&context, request, &response));
+    }
+    {
+      grpc::ClientContext context;
+      memory_store::v1::DeleteRequest request;
+      request.add_keys(Key(1));
+      memory_store::v1::DeleteResponse response;
+      statuses.push_back(stub->Delete(&context, request, &response));
+    }
+    return statuses;
+  };
+  for (const ChannelSecurity& stranger :
+       {ChannelSecurity(),
+        ChannelSecurity().WithBearerToken(std::string(48, 'x'))}) {
+    for (const grpc::Status& status : calls(stranger)) {
+      EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+      EXPECT_THAT(status.error_message(), HasSubstr("internal token"));
+    }
+  }
+  EXPECT_EQ(store->Stats().blocks, 0);
+  for (const grpc::Status& status :
+       calls(ChannelSecurity().WithBearerToken(token))) {
+    EXPECT_TRUE(status.ok()) << status.error_message();
+  }
 }
 
 }  // namespace

@@ -47,8 +47,8 @@ struct StoreClientOptions {
 // StoreClient is thread-safe: any number of threads may call it at once.
 class StoreClient {
  public:
-  // Keys are 16 bytes (KeyBytes of kvblock/block_keys.h).
-  static constexpr size_t kKeySize = 16;
+  // Keys are 32 bytes (BlockKey::key of kvblock/block_keys.h).
+  static constexpr size_t kKeySize = 32;
   // Most keys the server takes in one Contains or Delete call; longer lists
   // are split.
   static constexpr int kMaxKeysPerCall = 65536;
@@ -61,11 +61,12 @@ class StoreClient {
       const std::vector<HostPort>& shards, const StoreClientOptions& options);
 
   // Put stores the block `parts` (at least one part; part 0 is the header)
-  // under `key`, replacing any block with that key. OK means the shard has it
-  // durably. INVALID_ARGUMENT for a key that is not 16 bytes or no parts;
-  // otherwise the shard's status (UNAVAILABLE when it is down,
-  // RESOURCE_EXHAUSTED for a block over its limit), its message prefixed with
-  // the shard's address.
+  // under `key`. OK means the shard has it durably (stored now, or the same
+  // block was stored already). INVALID_ARGUMENT for a key that is not
+  // kKeySize bytes or no parts; otherwise the shard's status (ALREADY_EXISTS
+  // when another block is stored under the key, which is never replaced;
+  // UNAVAILABLE when it is down; RESOURCE_EXHAUSTED for a block over its
+  // limit), its message prefixed with the shard's address.
   absl::Status Put(absl::string_view key, absl::Span<const std::string> parts);
 
   // Get reads the parts `parts_wanted` of the block `key`, in that order, or
@@ -77,13 +78,14 @@ class StoreClient {
       absl::string_view key, absl::Span<const int> parts_wanted = {});
 
   // Contains says for each key whether its shard holds it. Keys of a shard
-  // that cannot be reached, and keys that are not 16 bytes, read false. Asks
+  // that cannot be reached, and keys that are not kKeySize bytes, read false.
+  // Asks
   // the shards in parallel.
   std::vector<bool> Contains(absl::Span<const std::string> keys);
 
   // Delete removes the blocks of `keys` (absent keys are ignored) from their
   // shards, in parallel, and returns how many were removed. Fails with
-  // INVALID_ARGUMENT for a key that is not 16 bytes (before deleting
+  // INVALID_ARGUMENT for a key that is not kKeySize bytes (before deleting
   // anything), or with the status of the first shard that failed (the other
   // shards' deletions still happen).
   absl::StatusOr<int64_t> Delete(absl::Span<const std::string> keys);

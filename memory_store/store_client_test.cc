@@ -25,9 +25,10 @@ using ::testing::AnyOf;
 using ::testing::ElementsAre;
 
 // Key i: the chained key of a one-token block, as real callers make them.
-std::string Key(int i) {
-  return KeyBytes(ChainedBlockKeys(Hash128{0x5eed, 0x1234}, {i}, 1)[0]);
+BlockKey Id(int i) {
+  return ChainedBlockKeys(BlockKeySeed(Hash128{0x5eed, 0x1234}, ""), {i}, 1)[0];
 }
+std::string Key(int i) { return Id(i).key; }
 
 std::string RandomBytes(size_t n, std::mt19937* rng) {
   std::string bytes(n, '\0');
@@ -79,13 +80,14 @@ TEST_F(StoreClientTest, EncodedKvBlockSurvivesTheStore) {
   for (uint8_t& b : block) b = static_cast<uint8_t>(rng());
   const Hash128 fingerprint{1, 2};
   std::vector<std::string> parts =
-      *EncodeKvBlock(layout, fingerprint, 255, block.data());
+      *EncodeKvBlock(layout, fingerprint, Id(2), 255, block.data());
   ASSERT_TRUE(client_->Put(Key(2), parts).ok());
   absl::StatusOr<std::vector<std::string>> got = client_->Get(Key(2));
   ASSERT_TRUE(got.ok()) << got.status();
   std::vector<uint8_t> restored(layout.BlockBytes());
   ASSERT_TRUE(
-      DecodeKvBlockInto(*got, layout, fingerprint, restored.data()).ok());
+      DecodeKvBlockInto(*got, layout, fingerprint, Id(2), restored.data())
+          .ok());
   EXPECT_EQ(restored, block);
 }
 

@@ -17,20 +17,20 @@ absl::Status Unavailable(absl::string_view what, const absl::Status& cause) {
 void ApplyPlanOffloads(const StepPlan& plan, int rank, KvOffloader* io) {
   if (io == nullptr) return;
   for (const BlockIo& op : plan.offloads) {
-    if (op.rank == rank) io->OffloadCopy(op.key, op.local, op.token_count);
+    if (op.rank == rank) io->OffloadCopy(op.id, op.local, op.token_count);
   }
 }
 
 int32_t RestorePlanBlocks(const StepPlan& plan, int rank, KvOffloader* io) {
   if (io == nullptr) return 0;
-  std::vector<std::string> keys;
+  std::vector<BlockKey> ids;
   std::vector<int> blocks;
   for (const BlockIo& op : plan.restores) {
     if (op.rank != rank) continue;
-    keys.push_back(op.key);
+    ids.push_back(op.id);
     blocks.push_back(op.local);
   }
-  return io->Restore(keys, blocks);
+  return io->Restore(ids, blocks);
 }
 
 GroupLeader::GroupLeader(std::string group_id, const RingOptions& ring,
@@ -101,7 +101,7 @@ absl::Status GroupLeader::Forward(absl::Span<const SeqSpan> spans,
   return absl::OkStatus();
 }
 
-bool GroupLeader::Offload(const std::string& key, int id, int token_count) {
+bool GroupLeader::Offload(const BlockKey& key, int id, int token_count) {
   absl::MutexLock lock(&mu_);
   if (ring_ == nullptr || broken_ || io_ == nullptr) return false;
   const Placed* placed = Current(id);
@@ -112,7 +112,7 @@ bool GroupLeader::Offload(const std::string& key, int id, int token_count) {
   return true;
 }
 
-int GroupLeader::Restore(absl::Span<const std::string> keys,
+int GroupLeader::Restore(absl::Span<const BlockKey> keys,
                          absl::Span<const int> ids) {
   absl::MutexLock lock(&mu_);
   if (ring_ == nullptr || broken_ || keys.empty()) return 0;

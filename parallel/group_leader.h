@@ -56,11 +56,11 @@ class GroupLeader : public ForwardModel, public KvStoreIo {
 
   // Offload queues the store write of an id's block on the rank holding it:
   // at once on this rank, with the next plan on the others.
-  bool Offload(const std::string& key, int id, int token_count) override;
+  bool Offload(const BlockKey& key, int id, int token_count) override;
 
   // Restore places the ids' blocks and has every rank read its blocks from
   // the store; returns how many leading blocks every rank restored.
-  int Restore(absl::Span<const std::string> keys,
+  int Restore(absl::Span<const BlockKey> keys,
               absl::Span<const int> ids) override;
 
   // Attach starts a new generation on `comm`; Detach ends it.

@@ -82,8 +82,10 @@ std::string EncodeStepPlan(const StepPlan& plan) {
       w.Put<int32_t>(io.rank);
       w.Put<int32_t>(io.local);
       w.Put<int32_t>(io.token_count);
-      w.Put<int32_t>(static_cast<int32_t>(io.key.size()));
-      w.PutBytes(io.key);
+      for (const std::string* bytes : {&io.id.key, &io.id.token_digest}) {
+        w.Put<int32_t>(static_cast<int32_t>(bytes->size()));
+        w.PutBytes(*bytes);
+      }
     }
   }
   return w.Take();
@@ -128,11 +130,15 @@ absl::StatusOr<StepPlan> DecodeStepPlan(absl::string_view bytes) {
     if (n < 0) return absl::InvalidArgumentError("step plan has a bad list");
     for (int32_t i = 0; i < n; ++i) {
       BlockIo io;
-      int32_t key_size = 0;
-      if (!r.Get(io.rank) || !r.Get(io.local) || !r.Get(io.token_count) ||
-          !r.Get(key_size) || key_size < 0 ||
-          !r.GetBytes(static_cast<size_t>(key_size), io.key)) {
+      if (!r.Get(io.rank) || !r.Get(io.local) || !r.Get(io.token_count)) {
         return truncated();
+      }
+      for (std::string* bytes : {&io.id.key, &io.id.token_digest}) {
+        int32_t size = 0;
+        if (!r.Get(size) || size < 0 ||
+            !r.GetBytes(static_cast<size_t>(size), *bytes)) {
+          return truncated();
+        }
       }
       list->push_back(std::move(io));
     }

@@ -14,6 +14,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "kvblock/block_keys.h"
 #include "parallel/communicator.h"
 
 namespace longctx {
@@ -37,7 +38,7 @@ struct BlockIo {
   int32_t rank = 0;
   int32_t local = 0;        // The block's id in that rank's pool.
   int32_t token_count = 0;  // Offload: tokens in the block.
-  std::string key;          // Store key (16 bytes).
+  BlockKey id;              // Store key and token digest.
 };
 
 // StepPlan is what the leader sends every rank.

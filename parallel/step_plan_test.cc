@@ -17,8 +17,10 @@ TEST(StepPlanTest, RoundTripsAndRejectsBadBytes) {
   span.owner = {0};
   span.local = {9};
   plan.spans.push_back(span);
-  plan.offloads.push_back({1, 4, 256, std::string(16, 'k')});
-  plan.restores.push_back({0, 2, 0, std::string(16, 'r')});
+  plan.offloads.push_back(
+      {1, 4, 256, {std::string(32, 'k'), std::string(32, 'K')}});
+  plan.restores.push_back(
+      {0, 2, 0, {std::string(32, 'r'), std::string(32, 'R')}});
   const std::string bytes = EncodeStepPlan(plan);
   auto back = DecodeStepPlan(bytes);
   ASSERT_TRUE(back.ok()) << back.status();
@@ -31,9 +33,11 @@ TEST(StepPlanTest, RoundTripsAndRejectsBadBytes) {
   ASSERT_EQ(back->offloads.size(), 1u);
   EXPECT_EQ(back->offloads[0].local, 4);
   EXPECT_EQ(back->offloads[0].token_count, 256);
-  EXPECT_EQ(back->offloads[0].key, std::string(16, 'k'));
+  EXPECT_EQ(back->offloads[0].id.key, std::string(32, 'k'));
+  EXPECT_EQ(back->offloads[0].id.token_digest, std::string(32, 'K'));
   ASSERT_EQ(back->restores.size(), 1u);
-  EXPECT_EQ(back->restores[0].key, std::string(16, 'r'));
+  EXPECT_EQ(back->restores[0].id.key, std::string(32, 'r'));
+  EXPECT_EQ(back->restores[0].id.token_digest, std::string(32, 'R'));
   for (size_t cut = 0; cut < bytes.size(); ++cut) {
     EXPECT_FALSE(DecodeStepPlan(bytes.substr(0, cut)).ok()) << cut;
   }

@@ -1,9 +1,10 @@
 // Security end to end, set up as the Kubernetes manifests are: the gateway
 // serves a public certificate and wants bearer tokens; the services talk to
 // each other with mutual TLS, every one presenting one internal certificate
-// issued for the name "longctx-internal", the gateway included when a worker
-// calls its Rendezvous (a group of two ranks forms through it). All with
-// certificates this test makes itself (openssl) in its temporary folder.
+// issued for the name "longctx-internal", and send the internal token on every
+// call, the gateway's internal listener included when a worker calls its
+// Rendezvous (a group of two ranks forms through it). All with certificates
+// this test makes itself (openssl) in its temporary folder.
 #include <fstream>
 #include <memory>
 #include <string>
@@ -60,10 +61,20 @@ class SecurityTest : public ::testing::Test {
     token_ = new std::string(absl::StrFormat("tok-%016x%016x",
                                              absl::Uniform<uint64_t>(random),
                                              absl::Uniform<uint64_t>(random)));
+    internal_token_ = new std::string(
+        absl::StrFormat("internal-%016x%016x", absl::Uniform<uint64_t>(random),
+                        absl::Uniform<uint64_t>(random)));
+    const std::string internal_token_file = dir + "/internal-token";
+    std::ofstream(internal_token_file) << *internal_token_ << "\n";
     tokens_file_ = new std::string(dir + "/tokens");
-    std::ofstream(*tokens_file_) << "# clients of the security test\n"
-                                 << "another-valid-token-0001\n"
-                                 << *token_ << "\n";
+    std::ofstream(*tokens_file_)
+        << "# clients of the security test\n"
+        << "another-valid-token-0001\n"
+        << *token_ << "\n"
+        << "# tenants: acme and initech share one cache namespace\n"
+        << "tenant-token-acme-0001 acme\n"
+        << "tenant-token-globex-0001 globex\n"
+        << "tenant-token-initech-0001 initech cache_namespace=acme\n";
 
     const std::vector<std::string> server_tls = {
         "--tls_cert=" + pki_->internal_cert, "--tls_key=" + pki_->internal_key,
@@ -72,35 +83,31 @@ class SecurityTest : public ::testing::Test {
         "--internal_tls_ca=" + pki_->ca_cert,
         "--internal_tls_cert=" + pki_->internal_cert,
         "--internal_tls_key=" + pki_->internal_key,
-        "--internal_tls_server_name=longctx-internal"};
+        "--internal_tls_server_name=longctx-internal",
+        "--internal_token_file=" + internal_token_file};
     testing::StackOptions options;
     options.num_workers = 2;
     options.group_size = 2;
     options.store_flags = server_tls;
+    options.store_flags.push_back("--internal_token_file=" +
+                                  internal_token_file);
     health_port_ = testing::FreePort();
     options.store_flags.push_back(
         absl::StrCat("--health_address=127.0.0.1:", health_port_));
     options.worker_flags = server_tls;
     options.worker_flags.insert(options.worker_flags.end(),
                                 internal_tls.begin(), internal_tls.end());
-    // The public certificate comes from another CA than the internal one.
+    // The public certificate comes from another CA than the internal one;
+    // the internal listener presents the internal certificate.
     options.gateway_flags = {"--tls_cert=" + pki_->other_cert,
-                             "--tls_key=" + pki_->other_key,
-                             "--tls_client_ca=" + pki_->ca_cert};
+                             "--tls_key=" + pki_->other_key};
     options.gateway_flags.insert(options.gateway_flags.end(),
                                  internal_tls.begin(), internal_tls.end());
     options.gateway_flags.push_back("--auth_tokens_file=" + *tokens_file_);
     // Debug lines too must never carry a token.
     options.gateway_flags.push_back("--log_level=debug");
-    // The stack's own health checks trust both CAs and ask for the internal
-    // name: the gateway shows them its internal certificate.
-    const std::string both_cas = dir + "/both-cas.crt";
-    {
-      std::ifstream ca(pki_->ca_cert), other(pki_->other_ca_cert);
-      std::ofstream(both_cas) << ca.rdbuf() << other.rdbuf();
-    }
-    options.security = Tls(both_cas, pki_->internal_cert, pki_->internal_key,
-                           "longctx-internal");
+    options.security = Internal();
+    options.gateway_security = Public();
     stack_ = new testing::LocalStack();
     absl::Status status = stack_->Start(options);
     ASSERT_TRUE(status.ok()) << status;
@@ -109,6 +116,7 @@ class SecurityTest : public ::testing::Test {
     delete stack_;
     delete pki_;
     delete token_;
+    delete internal_token_;
     delete tokens_file_;
   }
 
@@ -128,6 +136,11 @@ class SecurityTest : public ::testing::Test {
   }
   // What the services use between themselves.
   static ChannelSecurity Internal() {
+    return InternalWithoutToken().WithBearerToken(*internal_token_);
+  }
+  // The internal certificate alone, as a caller who stole it but not the
+  // internal token.
+  static ChannelSecurity InternalWithoutToken() {
     return Tls(pki_->ca_cert, pki_->internal_cert, pki_->internal_key,
                "longctx-internal");
   }
@@ -138,7 +151,8 @@ class SecurityTest : public ::testing::Test {
 
   // Generate through `security`, with `authorization` metadata unless empty.
   static Result Generate(const ChannelSecurity& security,
-                         const std::string& authorization) {
+                         const std::string& authorization,
+                         const std::string& text = "a prompt over TLS") {
     auto stub = v1::LongContext::NewStub(
         security.NewChannel(stack_->gateway().address()));
     grpc::ClientContext context;
@@ -146,7 +160,7 @@ class SecurityTest : public ::testing::Test {
       context.AddMetadata("authorization", authorization);
     }
     v1::GenerateRequest request;
-    request.set_text("a prompt over TLS");
+    request.set_text(text);
     request.mutable_stopping()->set_max_new_tokens(4);
     request.mutable_stopping()->set_ignore_eos(true);
     return testing::Generate(*stub, request, absl::Seconds(60), &context);
@@ -162,6 +176,7 @@ class SecurityTest : public ::testing::Test {
 
   static testing::TestPki* pki_;
   static std::string* token_;
+  static std::string* internal_token_;
   static std::string* tokens_file_;
   static int health_port_;
   static testing::LocalStack* stack_;
@@ -169,6 +184,7 @@ class SecurityTest : public ::testing::Test {
 
 testing::TestPki* SecurityTest::pki_ = nullptr;
 std::string* SecurityTest::token_ = nullptr;
+std::string* SecurityTest::internal_token_ = nullptr;
 std::string* SecurityTest::tokens_file_ = nullptr;
 int SecurityTest::health_port_ = 0;
 testing::LocalStack* SecurityTest::stack_ = nullptr;
@@ -180,6 +196,28 @@ TEST_F(SecurityTest, GenerateWithAValidTokenOverTlsWorks) {
   // Every token of the file counts, and the scheme's case does not matter.
   r = Generate(Public(), "bearer another-valid-token-0001");
   EXPECT_TRUE(r.status.ok()) << r.status.error_message();
+}
+
+// A tenant's cached prompt blocks are its namespace's alone: another tenant
+// sending the same document gets no cached token (so it cannot tell that the
+// document was sent), while the first tenant, and a tenant configured to
+// share its namespace, are served from the cache.
+TEST_F(SecurityTest, ATenantCannotDetectAnotherTenantsPrefix) {
+  absl::BitGen random;
+  std::string document = "The confidential merger memo ";
+  for (int i = 0; i < 120; ++i) {
+    absl::StrAppend(&document, absl::Uniform<uint32_t>(random), " ");
+  }
+  auto cached = [&](const std::string& token) {
+    Result result = Generate(Public(), "Bearer " + token, document);
+    EXPECT_TRUE(result.status.ok()) << result.status.error_message();
+    return result.last.usage().cached_tokens();
+  };
+  EXPECT_EQ(cached("tenant-token-acme-0001"), 0);
+  EXPECT_EQ(cached("tenant-token-globex-0001"), 0);  // Same text, other tenant.
+  EXPECT_GT(cached("tenant-token-acme-0001"), 0);    // The feature works.
+  EXPECT_GT(cached("tenant-token-initech-0001"), 0);  // Shares acme's.
+  EXPECT_EQ(cached(*token_), 0);  // A token alone is a tenant of its own.
 }
 
 TEST_F(SecurityTest, TokenizeAndGetModelInfoNeedTheTokenToo) {
@@ -277,16 +315,22 @@ TEST_F(SecurityTest, WorkerAndStoreRefuseClientsWithoutATrustedCertificate) {
   EXPECT_EQ(worker_status(no_certificate), grpc::StatusCode::UNAVAILABLE);
   EXPECT_EQ(worker_status(foreign_certificate), grpc::StatusCode::UNAVAILABLE);
   EXPECT_EQ(worker_status(ChannelSecurity()), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(worker_status(InternalWithoutToken()),
+            grpc::StatusCode::UNAUTHENTICATED);
   EXPECT_EQ(worker_status(Internal()), grpc::StatusCode::OK);
   EXPECT_EQ(store_stats(no_certificate), grpc::StatusCode::UNAVAILABLE);
   EXPECT_EQ(store_stats(foreign_certificate), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(store_stats(InternalWithoutToken()),
+            grpc::StatusCode::UNAUTHENTICATED);
   EXPECT_EQ(store_stats(Internal()), grpc::StatusCode::OK);
 }
 
-TEST_F(SecurityTest, RendezvousOnTheGatewayNeedsAClientCertificate) {
-  auto set = [](const ChannelSecurity& security) {
-    auto stub = rendezvous::v1::Rendezvous::NewStub(
-        security.NewChannel(stack_->gateway().address()));
+// Rendezvous is not on the public port at all, and the internal listener
+// wants both the internal certificate and the internal token.
+TEST_F(SecurityTest, RendezvousIsInternalAndNeedsCredentials) {
+  auto set = [](const std::string& address, const ChannelSecurity& security) {
+    auto stub =
+        rendezvous::v1::Rendezvous::NewStub(security.NewChannel(address));
     grpc::ClientContext context;
     context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
     rendezvous::v1::SetRequest request;
@@ -295,10 +339,22 @@ TEST_F(SecurityTest, RendezvousOnTheGatewayNeedsAClientCertificate) {
     rendezvous::v1::SetResponse response;
     return stub->Set(&context, request, &response);
   };
-  grpc::Status anonymous = set(Public());
-  EXPECT_EQ(anonymous.error_code(), grpc::StatusCode::UNAUTHENTICATED);
-  EXPECT_THAT(anonymous.error_message(), HasSubstr("client certificate"));
-  EXPECT_TRUE(set(Internal()).ok());
+  const std::string public_address = stack_->gateway().address();
+  const std::string internal_address = stack_->gateway().internal_address();
+  EXPECT_EQ(set(public_address, Public()).error_code(),
+            grpc::StatusCode::UNIMPLEMENTED);
+  EXPECT_EQ(set(internal_address, ChannelSecurity()).error_code(),
+            grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(
+      set(internal_address, Tls(pki_->ca_cert, "", "", "longctx-internal"))
+          .error_code(),
+      grpc::StatusCode::UNAVAILABLE);
+  grpc::Status no_token = set(internal_address, InternalWithoutToken());
+  EXPECT_EQ(no_token.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_THAT(no_token.error_message(), HasSubstr("internal token"));
+  EXPECT_THAT(no_token.error_message(), Not(HasSubstr(*internal_token_)));
+  grpc::Status member = set(internal_address, Internal());
+  EXPECT_TRUE(member.ok()) << member.error_message();
 }
 
 TEST_F(SecurityTest, HealthStaysOpenForProbes) {
@@ -366,6 +422,7 @@ TEST_F(SecurityTest, NoTokenEverReachesALog) {
   const std::string logs = stack_->Logs();
   EXPECT_THAT(logs, HasSubstr("refused Generate from"));
   EXPECT_THAT(logs, Not(HasSubstr(*token_)));
+  EXPECT_THAT(logs, Not(HasSubstr(*internal_token_)));
   EXPECT_THAT(logs, Not(HasSubstr(wrong)));
   EXPECT_THAT(logs, Not(HasSubstr("another-valid-token-0001")));
   EXPECT_THAT(logs, Not(HasSubstr("-----BEGIN")));

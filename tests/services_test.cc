@@ -75,7 +75,7 @@ class StackTest : public ::testing::Test {
         Concat({RunfilePath("services/gateway/gateway"), "--model=" + model_,
                 "--workers=" + worker.address(),
                 "--memory_store=" + store.address()},
-               CommonFlags(e)),
+               GatewayFlags(e)),
         dir_ + "/gateway.log");
     EXPECT_TRUE(p.ok()) << p.status();
     return std::move(*p);

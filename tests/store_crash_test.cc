@@ -20,9 +20,9 @@ namespace {
 using memory_store::v1::MemoryStore;
 
 std::string Key(int i) {
-  std::string key(16, '\0');
+  std::string key(32, '\0');
   for (int b = 0; b < 4; ++b) key[b] = static_cast<char>(i >> (8 * b));
-  key[15] = 'k';
+  key[31] = 'k';
   return key;
 }
 

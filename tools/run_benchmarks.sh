@@ -194,14 +194,15 @@ start_stack() {
     --metrics_address="127.0.0.1:$(free_port)" --data_dir="$dir/data/memory_store" \
     >"$dir/logs/memory_store.log" 2>&1 &
   stack_pids=("$!")
-  local i port worker_addresses=""
+  local i port worker_addresses="" internal_port
+  internal_port="$(free_port)"
   leader_addresses=""
   for i in 0 1; do
     port="$(free_port)"
     "$bin/services/worker/worker" --model="$model" \
       --listen_address="127.0.0.1:$port" --metrics_address="127.0.0.1:$(free_port)" \
       --group_id="group-$((i / group_size))" --rank="$((i % group_size))" \
-      --group_size="$group_size" --rendezvous_address="127.0.0.1:$gateway_port" \
+      --group_size="$group_size" --rendezvous_address="127.0.0.1:$internal_port" \
       --threads=1 --memory_store="127.0.0.1:$store_port" \
       >"$dir/logs/worker$i.log" 2>&1 &
     stack_pids+=("$!")
@@ -212,6 +213,7 @@ start_stack() {
   done
   "$bin/services/gateway/gateway" --model="$model" \
     --listen_address="127.0.0.1:$gateway_port" --metrics_address="127.0.0.1:$(free_port)" \
+    --internal_listen_address="127.0.0.1:$internal_port" \
     --workers="$worker_addresses" --group_size="$group_size" \
     --memory_store="127.0.0.1:$store_port" >"$dir/logs/gateway.log" 2>&1 &
   stack_pids+=("$!")

@@ -20,7 +20,7 @@ PKGS=(
   python3-grpcio python3-protobuf python3-numpy
   nlohmann-json3-dev
   curl
-  openssl
+  openssl libssl-dev
   # //fuzz: clang++, libFuzzer and the sanitizer runtimes, llvm-symbolizer.
   clang libclang-rt-14-dev llvm
 )

@@ -11,7 +11,7 @@
 # Derived flags, each only when its variables are set (deploy/k8s sets them from the
 # longctx-config ConfigMap and the downward API):
 #   worker:  --rendezvous_address, --gloo_hostname  (groups of more than one rank)
-#            from LONGCTX_RENDEZVOUS_ADDRESS (default longctx-rendezvous:50051) and
+#            from LONGCTX_RENDEZVOUS_ADDRESS (default longctx-rendezvous:50053) and
 #            LONGCTX_POD_IP (default: hostname -i);
 #   worker:  --group_size, --rank, --group_id  from LONGCTX_GROUP_SIZE and the pod's
 #            StatefulSet ordinal (the number after the last '-' of LONGCTX_POD_NAME,
@@ -103,7 +103,7 @@ if [ "$binary" = worker ] && [ -n "$group_size" ]; then
   if [ "$group_size" -gt 1 ]; then
     # The ranks meet at the gateway's rendezvous service and reach each other at
     # the pod IP (Gloo's TCP listener binds to it).
-    set -- "--rendezvous_address=${LONGCTX_RENDEZVOUS_ADDRESS:-longctx-rendezvous:50051}" \
+    set -- "--rendezvous_address=${LONGCTX_RENDEZVOUS_ADDRESS:-longctx-rendezvous:50053}" \
       "--gloo_hostname=${LONGCTX_POD_IP:-$(hostname -i | cut -d' ' -f1)}" "$@"
   fi
 fi

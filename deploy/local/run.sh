@@ -28,7 +28,15 @@ if [ -z "${LONGCTX_MODEL:-}" ] && [ ! -f "$model/config.json" ]; then
 fi
 
 gateway_port="${GATEWAY_PORT:-50051}"
+internal_port=50053  # The gateway's internal listener: Rendezvous.
 store_port=50071
+
+# The internal token: workers, the store and the gateway's Rendezvous refuse
+# calls without it (made once, readable by this user alone).
+internal_token="$home/internal-token"
+if [ ! -s "$internal_token" ]; then
+  (umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$internal_token")
+fi
 worker_ports=(50061 50062)
 
 pids=()
@@ -56,7 +64,7 @@ start() {  # group, name, then the command
 
 start memory_store memory_store "$bin/memory_store/memory_store" \
   --listen_address="127.0.0.1:$store_port" --metrics_address=127.0.0.1:9471 \
-  --data_dir="$home/data/memory_store"
+  --data_dir="$home/data/memory_store" --internal_token_file="$internal_token"
 group_size="${LONGCTX_GROUP_SIZE:-2}"
 case "$group_size" in 1|2) ;; *) echo "LONGCTX_GROUP_SIZE must be 1 or 2" >&2; exit 2;; esac
 # Each rank uses one core: two ranks fill this machine's two.
@@ -66,18 +74,20 @@ for i in "${!worker_ports[@]}"; do
   start workers "worker$i" "$bin/services/worker/worker" --model="$model" \
     --listen_address="127.0.0.1:$port" --metrics_address="127.0.0.1:$((9461 + i))" \
     --group_id="group-$((i / group_size))" --rank="$((i % group_size))" \
-    --group_size="$group_size" --rendezvous_address="127.0.0.1:$gateway_port" \
-    --threads=1 --memory_store="127.0.0.1:$store_port"
+    --group_size="$group_size" --rendezvous_address="127.0.0.1:$internal_port" \
+    --threads=1 --memory_store="127.0.0.1:$store_port" \
+    --internal_token_file="$internal_token"
   workers="${workers:+$workers,}127.0.0.1:$port"
 done
 start gateway gateway "$bin/services/gateway/gateway" --model="$model" \
   --listen_address="127.0.0.1:$gateway_port" --metrics_address=127.0.0.1:9451 \
+  --internal_listen_address="127.0.0.1:$internal_port" \
   --workers="$workers" --group_size="$group_size" \
-  --memory_store="127.0.0.1:$store_port"
+  --memory_store="127.0.0.1:$store_port" --internal_token_file="$internal_token"
 
 cat <<TXT
 longctx is starting (logs: $logs)
-  gateway       grpc 127.0.0.1:$gateway_port   metrics http://127.0.0.1:9451/metrics
+  gateway       grpc 127.0.0.1:$gateway_port   metrics http://127.0.0.1:9451/metrics  (internal: 127.0.0.1:$internal_port)
   worker 0      grpc 127.0.0.1:${worker_ports[0]}   metrics http://127.0.0.1:9461/metrics  (group $((0 / group_size)) rank $((0 % group_size)))
   worker 1      grpc 127.0.0.1:${worker_ports[1]}   metrics http://127.0.0.1:9462/metrics  (group $((1 / group_size)) rank $((1 % group_size)))
   memory_store  grpc 127.0.0.1:$store_port   metrics http://127.0.0.1:9471/metrics

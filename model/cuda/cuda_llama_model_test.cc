@@ -29,6 +29,7 @@
 #include "engine/engine.h"
 #include "engine/kv_offloader.h"
 #include "gtest/gtest.h"
+#include "kvblock/block_keys.h"
 #include "memory_store/block_store.h"
 #include "memory_store/memory_store_service_impl.h"
 #include "memory_store/store_client.h"
@@ -484,11 +485,6 @@ TEST(CudaLlamaModelTest, OffloadFromGpuRestoresOnCpuAndBack) {
   auto client = store->NewClient();
   const std::vector<int32_t> tokens =
       testing::RandomTokens(3 * c.block_size, c.shape.vocab_size, 4);
-  std::vector<std::string> keys;
-  for (int i = 0; i < 3; ++i) {
-    keys.push_back(
-        std::string(StoreClient::kKeySize, static_cast<char>(i + 1)));
-  }
   for (bool from_gpu : {true, false}) {
     auto gpu_pool = DevicePool(layout, 8);
     auto cpu_pool = HostPool(layout, 8);
@@ -500,8 +496,10 @@ TEST(CudaLlamaModelTest, OffloadFromGpuRestoresOnCpuAndBack) {
     const int seq = runner.AddSeq(tokens);
     std::vector<std::vector<float>> rows;
     ASSERT_TRUE(runner.Run({{seq, 3 * c.block_size}}, &rows).ok());
-    std::vector<std::string> round_keys = keys;
-    for (std::string& k : round_keys) k[5] = from_gpu ? 'g' : 'c';
+    // The prompt's own keys, in a namespace per round.
+    const std::vector<BlockKey> round_keys = ChainedBlockKeys(
+        BlockKeySeed(fingerprint, from_gpu ? "from-gpu" : "from-cpu"), tokens,
+        c.block_size);
     {
       KvOffloader offloader(client.get(), from_pool, fingerprint, {}, nullptr);
       for (int i = 0; i < 3; ++i) {

@@ -12,7 +12,7 @@ namespace longctx {
 absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
     const GrpcServerOptions& options,
     const std::vector<grpc::Service*>& services) {
-  absl::Status free = CheckPortFree(options.listen, "--listen_address");
+  absl::Status free = CheckPortFree(options.listen, options.listen_flag);
   if (!free.ok()) return free;
   if (options.health_listen.has_value()) {
     free = CheckPortFree(*options.health_listen, "--health_address");
@@ -28,6 +28,14 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
   // Without this gRPC sets SO_REUSEPORT and a second server would share the
   // port.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  // Clients that vanish without closing their connection (a powered-off
+  // machine, a dropped NAT entry) are found by pings, and their calls are
+  // cancelled; the internal channels' own pings (every 20 s while a call is
+  // open, tls.h) are welcome.
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 60000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 20000);
+  builder.AddChannelArgument(
+      GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);
   builder.SetMaxReceiveMessageSize(options.max_receive_message_bytes);
   if (options.num_polling_threads > 0) {
     builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::NUM_CQS,
@@ -41,10 +49,11 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
   for (grpc::Service* service : services) builder.RegisterService(service);
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr || server->port_ == 0) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "--listen_address ", options.listen.ToString(), " cannot be served",
-        tls ? " with TLS (does --tls_key belong to --tls_cert?)"
-            : " (address in use or not local)"));
+    return absl::FailedPreconditionError(
+        absl::StrCat(options.listen_flag, " ", options.listen.ToString(),
+                     " cannot be served",
+                     tls ? " with TLS (does --tls_key belong to --tls_cert?)"
+                         : " (address in use or not local)"));
   }
   if (options.health_listen.has_value()) {
     // No services of its own: gRPC adds the default health service (and

@@ -24,6 +24,8 @@ namespace longctx {
 struct GrpcServerOptions {
   // Where to listen. Port 0 picks a free port (see GrpcServer::port()).
   HostPort listen;
+  // The flag that set `listen`, as errors name it.
+  std::string listen_flag = "--listen_address";
   // Largest message the server accepts, in bytes. Default: 4 MiB (gRPC's
   // default); large values travel as streams of chunks instead.
   int max_receive_message_bytes = 4 << 20;

@@ -3,6 +3,7 @@
 #include <string>
 
 #include "absl/flags/flag.h"
+#include "services/common/internal_token_flags.h"
 
 ABSL_FLAG(std::string, internal_tls_ca, "",
           "PEM CA bundle that signs the other services' certificates: turns "
@@ -40,7 +41,12 @@ absl::StatusOr<ChannelSecurity> InternalChannelSecurityFromFlags() {
         "--internal_tls_cert, --internal_tls_key and "
         "--internal_tls_server_name need --internal_tls_ca");
   }
-  return ChannelSecurity::FromOptions(options);
+  absl::StatusOr<ChannelSecurity> security =
+      ChannelSecurity::FromOptions(options);
+  if (!security.ok()) return security.status();
+  absl::StatusOr<std::string> token = InternalTokenFromFlags();
+  if (!token.ok()) return token.status();
+  return security->WithBearerToken(*std::move(token));
 }
 
 }  // namespace longctx

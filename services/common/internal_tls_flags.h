@@ -14,7 +14,9 @@ namespace longctx {
 ChannelTlsOptions InternalTlsOptionsFromFlags();
 
 // InternalChannelSecurityFromFlags reads the flags (files read and checked
-// now): plaintext when none is set. Errors name the flag.
+// now), with the internal token of --internal_token_file
+// (internal_token_flags.h): plaintext without a token when none is set.
+// Errors name the flag.
 absl::StatusOr<ChannelSecurity> InternalChannelSecurityFromFlags();
 
 }  // namespace longctx

@@ -16,9 +16,7 @@ ABSL_FLAG(std::string, tls_key, "",
           "PEM private key of --tls_cert (unencrypted; protect the file).");
 ABSL_FLAG(std::string, tls_client_ca, "",
           "PEM CA bundle that signs client certificates: turns mutual TLS on "
-          "(the gateway verifies a certificate when one is presented and "
-          "requires it for Rendezvous; worker and memory_store require one "
-          "from every client).");
+          "(every client must present a certificate it signed).");
 ABSL_FLAG(std::string, health_address, "",
           "host:port of a plaintext port serving only gRPC health checks, for "
           "probes that cannot speak TLS (Kubernetes). Empty: none.");
@@ -44,13 +42,8 @@ absl::StatusOr<ServerTlsOptions> ApplyServerTlsFlags(
     if (probe != nullptr) probe->Shutdown();
     if (probe == nullptr || port == 0) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "--tls_key=", tls.key_file,
-          " does not belong to --tls_cert=", tls.cert_file,
-          tls.sni_cert_file.empty()
-              ? ""
-              : absl::StrCat(", or --internal_tls_key=", tls.sni_key_file,
-                             " to --internal_tls_cert=", tls.sni_cert_file),
-          " (or a file cannot be used)"));
+          "--tls_key=", tls.key_file, " does not belong to --tls_cert=",
+          tls.cert_file, " (or a file cannot be used)"));
     }
     options->credentials = *std::move(credentials);
     options->security_summary = absl::StrCat(

@@ -11,7 +11,7 @@
 namespace longctx {
 
 // ApplyServerTlsFlags completes `tls` with the flags (its
-// require_client_certificate and sni_* fields stay the caller's) and sets
+// require_client_certificate field stays the caller's) and sets
 // `options`: credentials (files read and checked now, each key against its
 // certificate on a throwaway loopback port), health_listen and
 // security_summary. Returns the completed TLS options; errors name the flag,

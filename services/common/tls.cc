@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "grpcpp/create_channel.h"
+#include "grpcpp/support/client_interceptor.h"
 
 namespace longctx {
 namespace {
@@ -71,37 +72,23 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
   if (options.cert_file.empty() || options.key_file.empty()) {
     return absl::InvalidArgumentError(
         options.cert_file.empty() && options.key_file.empty()
-            ? "--tls_client_ca needs --tls_cert and --tls_key"
-            : "--tls_cert and --tls_key go together: give both or neither");
+            ? absl::StrCat(options.client_ca_flag, " needs ", options.cert_flag,
+                           " and ", options.key_flag)
+            : absl::StrCat(options.cert_flag, " and ", options.key_flag,
+                           " go together: give both or neither"));
   }
   absl::StatusOr<std::string> cert =
-      ReadPemFile(options.cert_file, "--tls_cert", "CERTIFICATE");
+      ReadPemFile(options.cert_file, options.cert_flag, "CERTIFICATE");
   if (!cert.ok()) return cert.status();
   absl::StatusOr<std::string> key =
-      ReadPemFile(options.key_file, "--tls_key", "PRIVATE KEY");
+      ReadPemFile(options.key_file, options.key_flag, "PRIVATE KEY");
   if (!key.ok()) return key.status();
   grpc::SslServerCredentialsOptions ssl(
       GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
-  // The first pair serves clients whose server name no pair carries.
   ssl.pem_key_cert_pairs.push_back({*std::move(key), *std::move(cert)});
-  if (options.sni_cert_file.empty() != options.sni_key_file.empty()) {
-    return absl::InvalidArgumentError(
-        "--internal_tls_cert and --internal_tls_key go together: give both or "
-        "neither");
-  }
-  if (!options.sni_cert_file.empty()) {
-    absl::StatusOr<std::string> sni_cert = ReadPemFile(
-        options.sni_cert_file, "--internal_tls_cert", "CERTIFICATE");
-    if (!sni_cert.ok()) return sni_cert.status();
-    absl::StatusOr<std::string> sni_key =
-        ReadPemFile(options.sni_key_file, "--internal_tls_key", "PRIVATE KEY");
-    if (!sni_key.ok()) return sni_key.status();
-    ssl.pem_key_cert_pairs.push_back(
-        {*std::move(sni_key), *std::move(sni_cert)});
-  }
   if (!options.client_ca_file.empty()) {
-    absl::StatusOr<std::string> ca =
-        ReadPemFile(options.client_ca_file, "--tls_client_ca", "CERTIFICATE");
+    absl::StatusOr<std::string> ca = ReadPemFile(
+        options.client_ca_file, options.client_ca_flag, "CERTIFICATE");
     if (!ca.ok()) return ca.status();
     ssl.pem_root_certs = *std::move(ca);
     ssl.client_certificate_request =
@@ -155,12 +142,68 @@ absl::StatusOr<ChannelSecurity> ChannelSecurity::FromOptions(
   return security;
 }
 
+namespace {
+
+// Adds "authorization: Bearer <token>" to the initial metadata of each call.
+// (Call credentials would do the same, but gRPC sends those only over TLS.)
+class BearerTokenInterceptor : public grpc::experimental::Interceptor {
+ public:
+  explicit BearerTokenInterceptor(const std::string* value) : value_(value) {}
+
+  void Intercept(
+      grpc::experimental::InterceptorBatchMethods* methods) override {
+    if (methods->QueryInterceptionHookPoint(
+            grpc::experimental::InterceptionHookPoints::
+                PRE_SEND_INITIAL_METADATA)) {
+      methods->GetSendInitialMetadata()->insert({"authorization", *value_});
+    }
+    methods->Proceed();
+  }
+
+ private:
+  const std::string* value_;  // Owned by the factory.
+};
+
+class BearerTokenInterceptorFactory
+    : public grpc::experimental::ClientInterceptorFactoryInterface {
+ public:
+  explicit BearerTokenInterceptorFactory(const std::string& token)
+      : value_(absl::StrCat("Bearer ", token)) {}
+
+  grpc::experimental::Interceptor* CreateClientInterceptor(
+      grpc::experimental::ClientRpcInfo* /*info*/) override {
+    return new BearerTokenInterceptor(&value_);
+  }
+
+ private:
+  const std::string value_;
+};
+
+}  // namespace
+
+ChannelSecurity ChannelSecurity::WithBearerToken(std::string token) const {
+  ChannelSecurity copy = *this;
+  copy.bearer_token_ = std::move(token);
+  return copy;
+}
+
 std::shared_ptr<grpc::Channel> ChannelSecurity::NewChannel(
     const std::string& target, grpc::ChannelArguments args) const {
   if (tls_ && !server_name_.empty()) {
     args.SetSslTargetNameOverride(server_name_);
   }
-  return grpc::CreateCustomChannel(target, credentials_, args);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, kKeepaliveTimeMs);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, kKeepaliveTimeoutMs);
+  if (bearer_token_.empty()) {
+    return grpc::CreateCustomChannel(target, credentials_, args);
+  }
+  std::vector<
+      std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>>
+      interceptors;
+  interceptors.push_back(
+      std::make_unique<BearerTokenInterceptorFactory>(bearer_token_));
+  return grpc::experimental::CreateCustomChannelWithInterceptors(
+      target, credentials_, args, std::move(interceptors));
 }
 
 }  // namespace longctx

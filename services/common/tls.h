@@ -33,18 +33,14 @@ struct ServerTlsOptions {
   std::string key_file;        // Its private key, PEM.
   std::string client_ca_file;  // CAs that sign client certificates, PEM.
   // With client_ca_file: whether a client must present a certificate (mutual
-  // TLS for internal services), or may, and is verified when it does (the
-  // gateway, whose public clients authenticate with bearer tokens while
-  // workers present certificates for the Rendezvous service). Default: must.
+  // TLS), or may, and is verified when it does. Default: must.
   bool require_client_certificate = true;
-  // A second certificate chain and key, presented instead of cert_file to a
-  // client whose TLS server name (SNI) this certificate carries. The gateway
-  // presents its internal certificate (--internal_tls_cert, --internal_tls_key,
-  // the names in errors) to workers calling Rendezvous with
-  // --internal_tls_server_name, and its public one to everyone else. Empty:
-  // none.
-  std::string sni_cert_file;
-  std::string sni_key_file;
+  // The flags of the three files, as errors name them: the server's own
+  // (--tls_cert, --tls_key, --tls_client_ca), or the gateway's internal
+  // listener's (--internal_tls_cert, --internal_tls_key, --internal_tls_ca).
+  std::string cert_flag = "--tls_cert";
+  std::string key_flag = "--tls_key";
+  std::string client_ca_flag = "--tls_client_ca";
 };
 
 // MakeServerCredentials returns plaintext credentials when every file is
@@ -74,8 +70,12 @@ struct ChannelTlsOptions {
   std::string flag_prefix = "--tls_";
 };
 
-// ChannelSecurity makes channels with one set of credentials. The default is
-// plaintext. Copyable; thread-safe.
+// ChannelSecurity makes channels with one set of credentials: TLS or
+// plaintext, and optionally a bearer token sent on every call (the internal
+// token, services/common/internal_auth.h). Every channel keeps its connection
+// alive with HTTP/2 pings while calls are open, so a peer that vanished is
+// noticed within kKeepaliveTime + kKeepaliveTimeout. The default is
+// plaintext without a token. Copyable; thread-safe.
 class ChannelSecurity {
  public:
   ChannelSecurity();
@@ -86,17 +86,30 @@ class ChannelSecurity {
   static absl::StatusOr<ChannelSecurity> FromOptions(
       const ChannelTlsOptions& options);
 
+  // WithBearerToken returns a copy that sends "authorization: Bearer
+  // <token>" on every call of its channels ("" sends none).
+  ChannelSecurity WithBearerToken(std::string token) const;
+
   // NewChannel connects to `target` (host:port) with these credentials and
-  // `args` (plus the TLS name override, if any). Connects lazily.
+  // `args` (plus the TLS name override, keepalive and the token, if any).
+  // Connects lazily.
   std::shared_ptr<grpc::Channel> NewChannel(
       const std::string& target,
       grpc::ChannelArguments args = grpc::ChannelArguments()) const;
 
   bool tls() const { return tls_; }
+  bool has_bearer_token() const { return !bearer_token_.empty(); }
+
+  // Keepalive of every channel: a ping after this long without traffic while
+  // a call is open, and the connection is dropped when its answer takes
+  // longer than kKeepaliveTimeout.
+  static constexpr int kKeepaliveTimeMs = 20000;
+  static constexpr int kKeepaliveTimeoutMs = 10000;
 
  private:
   std::shared_ptr<grpc::ChannelCredentials> credentials_;
   std::string server_name_;
+  std::string bearer_token_;
   bool tls_ = false;
 };
 

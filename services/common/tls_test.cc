@@ -229,42 +229,6 @@ TEST_F(TlsServerTest, HealthPortIsPlaintextAndFollowsServing) {
   EXPECT_EQ(last_answer_, grpc::health::v1::HealthCheckResponse::NOT_SERVING);
 }
 
-// The gateway's setup: its public certificate by default, the internal one
-// to clients that ask for the internal name.
-TEST_F(TlsServerTest, PresentsTheSecondCertificateToClientsAskingForItsName) {
-  const testing::TestPki& pki = Pki();
-  ServerTlsOptions tls;
-  tls.cert_file = pki.other_cert;
-  tls.key_file = pki.other_key;
-  tls.sni_cert_file = pki.internal_cert;
-  tls.sni_key_file = pki.internal_key;
-  auto credentials = MakeServerCredentials(tls);
-  ASSERT_TRUE(credentials.ok()) << credentials.status();
-  GrpcServerOptions options;
-  options.listen = {"127.0.0.1", 0};
-  options.credentials = *credentials;
-  auto server = GrpcServer::Start(options, {});
-  ASSERT_TRUE(server.ok()) << server.status();
-  server_ = *std::move(server);
-  server_->SetServing(true);
-  EXPECT_TRUE(Check(Client(pki.ca_cert, "", "", "longctx-internal")).ok());
-  EXPECT_TRUE(Check(Client(pki.other_ca_cert, "", "")).ok());
-  // Without the name the public certificate comes, which the CA did not sign.
-  EXPECT_EQ(Check(Client(pki.ca_cert, "", "")).error_code(),
-            grpc::StatusCode::UNAVAILABLE);
-}
-
-TEST(MakeServerCredentialsTest, SecondCertificateAndKeyGoTogether) {
-  ServerTlsOptions tls;
-  tls.cert_file = Pki().cert;
-  tls.key_file = Pki().key;
-  tls.sni_cert_file = Pki().internal_cert;
-  auto credentials = MakeServerCredentials(tls);
-  ASSERT_FALSE(credentials.ok());
-  EXPECT_THAT(credentials.status().message(),
-              HasSubstr("--internal_tls_cert and --internal_tls_key"));
-}
-
 TEST(TlsServerStartTest, KeyOfAnotherCertificateFailsAtStart) {
   ServerTlsOptions tls;
   tls.cert_file = Pki().cert;

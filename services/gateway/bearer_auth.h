@@ -2,7 +2,9 @@
 // "authorization: Bearer <token>" metadata; the tokens allowed come from a
 // file (--auth_tokens_file) that is read again when it changes, so tokens can
 // be added and revoked without a restart (a Kubernetes Secret volume updates
-// in place).
+// in place). Each token belongs to a tenant, and each tenant has a cache
+// namespace (kvblock/block_keys.h): KV blocks are shared only between
+// requests of one namespace.
 //
 // Tokens never leave this module: no message, log line or status names one.
 #ifndef LONGCTX_SERVICES_GATEWAY_BEARER_AUTH_H_
@@ -19,27 +21,54 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "services/common/constant_time.h"
 
 namespace longctx {
 
-// ParseTokenFile parses the text of a token file: one token per line; blank
-// lines and lines starting with '#' are skipped; spaces and tabs around a
-// token are ignored. INVALID_ARGUMENT, naming the line number only, for a
-// token with a character outside printable ASCII or with inner whitespace, or
-// when the file has no token at all.
-absl::StatusOr<std::vector<std::string>> ParseTokenFile(absl::string_view text);
+// Tenant is who a token belongs to.
+struct Tenant {
+  // The tenant's name (for logs and metrics); "" when the gateway has no
+  // tokens file.
+  std::string name;
+  // Its cache namespace: its name unless the tokens file says otherwise; ""
+  // (one namespace for every client) without a tokens file.
+  std::string cache_namespace;
 
-// ConstantTimeEquals compares `presented` with `expected` in time that depends
-// only on the two lengths, never on the bytes: every byte of `presented` is
-// compared, with no early exit at the first difference or on different
-// lengths.
-bool ConstantTimeEquals(absl::string_view presented,
-                        absl::string_view expected);
+  friend bool operator==(const Tenant& a, const Tenant& b) {
+    return a.name == b.name && a.cache_namespace == b.cache_namespace;
+  }
+};
 
-// MatchesAnyToken compares `presented` with every token, each in constant
+// TokenEntry is one token of the file and its tenant.
+struct TokenEntry {
+  std::string token;
+  Tenant tenant;
+};
+
+// Most bytes of a tenant name or a cache namespace.
+inline constexpr size_t kMaxTenantNameBytes = 64;
+
+// ParseTokenFile parses the text of a token file. One token per line,
+// optionally followed by its tenant and options, separated by spaces or tabs:
+//
+//   <token> [<tenant> [cache_namespace=<namespace>]]
+//
+// A token without a tenant is a tenant of its own, named "token-" and 12 hex
+// digits of its SHA-256. A tenant's cache namespace is its name unless
+// cache_namespace= names another: tenants that name the same namespace share
+// their cached KV blocks (and so can tell which prompts the others sent).
+// Tenant and namespace names are 1 to kMaxTenantNameBytes of [A-Za-z0-9._-].
+// Blank lines and lines starting with '#' are skipped. INVALID_ARGUMENT,
+// naming the line number but never the token, for a token with a character
+// outside printable ASCII, a malformed name or option, a token listed twice,
+// a tenant given two namespaces, or a file with no token at all.
+absl::StatusOr<std::vector<TokenEntry>> ParseTokenFile(absl::string_view text);
+
+// MatchToken compares `presented` with every entry's token, each in constant
 // time, and never stops early: the time does not tell which token matched.
-bool MatchesAnyToken(absl::string_view presented,
-                     const std::vector<std::string>& tokens);
+// Returns the index of the matching entry, or -1.
+int MatchToken(absl::string_view presented,
+               const std::vector<TokenEntry>& entries);
 
 // BearerAuthOptions configures a BearerAuth.
 struct BearerAuthOptions {
@@ -60,10 +89,11 @@ class BearerAuth {
       const BearerAuthOptions& options);
 
   // Check authenticates the value of a call's "authorization" metadata
-  // (`present` false when the call has none). OK for "Bearer <token>" (the
-  // scheme in any case) with a token of the file; UNAUTHENTICATED otherwise,
-  // with a message saying what was wrong but never what was sent.
-  absl::Status Check(bool present, absl::string_view authorization);
+  // (`present` false when the call has none) and returns the token's tenant
+  // for "Bearer <token>" (the scheme in any case) with a token of the file;
+  // UNAUTHENTICATED otherwise, with a message saying what was wrong but never
+  // what was sent.
+  absl::StatusOr<Tenant> Check(bool present, absl::string_view authorization);
 
   // Number of tokens in force.
   int num_tokens() const;
@@ -83,13 +113,13 @@ class BearerAuth {
   // Fills *state and *mode from stat(path); false (errno set) on failure.
   static bool Stat(const std::string& path, FileState* state, mode_t* mode);
   // Reads and parses the file; its state goes to *state.
-  absl::StatusOr<std::vector<std::string>> Load(FileState* state) const;
+  absl::StatusOr<std::vector<TokenEntry>> Load(FileState* state) const;
   // Re-reads the file if reload_interval has passed and it changed.
   void MaybeReload();
 
   const BearerAuthOptions options_;
   mutable absl::Mutex mu_;
-  std::shared_ptr<const std::vector<std::string>> tokens_ ABSL_GUARDED_BY(mu_);
+  std::shared_ptr<const std::vector<TokenEntry>> tokens_ ABSL_GUARDED_BY(mu_);
   FileState state_ ABSL_GUARDED_BY(mu_);
   absl::Time next_check_ ABSL_GUARDED_BY(mu_);
 };

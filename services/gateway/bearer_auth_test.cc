@@ -17,6 +17,12 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
+std::vector<std::string> Tokens(const std::vector<TokenEntry>& entries) {
+  std::vector<std::string> tokens;
+  for (const TokenEntry& entry : entries) tokens.push_back(entry.token);
+  return tokens;
+}
+
 TEST(ParseTokenFileTest, OneTokenPerLineWithCommentsAndBlankLines) {
   auto tokens = ParseTokenFile(
       "# clients of team a\n"
@@ -26,15 +32,58 @@ TEST(ParseTokenFileTest, OneTokenPerLineWithCommentsAndBlankLines) {
       "  # indented comment\n"
       "tok-gamma");
   ASSERT_TRUE(tokens.ok()) << tokens.status();
-  EXPECT_THAT(*tokens, ElementsAre("tok-alpha", "tok-beta", "tok-gamma"));
+  EXPECT_THAT(Tokens(*tokens),
+              ElementsAre("tok-alpha", "tok-beta", "tok-gamma"));
 }
 
-TEST(ParseTokenFileTest, RejectsInnerSpacesNamingTheLineButNotTheToken) {
-  auto tokens = ParseTokenFile("good\nsecret part two\n");
-  ASSERT_FALSE(tokens.ok());
-  EXPECT_EQ(tokens.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(tokens.status().message(), HasSubstr("line 2"));
-  EXPECT_THAT(tokens.status().message(), Not(HasSubstr("secret")));
+TEST(ParseTokenFileTest, TenantsAndTheirCacheNamespaces) {
+  auto tokens = ParseTokenFile(
+      "tok-a1 acme\n"
+      "tok-a2\tacme\n"  // A second token of the same tenant.
+      "tok-b  acme-batch   cache_namespace=acme\n"
+      "tok-c  globex cache_namespace=shared.docs-1\n"
+      "tok-d\n");
+  ASSERT_TRUE(tokens.ok()) << tokens.status();
+  ASSERT_EQ(tokens->size(), 5u);
+  EXPECT_EQ((*tokens)[0].tenant, (Tenant{"acme", "acme"}));
+  EXPECT_EQ((*tokens)[1].tenant, (Tenant{"acme", "acme"}));
+  EXPECT_EQ((*tokens)[2].tenant, (Tenant{"acme-batch", "acme"}));
+  EXPECT_EQ((*tokens)[3].tenant, (Tenant{"globex", "shared.docs-1"}));
+  // A token alone is a tenant of its own, named after a digest of the token
+  // (SHA-256 of "tok-d", computed independently), never the token itself.
+  EXPECT_EQ((*tokens)[4].tenant.name, "token-18f10d77c959");
+  EXPECT_EQ((*tokens)[4].tenant.cache_namespace, (*tokens)[4].tenant.name);
+}
+
+TEST(ParseTokenFileTest, RejectsBadLinesNamingTheLineButNotTheToken) {
+  const std::vector<std::string> lines = {
+      "secret part two",
+      "secret tenant cache_namespace=x extra",
+      "secret bad/tenant",
+      "secret tenant cache_namespace=",
+      "secret tenant namespace=x",
+      "secret tenant cache_namespace=a b",
+      "secret " + std::string(65, 't')};
+  for (const std::string& line : lines) {
+    auto tokens = ParseTokenFile("good\n" + line + "\n");
+    ASSERT_FALSE(tokens.ok()) << line;
+    EXPECT_EQ(tokens.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(tokens.status().message(), HasSubstr("line 2"));
+    EXPECT_THAT(tokens.status().message(), Not(HasSubstr("secret")));
+  }
+}
+
+TEST(ParseTokenFileTest, RejectsATenantWithTwoNamespacesAndRepeatedTokens) {
+  auto two = ParseTokenFile(
+      "t1 acme\n"
+      "t2 acme cache_namespace=other\n");
+  ASSERT_FALSE(two.ok());
+  EXPECT_THAT(two.status().message(), HasSubstr("line 2"));
+  EXPECT_THAT(two.status().message(), HasSubstr("acme"));
+  auto repeated = ParseTokenFile("secret-1 a\nsecret-1 b\n");
+  ASSERT_FALSE(repeated.ok());
+  EXPECT_THAT(repeated.status().message(), HasSubstr("line 2"));
+  EXPECT_THAT(repeated.status().message(), Not(HasSubstr("secret")));
 }
 
 TEST(ParseTokenFileTest, RejectsNonAsciiBytes) {
@@ -48,27 +97,15 @@ TEST(ParseTokenFileTest, AFileWithoutTokensIsAnError) {
   EXPECT_FALSE(ParseTokenFile("# only a comment\n\n").ok());
 }
 
-TEST(ConstantTimeEqualsTest, EqualOnlyForTheSameBytes) {
-  EXPECT_TRUE(ConstantTimeEquals("abcdef", "abcdef"));
-  EXPECT_FALSE(ConstantTimeEquals("Xbcdef", "abcdef"));     // First byte.
-  EXPECT_FALSE(ConstantTimeEquals("abcdeX", "abcdef"));     // Last byte.
-  EXPECT_FALSE(ConstantTimeEquals("abc", "abcdef"));        // A prefix.
-  EXPECT_FALSE(ConstantTimeEquals("abcdefabc", "abcdef"));  // Repeats it.
-  EXPECT_FALSE(ConstantTimeEquals("abcdefabcdef", "abcdef"));
-  EXPECT_FALSE(ConstantTimeEquals("", "abcdef"));
-  EXPECT_FALSE(ConstantTimeEquals("abcdef", ""));
-  EXPECT_TRUE(ConstantTimeEquals("", ""));
-  // Bytes differing only in the high bit.
-  EXPECT_FALSE(ConstantTimeEquals("\x81", "\x01"));
-}
-
-TEST(MatchesAnyTokenTest, FindsATokenAnywhereInTheList) {
-  const std::vector<std::string> tokens = {"first", "second", "third"};
-  EXPECT_TRUE(MatchesAnyToken("first", tokens));
-  EXPECT_TRUE(MatchesAnyToken("third", tokens));
-  EXPECT_FALSE(MatchesAnyToken("fourth", tokens));
-  EXPECT_FALSE(MatchesAnyToken("secon", tokens));
-  EXPECT_FALSE(MatchesAnyToken("first", {}));
+TEST(MatchTokenTest, FindsATokenAnywhereInTheList) {
+  const std::vector<TokenEntry> tokens = {
+      {"first", {}}, {"second", {}}, {"third", {}}};
+  EXPECT_EQ(MatchToken("first", tokens), 0);
+  EXPECT_EQ(MatchToken("second", tokens), 1);
+  EXPECT_EQ(MatchToken("third", tokens), 2);
+  EXPECT_EQ(MatchToken("fourth", tokens), -1);
+  EXPECT_EQ(MatchToken("secon", tokens), -1);
+  EXPECT_EQ(MatchToken("first", {}), -1);
 }
 
 class BearerAuthTest : public ::testing::Test {
@@ -107,6 +144,18 @@ TEST_F(BearerAuthTest, AcceptsEveryTokenOfTheFile) {
   EXPECT_TRUE(auth->Check(true, "bearer old-token-2").ok());
 }
 
+TEST_F(BearerAuthTest, ReturnsTheTokensTenant) {
+  Write("tok-1 acme\ntok-2 globex cache_namespace=shared\n");
+  auto auth = Make(absl::Hours(1));
+  ASSERT_NE(auth, nullptr);
+  absl::StatusOr<Tenant> acme = auth->Check(true, "Bearer tok-1");
+  ASSERT_TRUE(acme.ok()) << acme.status();
+  EXPECT_EQ(*acme, (Tenant{"acme", "acme"}));
+  absl::StatusOr<Tenant> globex = auth->Check(true, "Bearer tok-2");
+  ASSERT_TRUE(globex.ok()) << globex.status();
+  EXPECT_EQ(*globex, (Tenant{"globex", "shared"}));
+}
+
 TEST_F(BearerAuthTest, RejectsEverythingElseWithoutEchoingIt) {
   auto auth = Make(absl::Hours(1));
   ASSERT_NE(auth, nullptr);
@@ -121,7 +170,7 @@ TEST_F(BearerAuthTest, RejectsEverythingElseWithoutEchoingIt) {
            {true, "Bearer old-token-1x"},
            {true, "Bearer old-token-"},
            {true, "Bearer guessed-secret-value"}}) {
-    absl::Status status = auth->Check(present, header);
+    absl::Status status = auth->Check(present, header).status();
     EXPECT_EQ(status.code(), absl::StatusCode::kUnauthenticated) << header;
     EXPECT_THAT(status.message(), Not(HasSubstr("old-token")));
     EXPECT_THAT(status.message(), Not(HasSubstr("guessed-secret-value")));
@@ -143,7 +192,7 @@ TEST_F(BearerAuthTest, ReloadsAChangedFileAndRevokesRemovedTokens) {
   ASSERT_NE(auth, nullptr);
   EXPECT_TRUE(auth->Check(true, "Bearer old-token-1").ok());
   Write("new-token\nold-token-2\n");
-  EXPECT_EQ(auth->Check(true, "Bearer old-token-1").code(),
+  EXPECT_EQ(auth->Check(true, "Bearer old-token-1").status().code(),
             absl::StatusCode::kUnauthenticated);
   EXPECT_TRUE(auth->Check(true, "Bearer new-token").ok());
   EXPECT_TRUE(auth->Check(true, "Bearer old-token-2").ok());

@@ -7,7 +7,9 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
+#include "services/common/internal_auth.h"
 #include "services/common/internal_tls_flags.h"
+#include "services/common/internal_token_flags.h"
 #include "services/common/net_address.h"
 #include "services/common/server_main.h"
 #include "services/common/server_tls_flags.h"
@@ -15,6 +17,13 @@
 
 ABSL_FLAG(std::string, listen_address, "0.0.0.0:50051",
           "host:port of the public gRPC endpoint.");
+ABSL_FLAG(std::string, internal_listen_address, "127.0.0.1:50053",
+          "host:port of the internal gRPC endpoint, where the ranks of worker "
+          "groups meet (Rendezvous); never on the public one. Loopback by "
+          "default: when ranks run on other machines, listen on a private "
+          "address and set --internal_token_file or internal TLS "
+          "(--internal_tls_cert, --internal_tls_key and --internal_tls_ca, "
+          "which then requires the ranks' client certificates).");
 ABSL_FLAG(std::string, metrics_address, "0.0.0.0:9451",
           "host:port of the Prometheus /metrics endpoint.");
 ABSL_FLAG(std::string, model, "",
@@ -119,23 +128,43 @@ absl::StatusOr<longctx::GatewayServerOptions> OptionsFromFlags() {
   }
   o.grpc.listen = addresses->listen;
   o.grpc.max_receive_message_bytes = max_message_bytes;
-  // Public clients need no certificate (they send bearer tokens); workers
-  // present theirs for the Rendezvous service, and are shown the internal
-  // certificate when they ask for its name (--internal_tls_server_name).
-  longctx::ServerTlsOptions tls_options;
-  tls_options.require_client_certificate = false;
-  const longctx::ChannelTlsOptions internal_options =
-      longctx::InternalTlsOptionsFromFlags();
-  tls_options.sni_cert_file = internal_options.cert_file;
-  tls_options.sni_key_file = internal_options.key_file;
-  auto tls = longctx::ApplyServerTlsFlags(tls_options, &o.grpc);
+  auto tls = longctx::ApplyServerTlsFlags(longctx::ServerTlsOptions(), &o.grpc);
   if (!tls.ok()) return tls.status();
-  // With --tls_client_ca only ranks with a client certificate may form
-  // groups through the gateway.
-  o.rendezvous_requires_client_certificate = !tls->client_ca_file.empty();
   auto internal_security = longctx::InternalChannelSecurityFromFlags();
   if (!internal_security.ok()) return internal_security.status();
   o.internal_security = *std::move(internal_security);
+
+  // The internal listener: Rendezvous, behind the internal token and, with
+  // an internal certificate, TLS that requires the ranks' certificates.
+  auto internal_listen = longctx::ParseHostPort(
+      absl::GetFlag(FLAGS_internal_listen_address), "internal_listen_address");
+  if (!internal_listen.ok()) return internal_listen.status();
+  o.internal_grpc.listen = *internal_listen;
+  o.internal_grpc.listen_flag = "--internal_listen_address";
+  o.internal_grpc.max_receive_message_bytes = 1 << 20;
+  const longctx::ChannelTlsOptions internal_tls =
+      longctx::InternalTlsOptionsFromFlags();
+  if (!internal_tls.cert_file.empty()) {
+    longctx::ServerTlsOptions server_tls;
+    server_tls.cert_file = internal_tls.cert_file;
+    server_tls.key_file = internal_tls.key_file;
+    server_tls.client_ca_file = internal_tls.ca_file;
+    server_tls.cert_flag = "--internal_tls_cert";
+    server_tls.key_flag = "--internal_tls_key";
+    server_tls.client_ca_flag = "--internal_tls_ca";
+    auto credentials = longctx::MakeServerCredentials(server_tls);
+    if (!credentials.ok()) return credentials.status();
+    o.internal_grpc.credentials = *std::move(credentials);
+    o.internal_grpc.security_summary = "TLS, client certificates required";
+  } else if (o.group_size > 1 && o.internal_security.tls()) {
+    return absl::InvalidArgumentError(
+        "--internal_tls_ca with --group_size > 1 needs --internal_tls_cert "
+        "and --internal_tls_key: ranks reach Rendezvous on "
+        "--internal_listen_address over TLS");
+  }
+  auto internal_token = longctx::InternalTokenFromFlags();
+  if (!internal_token.ok()) return internal_token.status();
+  o.internal_auth = longctx::InternalAuth(*std::move(internal_token));
   o.auth_tokens_file = absl::GetFlag(FLAGS_auth_tokens_file);
   o.model_dir = absl::GetFlag(FLAGS_model);
   o.model_name = absl::GetFlag(FLAGS_model_name);

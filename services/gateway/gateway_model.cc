@@ -53,6 +53,11 @@ absl::StatusOr<std::unique_ptr<GatewayModel>> GatewayModel::Load(
   absl::StatusOr<std::unique_ptr<Tokenizer>> tokenizer =
       LoadTokenizer(dir, *config);
   if (!tokenizer.ok()) return prefixed(tokenizer.status());
+  if ((*tokenizer)->eos_ids().size() > kMaxEosTokenIds) {
+    return prefixed(absl::InvalidArgumentError(absl::StrCat(
+        "the tokenizer declares ", (*tokenizer)->eos_ids().size(),
+        " end-of-sequence ids; at most ", kMaxEosTokenIds, " are supported")));
+  }
 
   return Create(*config, *std::move(tokenizer),
                 name.empty() ? BaseName(dir) : name);

@@ -12,6 +12,9 @@ absl::StatusOr<std::unique_ptr<GatewayServer>> GatewayServer::Start(
     GatewayServerOptions options) {
   std::unique_ptr<GatewayServer> server(new GatewayServer);
   server->options_ = std::move(options);
+  if (server->options_.internal_grpc.listen.host.empty()) {
+    server->options_.internal_grpc.listen.host = "127.0.0.1";
+  }
   const GatewayServerOptions& o = server->options_;
   if (!o.auth_tokens_file.empty()) {
     BearerAuthOptions auth;
@@ -69,11 +72,20 @@ absl::StatusOr<std::unique_ptr<GatewayServer>> GatewayServer::Start(
   server->service_ = std::make_unique<GatewayServiceImpl>(
       server->model_.get(), server->pool_.get(), o.limits,
       server->metrics_->registry(), server->auth_.get(), routing);
-  // Worker groups form through the gateway (Gloo addresses, NCCL ids).
-  server->rendezvous_ = std::make_unique<RendezvousServiceImpl>(
-      o.rendezvous_requires_client_certificate);
-  auto grpc = GrpcServer::Start(
-      o.grpc, {server->service_.get(), server->rendezvous_.get()});
+  // Worker groups form through the gateway (Gloo addresses, NCCL ids), on
+  // its internal listener; the public one serves LongContext alone.
+  server->rendezvous_ =
+      std::make_unique<RendezvousServiceImpl>(o.internal_auth);
+  auto internal_grpc =
+      GrpcServer::Start(o.internal_grpc, {server->rendezvous_.get()});
+  if (!internal_grpc.ok()) return internal_grpc.status();
+  server->internal_grpc_ = *std::move(internal_grpc);
+  server->internal_grpc_->SetServing(true);
+  Log(LogLevel::kInfo, "internal listener (Rendezvous) on %s:%d, %s%s",
+      o.internal_grpc.listen.host, server->internal_grpc_->port(),
+      server->internal_grpc_->security_summary(),
+      o.internal_auth.enabled() ? ", internal token required" : "");
+  auto grpc = GrpcServer::Start(o.grpc, {server->service_.get()});
   if (!grpc.ok()) return grpc.status();
   server->grpc_ = *std::move(grpc);
   if (server->auth_ != nullptr) {
@@ -105,6 +117,7 @@ DrainHooks GatewayServer::drain_hooks() {
 GatewayServer::~GatewayServer() {
   if (pool_ != nullptr) pool_->OnReadinessChange([](bool) {});
   if (grpc_ != nullptr) grpc_->Shutdown(absl::ZeroDuration());
+  if (internal_grpc_ != nullptr) internal_grpc_->Shutdown(absl::ZeroDuration());
 }
 
 }  // namespace longctx

@@ -1,8 +1,8 @@
 // GatewayServer: the public endpoint as a server, the object the gateway's
 // main() builds from its flags: the model's tokenizer and limits, the worker
 // pool with its readiness probes, prefix routing and the memory store lookup,
-// bearer-token authentication, the LongContext and Rendezvous services, and
-// /metrics.
+// bearer-token authentication, the LongContext service on the public
+// listener, Rendezvous on the internal one, and /metrics.
 //
 // Health is SERVING while at least one worker group is ready. On shutdown,
 // drain_hooks() make new Generate calls UNAVAILABLE while the running ones
@@ -18,6 +18,7 @@
 #include "absl/time/time.h"
 #include "memory_store/store_client.h"
 #include "services/common/grpc_server.h"
+#include "services/common/internal_auth.h"
 #include "services/common/metrics_server.h"
 #include "services/common/net_address.h"
 #include "services/common/server_main.h"
@@ -62,11 +63,15 @@ struct GatewayServerOptions {
   // Bearer tokens, one per line (--auth_tokens_file); empty: no
   // authentication.
   std::string auth_tokens_file;
-  // How the gateway calls workers and the store (--internal_tls_*).
+  // How the gateway calls workers and the store (--internal_tls_*,
+  // --internal_token_file).
   ChannelSecurity internal_security;
-  // Whether ranks must present a client certificate to the Rendezvous
-  // service (set when --tls_client_ca is).
-  bool rendezvous_requires_client_certificate = false;
+  // The internal listener, where ranks call Rendezvous
+  // (--internal_listen_address; TLS from --internal_tls_cert,
+  // --internal_tls_key and --internal_tls_ca), and who may call it
+  // (--internal_token_file). An empty host listens on 127.0.0.1.
+  GrpcServerOptions internal_grpc;
+  InternalAuth internal_auth;
 };
 
 class GatewayServer {
@@ -78,6 +83,7 @@ class GatewayServer {
   ~GatewayServer();
 
   GrpcServer& grpc_server() { return *grpc_; }
+  GrpcServer& internal_grpc_server() { return *internal_grpc_; }
   MetricsServer& metrics_server() { return *metrics_; }
   // What ServeUntilSignal calls to drain the gateway's own calls.
   DrainHooks drain_hooks();
@@ -96,6 +102,7 @@ class GatewayServer {
   std::unique_ptr<GatewayServiceImpl> service_;
   std::unique_ptr<RendezvousServiceImpl> rendezvous_;
   std::unique_ptr<GrpcServer> grpc_;
+  std::unique_ptr<GrpcServer> internal_grpc_;
 };
 
 }  // namespace longctx

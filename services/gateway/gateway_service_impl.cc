@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "kvblock/block_keys.h"
 #include "services/common/logging.h"
+#include "services/common/refused_reactors.h"
 #include "services/common/status_util.h"
 #include "services/gateway/generate_call.h"
 #include "services/gateway/request_validator.h"
@@ -23,11 +24,7 @@ prometheus::Histogram::BucketBoundaries LatencyBuckets() {
 }
 
 // Answers a Generate call with an error and nothing else.
-class ErrorReactor : public grpc::ServerWriteReactor<v1::GenerateResponse> {
- public:
-  explicit ErrorReactor(const grpc::Status& status) { Finish(status); }
-  void OnDone() override { delete this; }
-};
+using ErrorReactor = RefusedWriteReactor<v1::GenerateResponse>;
 
 }  // namespace
 
@@ -100,22 +97,22 @@ absl::StatusOr<GatewayServiceImpl::Route> GatewayServiceImpl::Dispatch(
   worker::v1::GenerateRequest& worker_request = request.worker_request;
   const bool reads = request.cache_read;
   const bool writes = request.cache_write;
-  std::vector<Hash128> keys;
+  std::vector<BlockKey> keys;
   int block_size = 0;
   if ((routing_.router != nullptr || routing_.store != nullptr) &&
       (reads || writes)) {
     if (std::optional<WorkerPool::BlockKeying> keying = pool_->block_keying()) {
       block_size = keying->block_size;
       const auto& prompt = worker_request.prompt_token_ids();
-      keys = ChainedBlockKeys(keying->fingerprint,
-                              absl::MakeConstSpan(prompt.data(), prompt.size()),
-                              block_size);
+      keys = ChainedBlockKeys(
+          BlockKeySeed(keying->fingerprint, worker_request.cache_namespace()),
+          absl::MakeConstSpan(prompt.data(), prompt.size()), block_size);
     }
   }
   if (routing_.store != nullptr && reads && !keys.empty()) {
     std::vector<std::string> key_bytes;
     key_bytes.reserve(keys.size());
-    for (const Hash128& key : keys) key_bytes.push_back(KeyBytes(key));
+    for (const BlockKey& id : keys) key_bytes.push_back(id.key);
     // Shards that cannot answer in time read as misses.
     const std::vector<bool> stored = routing_.store->Contains(key_bytes);
     int run = 0;
@@ -140,21 +137,21 @@ absl::StatusOr<GatewayServiceImpl::Route> GatewayServiceImpl::Dispatch(
   return route;
 }
 
-absl::Status GatewayServiceImpl::Authenticate(
+absl::StatusOr<Tenant> GatewayServiceImpl::Authenticate(
     grpc::CallbackServerContext* context, absl::string_view method) {
-  if (auth_ == nullptr) return absl::OkStatus();
+  if (auth_ == nullptr) return Tenant();
   const auto& metadata = context->client_metadata();
   auto it = metadata.find("authorization");
   const bool present = it != metadata.end();
-  absl::Status status = auth_->Check(
+  absl::StatusOr<Tenant> tenant = auth_->Check(
       present, present ? absl::string_view(it->second.data(), it->second.size())
                        : absl::string_view());
-  if (!status.ok()) {
+  if (!tenant.ok()) {
     unauthenticated_.Add({{"method", std::string(method)}}).Increment();
     Log(LogLevel::kWarning, "refused %s from %s: %s", std::string(method),
-        context->peer(), std::string(status.message()));
+        context->peer(), std::string(tenant.status().message()));
   }
-  return status;
+  return tenant;
 }
 
 void GatewayServiceImpl::RecordDone(const std::string& request_id,
@@ -190,10 +187,8 @@ void GatewayServiceImpl::RecordDone(const std::string& request_id,
 
 grpc::ServerWriteReactor<v1::GenerateResponse>* GatewayServiceImpl::Generate(
     grpc::CallbackServerContext* context, const v1::GenerateRequest* request) {
-  absl::Status authenticated = Authenticate(context, "Generate");
-  if (!authenticated.ok()) {
-    return new ErrorReactor(ToGrpcStatus(authenticated));
-  }
+  absl::StatusOr<Tenant> tenant = Authenticate(context, "Generate");
+  if (!tenant.ok()) return new ErrorReactor(ToGrpcStatus(tenant.status()));
   const absl::Time arrived = absl::Now();
   const std::string request_id =
       request->request_id().empty()
@@ -223,6 +218,8 @@ grpc::ServerWriteReactor<v1::GenerateResponse>* GatewayServiceImpl::Generate(
   absl::StatusOr<ValidatedRequest> validated = model_->PrepareRequest(
       *request, limits_, absl::Uniform<uint64_t>(random));
   if (!validated.ok()) return fail_admitted(validated.status());
+  // Blocks are keyed, cached and stored within the tenant's namespace only.
+  validated->worker_request.set_cache_namespace(tenant->cache_namespace);
 
   absl::StatusOr<Route> route = Dispatch(*validated);
   if (!route.ok()) return fail_admitted(route.status());
@@ -244,9 +241,9 @@ grpc::ServerUnaryReactor* GatewayServiceImpl::Tokenize(
     grpc::CallbackServerContext* context, const v1::TokenizeRequest* request,
     v1::TokenizeResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  absl::Status authenticated = Authenticate(context, "Tokenize");
-  if (!authenticated.ok()) {
-    reactor->Finish(ToGrpcStatus(authenticated));
+  absl::StatusOr<Tenant> tenant = Authenticate(context, "Tokenize");
+  if (!tenant.ok()) {
+    reactor->Finish(ToGrpcStatus(tenant.status()));
     return reactor;
   }
   if (request->text().size() > static_cast<size_t>(limits_.max_text_bytes)) {
@@ -272,9 +269,9 @@ grpc::ServerUnaryReactor* GatewayServiceImpl::GetModelInfo(
     grpc::CallbackServerContext* context,
     const v1::GetModelInfoRequest* /*request*/, v1::ModelInfo* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  absl::Status authenticated = Authenticate(context, "GetModelInfo");
-  if (!authenticated.ok()) {
-    reactor->Finish(ToGrpcStatus(authenticated));
+  absl::StatusOr<Tenant> tenant = Authenticate(context, "GetModelInfo");
+  if (!tenant.ok()) {
+    reactor->Finish(ToGrpcStatus(tenant.status()));
     return reactor;
   }
   *response = model_->info();

@@ -62,11 +62,12 @@ class GatewayServiceImpl final : public v1::LongContext::CallbackService {
   int in_flight() const { return in_flight_.load(); }
 
  private:
-  // Authenticate checks the call's bearer token (when there is `auth_`). A
+  // Authenticate checks the call's bearer token (when there is `auth_`) and
+  // returns its tenant (Tenant() without `auth_`: one namespace for all). A
   // refused call is counted and logged with its method and peer, never its
   // credentials.
-  absl::Status Authenticate(grpc::CallbackServerContext* context,
-                            absl::string_view method);
+  absl::StatusOr<Tenant> Authenticate(grpc::CallbackServerContext* context,
+                                      absl::string_view method);
 
   // Where a request went, and why.
   struct Route {

@@ -7,11 +7,11 @@ namespace longctx {
 PrefixRouter::PrefixRouter(size_t max_entries)
     : max_entries_(std::max<size_t>(max_entries, 1)) {}
 
-PrefixRouter::Match PrefixRouter::Find(absl::Span<const Hash128> keys) const {
+PrefixRouter::Match PrefixRouter::Find(absl::Span<const BlockKey> keys) const {
   absl::MutexLock lock(&mu_);
   // From the longest prefix down: the first known key wins.
   for (size_t i = keys.size(); i > 0; --i) {
-    auto it = entries_.find(keys[i - 1]);
+    auto it = entries_.find(keys[i - 1].key);
     if (it != entries_.end()) {
       return Match{it->second.group, static_cast<int>(i)};
     }
@@ -19,9 +19,10 @@ PrefixRouter::Match PrefixRouter::Find(absl::Span<const Hash128> keys) const {
   return Match();
 }
 
-void PrefixRouter::Remember(absl::Span<const Hash128> keys, int group) {
+void PrefixRouter::Remember(absl::Span<const BlockKey> keys, int group) {
   absl::MutexLock lock(&mu_);
-  for (const Hash128& key : keys) {
+  for (const BlockKey& id : keys) {
+    const std::string& key = id.key;
     auto it = entries_.find(key);
     if (it != entries_.end()) {
       it->second.group = group;

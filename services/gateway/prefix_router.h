@@ -3,7 +3,8 @@
 // to the group whose KV pool still holds that document's blocks.
 //
 // Prompts are named by their chained block keys (kvblock/block_keys):
-// key i names the whole prefix up to the end of block i, so the longest key of
+// key i names the whole prefix up to the end of block i (within one cache
+// namespace: a tenant's keys never match another's), so the longest key of
 // a new prompt that the router knows names the group that was given the
 // longest part of it. The answer is a preference, never a promise: the group
 // may have evicted the blocks since, and the worker then restores or
@@ -13,11 +14,12 @@
 
 #include <cstddef>
 #include <list>
+#include <string>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/types/span.h"
-#include "kvblock/hash128.h"
+#include "kvblock/block_keys.h"
 
 namespace longctx {
 
@@ -35,23 +37,23 @@ class PrefixRouter {
   };
 
   // Find returns the group last given the longest prefix of `keys`.
-  Match Find(absl::Span<const Hash128> keys) const;
+  Match Find(absl::Span<const BlockKey> keys) const;
 
   // Remember records that `group` was given the prompt whose keys are `keys`.
-  void Remember(absl::Span<const Hash128> keys, int group);
+  void Remember(absl::Span<const BlockKey> keys, int group);
 
   size_t size() const;
 
  private:
   struct Entry {
     int group;
-    std::list<Hash128>::iterator at;  // In recency_.
+    std::list<std::string>::iterator at;  // In recency_.
   };
 
   const size_t max_entries_;
   mutable absl::Mutex mu_;
-  absl::flat_hash_map<Hash128, Entry> entries_ ABSL_GUARDED_BY(mu_);
-  std::list<Hash128> recency_ ABSL_GUARDED_BY(mu_);  // Oldest first.
+  absl::flat_hash_map<std::string, Entry> entries_ ABSL_GUARDED_BY(mu_);
+  std::list<std::string> recency_ ABSL_GUARDED_BY(mu_);  // Oldest first.
 };
 
 }  // namespace longctx

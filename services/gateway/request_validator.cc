@@ -1,7 +1,5 @@
 #include "services/gateway/request_validator.h"
 
-#include <cmath>
-
 #include "absl/strings/str_cat.h"
 
 namespace longctx {
@@ -41,21 +39,11 @@ absl::StatusOr<ValidatedRequest> ValidateGenerateRequest(
 
   // Sampling.
   const v1::SamplingParams& sampling = request.sampling();
-  float temperature =
+  const float temperature =
       sampling.has_temperature() ? sampling.temperature() : 1.0f;
-  if (!std::isfinite(temperature) || temperature < 0) {
-    return Invalid(absl::StrCat("sampling.temperature is ", temperature,
-                                "; it must be >= 0 (0 is greedy)"));
-  }
-  float top_p = sampling.has_top_p() ? sampling.top_p() : 1.0f;
-  if (!(top_p > 0 && top_p <= 1)) {
-    return Invalid(
-        absl::StrCat("sampling.top_p is ", top_p, "; it must be in (0, 1]"));
-  }
-  if (sampling.top_k() < 0) {
-    return Invalid(absl::StrCat("sampling.top_k is ", sampling.top_k(),
-                                "; it must be >= 0 (0 keeps all tokens)"));
-  }
+  const float top_p = sampling.has_top_p() ? sampling.top_p() : 1.0f;
+  absl::Status checked = CheckSampling(temperature, top_p, sampling.top_k());
+  if (!checked.ok()) return checked;
   v1::SamplingParams* resolved = w.mutable_sampling();
   resolved->set_temperature(temperature);
   resolved->set_top_p(top_p);
@@ -92,20 +80,10 @@ absl::StatusOr<ValidatedRequest> ValidateGenerateRequest(
     }
     out.stop_sequences.push_back(stop);
   }
-  if (stopping.stop_token_ids_size() > kMaxStopTokenIds) {
-    return Invalid(absl::StrCat("stopping.stop_token_ids has ",
-                                stopping.stop_token_ids_size(),
-                                " entries; the limit is ", kMaxStopTokenIds));
-  }
-  for (int i = 0; i < stopping.stop_token_ids_size(); ++i) {
-    int id = stopping.stop_token_ids(i);
-    if (id < 0 || id >= model.vocab_size()) {
-      return Invalid(absl::StrCat("stopping.stop_token_ids[", i, "] is ", id,
-                                  ", outside the vocabulary [0, ",
-                                  model.vocab_size(), ")"));
-    }
-    w.add_stop_token_ids(id);
-  }
+  checked = CheckStopTokenIds(stopping.stop_token_ids(), model.vocab_size(),
+                              kMaxStopTokenIds, "stopping.stop_token_ids");
+  if (!checked.ok()) return checked;
+  *w.mutable_stop_token_ids() = stopping.stop_token_ids();
   if (!stopping.ignore_eos()) {
     for (int id : model.eos_token_ids()) w.add_stop_token_ids(id);
   }
@@ -124,18 +102,9 @@ absl::StatusOr<ValidatedRequest> ValidateGenerateRequest(
                    policy == v1::CACHE_POLICY_READ_ONLY;
   out.cache_write = policy == v1::CACHE_POLICY_READ_WRITE ||
                     policy == v1::CACHE_POLICY_WRITE_ONLY;
-  const v1::LogprobsOptions& logprobs = request.logprobs();
-  if (logprobs.top_logprobs() < 0 ||
-      logprobs.top_logprobs() > kMaxTopLogprobs) {
-    return Invalid(absl::StrCat("logprobs.top_logprobs is ",
-                                logprobs.top_logprobs(), "; it must be in [0, ",
-                                kMaxTopLogprobs, "]"));
-  }
-  if (logprobs.top_logprobs() > 0 && !logprobs.enabled()) {
-    return Invalid(
-        "logprobs.top_logprobs is set but logprobs.enabled is false");
-  }
-  *w.mutable_logprobs() = logprobs;
+  checked = CheckLogprobs(request.logprobs());
+  if (!checked.ok()) return checked;
+  *w.mutable_logprobs() = request.logprobs();
   w.set_request_id(request.request_id());
   return out;
 }
@@ -144,23 +113,8 @@ absl::Status CheckPromptTokens(absl::Span<const int32_t> ids,
                                const v1::ModelInfo& model,
                                const GatewayLimits& limits,
                                const std::string& field) {
-  if (ids.empty()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("prompt is empty: ", field, " has no tokens"));
-  }
-  if (ids.size() > static_cast<size_t>(limits.max_prompt_tokens)) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("prompt has ", ids.size(), " tokens; the limit is ",
-                     limits.max_prompt_tokens, " (--max_prompt_tokens)"));
-  }
-  for (size_t i = 0; i < ids.size(); ++i) {
-    if (ids[i] < 0 || ids[i] >= model.vocab_size()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          field, "[", i, "] is ", ids[i], ", outside the vocabulary [0, ",
-          model.vocab_size(), ")"));
-    }
-  }
-  return absl::OkStatus();
+  return CheckPromptTokens(ids, model.vocab_size(), limits.max_prompt_tokens,
+                           field, "--max_prompt_tokens");
 }
 
 }  // namespace longctx

@@ -1,6 +1,7 @@
 // Validation of public GenerateRequests at the gateway: every field is checked
 // against the model and the gateway's limits before anything runs, and defaults
-// are resolved, so workers receive only well-formed requests.
+// are resolved, so workers receive only well-formed requests (the rules of
+// services/common/request_rules.h, which every worker checks again).
 #ifndef LONGCTX_SERVICES_GATEWAY_REQUEST_VALIDATOR_H_
 #define LONGCTX_SERVICES_GATEWAY_REQUEST_VALIDATOR_H_
 
@@ -13,16 +14,10 @@
 #include "absl/types/span.h"
 #include "proto/longctx.pb.h"
 #include "proto/worker.pb.h"
+#include "services/common/request_rules.h"
 #include "services/gateway/gateway_limits.h"
 
 namespace longctx {
-
-// Fixed protocol limits (not flags: they bound work per request, not capacity).
-inline constexpr int kMaxRequestIdChars = 128;
-inline constexpr int kMaxStopSequences = 16;
-inline constexpr int kMaxStopSequenceBytes = 256;
-inline constexpr int kMaxStopTokenIds = 64;
-inline constexpr int kMaxTopLogprobs = 20;
 
 // ValidatedRequest is a request ready for a worker group.
 struct ValidatedRequest {

@@ -1,5 +1,7 @@
 // RendezvousServiceImpl: an in-memory key-value store with blocking reads
-// (proto/rendezvous.proto), through which the ranks of worker groups meet.
+// (proto/rendezvous.proto), through which the ranks of worker groups meet. The
+// gateway serves it on its internal listener only (--internal_listen_address),
+// never on the public one.
 #ifndef LONGCTX_SERVICES_RENDEZVOUS_RENDEZVOUS_SERVICE_IMPL_H_
 #define LONGCTX_SERVICES_RENDEZVOUS_RENDEZVOUS_SERVICE_IMPL_H_
 
@@ -8,19 +10,28 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
 #include "proto/rendezvous.grpc.pb.h"
+#include "services/common/internal_auth.h"
 
 namespace longctx {
+
+// Bounds of what the store holds: a key, a value, keys per Get, every key
+// and value together, and the Gets waiting at once (each holds a thread of
+// gRPC's pool). A full store or too many waiters get RESOURCE_EXHAUSTED.
+inline constexpr size_t kRendezvousMaxKeyBytes = 256;
+inline constexpr size_t kRendezvousMaxValueBytes = 64 << 10;
+inline constexpr int kRendezvousMaxKeysPerGet = 1024;
+inline constexpr size_t kRendezvousMaxStoredBytes = 64 << 20;
+inline constexpr int kRendezvousMaxWaiters = 256;
 
 // RendezvousServiceImpl is thread-safe. Get waits in gRPC's sync thread pool (a
 // handful of ranks wait at a time, only while groups form).
 class RendezvousServiceImpl final : public rendezvous::v1::Rendezvous::Service {
  public:
-  // With `require_client_certificate`, calls from a peer that did not present
-  // a verified TLS client certificate fail with UNAUTHENTICATED: the gateway
-  // serves this on its public port, where clients without certificates may
-  // call the public API (--tls_client_ca). Default: open.
-  explicit RendezvousServiceImpl(bool require_client_certificate = false)
-      : require_client_certificate_(require_client_certificate) {}
+  // Callers must pass `auth` (the internal token; default: open). Client
+  // certificates, when the internal listener asks for them, are checked by
+  // its TLS handshake.
+  explicit RendezvousServiceImpl(InternalAuth auth = InternalAuth())
+      : auth_(std::move(auth)) {}
 
   grpc::Status Set(grpc::ServerContext* context,
                    const rendezvous::v1::SetRequest* request,
@@ -30,11 +41,12 @@ class RendezvousServiceImpl final : public rendezvous::v1::Rendezvous::Service {
                    rendezvous::v1::GetResponse* response) override;
 
  private:
-  grpc::Status Authenticate(grpc::ServerContext* context) const;
-
-  const bool require_client_certificate_;
+  const InternalAuth auth_;
   absl::Mutex mu_;
   absl::flat_hash_map<std::string, std::string> values_ ABSL_GUARDED_BY(mu_);
+  // Bytes of every key and value in values_.
+  size_t stored_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  int waiters_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace longctx

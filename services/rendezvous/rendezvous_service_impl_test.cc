@@ -6,8 +6,6 @@
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "services/common/grpc_server.h"
-#include "services/common/testing/temp_dir.h"
-#include "services/common/testing/test_pki.h"
 #include "services/common/tls.h"
 #include "services/rendezvous/testing/in_process_rendezvous.h"
 
@@ -85,44 +83,72 @@ TEST_F(RendezvousServiceTest, RejectsBadKeysAndValues) {
             grpc::StatusCode::INVALID_ARGUMENT);
 }
 
-// The gateway's setup: TLS with optional client certificates, Rendezvous
-// only for peers that present one.
-TEST(RendezvousAuthTest, NeedsAVerifiedClientCertificate) {
-  auto pki = testing::MakeTestPki(testing::NewTempDir("pki"));
-  ASSERT_TRUE(pki.ok()) << pki.status();
-  ServerTlsOptions tls;
-  tls.cert_file = pki->cert;
-  tls.key_file = pki->key;
-  tls.client_ca_file = pki->ca_cert;
-  tls.require_client_certificate = false;
-  auto credentials = MakeServerCredentials(tls);
-  ASSERT_TRUE(credentials.ok()) << credentials.status();
-  RendezvousServiceImpl service(/*require_client_certificate=*/true);
+// With an internal token configured, only callers that send it may read or
+// write: nobody else can learn rank addresses or re-form a group.
+TEST(RendezvousAuthTest, NeedsTheInternalToken) {
+  const std::string token(40, 't');
+  RendezvousServiceImpl service{InternalAuth(token)};
   GrpcServerOptions options;
   options.listen = {"127.0.0.1", 0};
-  options.credentials = *credentials;
   auto server = GrpcServer::Start(options, {&service});
   ASSERT_TRUE(server.ok()) << server.status();
+  const std::string address = "127.0.0.1:" + std::to_string((*server)->port());
 
-  auto set = [&](const std::string& cert, const std::string& key) {
-    ChannelTlsOptions client;
-    client.ca_file = pki->ca_cert;
-    client.cert_file = cert;
-    client.key_file = key;
-    auto security = ChannelSecurity::FromOptions(client);
-    EXPECT_TRUE(security.ok()) << security.status();
-    auto stub = rendezvous::v1::Rendezvous::NewStub(
-        security->NewChannel("127.0.0.1:" + std::to_string((*server)->port())));
+  auto set = [&](const ChannelSecurity& security) {
+    auto stub =
+        rendezvous::v1::Rendezvous::NewStub(security.NewChannel(address));
     grpc::ClientContext context;
     rendezvous::v1::SetRequest request;
     request.set_key("k");
     rendezvous::v1::SetResponse response;
     return stub->Set(&context, request, &response);
   };
-  grpc::Status anonymous = set("", "");
-  EXPECT_EQ(anonymous.error_code(), grpc::StatusCode::UNAUTHENTICATED);
-  EXPECT_THAT(anonymous.error_message(), HasSubstr("client certificate"));
-  EXPECT_TRUE(set(pki->cert, pki->key).ok());
+  auto get = [&](const ChannelSecurity& security) {
+    auto stub =
+        rendezvous::v1::Rendezvous::NewStub(security.NewChannel(address));
+    grpc::ClientContext context;
+    rendezvous::v1::GetRequest request;
+    request.add_keys("k");
+    rendezvous::v1::GetResponse response;
+    return stub->Get(&context, request, &response);
+  };
+  const ChannelSecurity anonymous;
+  grpc::Status refused = set(anonymous);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_THAT(refused.error_message(), HasSubstr("internal token"));
+  EXPECT_EQ(get(anonymous).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(set(anonymous.WithBearerToken(std::string(40, 'u'))).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  const ChannelSecurity member = anonymous.WithBearerToken(token);
+  EXPECT_TRUE(set(member).ok());
+  EXPECT_TRUE(get(member).ok());
+}
+
+// The store is bounded: writes beyond kRendezvousMaxStoredBytes are refused,
+// while overwriting a key with a value of the same size still works.
+TEST(RendezvousLimitsTest, AFullStoreRefusesNewKeys) {
+  auto rendezvous = testing::InProcessRendezvous::Start();
+  auto stub = rendezvous::v1::Rendezvous::NewStub(grpc::CreateChannel(
+      rendezvous->address(), grpc::InsecureChannelCredentials()));
+  const std::string value(kRendezvousMaxValueBytes, 'v');
+  auto set = [&](const std::string& key) {
+    grpc::ClientContext context;
+    rendezvous::v1::SetRequest request;
+    request.set_key(key);
+    request.set_value(value);
+    rendezvous::v1::SetResponse response;
+    return stub->Set(&context, request, &response);
+  };
+  int stored = 0;
+  grpc::Status status;
+  while ((status = set("key-" + std::to_string(stored))).ok()) {
+    ASSERT_LT(++stored, 2000) << "the store never filled up";
+  }
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  // Every key and value counts: the store held all it could.
+  EXPECT_LE(stored * (value.size() + 5), kRendezvousMaxStoredBytes);
+  EXPECT_GT((stored + 1) * (value.size() + 8), kRendezvousMaxStoredBytes);
+  EXPECT_TRUE(set("key-0").ok());  // Replacing is not growing.
 }
 
 }  // namespace

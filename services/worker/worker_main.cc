@@ -12,15 +12,20 @@
 #include "kernels/gemm.h"
 #include "kvblock/kv_layout.h"
 #include "model/model_backend.h"
+#include "services/common/internal_auth.h"
 #include "services/common/internal_tls_flags.h"
+#include "services/common/internal_token_flags.h"
 #include "services/common/net_address.h"
 #include "services/common/server_main.h"
 #include "services/common/server_tls_flags.h"
 #include "services/worker/worker_server.h"
 
-ABSL_FLAG(std::string, listen_address, "0.0.0.0:50061",
-          "host:port of the gRPC endpoint.");
-ABSL_FLAG(std::string, metrics_address, "0.0.0.0:9461",
+ABSL_FLAG(std::string, listen_address, "127.0.0.1:50061",
+          "host:port of the gRPC endpoint. Loopback by default: an internal "
+          "service that only the gateway calls; listen on a private address "
+          "when the gateway runs elsewhere, with --internal_token_file or "
+          "--tls_client_ca.");
+ABSL_FLAG(std::string, metrics_address, "127.0.0.1:9461",
           "host:port of the Prometheus /metrics endpoint.");
 ABSL_FLAG(std::string, model, "",
           "Hugging Face model folder (config.json + *.safetensors). Required.");
@@ -30,7 +35,8 @@ ABSL_FLAG(int, group_size, 1,
           "Ranks in the group; more than 1 splits each sequence across them "
           "(context parallelism).");
 ABSL_FLAG(std::string, rendezvous_address, "",
-          "host:port of the gateway, where the ranks of a group find each "
+          "host:port of the gateway's internal listener "
+          "(--internal_listen_address), where the ranks of a group find each "
           "other. Required when --group_size > 1.");
 ABSL_FLAG(std::string, gloo_hostname, "127.0.0.1",
           "Address the other ranks of the group reach this rank at (its Gloo "
@@ -186,6 +192,9 @@ absl::StatusOr<longctx::WorkerServerOptions> OptionsFromFlags() {
   auto internal_security = longctx::InternalChannelSecurityFromFlags();
   if (!internal_security.ok()) return internal_security.status();
   o.internal_security = *std::move(internal_security);
+  auto internal_token = longctx::InternalTokenFromFlags();
+  if (!internal_token.ok()) return internal_token.status();
+  o.internal_auth = longctx::InternalAuth(*std::move(internal_token));
   o.store.call_timeout =
       absl::Milliseconds(absl::GetFlag(FLAGS_store_timeout_ms));
   o.offload.max_queued_blocks = absl::GetFlag(FLAGS_offload_queue_blocks);

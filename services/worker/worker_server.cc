@@ -33,7 +33,8 @@ absl::StatusOr<std::unique_ptr<WorkerServer>> WorkerServer::Start(
   server->metrics_ = *std::move(metrics);
   // The gRPC server answers from now on: NOT_SERVING (and Generate
   // UNAVAILABLE) while the model loads and while the group is incomplete.
-  server->service_ = std::make_unique<WorkerServiceImpl>(o.identity);
+  server->service_ =
+      std::make_unique<WorkerServiceImpl>(o.identity, o.internal_auth);
   auto grpc = GrpcServer::Start(o.grpc, {server->service_.get()});
   if (!grpc.ok()) return grpc.status();
   server->grpc_ = *std::move(grpc);
@@ -110,8 +111,9 @@ absl::StatusOr<std::unique_ptr<WorkerServer>> WorkerServer::Start(
   if (forward != nullptr) {
     server->engine_ = std::make_unique<Engine>(forward, ids, engine_options);
   }
-  server->service_->Attach(source->fingerprint_hex, server->engine_.get(),
-                           ids != nullptr ? ids : pool, server->loaded_.report);
+  server->service_->Attach(source->fingerprint_hex, source->shape.vocab_size,
+                           server->engine_.get(), ids != nullptr ? ids : pool,
+                           server->loaded_.report);
   {
     absl::MutexLock lock(&server->ready_mu_);
     server->attached_ = true;

@@ -26,6 +26,7 @@
 #include "model/model_backend.h"
 #include "parallel/worker_group.h"
 #include "services/common/grpc_server.h"
+#include "services/common/internal_auth.h"
 #include "services/common/metrics_server.h"
 #include "services/common/net_address.h"
 #include "services/common/tls.h"
@@ -59,8 +60,10 @@ struct WorkerServerOptions {
   StoreClientOptions store;
   // Offload queue and restore streams (--offload_queue_blocks, ...).
   KvOffloaderOptions offload;
-  // How this rank calls the store and the rendezvous (--internal_tls_*).
+  // How this rank calls the store and the rendezvous (--internal_tls_*,
+  // --internal_token_file), and who may call it (--internal_token_file).
   ChannelSecurity internal_security;
+  InternalAuth internal_auth;
   // Groups of more than one rank: the rendezvous (the gateway's address),
   // the address peers reach this rank at, and the group's timeouts.
   std::string rendezvous_address;

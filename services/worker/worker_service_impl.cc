@@ -1,12 +1,18 @@
 #include "services/worker/worker_service_impl.h"
 
+#include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <deque>
+#include <limits>
 #include <memory>
 #include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "services/common/refused_reactors.h"
+#include "services/common/request_rules.h"
 #include "services/common/status_util.h"
 
 namespace longctx {
@@ -32,7 +38,8 @@ v1::FinishReason ToWire(FinishReason reason) {
 // events into it.
 class GenerateReactor : public grpc::ServerWriteReactor<GenerateResponse> {
  public:
-  // A request that `refusal` (when not OK) refuses is finished with it.
+  // A request that `refusal` (when not OK) refuses is finished with it;
+  // otherwise `request` passed CheckWorkerRequest.
   GenerateReactor(Engine* engine, const worker::v1::GenerateRequest& request,
                   absl::Time deadline, const absl::Status& refusal)
       : engine_(engine), state_(std::make_shared<State>()) {
@@ -57,10 +64,10 @@ class GenerateReactor : public grpc::ServerWriteReactor<GenerateResponse> {
     params.cache_write = policy == v1::CACHE_POLICY_UNSPECIFIED ||
                          policy == v1::CACHE_POLICY_READ_WRITE ||
                          policy == v1::CACHE_POLICY_WRITE_ONLY;
-    absl::Status valid = refusal.ok() ? Check(params) : refusal;
-    if (!valid.ok()) {
+    params.cache_namespace = request.cache_namespace();
+    if (!refusal.ok()) {
       absl::MutexLock lock(&state_->mu);
-      FinishLocked(ToGrpcStatus(valid));
+      FinishLocked(ToGrpcStatus(refusal));
       return;
     }
     std::shared_ptr<State> state = state_;
@@ -115,21 +122,6 @@ class GenerateReactor : public grpc::ServerWriteReactor<GenerateResponse> {
     bool finished ABSL_GUARDED_BY(mu) = false;
     int64_t id ABSL_GUARDED_BY(mu) = 0;
   };
-
-  // The gateway validates requests; a worker still refuses malformed ones.
-  static absl::Status Check(const GenerateParams& params) {
-    if (params.prompt.empty()) {
-      return absl::InvalidArgumentError("prompt_token_ids is empty");
-    }
-    if (params.max_new_tokens < 1) {
-      return absl::InvalidArgumentError("max_new_tokens must be >= 1");
-    }
-    if (!(params.temperature >= 0) ||
-        !(params.top_p > 0 && params.top_p <= 1) || params.top_k < 0) {
-      return absl::InvalidArgumentError("sampling parameters out of range");
-    }
-    return absl::OkStatus();
-  }
 
   void FinishLocked(const grpc::Status& status)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(state_->mu) {
@@ -193,14 +185,16 @@ class GenerateReactor : public grpc::ServerWriteReactor<GenerateResponse> {
 
 }  // namespace
 
-WorkerServiceImpl::WorkerServiceImpl(const WorkerIdentity& identity)
-    : identity_(identity) {}
+WorkerServiceImpl::WorkerServiceImpl(const WorkerIdentity& identity,
+                                     InternalAuth auth)
+    : identity_(identity), auth_(std::move(auth)) {}
 
-void WorkerServiceImpl::Attach(std::string fingerprint_hex, Engine* engine,
-                               const KvBlockPool* pool,
+void WorkerServiceImpl::Attach(std::string fingerprint_hex, int vocab_size,
+                               Engine* engine, const KvBlockPool* pool,
                                std::function<DeviceReport()> device) {
   auto loaded = std::make_unique<Loaded>();
   loaded->fingerprint_hex = std::move(fingerprint_hex);
+  loaded->vocab_size = vocab_size;
   loaded->engine = engine;
   loaded->pool = pool;
   loaded->device = std::move(device);
@@ -216,6 +210,8 @@ grpc::ServerWriteReactor<GenerateResponse>* WorkerServiceImpl::Generate(
       context->deadline() == std::chrono::system_clock::time_point::max()
           ? absl::InfiniteFuture()
           : absl::FromChrono(context->deadline());
+  grpc::Status auth = auth_.Check(*context, "worker");
+  if (!auth.ok()) return new RefusedWriteReactor<GenerateResponse>(auth);
   const Loaded* loaded = loaded_.load(std::memory_order_acquire);
   absl::Status refusal;
   if (loaded == nullptr) {
@@ -224,6 +220,18 @@ grpc::ServerWriteReactor<GenerateResponse>* WorkerServiceImpl::Generate(
   } else if (loaded->engine == nullptr) {
     refusal = absl::FailedPreconditionError(
         "this rank does not take requests: send them to rank 0 of its group");
+  } else {
+    // The KV cache bounds the prompt and the new tokens (together checked by
+    // the engine against its blocks).
+    WorkerRequestLimits limits;
+    limits.vocab_size = loaded->vocab_size;
+    const int64_t cache_tokens =
+        static_cast<int64_t>(loaded->pool->capacity()) *
+        loaded->pool->layout().block_size;
+    limits.max_prompt_tokens = static_cast<int>(
+        std::min<int64_t>(cache_tokens, std::numeric_limits<int32_t>::max()));
+    limits.max_new_tokens = limits.max_prompt_tokens;
+    refusal = CheckWorkerRequest(*request, limits);
   }
   return new GenerateReactor(loaded == nullptr ? nullptr : loaded->engine,
                              *request, deadline, refusal);
@@ -233,6 +241,12 @@ grpc::ServerUnaryReactor* WorkerServiceImpl::GetStatus(
     grpc::CallbackServerContext* context,
     const worker::v1::GetStatusRequest* /*request*/,
     worker::v1::WorkerStatus* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  grpc::Status auth = auth_.Check(*context, "worker");
+  if (!auth.ok()) {
+    reactor->Finish(auth);
+    return reactor;
+  }
   response->set_group_id(identity_.group_id);
   response->set_rank(identity_.rank);
   response->set_group_size(identity_.group_size);
@@ -255,7 +269,6 @@ grpc::ServerUnaryReactor* WorkerServiceImpl::GetStatus(
       response->set_kv_cache_bytes(device.kv_cache_bytes);
     }
   }
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   reactor->Finish(grpc::Status::OK);
   return reactor;
 }

@@ -10,6 +10,7 @@
 #include "engine/engine.h"
 #include "model/device_report.h"
 #include "proto/worker.grpc.pb.h"
+#include "services/common/internal_auth.h"
 
 namespace longctx {
 
@@ -22,19 +23,22 @@ struct WorkerIdentity {
 
 // WorkerServiceImpl answers the gateway for this rank. Thread-safe. It serves
 // from the start of the process: until the model is loaded (Attach), Generate
-// is UNAVAILABLE and GetStatus says not ready.
+// is UNAVAILABLE and GetStatus says not ready. Callers must pass `auth` (the
+// internal token); every Generate request is checked with the gateway's rules
+// (CheckWorkerRequest, services/common/request_rules.h) before it reaches the
+// engine, so a malformed one fails alone.
 class WorkerServiceImpl final : public worker::v1::Worker::CallbackService {
  public:
-  explicit WorkerServiceImpl(const WorkerIdentity& identity);
+  explicit WorkerServiceImpl(const WorkerIdentity& identity,
+                             InternalAuth auth = InternalAuth());
 
-  // Attach hands the loaded model's engine and KV pool to the service; called
-  // once. `engine` and `pool` are not owned and must outlive the service. A
-  // rank other than its group's rank 0 has no engine (null): it refuses
-  // Generate with FAILED_PRECONDITION. `pool` is the group's (its block ids)
-  // on rank 0.
-  // `device` (may be empty) describes the rank's device in GetStatus; it
-  // must be thread-safe.
-  void Attach(std::string fingerprint_hex, Engine* engine,
+  // Attach hands the loaded model's vocabulary size, engine and KV pool to
+  // the service; called once. `engine` and `pool` are not owned and must
+  // outlive the service. A rank other than its group's rank 0 has no engine
+  // (null): it refuses Generate with FAILED_PRECONDITION. `pool` is the group's
+  // (its block ids) on rank 0. `device` (may be empty) describes the rank's
+  // device in GetStatus; it must be thread-safe.
+  void Attach(std::string fingerprint_hex, int vocab_size, Engine* engine,
               const KvBlockPool* pool,
               std::function<DeviceReport()> device = nullptr);
 
@@ -53,12 +57,14 @@ class WorkerServiceImpl final : public worker::v1::Worker::CallbackService {
  private:
   struct Loaded {
     std::string fingerprint_hex;
+    int vocab_size = 0;
     Engine* engine = nullptr;
     const KvBlockPool* pool = nullptr;
     std::function<DeviceReport()> device;
   };
 
   const WorkerIdentity identity_;
+  const InternalAuth auth_;
   std::unique_ptr<const Loaded> loaded_storage_;  // Set once by Attach.
   std::atomic<const Loaded*> loaded_{nullptr};
   std::atomic<bool> ready_{false};

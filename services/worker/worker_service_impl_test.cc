@@ -2,8 +2,13 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
+#include <limits>
 #include <memory>
 #include <string>
+#include <thread>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include "absl/synchronization/notification.h"
@@ -12,6 +17,8 @@
 #include "gtest/gtest.h"
 #include "model/testing/random_llama.h"
 #include "services/common/grpc_server.h"
+#include "services/common/internal_auth.h"
+#include "services/common/tls.h"
 
 namespace longctx {
 namespace {
@@ -47,8 +54,8 @@ class WorkerServiceTest : public ::testing::Test {
   }
 
   void AttachEngine() {
-    service_->Attach("00112233445566778899aabbccddeeff", engine_.get(),
-                     pool_.get(), [] {
+    service_->Attach("00112233445566778899aabbccddeeff", model_->vocab_size(),
+                     engine_.get(), pool_.get(), [] {
                        DeviceReport report;
                        report.device = "cpu";
                        report.kv_cache_bytes = 1234;
@@ -219,8 +226,75 @@ TEST_F(WorkerServiceTest, RefusesMalformedRequestsNamingTheField) {
   EXPECT_EQ(status.waiting_sequences(), 0);
 }
 
+// Requests sent straight to a worker, past the gateway, are checked with the
+// gateway's rules: each hostile one fails alone, and a request running beside
+// them gets exactly the tokens it gets on its own.
+TEST_F(WorkerServiceTest, HostileRequestsFailAloneAndHarmNoOtherSequence) {
+  AttachEngine();
+  const int vocab = random_.shape.vocab_size;
+  const worker::v1::GenerateRequest good = Greedy(40, 12);
+  const std::vector<int32_t> expected = Direct(good);
+  Stream running;
+  std::thread runner([&] { running = Read(good); });
+
+  std::vector<worker::v1::GenerateRequest> hostile(7, Greedy(9, 4));
+  hostile[0].set_prompt_token_ids(3, vocab);
+  hostile[1].set_prompt_token_ids(0, -5);
+  hostile[2].set_max_new_tokens(std::numeric_limits<int32_t>::max());
+  hostile[3].mutable_sampling()->set_temperature(NAN);
+  hostile[4].add_stop_token_ids(vocab + 1);
+  hostile[5].mutable_logprobs()->set_enabled(true);
+  hostile[5].mutable_logprobs()->set_top_logprobs(100000);
+  hostile[6].set_cache_policy(static_cast<v1::CachePolicy>(99));
+  for (const auto& request : hostile) {
+    Stream refused = Read(request);
+    EXPECT_TRUE(
+        refused.status.error_code() == grpc::StatusCode::INVALID_ARGUMENT ||
+        refused.status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED)
+        << refused.status.error_message();
+    EXPECT_TRUE(refused.tokens.empty());
+  }
+  runner.join();
+  ASSERT_TRUE(running.status.ok()) << running.status.error_message();
+  EXPECT_EQ(running.tokens, expected);
+}
+
+// With an internal token, the worker serves only callers that send it.
+TEST_F(WorkerServiceTest, WithAnInternalTokenStrangersAreRefused) {
+  const std::string token(40, 'w');
+  WorkerServiceImpl guarded{WorkerIdentity(), InternalAuth(token)};
+  guarded.Attach("00112233445566778899aabbccddeeff", model_->vocab_size(),
+                 engine_.get(), pool_.get());
+  guarded.SetReady(true);
+  GrpcServerOptions options;
+  options.listen = {"127.0.0.1", 0};
+  auto server = *GrpcServer::Start(options, {&guarded});
+  const std::string address = "127.0.0.1:" + std::to_string(server->port());
+  auto status_of = [&](const ChannelSecurity& security) {
+    auto stub = worker::v1::Worker::NewStub(security.NewChannel(address));
+    grpc::ClientContext status_context;
+    worker::v1::WorkerStatus status;
+    grpc::Status get = stub->GetStatus(&status_context, {}, &status);
+    grpc::ClientContext generate_context;
+    auto reader = stub->Generate(&generate_context, Greedy(5, 2));
+    worker::v1::GenerateResponse response;
+    while (reader->Read(&response)) {
+    }
+    return std::make_pair(get, reader->Finish());
+  };
+  auto [get, generate] = status_of(ChannelSecurity());
+  EXPECT_EQ(get.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(generate.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_THAT(generate.error_message(), HasSubstr("worker is internal"));
+  std::tie(get, generate) = status_of(ChannelSecurity().WithBearerToken(token));
+  EXPECT_TRUE(get.ok()) << get.error_message();
+  EXPECT_TRUE(generate.ok()) << generate.error_message();
+  server->Shutdown(absl::ZeroDuration());
+}
+
 TEST_F(WorkerServiceTest, ARankWithoutAnEngineRefusesGenerate) {
-  service_->Attach("00112233445566778899aabbccddeeff", nullptr, pool_.get());
+  service_->Attach("00112233445566778899aabbccddeeff", model_->vocab_size(),
+                   nullptr, pool_.get());
   service_->SetReady(true);
   EXPECT_EQ(Read(Greedy(10, 2)).status.error_code(),
             grpc::StatusCode::FAILED_PRECONDITION);

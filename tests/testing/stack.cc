@@ -19,12 +19,23 @@ std::string Endpoint::address() const {
   return absl::StrCat("127.0.0.1:", grpc_port);
 }
 
-Endpoint NewEndpoint() { return {FreePort(), FreePort()}; }
+std::string Endpoint::internal_address() const {
+  return absl::StrCat("127.0.0.1:", internal_port);
+}
+
+Endpoint NewEndpoint() { return {FreePort(), FreePort(), FreePort()}; }
 
 std::vector<std::string> CommonFlags(const Endpoint& e) {
   return {absl::StrCat("--listen_address=127.0.0.1:", e.grpc_port),
           absl::StrCat("--metrics_address=127.0.0.1:", e.metrics_port),
           "--grace_period_seconds=5"};
+}
+
+std::vector<std::string> GatewayFlags(const Endpoint& e) {
+  std::vector<std::string> flags = CommonFlags(e);
+  flags.push_back(
+      absl::StrCat("--internal_listen_address=", e.internal_address()));
+  return flags;
 }
 
 absl::Status MakeTinyModel(const std::string& dir,
@@ -92,7 +103,8 @@ absl::Status LocalStack::Start(const StackOptions& options) {
   if (P < 1 || options.num_workers % P != 0) {
     return absl::InvalidArgumentError("group_size must divide num_workers");
   }
-  // The gateway's address first: the ranks of a group meet there.
+  // The gateway's addresses first: the ranks of a group meet at its internal
+  // one.
   gateway_ep_ = NewEndpoint();
   std::vector<std::string> worker_addresses;
   for (int i = 0; i < options.num_workers; ++i) {
@@ -106,7 +118,7 @@ absl::Status LocalStack::Start(const StackOptions& options) {
             "--kv_cache_prefault=false",
             absl::StrCat("--group_id=group-", i / P),
             absl::StrCat("--rank=", i % P), absl::StrCat("--group_size=", P),
-            "--rendezvous_address=" + gateway_ep_.address()};
+            "--rendezvous_address=" + gateway_ep_.internal_address()};
     for (const auto& f : CommonFlags(e)) argv.push_back(f);
     for (const auto& f : options.worker_flags) argv.push_back(f);
     worker_argv_.push_back(argv);
@@ -119,7 +131,7 @@ absl::Status LocalStack::Start(const StackOptions& options) {
           "--workers=" + absl::StrJoin(worker_addresses, ","),
           absl::StrCat("--group_size=", P),
           "--memory_store=" + store_ep_.address()};
-  for (const auto& f : CommonFlags(gateway_ep_)) argv.push_back(f);
+  for (const auto& f : GatewayFlags(gateway_ep_)) argv.push_back(f);
   for (const auto& f : options.gateway_flags) argv.push_back(f);
   p = Process::Start(argv, dir_ + "/gateway.log");
   if (!p.ok()) return p.status();
@@ -131,7 +143,10 @@ absl::Status LocalStack::Start(const StackOptions& options) {
       return absl::InternalError(absl::StrCat(status.message(), "\n", Logs()));
   }
   for (const Endpoint* e : {&store_ep_, &gateway_ep_}) {
-    status = WaitForServing(e->address(), kStartTimeout, options.security);
+    status = WaitForServing(
+        e->address(), kStartTimeout,
+        e == &gateway_ep_ ? options.gateway_security.value_or(options.security)
+                          : options.security);
     if (!status.ok())
       return absl::InternalError(absl::StrCat(status.message(), "\n", Logs()));
   }

@@ -6,6 +6,7 @@
 #define LONGCTX_TESTS_TESTING_STACK_H_
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -14,18 +15,24 @@
 
 namespace longctx::testing {
 
-// Endpoint is a process's gRPC and metrics ports.
+// Endpoint is a process's gRPC and metrics ports, and a gateway's internal
+// port (Rendezvous).
 struct Endpoint {
   int grpc_port = 0;
   int metrics_port = 0;
-  std::string address() const;  // "127.0.0.1:<grpc_port>"
+  int internal_port = 0;
+  std::string address() const;           // "127.0.0.1:<grpc_port>"
+  std::string internal_address() const;  // "127.0.0.1:<internal_port>"
 };
 
-// NewEndpoint picks two free ports.
+// NewEndpoint picks three free ports.
 Endpoint NewEndpoint();
 
 // CommonFlags are the address and grace-period flags of a process at `e`.
 std::vector<std::string> CommonFlags(const Endpoint& e);
+
+// GatewayFlags are CommonFlags plus the gateway's --internal_listen_address.
+std::vector<std::string> GatewayFlags(const Endpoint& e);
 
 // MakeTinyModel writes the default tiny model (plus `extra_flags`) to `dir`.
 absl::Status MakeTinyModel(const std::string& dir,
@@ -41,6 +48,9 @@ struct StackOptions {
   // Channels of Start's health checks: a stack started with TLS flags needs
   // TLS (and a client certificate for mutual TLS). Default: plaintext.
   ChannelSecurity security;
+  // The gateway's, when its public port has another certificate than the
+  // internal services. Default (nullopt): `security`.
+  std::optional<ChannelSecurity> gateway_security;
 };
 
 class LocalStack {

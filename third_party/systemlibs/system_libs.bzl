@@ -33,6 +33,8 @@ _LIBS = {
     # would clash with a client compiled from the same schema in one binary.
     "grpc_reflection": (["grpc++"], ["-lgrpc++_reflection"], "libgrpc++-dev"),
     "rocksdb": (["rocksdb"], [], "librocksdb-dev"),
+    # SHA-256 of the KV block keys (libgrpc++ links the same library for TLS).
+    "crypto": (["libcrypto"], [], "libssl-dev"),
     "prometheus": (["prometheus-cpp-pull", "prometheus-cpp-core"], [], "prometheus-cpp-dev"),
     "gtest": (["gmock", "gtest"], [], "libgtest-dev libgmock-dev"),
     "gtest_main": (["gmock", "gtest", "gtest_main"], [], "libgtest-dev libgmock-dev"),

@@ -107,11 +107,8 @@ int Run() {
   std::vector<int32_t> tokens(n);
   for (int i = 0; i < n; ++i) tokens[i] = (i * 7919 + 13) % 32000;
   const Hash128 fingerprint{42, 7};
-  std::vector<std::string> keys;
-  for (const Hash128& key : ChainedBlockKeys(fingerprint, tokens, block)) {
-    keys.push_back(KeyBytes(key));
-  }
-  // Every full block is stored and restored; the last token is computed again.
+  const std::vector<BlockKey> keys =
+      ChainedBlockKeys(BlockKeySeed(fingerprint, ""), tokens, block);
   const int restorable = static_cast<int>(keys.size());
 
   // Cold: the whole prompt computed, then its blocks offloaded.
@@ -165,9 +162,9 @@ int Run() {
       std::string value;
       bytes = 0;
       for (int i = 0; i < restorable; ++i) {
-        const int parts = *(*store)->NumParts(keys[i]);
+        const int parts = *(*store)->NumParts(keys[i].key);
         for (int p = 0; p < parts; ++p) {
-          (void)(*store)->GetPart(keys[i], p, &value, verify);
+          (void)(*store)->GetPart(keys[i].key, p, &value, verify);
           bytes += value.size();
         }
       }

@@ -23,8 +23,8 @@
 #include "engine/kv_block_pool.h"
 #include "gloo/rendezvous/file_store.h"
 #include "model/llama_model.h"
-#include "parallel/gloo_communicator.h"
 #include "parallel/block_placer.h"
+#include "parallel/gloo_communicator.h"
 #include "parallel/ring_attention.h"
 #include "tools/bench_engine/bench_models.h"
 

@@ -53,6 +53,7 @@ start_worker() {
 pids+=("$!")
 start_worker
 "$bin/gateway" --model="$model" --listen_address=127.0.0.1:50151 \
+  --internal_listen_address=127.0.0.1:50153 \
   --metrics_address=127.0.0.1:9551 --workers=127.0.0.1:50161 \
   --memory_store=127.0.0.1:50171 >"$logs/gateway.log" 2>&1 &
 pids+=("$!")

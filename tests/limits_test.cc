@@ -3,13 +3,21 @@
 // lost, and every request leaves one structured log line; a request that
 // waits at the worker beyond --max_queue_wait fails naming it; messages
 // beyond the gateway's --max_message_bytes are refused; --log_level=warning
-// keeps only the lines of failed requests.
+// keeps only the lines of failed requests; a gzip-compressed request that
+// expands past the receive limit is refused while the gateway's memory stays
+// bounded; one tenant cannot take another's slots.
+#include <fstream>
+#include <iostream>
 #include <string>
+#include <vector>
 
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "proto/longctx.grpc.pb.h"
+#include "services/common/testing/temp_dir.h"
 #include "tests/testing/generate.h"
 #include "tests/testing/stack.h"
 
@@ -155,6 +163,107 @@ TEST(LimitsTest, QueueWaitMessageSizeAndLogLevelLimits) {
   EXPECT_THAT(log, HasSubstr("request id=busy-1 status=CANCELLED"));
   EXPECT_THAT(log, ::testing::Not(HasSubstr("request id=served-3 status=OK")));
   EXPECT_THAT(log, ::testing::Not(HasSubstr(" INFO ")));
+}
+
+// The peak resident memory of process `pid` so far (VmHWM), in bytes.
+int64_t PeakRss(pid_t pid) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmHWM:", 0) != 0) continue;
+    std::vector<std::string> fields =
+        absl::StrSplit(line, ' ', absl::SkipEmpty());
+    int64_t kib = 0;
+    if (fields.size() >= 2 && absl::SimpleAtoi(fields[1], &kib)) {
+      return kib * 1024;
+    }
+  }
+  return -1;
+}
+
+// 17 MiB of token ids compress to a few kilobytes with gzip. gRPC checks the
+// receive limit (which follows --max_prompt_tokens) after decompression and
+// before the message is parsed, so such requests are refused with
+// RESOURCE_EXHAUSTED and the gateway's peak memory barely moves. (Before the
+// limit followed the prompt limit, four such calls raised it by 450 MB.)
+TEST(LimitsTest, ACompressedHugeRequestIsRefusedWithBoundedMemory) {
+  testing::LocalStack stack;
+  absl::Status started = stack.Start(testing::StackOptions());
+  ASSERT_TRUE(started.ok()) << started;
+  auto stub = v1::LongContext::NewStub(grpc::CreateChannel(
+      stack.gateway().address(), grpc::InsecureChannelCredentials()));
+  v1::GenerateRequest small;
+  small.set_text("warm up");
+  small.mutable_stopping()->set_max_new_tokens(2);
+  ASSERT_TRUE(testing::Generate(*stub, small).status.ok());
+  const pid_t gateway = stack.gateway_process().pid();
+  const int64_t before = PeakRss(gateway);
+  ASSERT_GT(before, 0);
+
+  v1::GenerateRequest huge;
+  huge.mutable_token_ids()->mutable_ids()->Resize(17 << 20, 1);
+  huge.mutable_stopping()->set_max_new_tokens(1);
+  for (int i = 0; i < 4; ++i) {
+    grpc::ClientContext context;
+    context.set_compression_algorithm(GRPC_COMPRESS_GZIP);
+    testing::GenerateResult r =
+        testing::Generate(*stub, huge, absl::Seconds(60), &context);
+    EXPECT_EQ(r.status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED)
+        << r.status.error_message();
+  }
+  const int64_t after = PeakRss(gateway);
+  std::cout << "gateway peak RSS: " << before / (1 << 20) << " MiB before, "
+            << after / (1 << 20) << " MiB after 4 compressed 17 MiB requests"
+            << std::endl;
+  EXPECT_LT(after - before, int64_t{64} << 20);
+  // The gateway still serves.
+  EXPECT_TRUE(testing::Generate(*stub, small).status.ok());
+}
+
+// With tenants, --max_concurrent_requests_per_tenant bounds each: a tenant at
+// its limit is refused, naming it, while another tenant is served.
+TEST(LimitsTest, OneTenantCannotTakeAnothersSlots) {
+  testing::LocalStack stack;
+  testing::StackOptions options;
+  const std::string tokens = testing::NewTempDir("tenants") + "/tokens";
+  std::ofstream(tokens) << "token-of-acme-0001 acme\ntoken-of-globex-001 "
+                           "globex\n";
+  options.gateway_flags = {"--auth_tokens_file=" + tokens,
+                           "--max_concurrent_requests_per_tenant=1"};
+  absl::Status started = stack.Start(options);
+  ASSERT_TRUE(started.ok()) << started;
+  auto stub = v1::LongContext::NewStub(grpc::CreateChannel(
+      stack.gateway().address(), grpc::InsecureChannelCredentials()));
+
+  v1::GenerateRequest long_request;
+  long_request.set_text("acme keeps its only slot busy");
+  long_request.mutable_stopping()->set_max_new_tokens(4000);
+  long_request.mutable_stopping()->set_ignore_eos(true);
+  grpc::ClientContext busy_context;
+  busy_context.AddMetadata("authorization", "Bearer token-of-acme-0001");
+  auto busy = stub->Generate(&busy_context, long_request);
+  v1::GenerateResponse response;
+  ASSERT_TRUE(busy->Read(&response));  // It is running.
+
+  v1::GenerateRequest short_request;
+  short_request.set_text("short");
+  short_request.mutable_stopping()->set_max_new_tokens(2);
+  grpc::ClientContext acme_context;
+  acme_context.AddMetadata("authorization", "Bearer token-of-acme-0001");
+  testing::GenerateResult acme =
+      testing::Generate(*stub, short_request, absl::Seconds(60), &acme_context);
+  EXPECT_EQ(acme.status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(acme.status.error_message(), HasSubstr("tenant acme"));
+  grpc::ClientContext globex_context;
+  globex_context.AddMetadata("authorization", "Bearer token-of-globex-001");
+  testing::GenerateResult globex = testing::Generate(
+      *stub, short_request, absl::Seconds(60), &globex_context);
+  EXPECT_TRUE(globex.status.ok()) << globex.status.error_message();
+
+  busy_context.TryCancel();
+  while (busy->Read(&response)) {
+  }
+  busy->Finish();
 }
 
 }  // namespace

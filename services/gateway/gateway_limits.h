@@ -2,6 +2,9 @@
 #ifndef LONGCTX_SERVICES_GATEWAY_GATEWAY_LIMITS_H_
 #define LONGCTX_SERVICES_GATEWAY_GATEWAY_LIMITS_H_
 
+#include <algorithm>
+#include <cstdint>
+
 namespace longctx {
 
 struct GatewayLimits {
@@ -12,13 +15,44 @@ struct GatewayLimits {
   // New tokens when a request does not say (--default_max_new_tokens). Default:
   // 256.
   int default_max_new_tokens = 256;
-  // Longest text accepted by Tokenize or Generate, in bytes (--max_text_bytes).
-  // Default: 16 MiB.
-  int max_text_bytes = 16 << 20;
-  // Most Generate streams at once; more get RESOURCE_EXHAUSTED
-  // (--max_concurrent_requests). Default: 256.
+  // Longest text accepted by Tokenize or Generate, in bytes (--max_text_bytes;
+  // the flag's default is DefaultMaxTextBytes). Default: 1 MiB.
+  int max_text_bytes = 1 << 20;
+  // Most Generate streams and Tokenize calls at once; more get
+  // RESOURCE_EXHAUSTED (--max_concurrent_requests). Default: 256.
   int max_concurrent_requests = 256;
+  // The same for one tenant of the tokens file; 0: no limit of its own
+  // (--max_concurrent_requests_per_tenant). Default: 64.
+  int max_concurrent_requests_per_tenant = 64;
 };
+
+// Bytes of text allowed per prompt token when --max_text_bytes is not set:
+// far more than any tokenizer's average (about 4 for English, 3 to 6 for
+// Chinese or code).
+inline constexpr int kTextBytesPerPromptToken = 8;
+// Bytes of a request besides its text or token ids (sampling, stop
+// sequences, request id, ...), bounded by the protocol's limits.
+inline constexpr int kRequestOverheadBytes = 64 << 10;
+
+// DefaultMaxTextBytes is --max_text_bytes when the flag is 0:
+// kTextBytesPerPromptToken per --max_prompt_tokens.
+inline int DefaultMaxTextBytes(int max_prompt_tokens) {
+  return static_cast<int>(std::min<int64_t>(
+      int64_t{kTextBytesPerPromptToken} * max_prompt_tokens, 1 << 30));
+}
+
+// ReceiveLimitBytes is the gateway's gRPC receive limit when
+// --max_message_bytes is 0: the larger of the longest text and the longest
+// prompt as token ids (5 bytes each at most on the wire), plus the rest of a
+// request. gRPC applies it to a compressed message after decompression, so a
+// request small on the wire cannot expand past it either.
+inline int ReceiveLimitBytes(const GatewayLimits& limits) {
+  return static_cast<int>(std::min<int64_t>(
+      std::max<int64_t>(limits.max_text_bytes,
+                        int64_t{5} * limits.max_prompt_tokens) +
+          kRequestOverheadBytes,
+      int64_t{1} << 30));
+}
 
 }  // namespace longctx
 

@@ -57,13 +57,23 @@ ABSL_FLAG(int, max_new_tokens, 4096, "Most new tokens a request may ask for.");
 ABSL_FLAG(int, default_max_new_tokens, 256,
           "New tokens for a request that does not set max_new_tokens.");
 ABSL_FLAG(int, max_concurrent_requests, 256,
-          "Most Generate streams at once; more get RESOURCE_EXHAUSTED.");
-ABSL_FLAG(int, max_text_bytes, 16 << 20,
-          "Longest text accepted by Tokenize, in bytes.");
-ABSL_FLAG(int, max_message_bytes, 17 << 20,
-          "Largest gRPC request message accepted, in bytes (a request with "
-          "its whole text or token ids); larger ones get RESOURCE_EXHAUSTED "
-          "from gRPC. Must be above --max_text_bytes.");
+          "Most Generate streams and Tokenize calls at once; more get "
+          "RESOURCE_EXHAUSTED.");
+ABSL_FLAG(int, max_concurrent_requests_per_tenant, 64,
+          "Most Generate streams and Tokenize calls at once of one tenant of "
+          "--auth_tokens_file, so one client cannot take every slot; 0: only "
+          "--max_concurrent_requests. Without a tokens file every client is "
+          "one tenant, bounded by --max_concurrent_requests alone.");
+ABSL_FLAG(int, max_text_bytes, 0,
+          "Longest text accepted by Tokenize and Generate, in bytes; 0: 8 per "
+          "--max_prompt_tokens (1 MiB at the default).");
+ABSL_FLAG(int, max_message_bytes, 0,
+          "Largest gRPC request message accepted, in bytes, after "
+          "decompression (a request with its whole text or token ids); "
+          "larger ones get RESOURCE_EXHAUSTED from gRPC before they are "
+          "parsed. 0: follows --max_prompt_tokens and --max_text_bytes (the "
+          "larger of the text and 5 bytes per prompt token, plus 64 KiB). "
+          "When set, must be above --max_text_bytes.");
 ABSL_FLAG(int, grace_period_seconds, 10,
           "On SIGTERM/SIGINT, seconds calls in flight may take to finish.");
 ABSL_FLAG(std::string, auth_tokens_file, "",
@@ -99,9 +109,19 @@ absl::StatusOr<longctx::GatewayServerOptions> OptionsFromFlags() {
   limits.max_new_tokens = absl::GetFlag(FLAGS_max_new_tokens);
   limits.default_max_new_tokens = absl::GetFlag(FLAGS_default_max_new_tokens);
   limits.max_text_bytes = absl::GetFlag(FLAGS_max_text_bytes);
+  if (limits.max_text_bytes == 0 && limits.max_prompt_tokens >= 1) {
+    limits.max_text_bytes =
+        longctx::DefaultMaxTextBytes(limits.max_prompt_tokens);
+  }
   limits.max_concurrent_requests = absl::GetFlag(FLAGS_max_concurrent_requests);
   if (limits.max_concurrent_requests < 1) {
     return absl::InvalidArgumentError("--max_concurrent_requests must be >= 1");
+  }
+  limits.max_concurrent_requests_per_tenant =
+      absl::GetFlag(FLAGS_max_concurrent_requests_per_tenant);
+  if (limits.max_concurrent_requests_per_tenant < 0) {
+    return absl::InvalidArgumentError(
+        "--max_concurrent_requests_per_tenant must be >= 0");
   }
   if (limits.max_prompt_tokens < 1 || limits.max_new_tokens < 1 ||
       limits.default_max_new_tokens < 1 || limits.max_text_bytes < 1) {
@@ -119,8 +139,10 @@ absl::StatusOr<longctx::GatewayServerOptions> OptionsFromFlags() {
         "--prefix_affinity_slack >= 0");
   }
   o.store_timeout = absl::Milliseconds(store_timeout_ms);
-  const int max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
-  if (max_message_bytes <= limits.max_text_bytes) {
+  int max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
+  if (max_message_bytes == 0) {
+    max_message_bytes = longctx::ReceiveLimitBytes(limits);
+  } else if (max_message_bytes <= limits.max_text_bytes) {
     return absl::InvalidArgumentError(absl::StrCat(
         "--max_message_bytes=", max_message_bytes,
         " must be above --max_text_bytes=", limits.max_text_bytes,

@@ -39,6 +39,8 @@ GatewayServiceImpl::GatewayServiceImpl(const GatewayModel* model,
       auth_(auth),
       limits_(limits),
       routing_(routing),
+      admission_(AdmissionLimits{limits.max_concurrent_requests,
+                                 limits.max_concurrent_requests_per_tenant}),
       requests_(prometheus::BuildCounter()
                     .Name("longctx_requests_total")
                     .Help("Generate requests finished, by gRPC status code.")
@@ -203,15 +205,13 @@ grpc::ServerWriteReactor<v1::GenerateResponse>* GatewayServiceImpl::Generate(
     return fail(absl::UnavailableError(
         "the gateway is shutting down: send the request to another replica"));
   }
-  // Admission: at most --max_concurrent_requests streams at once.
-  if (in_flight_.fetch_add(1) >= limits_.max_concurrent_requests) {
-    const int now = in_flight_.fetch_sub(1) - 1;
-    return fail(absl::ResourceExhaustedError(absl::StrCat(
-        "the gateway has ", now, " requests in flight; the limit is ",
-        limits_.max_concurrent_requests, " (--max_concurrent_requests)")));
-  }
+  // Admission: at most --max_concurrent_requests calls at once, and
+  // --max_concurrent_requests_per_tenant of one tenant.
+  absl::StatusOr<Admission::Slot> admitted = admission_.Admit(tenant->name);
+  if (!admitted.ok()) return fail(admitted.status());
+  auto slot = std::make_shared<Admission::Slot>(*std::move(admitted));
   auto fail_admitted = [&](const absl::Status& status) {
-    in_flight_.fetch_sub(1);
+    slot->Release();
     return fail(status);
   };
   thread_local absl::BitGen random;
@@ -225,11 +225,11 @@ grpc::ServerWriteReactor<v1::GenerateResponse>* GatewayServiceImpl::Generate(
   if (!route.ok()) return fail_admitted(route.status());
   validated->worker_request.set_request_id(request_id);
   GenerateCallHooks hooks;
-  hooks.on_done = [this, r = *route, request_id](const grpc::Status& status,
-                                                 const v1::Usage& usage,
-                                                 const v1::Timings& timings) {
+  hooks.on_done = [this, r = *route, request_id, slot](
+                      const grpc::Status& status, const v1::Usage& usage,
+                      const v1::Timings& timings) {
     pool_->Release(r.group);
-    in_flight_.fetch_sub(1);
+    slot->Release();
     RecordDone(request_id, status, usage, timings, r);
   };
   return StartGenerateCall(context, pool_->Leader(route->group),
@@ -250,6 +250,12 @@ grpc::ServerUnaryReactor* GatewayServiceImpl::Tokenize(
     reactor->Finish(ToGrpcStatus(absl::InvalidArgumentError(absl::StrCat(
         "text has ", request->text().size(), " bytes; the limit is ",
         limits_.max_text_bytes, " (--max_text_bytes)"))));
+    return reactor;
+  }
+  // Tokenizing a long text is work too: it holds a slot while it runs.
+  absl::StatusOr<Admission::Slot> slot = admission_.Admit(tenant->name);
+  if (!slot.ok()) {
+    reactor->Finish(ToGrpcStatus(slot.status()));
     return reactor;
   }
   absl::StatusOr<std::vector<int32_t>> ids = model_->Encode(request->text());

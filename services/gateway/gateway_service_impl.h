@@ -13,6 +13,7 @@
 #include "prometheus/histogram.h"
 #include "prometheus/registry.h"
 #include "proto/longctx.grpc.pb.h"
+#include "services/gateway/admission.h"
 #include "services/gateway/bearer_auth.h"
 #include "services/gateway/gateway_limits.h"
 #include "services/gateway/gateway_model.h"
@@ -58,8 +59,8 @@ class GatewayServiceImpl final : public v1::LongContext::CallbackService {
   // process is shutting down); requests in flight go on.
   void StartDraining() { draining_ = true; }
 
-  // Generate streams admitted and not yet done.
-  int in_flight() const { return in_flight_.load(); }
+  // Generate streams and Tokenize calls admitted and not yet done.
+  int in_flight() const { return admission_.in_flight(); }
 
  private:
   // Authenticate checks the call's bearer token (when there is `auth_`) and
@@ -91,7 +92,7 @@ class GatewayServiceImpl final : public v1::LongContext::CallbackService {
   const GatewayLimits limits_;
   const GatewayRouting routing_;
   std::atomic<uint64_t> next_request_{1};
-  std::atomic<int> in_flight_{0};  // Generate streams admitted and not done.
+  Admission admission_;
   std::atomic<bool> draining_{false};
 
   prometheus::Family<prometheus::Counter>& requests_;

@@ -142,6 +142,17 @@ TEST_F(GatewayServiceTest, AdmissionRefusesBeyondTheLimitNamingTheFlag) {
   EXPECT_EQ(Counter("longctx_requests_total", {{"code", "RESOURCE_EXHAUSTED"}}),
             1);
   EXPECT_EQ(service_->in_flight(), 0);
+  // Tokenize is work too, and counts toward the same limit.
+  grpc::ClientContext context;
+  v1::TokenizeRequest tokenize;
+  tokenize.set_text("hello world");
+  v1::TokenizeResponse tokens;
+  const grpc::Status tokenize_refused =
+      stub_->Tokenize(&context, tokenize, &tokens);
+  EXPECT_EQ(tokenize_refused.error_code(),
+            grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(tokenize_refused.error_message(),
+              HasSubstr("--max_concurrent_requests"));
 }
 
 TEST_F(GatewayServiceTest, InvalidRequestsAreRefusedAndCounted) {

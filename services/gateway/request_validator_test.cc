@@ -1,6 +1,7 @@
 #include "services/gateway/request_validator.h"
 
 #include <cmath>
+#include <string>
 #include <vector>
 
 #include "gmock/gmock.h"
@@ -138,6 +139,45 @@ TEST(CheckPromptTokensTest, ChecksEmptinessRangeAndLength) {
   EXPECT_THAT(
       too_long.message(),
       HasSubstr("prompt has 5 tokens; the limit is 4 (--max_prompt_tokens)"));
+}
+
+// The derived receive limit admits the largest valid request: a prompt of
+// --max_prompt_tokens ids of the widest encoding, or of --max_text_bytes of
+// text, with every other field at its protocol limit.
+TEST(ReceiveLimitTest, AdmitsTheLargestValidRequest) {
+  GatewayLimits limits;
+  limits.max_prompt_tokens = 131072;
+  limits.max_text_bytes = DefaultMaxTextBytes(limits.max_prompt_tokens);
+  EXPECT_EQ(limits.max_text_bytes, 1 << 20);
+  v1::GenerateRequest request;
+  request.set_request_id(std::string(kMaxRequestIdChars, 'r'));
+  request.set_model(std::string(256, 'm'));
+  for (int i = 0; i < kMaxStopSequences; ++i) {
+    request.mutable_stopping()->add_stop_sequences(
+        std::string(kMaxStopSequenceBytes, 's'));
+  }
+  for (int i = 0; i < kMaxStopTokenIds; ++i) {
+    request.mutable_stopping()->add_stop_token_ids(0x7fffffff);
+  }
+  request.mutable_stopping()->set_max_new_tokens(0x7fffffff);
+  request.mutable_sampling()->set_seed(~uint64_t{0});
+  request.mutable_sampling()->set_temperature(1);
+  request.mutable_sampling()->set_top_p(1);
+  request.mutable_sampling()->set_top_k(0x7fffffff);
+  request.mutable_logprobs()->set_enabled(true);
+  request.mutable_logprobs()->set_top_logprobs(kMaxTopLogprobs);
+  v1::GenerateRequest ids = request;
+  ids.mutable_token_ids()->mutable_ids()->Resize(limits.max_prompt_tokens,
+                                                 0x7fffffff);
+  EXPECT_LE(ids.ByteSizeLong(), static_cast<size_t>(ReceiveLimitBytes(limits)));
+  v1::GenerateRequest text = request;
+  text.set_text(std::string(limits.max_text_bytes, 'x'));
+  EXPECT_LE(text.ByteSizeLong(),
+            static_cast<size_t>(ReceiveLimitBytes(limits)));
+  // And not much more: a prompt twice as long does not fit.
+  ids.mutable_token_ids()->mutable_ids()->Resize(2 * limits.max_prompt_tokens,
+                                                 0x7fffffff);
+  EXPECT_GT(ids.ByteSizeLong(), static_cast<size_t>(ReceiveLimitBytes(limits)));
 }
 
 }  // namespace

@@ -164,6 +164,15 @@ void BlockStore::TouchLocked(const std::string& key, Entry& entry) {
 absl::Status BlockStore::Put(absl::string_view key,
                              const std::vector<std::string>& parts,
                              bool* written) {
+  uint64_t write = 0;
+  absl::Status status = PutUnsynced(key, parts, written, &write);
+  if (!status.ok() || !options_.sync_writes) return status;
+  return WaitDurable(write);
+}
+
+absl::Status BlockStore::PutUnsynced(absl::string_view key,
+                                     const std::vector<std::string>& parts,
+                                     bool* written, uint64_t* write) {
   if (written != nullptr) *written = false;
   absl::Status status = CheckKey(key);
   if (!status.ok()) return status;
@@ -200,6 +209,9 @@ absl::Status BlockStore::Put(absl::string_view key,
           "replaced");
     }
     TouchLocked(it->first, it->second);
+    // The same block, perhaps written by a racing Put not yet durable: this
+    // one is acknowledged once that write is.
+    *write = LastWrite();
     return absl::OkStatus();
   }
   const uint64_t kept = static_cast<uint64_t>(stats_.bytes);
@@ -223,10 +235,12 @@ absl::Status BlockStore::Put(absl::string_view key,
   entry.last_use = ++clock_;
   batch.Put(meta_cf_, rocksdb::Slice(key.data(), key.size()),
             EncodeMeta(Meta{entry.num_parts, entry.bytes, entry.last_use}));
-  rocksdb::WriteOptions write_options;
-  write_options.sync = options_.sync_writes;
-  status = FromRocks(db_->Write(write_options, &batch), "writing a block");
+  // Written to the log (the OS's cache) now, made durable by WaitDurable
+  // outside the lock, where concurrent writers share one fsync.
+  status =
+      FromRocks(db_->Write(rocksdb::WriteOptions(), &batch), "writing a block");
   if (!status.ok()) return status;
+  *write = NoteWrite();
   for (const std::string& victim : evicted) {
     auto it = index_.find(victim);
     lru_.erase(it->second.last_use);
@@ -282,6 +296,16 @@ std::vector<bool> BlockStore::Contains(absl::Span<const std::string> keys) {
 }
 
 absl::StatusOr<int64_t> BlockStore::Delete(absl::Span<const std::string> keys) {
+  uint64_t write = 0;
+  absl::StatusOr<int64_t> deleted = DeleteUnsynced(keys, &write);
+  if (!deleted.ok() || !options_.sync_writes) return deleted;
+  absl::Status status = WaitDurable(write);
+  if (!status.ok()) return status;
+  return deleted;
+}
+
+absl::StatusOr<int64_t> BlockStore::DeleteUnsynced(
+    absl::Span<const std::string> keys, uint64_t* write) {
   absl::MutexLock lock(&mu_);
   rocksdb::WriteBatch batch;
   std::vector<std::string> deleted;
@@ -297,11 +321,10 @@ absl::StatusOr<int64_t> BlockStore::Delete(absl::Span<const std::string> keys) {
     batch.Delete(meta_cf_, key);
     deleted.push_back(key);
   }
-  rocksdb::WriteOptions write_options;
-  write_options.sync = options_.sync_writes;
   absl::Status status =
-      FromRocks(db_->Write(write_options, &batch), "deleting blocks");
+      FromRocks(db_->Write(rocksdb::WriteOptions(), &batch), "deleting blocks");
   if (!status.ok()) return status;
+  *write = NoteWrite();
   for (const std::string& key : deleted) {
     auto it = index_.find(key);
     lru_.erase(it->second.last_use);
@@ -320,8 +343,54 @@ absl::Status BlockStore::Flush() {
 }
 
 BlockStoreStats BlockStore::Stats() const {
-  absl::MutexLock lock(&mu_);
-  return stats_;
+  BlockStoreStats stats;
+  {
+    absl::MutexLock lock(&mu_);
+    stats = stats_;
+  }
+  absl::MutexLock lock(&sync_mu_);
+  stats.wal_syncs = wal_syncs_;
+  return stats;
+}
+
+uint64_t BlockStore::NoteWrite() {
+  absl::MutexLock lock(&sync_mu_);
+  return ++writes_;
+}
+
+uint64_t BlockStore::LastWrite() {
+  absl::MutexLock lock(&sync_mu_);
+  return writes_;
+}
+
+absl::Status BlockStore::WaitDurable(uint64_t write) {
+  absl::MutexLock lock(&sync_mu_);
+  while (synced_ < write) {
+    if (syncing_) {
+      // Another writer's fsync is under way; it may cover this write too.
+      auto done = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(sync_mu_) {
+        return !syncing_;
+      };
+      sync_mu_.Await(absl::Condition(&done));
+      continue;
+    }
+    // Lead a sync of every write made so far: the writers that arrive while
+    // it runs wait for it or the next one, so N concurrent Puts cost about
+    // two fsyncs, not N.
+    syncing_ = true;
+    const uint64_t target = writes_;
+    sync_mu_.Unlock();
+    const rocksdb::Status synced = db_->SyncWAL();
+    sync_mu_.Lock();
+    syncing_ = false;
+    if (!synced.ok()) {
+      return absl::InternalError(
+          absl::StrCat("syncing the write-ahead log: ", synced.ToString()));
+    }
+    synced_ = std::max(synced_, target);
+    ++wal_syncs_;
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace longctx

@@ -7,7 +7,8 @@
 // the first block under a key is the one every later reader gets). Large
 // parts go to RocksDB's integrated blob files so the LSM tree stays small.
 // Writes go through the write-ahead log: a block whose Put returned OK survives
-// the process being killed (and, with sync_writes, the machine losing power).
+// the process being killed and, with sync_writes (the default), the machine
+// losing power.
 #ifndef LONGCTX_MEMORY_STORE_BLOCK_STORE_H_
 #define LONGCTX_MEMORY_STORE_BLOCK_STORE_H_
 
@@ -35,9 +36,10 @@ struct BlockStoreOptions {
   uint64_t min_blob_size = 4096;
   // Target size of one blob file. Default: 256 MiB.
   uint64_t blob_file_size = 256ull << 20;
-  // fsync the write-ahead log on every Put (survives power loss, not only a
-  // killed process). Default: false.
-  bool sync_writes = false;
+  // Acknowledge a Put or Delete only once the write-ahead log holding it is
+  // on disk (fsync), so it survives power loss, not only a killed process.
+  // Concurrent writers share each fsync (group commit). Default: true.
+  bool sync_writes = true;
   // Most bytes of block values kept; Put evicts the least recently used blocks
   // (written or read longest ago) to stay under it. 0 means no limit. Default:
   // 0.
@@ -58,6 +60,9 @@ struct BlockStoreStats {
   // Puts since Open of a block whose key was stored with another part 0, and
   // so refused (ALREADY_EXISTS).
   int64_t put_conflicts = 0;
+  // fsyncs of the write-ahead log since Open (sync_writes): fewer than the
+  // writes when concurrent writers shared them.
+  int64_t wal_syncs = 0;
 };
 
 // BlockStore is thread-safe.
@@ -124,6 +129,21 @@ class BlockStore {
   };
 
   explicit BlockStore(const BlockStoreOptions& options);
+  // Put and Delete without waiting for durability; *write is the write whose
+  // sync makes the result durable (WaitDurable).
+  absl::Status PutUnsynced(absl::string_view key,
+                           const std::vector<std::string>& parts, bool* written,
+                           uint64_t* write) ABSL_LOCKS_EXCLUDED(mu_);
+  absl::StatusOr<int64_t> DeleteUnsynced(absl::Span<const std::string> keys,
+                                         uint64_t* write)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // Numbers a write to the database (called right after it, under mu_, so
+  // numbers follow the log's order), or returns the last number.
+  uint64_t NoteWrite() ABSL_LOCKS_EXCLUDED(sync_mu_);
+  uint64_t LastWrite() ABSL_LOCKS_EXCLUDED(sync_mu_);
+  // Returns once writes up to `write` are synced to disk, syncing the log
+  // itself unless another caller's sync covers them (group commit).
+  absl::Status WaitDurable(uint64_t write) ABSL_LOCKS_EXCLUDED(mu_, sync_mu_);
   absl::Status LoadIndex();
   // Moves `key` to the most recently used end; persists the order in its meta.
   void TouchLocked(const std::string& key, Entry& entry)
@@ -141,6 +161,13 @@ class BlockStore {
   absl::flat_hash_map<std::string, Entry> index_ ABSL_GUARDED_BY(mu_);
   std::map<uint64_t, std::string> lru_ ABSL_GUARDED_BY(mu_);  // last_use -> key
   uint64_t clock_ ABSL_GUARDED_BY(mu_) = 0;
+
+  // Group commit. Lock order: mu_, then sync_mu_.
+  mutable absl::Mutex sync_mu_ ABSL_ACQUIRED_AFTER(mu_);
+  uint64_t writes_ ABSL_GUARDED_BY(sync_mu_) = 0;  // Writes numbered so far.
+  uint64_t synced_ ABSL_GUARDED_BY(sync_mu_) = 0;  // Durable up to this one.
+  bool syncing_ ABSL_GUARDED_BY(sync_mu_) = false;
+  int64_t wal_syncs_ ABSL_GUARDED_BY(sync_mu_) = 0;
 };
 
 }  // namespace longctx

@@ -1,5 +1,6 @@
 #include "memory_store/block_store.h"
 
+#include <atomic>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -172,6 +173,48 @@ TEST(BlockStoreTest, RacingPutsOfOneKeyStoreExactlyOneBlock) {
   EXPECT_EQ(stored, 1);
   EXPECT_EQ((*store)->Stats().put_conflicts, kThreads - 1);
   EXPECT_EQ((*store)->Stats().blocks, 1);
+}
+
+// Durable by default: every acknowledged write is covered by an fsync of the
+// log, and concurrent writers share them (never more fsyncs than writes).
+// Without sync_writes nothing is synced.
+TEST(BlockStoreTest, AcknowledgedWritesAreSyncedAndConcurrentOnesShareSyncs) {
+  EXPECT_TRUE(BlockStoreOptions().sync_writes);
+  auto store = BlockStore::Open({TempDir()});
+  ASSERT_TRUE(store.ok());
+  ASSERT_TRUE((*store)->Put(Key(1), {"one"}).ok());
+  EXPECT_EQ((*store)->Stats().wal_syncs, 1);
+  // The same block again writes nothing and needs no sync of its own.
+  ASSERT_TRUE((*store)->Put(Key(1), {"one"}).ok());
+  EXPECT_EQ((*store)->Stats().wal_syncs, 1);
+  constexpr int kThreads = 8, kPerThread = 16;
+  std::vector<std::thread> threads;
+  std::atomic<int> failures{0};
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        if (!(*store)->Put(Key(100 + t * kPerThread + i), {"block"}).ok()) {
+          ++failures;
+        }
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  EXPECT_EQ(failures, 0);
+  const BlockStoreStats stats = (*store)->Stats();
+  EXPECT_EQ(stats.blocks, 1 + kThreads * kPerThread);
+  EXPECT_GE(stats.wal_syncs, 2);
+  EXPECT_LE(stats.wal_syncs, 1 + kThreads * kPerThread);
+  ASSERT_TRUE((*store)->Delete({Key(1)}).ok());
+  EXPECT_GT((*store)->Stats().wal_syncs, stats.wal_syncs);
+
+  BlockStoreOptions fast;
+  fast.path = TempDir();
+  fast.sync_writes = false;
+  auto unsynced = BlockStore::Open(fast);
+  ASSERT_TRUE(unsynced.ok());
+  ASSERT_TRUE((*unsynced)->Put(Key(1), {"one"}).ok());
+  EXPECT_EQ((*unsynced)->Stats().wal_syncs, 0);
 }
 
 TEST(BlockStoreTest, ContainsAndDelete) {

@@ -25,9 +25,11 @@ ABSL_FLAG(std::string, metrics_address, "127.0.0.1:9471",
 ABSL_FLAG(std::string, data_dir, "/tmp/longctx/memory_store",
           "Folder of the RocksDB database; created if missing.");
 ABSL_FLAG(
-    bool, sync_writes, false,
-    "fsync the write-ahead log on every Put (survives power loss, not only "
-    "a killed process).");
+    bool, sync_writes, true,
+    "Acknowledge a Put only once the write-ahead log holding it is on disk "
+    "(fsync; survives power loss, not only a killed process). Concurrent "
+    "Puts share each fsync (group commit). false: acknowledged Puts survive "
+    "a killed process but not a power loss.");
 ABSL_FLAG(
     int64_t, max_bytes, 0,
     "Most bytes of KV blocks kept; least recently used blocks are evicted "

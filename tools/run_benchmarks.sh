@@ -19,6 +19,8 @@
 #   engine   //tools/bench_engine: prefill and decode against GEMM and memory
 #   restore  //tools/bench_engine:bench_restore: memory_store restore vs compute
 #   ring     //tools/bench_engine:bench_ring: prefill by one rank vs a group of 2
+#   store    //tools/bench_store:bench_store_writes: memory_store write
+#            throughput, durable (group commit) vs not, 1/4/16 writers
 #   gateway  figure A: the gateway's added latency (//tools/bench_gateway)
 #   load     figure B: 64 concurrent long-document streams for 60 s
 #            (//tools/loadgen), resident memory of every process sampled;
@@ -39,7 +41,7 @@ set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$repo"
 
-all_sections="kernels engine restore ring gateway load"
+all_sections="kernels engine restore ring store gateway load"
 only=""
 quick=false
 doc=""
@@ -99,6 +101,7 @@ for s in $sections; do
     engine) targets+=(//tools/bench_engine:bench_engine) ;;
     restore) targets+=(//tools/bench_engine:bench_restore) ;;
     ring) targets+=(//tools/bench_engine:bench_ring) ;;
+    store) targets+=(//tools/bench_store:bench_store_writes) ;;
     gateway | load)
       targets+=(//services/gateway //services/worker //memory_store
         //tools/make_tiny_model //tools/bench_gateway //tools/loadgen)
@@ -349,6 +352,13 @@ for s in $sections; do
       run_section ring text \
         "bazel run -c opt //tools/bench_engine:bench_ring -- ${args[*]}" -- \
         "$bin/tools/bench_engine/bench_ring" "${args[@]}"
+      ;;
+    store)
+      args=(--dir="$out/store" --blocks=256)
+      $quick && args=(--dir="$out/store" --blocks=64)
+      run_section store markdown \
+        "bazel run -c opt //tools/bench_store:bench_store_writes -- ${args[*]}" -- \
+        "$bin/tools/bench_store/bench_store_writes" "${args[@]}"
       ;;
     gateway)
       args=(--requests=1000 --warmup_requests=50)

@@ -8,9 +8,11 @@
 // bounded; one tenant cannot take another's slots.
 #include <fstream>
 #include <iostream>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
@@ -264,6 +266,85 @@ TEST(LimitsTest, OneTenantCannotTakeAnothersSlots) {
   while (busy->Read(&response)) {
   }
   busy->Finish();
+}
+
+// The sum of every sample of metric `name` on a /metrics page.
+double MetricValue(const std::string& page, const std::string& name) {
+  double sum = 0;
+  for (absl::string_view line : absl::StrSplit(page, '\n')) {
+    if (!absl::StartsWith(line, name + " ") &&
+        !absl::StartsWith(line, name + "{")) {
+      continue;
+    }
+    double value = 0;
+    if (absl::SimpleAtod(line.substr(line.rfind(' ') + 1), &value)) {
+      sum += value;
+    }
+  }
+  return sum;
+}
+
+// 256 streams whose client never reads take every slot of the gateway
+// (--max_concurrent_requests=256) and stall once flow control fills; the
+// write timeout cancels them, so a new client is served.
+TEST(LimitsTest, UnreadStreamsDoNotLockOutANewClient) {
+  testing::LocalStack stack;
+  testing::StackOptions options;
+  options.gateway_flags = {"--stream_write_timeout=3s"};
+  absl::Status started = stack.Start(options);
+  ASSERT_TRUE(started.ok()) << started;
+
+  // A client that reads nothing: small flow-control windows that never grow.
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+  args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 8192);
+  auto unread_stub = v1::LongContext::NewStub(grpc::CreateCustomChannel(
+      stack.gateway().address(), grpc::InsecureChannelCredentials(), args));
+  v1::GenerateRequest flood;
+  flood.set_text("never read");
+  flood.mutable_stopping()->set_max_new_tokens(4096);
+  flood.mutable_stopping()->set_ignore_eos(true);
+  flood.mutable_logprobs()->set_enabled(true);
+  flood.mutable_logprobs()->set_top_logprobs(20);
+  constexpr int kStreams = 256;
+  std::vector<std::unique_ptr<grpc::ClientContext>> contexts;
+  std::vector<std::unique_ptr<grpc::ClientReader<v1::GenerateResponse>>>
+      readers;
+  for (int i = 0; i < kStreams; ++i) {
+    contexts.push_back(std::make_unique<grpc::ClientContext>());
+    readers.push_back(unread_stub->Generate(contexts.back().get(), flood));
+  }
+
+  // Give the gateway a moment to admit them all.
+  absl::SleepFor(absl::Seconds(1));
+
+  // A new client is refused at first (every slot is taken), then served.
+  auto stub = v1::LongContext::NewStub(grpc::CreateChannel(
+      stack.gateway().address(), grpc::InsecureChannelCredentials()));
+  v1::GenerateRequest small;
+  small.set_text("a new client");
+  small.mutable_stopping()->set_max_new_tokens(2);
+  const absl::Time start = absl::Now();
+  const absl::Time give_up = start + absl::Seconds(120);
+  grpc::Status status;
+  int refused = 0;
+  do {
+    status = testing::Generate(*stub, small, absl::Seconds(60)).status;
+    if (!status.ok()) {
+      ++refused;
+      absl::SleepFor(absl::Milliseconds(250));
+    }
+  } while (!status.ok() && absl::Now() < give_up);
+  EXPECT_TRUE(status.ok()) << status.error_message();
+  EXPECT_GT(refused, 0) << "the unread streams never took every slot";
+  std::cout << "new client served after " << absl::Now() - start << " ("
+            << refused << " refusals)" << std::endl;
+  auto page = testing::HttpGet(stack.gateway().metrics_port, "/metrics");
+  ASSERT_TRUE(page.ok()) << page.status();
+  EXPECT_GT(MetricValue(*page, "longctx_stalled_streams_total"), 0);
+
+  for (auto& context : contexts) context->TryCancel();
+  for (auto& reader : readers) reader->Finish();
 }
 
 }  // namespace

@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "absl/time/time.h"
+
 namespace longctx {
 
 struct GatewayLimits {
@@ -24,6 +26,10 @@ struct GatewayLimits {
   // The same for one tenant of the tokens file; 0: no limit of its own
   // (--max_concurrent_requests_per_tenant). Default: 64.
   int max_concurrent_requests_per_tenant = 64;
+  // A Generate stream whose client has not taken a message for this long is
+  // cancelled, freeing its slot and its worker sequence
+  // (--stream_write_timeout). Default: 60 s.
+  absl::Duration stream_write_timeout = absl::Seconds(60);
 };
 
 // Bytes of text allowed per prompt token when --max_text_bytes is not set:

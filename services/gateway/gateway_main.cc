@@ -7,6 +7,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 #include "services/common/internal_auth.h"
 #include "services/common/internal_tls_flags.h"
 #include "services/common/internal_token_flags.h"
@@ -64,6 +65,10 @@ ABSL_FLAG(int, max_concurrent_requests_per_tenant, 64,
           "--auth_tokens_file, so one client cannot take every slot; 0: only "
           "--max_concurrent_requests. Without a tokens file every client is "
           "one tenant, bounded by --max_concurrent_requests alone.");
+ABSL_FLAG(absl::Duration, stream_write_timeout, absl::Seconds(60),
+          "A Generate stream whose client takes no message for this long "
+          "(e.g. `30s`) is cancelled, freeing its slot and its worker "
+          "sequence: a client that stops reading cannot hold them forever.");
 ABSL_FLAG(int, max_text_bytes, 0,
           "Longest text accepted by Tokenize and Generate, in bytes; 0: 8 per "
           "--max_prompt_tokens (1 MiB at the default).");
@@ -116,6 +121,11 @@ absl::StatusOr<longctx::GatewayServerOptions> OptionsFromFlags() {
   limits.max_concurrent_requests = absl::GetFlag(FLAGS_max_concurrent_requests);
   if (limits.max_concurrent_requests < 1) {
     return absl::InvalidArgumentError("--max_concurrent_requests must be >= 1");
+  }
+  limits.stream_write_timeout = absl::GetFlag(FLAGS_stream_write_timeout);
+  if (limits.stream_write_timeout <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        "--stream_write_timeout must be positive");
   }
   limits.max_concurrent_requests_per_tenant =
       absl::GetFlag(FLAGS_max_concurrent_requests_per_tenant);

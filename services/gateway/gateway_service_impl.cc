@@ -41,6 +41,7 @@ GatewayServiceImpl::GatewayServiceImpl(const GatewayModel* model,
       routing_(routing),
       admission_(AdmissionLimits{limits.max_concurrent_requests,
                                  limits.max_concurrent_requests_per_tenant}),
+      watchdog_(limits.stream_write_timeout),
       requests_(prometheus::BuildCounter()
                     .Name("longctx_requests_total")
                     .Help("Generate requests finished, by gRPC status code.")
@@ -90,6 +91,13 @@ GatewayServiceImpl::GatewayServiceImpl(const GatewayModel* model,
               .Name("longctx_stored_prefix_tokens_total")
               .Help("Prompt tokens of the longest prefix the memory store "
                     "held when requests were dispatched.")
+              .Register(registry)
+              .Add({})),
+      stalled_streams_(
+          prometheus::BuildCounter()
+              .Name("longctx_stalled_streams_total")
+              .Help("Generate streams cancelled because their client took no "
+                    "message for --stream_write_timeout.")
               .Register(registry)
               .Add({})) {}
 
@@ -232,9 +240,10 @@ grpc::ServerWriteReactor<v1::GenerateResponse>* GatewayServiceImpl::Generate(
     slot->Release();
     RecordDone(request_id, status, usage, timings, r);
   };
-  return StartGenerateCall(context, pool_->Leader(route->group),
-                           *std::move(validated), request_id, arrived,
-                           model_->NewTextStream(), std::move(hooks));
+  return StartGenerateCall(
+      context, pool_->Leader(route->group), *std::move(validated), request_id,
+      arrived, model_->NewTextStream(), std::move(hooks), &watchdog_,
+      [this] { stalled_streams_.Increment(); });
 }
 
 grpc::ServerUnaryReactor* GatewayServiceImpl::Tokenize(

@@ -18,6 +18,7 @@
 #include "services/gateway/gateway_limits.h"
 #include "services/gateway/gateway_model.h"
 #include "services/gateway/prefix_router.h"
+#include "services/gateway/stream_watchdog.h"
 #include "services/gateway/worker_pool.h"
 
 namespace longctx {
@@ -93,6 +94,7 @@ class GatewayServiceImpl final : public v1::LongContext::CallbackService {
   const GatewayRouting routing_;
   std::atomic<uint64_t> next_request_{1};
   Admission admission_;
+  StreamWatchdog watchdog_;
   std::atomic<bool> draining_{false};
 
   prometheus::Family<prometheus::Counter>& requests_;
@@ -104,6 +106,7 @@ class GatewayServiceImpl final : public v1::LongContext::CallbackService {
   prometheus::Histogram& request_duration_;
   prometheus::Counter& affinity_requests_;
   prometheus::Counter& stored_prefix_tokens_;
+  prometheus::Counter& stalled_streams_;
 };
 
 }  // namespace longctx

@@ -28,7 +28,8 @@ class GenerateCall
   GenerateCall(grpc::CallbackServerContext* server_context,
                worker::v1::Worker::Stub* leader, ValidatedRequest request,
                std::string request_id, absl::Time arrived,
-               std::unique_ptr<TextStream> text, GenerateCallHooks hooks)
+               std::unique_ptr<TextStream> text, GenerateCallHooks hooks,
+               StreamWatchdog* watchdog, std::function<void()> on_stalled)
       : request_(std::move(request)),
         request_id_(std::move(request_id)),
         arrived_(arrived),
@@ -36,6 +37,21 @@ class GenerateCall
         stops_(request_.stop_sequences),
         hooks_(std::move(hooks)) {
     usage_.set_prompt_tokens(request_.worker_request.prompt_token_ids_size());
+    if (watchdog != nullptr) {
+      cancel_target_ = std::make_shared<CancelTarget>();
+      {
+        absl::MutexLock lock(&cancel_target_->mu);
+        cancel_target_->context = server_context;
+      }
+      absl::MutexLock lock(&mu_);
+      watch_ = watchdog->Register(
+          [target = cancel_target_, on_stalled = std::move(on_stalled)] {
+            absl::MutexLock lock(&target->mu);
+            if (target->context == nullptr) return;  // The stream is over.
+            if (on_stalled) on_stalled();
+            target->context->TryCancel();
+          });
+    }
     if (server_context->deadline() !=
         std::chrono::system_clock::time_point::max()) {
       worker_context_.set_deadline(server_context->deadline());
@@ -100,6 +116,7 @@ class GenerateCall
     }
     to_client_.set_text(text);
     client_write_pending_ = true;
+    if (watch_ != nullptr) watch_->WriteStarted();
     grpc::ServerWriteReactor<v1::GenerateResponse>::StartWrite(&to_client_);
   }
 
@@ -121,6 +138,7 @@ class GenerateCall
     {
       absl::MutexLock lock(&mu_);
       client_write_pending_ = false;
+      if (watch_ != nullptr) watch_->WriteDone();
       if (final_sent_) return;
       if (!ok) {  // The client went away.
         worker_context_.TryCancel();
@@ -140,7 +158,17 @@ class GenerateCall
 
   void OnCancel() override { worker_context_.TryCancel(); }
 
-  void OnDone() override { Release(); }
+  void OnDone() override {
+    if (cancel_target_ != nullptr) {
+      absl::MutexLock lock(&cancel_target_->mu);
+      cancel_target_->context = nullptr;  // No longer valid.
+    }
+    {
+      absl::MutexLock lock(&mu_);
+      watch_.reset();
+    }
+    Release();
+  }
 
  private:
   // Each side's OnDone releases one reference; the last one deletes the call,
@@ -184,6 +212,7 @@ class GenerateCall
     last_.set_finish_reason(finish_reason_);
     *last_.mutable_usage() = usage_;
     *last_.mutable_timings() = timings_;
+    if (watch_ != nullptr) watch_->WriteStarted();
     grpc::ServerWriteReactor<v1::GenerateResponse>::StartWriteAndFinish(
         &last_, grpc::WriteOptions(), grpc::Status::OK);
   }
@@ -199,6 +228,13 @@ class GenerateCall
   worker::v1::GenerateResponse from_worker_;
   v1::GenerateResponse to_client_;
   v1::GenerateResponse last_;
+
+  // What the watchdog cancels, valid until the server side's OnDone.
+  struct CancelTarget {
+    absl::Mutex mu;
+    grpc::CallbackServerContext* context ABSL_GUARDED_BY(mu) = nullptr;
+  };
+  std::shared_ptr<CancelTarget> cancel_target_;
 
   std::atomic<int> references_{2};
   std::atomic<bool> reading_stopped_{false};
@@ -216,6 +252,7 @@ class GenerateCall
   bool client_write_pending_ ABSL_GUARDED_BY(mu_) = false;
   bool client_gone_ ABSL_GUARDED_BY(mu_) = false;
   bool final_sent_ ABSL_GUARDED_BY(mu_) = false;
+  std::unique_ptr<StreamWatchdog::Watch> watch_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace
@@ -223,10 +260,11 @@ class GenerateCall
 grpc::ServerWriteReactor<v1::GenerateResponse>* StartGenerateCall(
     grpc::CallbackServerContext* context, worker::v1::Worker::Stub* leader,
     ValidatedRequest request, std::string request_id, absl::Time arrived,
-    std::unique_ptr<TextStream> text, GenerateCallHooks hooks) {
+    std::unique_ptr<TextStream> text, GenerateCallHooks hooks,
+    StreamWatchdog* watchdog, std::function<void()> on_stalled) {
   return new GenerateCall(context, leader, std::move(request),
                           std::move(request_id), arrived, std::move(text),
-                          std::move(hooks));
+                          std::move(hooks), watchdog, std::move(on_stalled));
 }
 
 }  // namespace longctx

@@ -15,6 +15,7 @@
 #include "proto/longctx.pb.h"
 #include "proto/worker.grpc.pb.h"
 #include "services/gateway/request_validator.h"
+#include "services/gateway/stream_watchdog.h"
 #include "services/gateway/text_stream.h"
 
 namespace longctx {
@@ -28,11 +29,15 @@ struct GenerateCallHooks {
 
 // StartGenerateCall starts relaying `request` (validated, prompt tokenized) to
 // `leader` and returns the server reactor that streams to the client. The
-// reactor deletes itself when done. `leader` must outlive it.
+// reactor deletes itself when done. `leader` must outlive it, and so must
+// `watchdog` (may be null: no write timeout), which cancels the stream when a
+// write to the client stalls; `on_stalled` (may be empty) is called then.
 grpc::ServerWriteReactor<v1::GenerateResponse>* StartGenerateCall(
     grpc::CallbackServerContext* context, worker::v1::Worker::Stub* leader,
     ValidatedRequest request, std::string request_id, absl::Time arrived,
-    std::unique_ptr<TextStream> text, GenerateCallHooks hooks);
+    std::unique_ptr<TextStream> text, GenerateCallHooks hooks,
+    StreamWatchdog* watchdog = nullptr,
+    std::function<void()> on_stalled = nullptr);
 
 }  // namespace longctx
 

@@ -179,8 +179,18 @@ void Engine::Loop() {
       if (stopping_) return;
       seen = epoch_;
     }
+    step_started_ns_.store(absl::ToUnixNanos(absl::Now()),
+                           std::memory_order_relaxed);
     idle = !Step();
+    step_started_ns_.store(0, std::memory_order_relaxed);
   }
+}
+
+absl::Duration Engine::StepAge() const {
+  const int64_t started = step_started_ns_.load(std::memory_order_relaxed);
+  if (started == 0) return absl::ZeroDuration();
+  return std::max(absl::ZeroDuration(),
+                  absl::Now() - absl::FromUnixNanos(started));
 }
 
 void Engine::RestoreLoop() {
@@ -234,11 +244,15 @@ void Engine::Finish(Sequence& seq, FinishReason reason, absl::Status status) {
 std::vector<std::unique_ptr<Engine::Sequence>> Engine::AdmitLocked() {
   std::vector<std::unique_ptr<Sequence>> admitted;
   const int b = pool_->layout().block_size;
-  // First come first served, when the whole reservation fits.
-  while (!waiting_.empty() &&
+  const absl::Time now = absl::Now();
+  // First come first served, when the whole reservation fits; a request that
+  // does not fit lets those behind it that do go first, until it has waited
+  // max_bypass_wait (then it holds the queue until it fits).
+  size_t i = 0;
+  while (i < waiting_.size() &&
          static_cast<int>(running_.size() + restoring_.size() +
                           admitted.size()) < options_.max_running) {
-    Sequence& next = *waiting_.front();
+    Sequence& next = *waiting_[i];
     // The cached prefix: full prompt blocks the pool holds, each ending before
     // the prompt's last token. That token is always computed (for its logits),
     // and its block must be the sequence's own: shared blocks are never
@@ -261,7 +275,9 @@ std::vector<std::unique_ptr<Engine::Sequence>> Engine::AdmitLocked() {
       for (auto it = shared.rbegin(); it != shared.rend(); ++it) {
         pool_->Unref(*it);
       }
-      break;
+      if (now - next.submitted >= options_.max_bypass_wait) break;
+      ++i;
+      continue;
     }
     next.blocks = std::move(shared);
     next.hot_blocks = static_cast<int>(next.blocks.size());
@@ -276,8 +292,8 @@ std::vector<std::unique_ptr<Engine::Sequence>> Engine::AdmitLocked() {
       options_.metrics->prefix_cache_hit_blocks.Increment(next.hot_blocks);
       options_.metrics->prefix_cache_hit_tokens.Increment(next.computed);
     }
-    admitted.push_back(std::move(waiting_.front()));
-    waiting_.pop_front();
+    admitted.push_back(std::move(waiting_[i]));
+    waiting_.erase(waiting_.begin() + static_cast<std::ptrdiff_t>(i));
   }
   return admitted;
 }

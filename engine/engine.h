@@ -20,6 +20,7 @@
 #ifndef LONGCTX_ENGINE_ENGINE_H_
 #define LONGCTX_ENGINE_ENGINE_H_
 
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -49,6 +50,12 @@ struct EngineOptions {
   // Longest a request may wait to start (--max_queue_wait): one still waiting
   // after that leaves the queue with RESOURCE_EXHAUSTED. Default: 5 minutes.
   absl::Duration max_queue_wait = absl::Minutes(5);
+  // A waiting request whose KV blocks do not fit yet lets the requests behind
+  // it that fit start first, for at most this long after it arrived; then
+  // nothing behind it starts before it does, so it never starves
+  // (--max_bypass_wait). Zero: strictly first come, first served. Default:
+  // 10 s.
+  absl::Duration max_bypass_wait = absl::Seconds(10);
   // Most prompt tokens prefilled per step (--prefill_chunk_tokens). Default:
   // 512.
   int prefill_chunk_tokens = 512;
@@ -150,6 +157,10 @@ class Engine {
   // restoring), and requests queued.
   int running() const;
   int waiting() const;
+  // How long the engine's current step has been running; zero between steps.
+  // A step that takes far longer than usual means a stuck device or a rank of
+  // the group that stopped answering (the worker then reports not ready).
+  absl::Duration StepAge() const;
 
  private:
   struct Sequence;
@@ -219,6 +230,8 @@ class Engine {
   // Bumped by whatever can give the engine thread work: submit, cancel, a
   // finished restore.
   uint64_t epoch_ ABSL_GUARDED_BY(mu_) = 0;
+  // When the current step started (absl::ToUnixNanos), or 0 between steps.
+  std::atomic<int64_t> step_started_ns_{0};
   // Sequences (owned by restoring_) for the restore thread, and its results.
   std::deque<Sequence*> to_restore_ ABSL_GUARDED_BY(mu_);
   std::vector<Restored> restored_ ABSL_GUARDED_BY(mu_);

@@ -298,6 +298,40 @@ TEST_F(EngineTest, ARequestWaitingTooLongIsResourceExhausted) {
   EXPECT_EQ(a.status().code(), absl::StatusCode::kCancelled);
 }
 
+// A request whose blocks do not fit yet lets a smaller one behind it start
+// (it would otherwise hold the queue while a long request runs)...
+TEST_F(EngineTest, ARequestThatFitsGoesAheadOfOneThatDoesNot) {
+  Build(12, EngineOptions());
+  Collector a, big, small;
+  // `a` holds 10 of the 12 blocks for 150 steps.
+  auto a_id = engine_->Submit(Greedy({1, 2, 3}, 150), a.Sink());
+  ASSERT_TRUE(a_id.ok());
+  ASSERT_TRUE(a.WaitForTokens(1, absl::Seconds(30)));
+  ASSERT_TRUE(engine_->Submit(Greedy({4, 5, 6}, 60), big.Sink()).ok());
+  ASSERT_TRUE(engine_->Submit(Greedy({7, 8, 9}, 10), small.Sink()).ok());
+  EXPECT_EQ(small.Wait().size(), 10u);
+  EXPECT_LT(a.num_tokens(), 150) << "the small request waited for `a`";
+  EXPECT_FALSE(big.finished());
+  EXPECT_EQ(big.Wait().size(), 60u);
+  EXPECT_EQ(a.Wait().size(), 150u);
+}
+
+// ...but only for --max_bypass_wait: after that the request that does not fit
+// holds the queue until it does, so it never starves.
+TEST_F(EngineTest, AnAgedRequestHoldsTheQueueUntilItFits) {
+  EngineOptions options;
+  options.max_bypass_wait = absl::ZeroDuration();
+  Build(12, options);
+  Collector a, big, small;
+  ASSERT_TRUE(engine_->Submit(Greedy({1, 2, 3}, 150), a.Sink()).ok());
+  ASSERT_TRUE(a.WaitForTokens(1, absl::Seconds(30)));
+  ASSERT_TRUE(engine_->Submit(Greedy({4, 5, 6}, 60), big.Sink()).ok());
+  ASSERT_TRUE(engine_->Submit(Greedy({7, 8, 9}, 10), small.Sink()).ok());
+  EXPECT_EQ(small.Wait().size(), 10u);
+  EXPECT_TRUE(a.finished()) << "the small request went ahead of `big`";
+  EXPECT_EQ(big.Wait().size(), 60u);
+}
+
 // A request whose own deadline comes before --max_queue_wait gets
 // DEADLINE_EXCEEDED when it passes while waiting.
 TEST_F(EngineTest, ARequestPastItsDeadlineInTheQueueIsDeadlineExceeded) {

@@ -130,6 +130,50 @@ TEST(FailuresTest, AWorkerLostMidRequestIsUnavailableAndTheOtherGroupServes) {
   EXPECT_TRUE(served_by_0) << "the restarted worker never got a request";
 }
 
+// A group lost before the request's first token is replaced by another: the
+// client never sees the failure.
+TEST(FailuresTest, AGroupLostBeforeTheFirstTokenIsReplacedByAnother) {
+  testing::LocalStack stack;
+  absl::Status status = stack.Start(TwoWorkers());
+  ASSERT_TRUE(status.ok()) << status;
+  Result result;
+  // A long prompt: seconds of prefill before the first token.
+  std::thread client([&] {
+    result = Generate(stack.gateway().address(), 4000, 4, absl::Seconds(120));
+  });
+  int busy = -1;
+  const absl::Time give_up = absl::Now() + absl::Seconds(30);
+  while (busy < 0 && absl::Now() < give_up) {
+    for (int i = 0; i < 2 && busy < 0; ++i) {
+      if (Status(stack.workers()[i]).running_sequences() > 0) busy = i;
+    }
+    if (busy < 0) absl::SleepFor(absl::Milliseconds(10));
+  }
+  ASSERT_GE(busy, 0) << "the request never started";
+  stack.worker_process(busy).Signal(SIGKILL);
+  client.join();
+  EXPECT_TRUE(result.status.ok()) << result.status.error_message() << "\n"
+                                  << stack.Logs();
+  EXPECT_EQ(result.tokens.size(), 4u);
+  EXPECT_THAT(stack.gateway_process().Log(),
+              ::testing::HasSubstr("failed before the first token"));
+}
+
+// A stopped worker (SIGSTOP: alive, connected, silent) no longer answers the
+// gateway's probes, so new requests go to the other group.
+TEST(FailuresTest, AStoppedWorkerIsRoutedAround) {
+  testing::LocalStack stack;
+  absl::Status status = stack.Start(TwoWorkers());
+  ASSERT_TRUE(status.ok()) << status;
+  stack.worker_process(0).Signal(SIGSTOP);
+  absl::SleepFor(absl::Seconds(3));  // The gateway's next probes.
+  for (int i = 0; i < 4; ++i) {
+    Result r = Generate(stack.gateway().address(), 40, 4, absl::Seconds(20));
+    EXPECT_TRUE(r.status.ok()) << r.status.error_message();
+  }
+  stack.worker_process(0).Signal(SIGCONT);
+}
+
 TEST(FailuresTest, AStoreLostMidRequestCostsOnlyItsCache) {
   testing::LocalStack stack;
   absl::Status status = stack.Start(TwoWorkers());

@@ -93,6 +93,13 @@ GatewayServiceImpl::GatewayServiceImpl(const GatewayModel* model,
                     "held when requests were dispatched.")
               .Register(registry)
               .Add({})),
+      retried_requests_(
+          prometheus::BuildCounter()
+              .Name("longctx_retried_requests_total")
+              .Help("Requests retried on another worker group because theirs "
+                    "failed before the first token.")
+              .Register(registry)
+              .Add({})),
       stalled_streams_(
           prometheus::BuildCounter()
               .Name("longctx_stalled_streams_total")
@@ -232,13 +239,34 @@ grpc::ServerWriteReactor<v1::GenerateResponse>* GatewayServiceImpl::Generate(
   absl::StatusOr<Route> route = Dispatch(*validated);
   if (!route.ok()) return fail_admitted(route.status());
   validated->worker_request.set_request_id(request_id);
+  // The route changes if the request is retried on another group (the
+  // hooks run one at a time, under the call's lock).
+  auto current = std::make_shared<Route>(*route);
   GenerateCallHooks hooks;
-  hooks.on_done = [this, r = *route, request_id, slot](
+  hooks.on_done = [this, current, request_id, slot](
                       const grpc::Status& status, const v1::Usage& usage,
                       const v1::Timings& timings) {
-    pool_->Release(r.group);
+    pool_->Release(current->group);
     slot->Release();
-    RecordDone(request_id, status, usage, timings, r);
+    RecordDone(request_id, status, usage, timings, *current);
+  };
+  hooks.retry_elsewhere =
+      [this, current,
+       request_id](const grpc::Status& status) -> worker::v1::Worker::Stub* {
+    absl::StatusOr<int> next = pool_->Acquire(-1, current->group);
+    if (!next.ok()) return nullptr;
+    Log(LogLevel::kWarning,
+        "request id=%s: group %d failed before the first token (%s: %s); "
+        "retrying on group %d",
+        request_id, current->group,
+        absl::StatusCodeToString(
+            static_cast<absl::StatusCode>(status.error_code())),
+        status.error_message(), *next);
+    pool_->Release(current->group);
+    current->group = *next;
+    current->prefix_blocks = 0;
+    retried_requests_.Increment();
+    return pool_->Leader(*next);
   };
   return StartGenerateCall(
       context, pool_->Leader(route->group), *std::move(validated), request_id,

@@ -106,6 +106,7 @@ class GatewayServiceImpl final : public v1::LongContext::CallbackService {
   prometheus::Histogram& request_duration_;
   prometheus::Counter& affinity_requests_;
   prometheus::Counter& stored_prefix_tokens_;
+  prometheus::Counter& retried_requests_;
   prometheus::Counter& stalled_streams_;
 };
 

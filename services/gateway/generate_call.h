@@ -2,7 +2,8 @@
 // group's leader. Tokens are detokenized as they arrive, stop sequences are
 // matched on the text, and the final message carries usage, finish reason and
 // timings. Cancellation travels both ways: a client that goes away cancels the
-// worker call, a stop sequence ends the worker call early.
+// worker call, a stop sequence ends the worker call early. A group that breaks
+// before the first token is replaced by another, once.
 #ifndef LONGCTX_SERVICES_GATEWAY_GENERATE_CALL_H_
 #define LONGCTX_SERVICES_GATEWAY_GENERATE_CALL_H_
 
@@ -25,6 +26,13 @@ struct GenerateCallHooks {
   // Called with the final gRPC status code, usage and timings.
   std::function<void(const grpc::Status&, const v1::Usage&, const v1::Timings&)>
       on_done;
+  // Called (at most once) when the worker call failed as a broken or
+  // vanished group does (UNAVAILABLE, ABORTED, INTERNAL, UNKNOWN: `status`)
+  // before any token reached the client: returns the leader of another group
+  // to try once more, or null to fail the request with `status`. May be
+  // empty: no retry.
+  std::function<worker::v1::Worker::Stub*(const grpc::Status& status)>
+      retry_elsewhere;
 };
 
 // StartGenerateCall starts relaying `request` (validated, prompt tokenized) to

@@ -72,7 +72,9 @@ void WorkerPool::ProbeOnce() {
       problems[group] =
           absl::StrCat(where, " is unreachable: ", rpc.error_message());
     } else if (!status.ready()) {
-      problems[group] = absl::StrCat(where, " is not ready");
+      problems[group] = absl::StrCat(
+          where, " is not ready", status.not_ready_reason().empty() ? "" : ": ",
+          status.not_ready_reason());
     } else if (status.group_size() != options_.group_size ||
                status.rank() != static_cast<int>(i) % options_.group_size) {
       problems[group] = absl::StrCat(where, " reports rank ", status.rank(),
@@ -131,17 +133,17 @@ std::vector<GroupState> WorkerPool::States() const {
   return states_;
 }
 
-absl::StatusOr<int> WorkerPool::Acquire(int preferred) {
+absl::StatusOr<int> WorkerPool::Acquire(int preferred, int excluded) {
   absl::MutexLock lock(&mu_);
   int best = -1;
   for (int i = 0; i < num_groups_; ++i) {
     const int g = (next_tie_ + i) % num_groups_;
-    if (!states_[g].ready) continue;
+    if (!states_[g].ready || g == excluded) continue;
     if (best < 0 || states_[g].in_flight < states_[best].in_flight) best = g;
   }
   if (best >= 0) next_tie_ = (best + 1) % num_groups_;
   if (best >= 0 && preferred >= 0 && preferred < num_groups_ &&
-      states_[preferred].ready &&
+      preferred != excluded && states_[preferred].ready &&
       states_[preferred].in_flight <=
           states_[best].in_flight + options_.affinity_slack) {
     best = preferred;

@@ -80,8 +80,9 @@ class WorkerPool {
   // Acquire picks a ready group and counts one more request on it: `preferred`
   // (a group index, or -1) when it is ready and has room (affinity_slack),
   // otherwise the ready group with the fewest requests in flight, ties taken
-  // in turn. UNAVAILABLE, with each group's problem, when no group is ready.
-  absl::StatusOr<int> Acquire(int preferred = -1);
+  // in turn; never `excluded` (a group index, or -1). UNAVAILABLE, with each
+  // group's problem, when no other group is ready.
+  absl::StatusOr<int> Acquire(int preferred = -1, int excluded = -1);
 
   // Release ends a request counted by Acquire.
   void Release(int group);

@@ -43,6 +43,12 @@ ABSL_FLAG(std::string, gloo_hostname, "127.0.0.1",
           "listener binds to it).");
 ABSL_FLAG(int, group_form_timeout_seconds, 20,
           "How long one attempt to form the group waits for every rank.");
+ABSL_FLAG(int, step_stall_seconds, 30,
+          "A rank whose engine step has run longer than this reports not "
+          "ready, so the gateway sends new requests to other groups while "
+          "its group is stuck (a rank that stopped answering, a hung "
+          "device). Set it above the longest step this hardware takes (a "
+          "--prefill_chunk_tokens chunk of a large model on a CPU).");
 ABSL_FLAG(int, group_op_timeout_seconds, 60,
           "How long one transfer between the ranks of a group may take.");
 ABSL_FLAG(std::string, memory_store, "",
@@ -77,6 +83,11 @@ ABSL_FLAG(int, max_message_bytes, 64 << 20,
 ABSL_FLAG(absl::Duration, max_queue_wait, absl::Minutes(5),
           "Longest a request may wait to start (e.g. 30s, 5m); one still "
           "waiting then fails with RESOURCE_EXHAUSTED.");
+ABSL_FLAG(absl::Duration, max_bypass_wait, absl::Seconds(10),
+          "A waiting request whose KV blocks do not fit yet lets smaller ones "
+          "behind it start first for at most this long (e.g. `10s`); then "
+          "nothing behind it starts before it does. 0: first come, first "
+          "served.");
 ABSL_FLAG(int, prefill_chunk_tokens, 512,
           "Most prompt tokens prefilled per engine step.");
 ABSL_FLAG(bool, prefix_cache, true,
@@ -146,6 +157,10 @@ absl::StatusOr<longctx::WorkerServerOptions> OptionsFromFlags() {
         "--max_queue_wait=", absl::FormatDuration(o.engine.max_queue_wait),
         " must be positive"));
   }
+  o.engine.max_bypass_wait = absl::GetFlag(FLAGS_max_bypass_wait);
+  if (o.engine.max_bypass_wait < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("--max_bypass_wait must be >= 0");
+  }
   o.engine.prefill_chunk_tokens = absl::GetFlag(FLAGS_prefill_chunk_tokens);
   o.engine.prefix_cache = absl::GetFlag(FLAGS_prefix_cache);
   for (absl::Status s :
@@ -200,6 +215,10 @@ absl::StatusOr<longctx::WorkerServerOptions> OptionsFromFlags() {
   o.offload.max_queued_blocks = absl::GetFlag(FLAGS_offload_queue_blocks);
   o.offload.restore_streams_per_shard =
       absl::GetFlag(FLAGS_restore_streams_per_shard);
+  if (absl::GetFlag(FLAGS_step_stall_seconds) < 1) {
+    return absl::InvalidArgumentError("--step_stall_seconds must be >= 1");
+  }
+  o.step_stall = absl::Seconds(absl::GetFlag(FLAGS_step_stall_seconds));
   o.rendezvous_address = absl::GetFlag(FLAGS_rendezvous_address);
   o.gloo_hostname = absl::GetFlag(FLAGS_gloo_hostname);
   o.group_form_timeout =

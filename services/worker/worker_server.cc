@@ -33,8 +33,8 @@ absl::StatusOr<std::unique_ptr<WorkerServer>> WorkerServer::Start(
   server->metrics_ = *std::move(metrics);
   // The gRPC server answers from now on: NOT_SERVING (and Generate
   // UNAVAILABLE) while the model loads and while the group is incomplete.
-  server->service_ =
-      std::make_unique<WorkerServiceImpl>(o.identity, o.internal_auth);
+  server->service_ = std::make_unique<WorkerServiceImpl>(
+      o.identity, o.internal_auth, o.step_stall);
   auto grpc = GrpcServer::Start(o.grpc, {server->service_.get()});
   if (!grpc.ok()) return grpc.status();
   server->grpc_ = *std::move(grpc);

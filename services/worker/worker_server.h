@@ -64,6 +64,9 @@ struct WorkerServerOptions {
   // --internal_token_file), and who may call it (--internal_token_file).
   ChannelSecurity internal_security;
   InternalAuth internal_auth;
+  // A step running longer than this reports the rank not ready
+  // (--step_stall_seconds).
+  absl::Duration step_stall = absl::Seconds(30);
   // Groups of more than one rank: the rendezvous (the gateway's address),
   // the address peers reach this rank at, and the group's timeouts.
   std::string rendezvous_address;

@@ -186,8 +186,9 @@ class GenerateReactor : public grpc::ServerWriteReactor<GenerateResponse> {
 }  // namespace
 
 WorkerServiceImpl::WorkerServiceImpl(const WorkerIdentity& identity,
-                                     InternalAuth auth)
-    : identity_(identity), auth_(std::move(auth)) {}
+                                     InternalAuth auth,
+                                     absl::Duration step_stall)
+    : identity_(identity), auth_(std::move(auth)), step_stall_(step_stall) {}
 
 void WorkerServiceImpl::Attach(std::string fingerprint_hex, int vocab_size,
                                Engine* engine, const KvBlockPool* pool,
@@ -256,6 +257,14 @@ grpc::ServerUnaryReactor* WorkerServiceImpl::GetStatus(
     response->set_model_fingerprint(loaded->fingerprint_hex);
     response->set_block_size(loaded->pool->layout().block_size);
     if (loaded->engine != nullptr) {
+      const absl::Duration step = loaded->engine->StepAge();
+      if (step > step_stall_) {
+        response->set_ready(false);
+        response->set_not_ready_reason(absl::StrCat(
+            "its engine step has run for ", absl::FormatDuration(step),
+            " (over --step_stall_seconds=", absl::ToInt64Seconds(step_stall_),
+            ")"));
+      }
       response->set_running_sequences(loaded->engine->running());
       response->set_waiting_sequences(loaded->engine->waiting());
     }

@@ -7,6 +7,7 @@
 #include <memory>
 #include <string>
 
+#include "absl/time/time.h"
 #include "engine/engine.h"
 #include "model/device_report.h"
 #include "proto/worker.grpc.pb.h"
@@ -29,8 +30,13 @@ struct WorkerIdentity {
 // engine, so a malformed one fails alone.
 class WorkerServiceImpl final : public worker::v1::Worker::CallbackService {
  public:
+  // A rank whose engine step has run for longer than `step_stall` reports
+  // not ready (--step_stall_seconds), so the gateway sends new requests to
+  // other groups while its group is stuck (a rank stopped answering, a hung
+  // device).
   explicit WorkerServiceImpl(const WorkerIdentity& identity,
-                             InternalAuth auth = InternalAuth());
+                             InternalAuth auth = InternalAuth(),
+                             absl::Duration step_stall = absl::Seconds(30));
 
   // Attach hands the loaded model's vocabulary size, engine and KV pool to
   // the service; called once. `engine` and `pool` are not owned and must
@@ -65,6 +71,7 @@ class WorkerServiceImpl final : public worker::v1::Worker::CallbackService {
 
   const WorkerIdentity identity_;
   const InternalAuth auth_;
+  const absl::Duration step_stall_;
   std::unique_ptr<const Loaded> loaded_storage_;  // Set once by Attach.
   std::atomic<const Loaded*> loaded_{nullptr};
   std::atomic<bool> ready_{false};

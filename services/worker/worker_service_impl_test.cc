@@ -1,6 +1,7 @@
 #include "services/worker/worker_service_impl.h"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <limits>
@@ -289,6 +290,46 @@ TEST_F(WorkerServiceTest, WithAnInternalTokenStrangersAreRefused) {
   std::tie(get, generate) = status_of(ChannelSecurity().WithBearerToken(token));
   EXPECT_TRUE(get.ok()) << get.error_message();
   EXPECT_TRUE(generate.ok()) << generate.error_message();
+  server->Shutdown(absl::ZeroDuration());
+}
+
+// A rank whose engine step runs longer than its stall threshold says it is
+// not ready, and why; between requests it is ready again. (A threshold of 0:
+// every step in progress counts, so the test needs no slow step.)
+TEST_F(WorkerServiceTest, AStepRunningTooLongMakesTheRankNotReady) {
+  AttachEngine();  // Requests go through the fixture's service.
+  WorkerServiceImpl watched{WorkerIdentity(), InternalAuth(),
+                            absl::ZeroDuration()};
+  watched.Attach("00112233445566778899aabbccddeeff", model_->vocab_size(),
+                 engine_.get(), pool_.get());
+  watched.SetReady(true);
+  GrpcServerOptions options;
+  options.listen = {"127.0.0.1", 0};
+  auto server = *GrpcServer::Start(options, {&watched});
+  auto stub = worker::v1::Worker::NewStub(
+      grpc::CreateChannel("127.0.0.1:" + std::to_string(server->port()),
+                          grpc::InsecureChannelCredentials()));
+  auto status_now = [&] {
+    grpc::ClientContext context;
+    worker::v1::WorkerStatus status;
+    EXPECT_TRUE(stub->GetStatus(&context, {}, &status).ok());
+    return status;
+  };
+  EXPECT_TRUE(status_now().ready());  // Idle: no step runs.
+
+  std::atomic<bool> done{false};
+  std::thread runner([&] {
+    Read(Greedy(200, 300));
+    done = true;
+  });
+  worker::v1::WorkerStatus stalled;
+  while (!done && stalled.not_ready_reason().empty()) {
+    worker::v1::WorkerStatus status = status_now();
+    if (!status.ready()) stalled = status;
+  }
+  runner.join();
+  EXPECT_THAT(stalled.not_ready_reason(), HasSubstr("--step_stall_seconds"));
+  EXPECT_TRUE(status_now().ready());
   server->Shutdown(absl::ZeroDuration());
 }
 

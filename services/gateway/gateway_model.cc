@@ -1,5 +1,6 @@
 #include "services/gateway/gateway_model.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -65,7 +66,7 @@ absl::StatusOr<std::unique_ptr<GatewayModel>> GatewayModel::Load(
 
 std::unique_ptr<GatewayModel> GatewayModel::Create(
     const ModelConfig& config, std::unique_ptr<Tokenizer> tokenizer,
-    const std::string& name) {
+    const std::string& name, const GenerationConfig& generation) {
   std::unique_ptr<GatewayModel> model(new GatewayModel());
   model->tokenizer_ = std::move(tokenizer);
   v1::ModelInfo& info = model->info_;
@@ -88,7 +89,22 @@ std::unique_ptr<GatewayModel> GatewayModel::Create(
       dynamic_cast<const ByteTokenizer*>(model->tokenizer_.get()) != nullptr
           ? "byte"
           : "sentencepiece");
+  // The tokenizer's eos ids, then generation_config.json's, each once.
   for (int32_t id : model->tokenizer_->eos_ids()) info.add_eos_token_ids(id);
+  for (int id : generation.eos_token_ids) {
+    if (std::find(info.eos_token_ids().begin(), info.eos_token_ids().end(),
+                  id) == info.eos_token_ids().end()) {
+      info.add_eos_token_ids(id);
+    }
+  }
+  SamplingDefaults& defaults = model->defaults_;
+  defaults.temperature = generation.DefaultTemperature(1.0f);
+  defaults.top_p = generation.top_p.value_or(1.0f);
+  defaults.top_k = generation.top_k.value_or(0);
+  defaults.max_new_tokens = generation.max_new_tokens.value_or(0);
+  info.mutable_default_sampling()->set_temperature(defaults.temperature);
+  info.mutable_default_sampling()->set_top_p(defaults.top_p);
+  info.mutable_default_sampling()->set_top_k(defaults.top_k);
   info.set_bos_token_id(model->tokenizer_->bos_id().value_or(-1));
   return model;
 }
@@ -97,7 +113,7 @@ absl::StatusOr<ValidatedRequest> GatewayModel::PrepareRequest(
     const v1::GenerateRequest& request, const GatewayLimits& limits,
     uint64_t random_seed) const {
   absl::StatusOr<ValidatedRequest> validated =
-      ValidateGenerateRequest(request, info_, limits, random_seed);
+      ValidateGenerateRequest(request, info_, limits, random_seed, defaults_);
   if (!validated.ok()) return validated.status();
   // The prompt goes straight into the worker request: one copy of the ids.
   google::protobuf::RepeatedField<int32_t>& prompt =

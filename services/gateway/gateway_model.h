@@ -10,6 +10,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "model/folder/generation_config.h"
 #include "model/folder/model_config.h"
 #include "model/folder/tokenizer.h"
 #include "proto/longctx.pb.h"
@@ -22,16 +23,21 @@ namespace longctx {
 // GatewayModel is immutable after Load and thread-safe.
 class GatewayModel {
  public:
-  // Load reads config.json and the tokenizer of `dir`. `name` overrides the
+  // Load reads config.json, generation_config.json (when present) and the
+  // tokenizer of `dir`. `name` overrides the
   // model's name (default: the folder's last component). Errors name --model.
   static absl::StatusOr<std::unique_ptr<GatewayModel>> Load(
       const std::string& dir, const std::string& name);
 
   // Create is Load without the folder: the model described by `config`
   // (already validated) with `tokenizer`, called `name`.
+  // The eos ids are those of the tokenizer and of `generation` (the folder's
+  // generation_config.json), whose sampling values become the defaults of
+  // requests that leave them unset.
   static std::unique_ptr<GatewayModel> Create(
       const ModelConfig& config, std::unique_ptr<Tokenizer> tokenizer,
-      const std::string& name);
+      const std::string& name,
+      const GenerationConfig& generation = GenerationConfig());
 
   // The model's description; limits, groups and the fingerprint (which the
   // workers report: the gateway never reads the weights) are left unset.
@@ -57,6 +63,7 @@ class GatewayModel {
   GatewayModel() = default;
 
   v1::ModelInfo info_;
+  SamplingDefaults defaults_;
   std::unique_ptr<Tokenizer> tokenizer_;
 };
 

@@ -14,8 +14,10 @@ namespace {
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
-// A byte-tokenizer model: ids 0..255 are bytes, 256 bos, 257 eos.
-std::unique_ptr<GatewayModel> ByteModel() {
+// A byte-tokenizer model: ids 0..255 are bytes, 256 bos, 257 eos; with
+// `generation`, as if the folder had that generation_config.json.
+std::unique_ptr<GatewayModel> ByteModel(
+    const GenerationConfig& generation = GenerationConfig()) {
   ModelConfig config;
   config.architecture = "LlamaForCausalLM";
   config.vocab_size = 260;
@@ -25,7 +27,8 @@ std::unique_ptr<GatewayModel> ByteModel() {
   absl::StatusOr<std::unique_ptr<ByteTokenizer>> tokenizer =
       ByteTokenizer::Create(config);
   EXPECT_TRUE(tokenizer.ok()) << tokenizer.status();
-  return GatewayModel::Create(config, *std::move(tokenizer), "tiny");
+  return GatewayModel::Create(config, *std::move(tokenizer), "tiny",
+                              generation);
 }
 
 std::vector<int32_t> Prompt(const ValidatedRequest& request) {
@@ -41,6 +44,52 @@ TEST(GatewayModelTest, CreateDescribesTheModel) {
   EXPECT_EQ(model->info().weight_dtype(), "BF16");
   EXPECT_EQ(model->info().bos_token_id(), 256);
   EXPECT_THAT(model->info().eos_token_ids(), ElementsAre(257));
+}
+
+// generation_config.json adds its eos ids (a chat model's end-of-turn) and
+// sets the sampling of requests that leave it unset.
+TEST(GatewayModelTest, GenerationConfigAddsEosIdsAndSamplingDefaults) {
+  GenerationConfig generation;
+  generation.eos_token_ids = {258, 257};
+  generation.temperature = 0.6f;
+  generation.top_p = 0.9f;
+  generation.top_k = 20;
+  generation.max_new_tokens = 100;
+  std::unique_ptr<GatewayModel> model = ByteModel(generation);
+  EXPECT_THAT(model->info().eos_token_ids(), ElementsAre(257, 258));
+  EXPECT_FLOAT_EQ(model->info().default_sampling().temperature(), 0.6f);
+  EXPECT_EQ(model->info().default_sampling().top_k(), 20);
+
+  v1::GenerateRequest request;
+  request.set_text("hi");
+  absl::StatusOr<ValidatedRequest> prepared =
+      model->PrepareRequest(request, GatewayLimits(), 7);
+  ASSERT_TRUE(prepared.ok()) << prepared.status();
+  const v1::SamplingParams& sampling = prepared->worker_request.sampling();
+  EXPECT_FLOAT_EQ(sampling.temperature(), 0.6f);
+  EXPECT_FLOAT_EQ(sampling.top_p(), 0.9f);
+  EXPECT_EQ(sampling.top_k(), 20);
+  EXPECT_EQ(prepared->worker_request.max_new_tokens(), 100);
+  EXPECT_THAT(prepared->worker_request.stop_token_ids(), ElementsAre(257, 258));
+
+  // What the request sets wins.
+  request.mutable_sampling()->set_temperature(0);
+  request.mutable_sampling()->set_top_p(1);
+  request.mutable_sampling()->set_top_k(3);
+  request.mutable_stopping()->set_max_new_tokens(7);
+  prepared = model->PrepareRequest(request, GatewayLimits(), 7);
+  ASSERT_TRUE(prepared.ok()) << prepared.status();
+  EXPECT_EQ(prepared->worker_request.sampling().temperature(), 0);
+  EXPECT_EQ(prepared->worker_request.sampling().top_p(), 1);
+  EXPECT_EQ(prepared->worker_request.sampling().top_k(), 3);
+  EXPECT_EQ(prepared->worker_request.max_new_tokens(), 7);
+
+  // do_sample false: greedy unless the request says otherwise.
+  generation.do_sample = false;
+  request.clear_sampling();
+  prepared = ByteModel(generation)->PrepareRequest(request, GatewayLimits(), 7);
+  ASSERT_TRUE(prepared.ok()) << prepared.status();
+  EXPECT_EQ(prepared->worker_request.sampling().temperature(), 0);
 }
 
 TEST(GatewayModelTest, PrepareRequestTokenizesTextAfterBos) {

@@ -13,7 +13,8 @@ absl::Status Invalid(const std::string& message) {
 
 absl::StatusOr<ValidatedRequest> ValidateGenerateRequest(
     const v1::GenerateRequest& request, const v1::ModelInfo& model,
-    const GatewayLimits& limits, uint64_t random_seed) {
+    const GatewayLimits& limits, uint64_t random_seed,
+    const SamplingDefaults& defaults) {
   ValidatedRequest out;
   worker::v1::GenerateRequest& w = out.worker_request;
 
@@ -39,15 +40,17 @@ absl::StatusOr<ValidatedRequest> ValidateGenerateRequest(
 
   // Sampling.
   const v1::SamplingParams& sampling = request.sampling();
-  const float temperature =
-      sampling.has_temperature() ? sampling.temperature() : 1.0f;
-  const float top_p = sampling.has_top_p() ? sampling.top_p() : 1.0f;
-  absl::Status checked = CheckSampling(temperature, top_p, sampling.top_k());
+  const float temperature = sampling.has_temperature() ? sampling.temperature()
+                                                       : defaults.temperature;
+  const float top_p = sampling.has_top_p() ? sampling.top_p() : defaults.top_p;
+  // top_k has no presence: 0 (keep all) is also "unset".
+  const int top_k = sampling.top_k() != 0 ? sampling.top_k() : defaults.top_k;
+  absl::Status checked = CheckSampling(temperature, top_p, top_k);
   if (!checked.ok()) return checked;
   v1::SamplingParams* resolved = w.mutable_sampling();
   resolved->set_temperature(temperature);
   resolved->set_top_p(top_p);
-  resolved->set_top_k(sampling.top_k());
+  resolved->set_top_k(top_k);
   resolved->set_seed(sampling.has_seed() ? sampling.seed() : random_seed);
 
   // Stopping.
@@ -62,10 +65,13 @@ absl::StatusOr<ValidatedRequest> ValidateGenerateRequest(
                                 stopping.max_new_tokens(), "; the limit is ",
                                 limits.max_new_tokens, " (--max_new_tokens)"));
   }
-  w.set_max_new_tokens(
-      stopping.max_new_tokens() > 0
-          ? stopping.max_new_tokens()
-          : std::min(limits.default_max_new_tokens, limits.max_new_tokens));
+  int default_new_tokens =
+      std::min(limits.default_max_new_tokens, limits.max_new_tokens);
+  if (defaults.max_new_tokens > 0) {
+    default_new_tokens = std::min(default_new_tokens, defaults.max_new_tokens);
+  }
+  w.set_max_new_tokens(stopping.max_new_tokens() > 0 ? stopping.max_new_tokens()
+                                                     : default_new_tokens);
   if (stopping.stop_sequences_size() > kMaxStopSequences) {
     return Invalid(absl::StrCat("stopping.stop_sequences has ",
                                 stopping.stop_sequences_size(),

@@ -33,12 +33,24 @@ struct ValidatedRequest {
   bool cache_write = true;
 };
 
+// SamplingDefaults are what a request that leaves a field unset gets (the
+// model folder's generation_config.json, else these values).
+struct SamplingDefaults {
+  float temperature = 1.0f;
+  float top_p = 1.0f;
+  int top_k = 0;
+  // New tokens of a request that sets none, below --default_max_new_tokens
+  // when smaller; 0: --default_max_new_tokens.
+  int max_new_tokens = 0;
+};
+
 // ValidateGenerateRequest checks everything but the prompt's tokens. Errors are
 // INVALID_ARGUMENT with a message that names the field, its value and the
 // limit. `random_seed` is used when the request sets no seed.
 absl::StatusOr<ValidatedRequest> ValidateGenerateRequest(
     const v1::GenerateRequest& request, const v1::ModelInfo& model,
-    const GatewayLimits& limits, uint64_t random_seed);
+    const GatewayLimits& limits, uint64_t random_seed,
+    const SamplingDefaults& defaults = SamplingDefaults());
 
 // CheckPromptTokens checks a tokenized prompt: INVALID_ARGUMENT if it is empty
 // or an id is outside the vocabulary (naming `field` and the index),

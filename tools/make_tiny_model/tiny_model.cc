@@ -165,8 +165,8 @@ absl::Status RemoveOldModel(const std::string& dir) {
   std::vector<std::string> doomed;
   while (const dirent* entry = readdir(listing)) {
     const absl::string_view name = entry->d_name;
-    if (name == "config.json" || name == "model.safetensors" ||
-        name == "model.safetensors.index.json" ||
+    if (name == "config.json" || name == "generation_config.json" ||
+        name == "model.safetensors" || name == "model.safetensors.index.json" ||
         (absl::StartsWith(name, "model-") &&
          absl::EndsWith(name, ".safetensors"))) {
       doomed.push_back(JoinPath(dir, name));
@@ -297,6 +297,14 @@ absl::Status WriteTinyModel(const TinyModelOptions& options,
   LONGCTX_RETURN_IF_ERROR(WriteFileAtomically(
       JoinPath(dir, "tokenizer_config.json"),
       "{\n  \"tokenizer_class\": \"LongctxByteTokenizer\"\n}\n"));
+  // As a Hub folder has one: the eos ids and the sampling defaults (those
+  // of a request that sets none, so the tiny model behaves as without it).
+  const nlohmann::json generation = {{"eos_token_id", config.eos_token_ids},
+                                     {"do_sample", true},
+                                     {"temperature", 1.0},
+                                     {"top_p", 1.0}};
+  LONGCTX_RETURN_IF_ERROR(WriteFileAtomically(
+      JoinPath(dir, "generation_config.json"), generation.dump(2) + "\n"));
   return WriteFileAtomically(JoinPath(dir, "config.json"),
                              ModelConfigToJson(config));
 }

@@ -6,6 +6,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "model/folder/generation_config.h"
 #include "model/folder/io_util.h"
 #include "model/folder/model_config.h"
 #include "model/folder/safetensors.h"
@@ -64,6 +65,11 @@ TEST(TinyModelTest, ConfigDescribesTheModel) {
   EXPECT_EQ(config->torch_dtype, "float16");
   EXPECT_EQ(config->bos_token_id, 256);
   EXPECT_EQ(config->eos_token_ids, std::vector<int>{257});
+  absl::StatusOr<GenerationConfig> generation =
+      LoadGenerationConfig(dir, config->vocab_size);
+  ASSERT_TRUE(generation.ok()) << generation.status();
+  EXPECT_EQ(generation->eos_token_ids, std::vector<int>{257});
+  EXPECT_EQ(generation->DefaultTemperature(0.5f), 1.0f);
 
   absl::StatusOr<std::unique_ptr<SafetensorsFile>> file =
       SafetensorsFile::Open(JoinPath(dir, "model.safetensors"));

@@ -174,6 +174,28 @@ TEST(FailuresTest, AStoppedWorkerIsRoutedAround) {
   stack.worker_process(0).Signal(SIGCONT);
 }
 
+// The probe: a follower rank that hangs (SIGSTOP) used to stall its
+// group for the op timeout while the leader still reported ready. The gateway
+// probes every rank, so the group turns not ready and new requests go to the
+// other group at once.
+TEST(FailuresTest, AGroupWithAStoppedRankIsRoutedAround) {
+  testing::LocalStack stack;
+  testing::StackOptions options;
+  options.num_workers = 4;  // Two groups of two ranks.
+  options.group_size = 2;
+  options.gateway_flags = {"--prefix_route_entries=0"};
+  absl::Status status = stack.Start(options);
+  ASSERT_TRUE(status.ok()) << status;
+  stack.worker_process(1).Signal(SIGSTOP);  // Rank 1 of group 0.
+  absl::SleepFor(absl::Seconds(3));         // The gateway's next probes.
+  for (int i = 0; i < 4; ++i) {
+    Result r = Generate(stack.gateway().address(), 40, 4, absl::Seconds(20));
+    EXPECT_TRUE(r.status.ok()) << r.status.error_message();
+  }
+  EXPECT_EQ(Status(stack.workers()[2]).ready(), true);
+  stack.worker_process(1).Signal(SIGCONT);
+}
+
 TEST(FailuresTest, AStoreLostMidRequestCostsOnlyItsCache) {
   testing::LocalStack stack;
   absl::Status status = stack.Start(TwoWorkers());

@@ -25,6 +25,12 @@ ABSL_FLAG(std::string, internal_listen_address, "127.0.0.1:50053",
           "address and set --internal_token_file or internal TLS "
           "(--internal_tls_cert, --internal_tls_key and --internal_tls_ca, "
           "which then requires the ranks' client certificates).");
+ABSL_FLAG(int64_t, rendezvous_max_bytes, 64 << 20,
+          "Most bytes of keys and values the Rendezvous store holds (each "
+          "group's formation writes a few KiB); more are RESOURCE_EXHAUSTED.");
+ABSL_FLAG(int, rendezvous_max_waiters, 256,
+          "Most Rendezvous Gets waiting at once (one per forming rank); more "
+          "are RESOURCE_EXHAUSTED.");
 ABSL_FLAG(std::string, metrics_address, "0.0.0.0:9451",
           "host:port of the Prometheus /metrics endpoint.");
 ABSL_FLAG(std::string, model, "",
@@ -197,6 +203,14 @@ absl::StatusOr<longctx::GatewayServerOptions> OptionsFromFlags() {
   auto internal_token = longctx::InternalTokenFromFlags();
   if (!internal_token.ok()) return internal_token.status();
   o.internal_auth = longctx::InternalAuth(*std::move(internal_token));
+  if (absl::GetFlag(FLAGS_rendezvous_max_bytes) < 1 ||
+      absl::GetFlag(FLAGS_rendezvous_max_waiters) < 1) {
+    return absl::InvalidArgumentError(
+        "--rendezvous_max_bytes and --rendezvous_max_waiters must be >= 1");
+  }
+  o.rendezvous_limits.max_stored_bytes =
+      static_cast<size_t>(absl::GetFlag(FLAGS_rendezvous_max_bytes));
+  o.rendezvous_limits.max_waiters = absl::GetFlag(FLAGS_rendezvous_max_waiters);
   o.auth_tokens_file = absl::GetFlag(FLAGS_auth_tokens_file);
   o.model_dir = absl::GetFlag(FLAGS_model);
   o.model_name = absl::GetFlag(FLAGS_model_name);

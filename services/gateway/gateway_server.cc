@@ -74,8 +74,8 @@ absl::StatusOr<std::unique_ptr<GatewayServer>> GatewayServer::Start(
       server->metrics_->registry(), server->auth_.get(), routing);
   // Worker groups form through the gateway (Gloo addresses, NCCL ids), on
   // its internal listener; the public one serves LongContext alone.
-  server->rendezvous_ =
-      std::make_unique<RendezvousServiceImpl>(o.internal_auth);
+  server->rendezvous_ = std::make_unique<RendezvousServiceImpl>(
+      o.internal_auth, o.rendezvous_limits);
   auto internal_grpc =
       GrpcServer::Start(o.internal_grpc, {server->rendezvous_.get()});
   if (!internal_grpc.ok()) return internal_grpc.status();

@@ -72,6 +72,9 @@ struct GatewayServerOptions {
   // (--internal_token_file). An empty host listens on 127.0.0.1.
   GrpcServerOptions internal_grpc;
   InternalAuth internal_auth;
+  // Bounds of the Rendezvous store (--rendezvous_max_bytes,
+  // --rendezvous_max_waiters).
+  RendezvousLimits rendezvous_limits;
 };
 
 class GatewayServer {

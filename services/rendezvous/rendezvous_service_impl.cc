@@ -37,11 +37,11 @@ grpc::Status RendezvousServiceImpl::Set(
   const size_t old_bytes =
       it == values_.end() ? 0 : it->first.size() + it->second.size();
   const size_t new_bytes = request->key().size() + request->value().size();
-  if (stored_bytes_ - old_bytes + new_bytes > kRendezvousMaxStoredBytes) {
+  if (stored_bytes_ - old_bytes + new_bytes > limits_.max_stored_bytes) {
     return grpc::Status(
         grpc::StatusCode::RESOURCE_EXHAUSTED,
-        absl::StrCat("the rendezvous store is full (",
-                     kRendezvousMaxStoredBytes, " bytes of keys and values)"));
+        absl::StrCat("the rendezvous store is full (", limits_.max_stored_bytes,
+                     " bytes of keys and values, --rendezvous_max_bytes)"));
   }
   stored_bytes_ = stored_bytes_ - old_bytes + new_bytes;
   if (it == values_.end()) {
@@ -67,10 +67,11 @@ grpc::Status RendezvousServiceImpl::Get(
                                           0, request->wait_ms()));
   deadline = std::min(deadline, absl::FromChrono(context->deadline()));
   absl::MutexLock lock(&mu_);
-  if (waiters_ >= kRendezvousMaxWaiters) {
+  if (waiters_ >= limits_.max_waiters) {
     return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                        absl::StrCat(kRendezvousMaxWaiters,
-                                     " Rendezvous Gets are waiting already"));
+                        absl::StrCat(limits_.max_waiters,
+                                     " Rendezvous Gets are waiting already "
+                                     "(--rendezvous_max_waiters)"));
   }
   auto all_present = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     for (const std::string& key : request->keys()) {

@@ -14,14 +14,19 @@
 
 namespace longctx {
 
-// Bounds of what the store holds: a key, a value, keys per Get, every key
-// and value together, and the Gets waiting at once (each holds a thread of
-// gRPC's pool). A full store or too many waiters get RESOURCE_EXHAUSTED.
+// Protocol bounds: a key, a value, keys per Get (INVALID_ARGUMENT beyond).
 inline constexpr size_t kRendezvousMaxKeyBytes = 256;
 inline constexpr size_t kRendezvousMaxValueBytes = 64 << 10;
 inline constexpr int kRendezvousMaxKeysPerGet = 1024;
-inline constexpr size_t kRendezvousMaxStoredBytes = 64 << 20;
-inline constexpr int kRendezvousMaxWaiters = 256;
+
+// RendezvousLimits bound what the store holds: every key and value together
+// (--rendezvous_max_bytes) and the Gets waiting at once, each holding a
+// thread of gRPC's pool (--rendezvous_max_waiters). Beyond them:
+// RESOURCE_EXHAUSTED.
+struct RendezvousLimits {
+  size_t max_stored_bytes = 64 << 20;
+  int max_waiters = 256;
+};
 
 // RendezvousServiceImpl is thread-safe. Get waits in gRPC's sync thread pool (a
 // handful of ranks wait at a time, only while groups form).
@@ -30,8 +35,9 @@ class RendezvousServiceImpl final : public rendezvous::v1::Rendezvous::Service {
   // Callers must pass `auth` (the internal token; default: open). Client
   // certificates, when the internal listener asks for them, are checked by
   // its TLS handshake.
-  explicit RendezvousServiceImpl(InternalAuth auth = InternalAuth())
-      : auth_(std::move(auth)) {}
+  explicit RendezvousServiceImpl(InternalAuth auth = InternalAuth(),
+                                 RendezvousLimits limits = RendezvousLimits())
+      : auth_(std::move(auth)), limits_(limits) {}
 
   grpc::Status Set(grpc::ServerContext* context,
                    const rendezvous::v1::SetRequest* request,
@@ -42,6 +48,7 @@ class RendezvousServiceImpl final : public rendezvous::v1::Rendezvous::Service {
 
  private:
   const InternalAuth auth_;
+  const RendezvousLimits limits_;
   absl::Mutex mu_;
   absl::flat_hash_map<std::string, std::string> values_ ABSL_GUARDED_BY(mu_);
   // Bytes of every key and value in values_.

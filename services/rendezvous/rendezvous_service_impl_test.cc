@@ -124,12 +124,20 @@ TEST(RendezvousAuthTest, NeedsTheInternalToken) {
   EXPECT_TRUE(get(member).ok());
 }
 
-// The store is bounded: writes beyond kRendezvousMaxStoredBytes are refused,
-// while overwriting a key with a value of the same size still works.
+// The store is bounded: writes beyond --rendezvous_max_bytes are refused,
+// naming it, while overwriting a key with a value of the same size still
+// works.
 TEST(RendezvousLimitsTest, AFullStoreRefusesNewKeys) {
-  auto rendezvous = testing::InProcessRendezvous::Start();
-  auto stub = rendezvous::v1::Rendezvous::NewStub(grpc::CreateChannel(
-      rendezvous->address(), grpc::InsecureChannelCredentials()));
+  RendezvousLimits limits;
+  limits.max_stored_bytes = 4 << 20;
+  RendezvousServiceImpl service(InternalAuth(), limits);
+  GrpcServerOptions options;
+  options.listen = {"127.0.0.1", 0};
+  auto server = GrpcServer::Start(options, {&service});
+  ASSERT_TRUE(server.ok()) << server.status();
+  auto stub = rendezvous::v1::Rendezvous::NewStub(
+      grpc::CreateChannel("127.0.0.1:" + std::to_string((*server)->port()),
+                          grpc::InsecureChannelCredentials()));
   const std::string value(kRendezvousMaxValueBytes, 'v');
   auto set = [&](const std::string& key) {
     grpc::ClientContext context;
@@ -145,9 +153,10 @@ TEST(RendezvousLimitsTest, AFullStoreRefusesNewKeys) {
     ASSERT_LT(++stored, 2000) << "the store never filled up";
   }
   EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(status.error_message(), HasSubstr("--rendezvous_max_bytes"));
   // Every key and value counts: the store held all it could.
-  EXPECT_LE(stored * (value.size() + 5), kRendezvousMaxStoredBytes);
-  EXPECT_GT((stored + 1) * (value.size() + 8), kRendezvousMaxStoredBytes);
+  EXPECT_LE(stored * (value.size() + 5), limits.max_stored_bytes);
+  EXPECT_GT((stored + 1) * (value.size() + 8), limits.max_stored_bytes);
   EXPECT_TRUE(set("key-0").ok());  // Replacing is not growing.
 }
 

@@ -12,7 +12,6 @@
 #include <string>
 #include <vector>
 
-#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
@@ -268,22 +267,6 @@ TEST(LimitsTest, OneTenantCannotTakeAnothersSlots) {
   busy->Finish();
 }
 
-// The sum of every sample of metric `name` on a /metrics page.
-double MetricValue(const std::string& page, const std::string& name) {
-  double sum = 0;
-  for (absl::string_view line : absl::StrSplit(page, '\n')) {
-    if (!absl::StartsWith(line, name + " ") &&
-        !absl::StartsWith(line, name + "{")) {
-      continue;
-    }
-    double value = 0;
-    if (absl::SimpleAtod(line.substr(line.rfind(' ') + 1), &value)) {
-      sum += value;
-    }
-  }
-  return sum;
-}
-
 // 256 streams whose client never reads take every slot of the gateway
 // (--max_concurrent_requests=256) and stall once flow control fills; the
 // write timeout cancels them, so a new client is served.
@@ -341,7 +324,7 @@ TEST(LimitsTest, UnreadStreamsDoNotLockOutANewClient) {
             << refused << " refusals)" << std::endl;
   auto page = testing::HttpGet(stack.gateway().metrics_port, "/metrics");
   ASSERT_TRUE(page.ok()) << page.status();
-  EXPECT_GT(MetricValue(*page, "longctx_stalled_streams_total"), 0);
+  EXPECT_GT(testing::MetricSum(*page, "longctx_stalled_streams_total"), 0);
 
   for (auto& context : contexts) context->TryCancel();
   for (auto& reader : readers) reader->Finish();

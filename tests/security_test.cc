@@ -11,10 +11,8 @@
 #include <vector>
 
 #include "absl/random/random.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
@@ -34,20 +32,7 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-// The sum of every sample of metric `name` (any labels) on a /metrics page.
-double MetricSum(const std::string& page, const std::string& name) {
-  double sum = 0;
-  for (absl::string_view line : absl::StrSplit(page, '\n')) {
-    if (!absl::StartsWith(line, name)) continue;
-    absl::string_view rest = line.substr(name.size());
-    if (rest.empty() || (rest[0] != ' ' && rest[0] != '{')) continue;
-    double value = 0;
-    if (absl::SimpleAtod(line.substr(line.rfind(' ') + 1), &value)) {
-      sum += value;
-    }
-  }
-  return sum;
-}
+using testing::MetricSum;
 
 class SecurityTest : public ::testing::Test {
  protected:

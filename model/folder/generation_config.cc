@@ -116,7 +116,7 @@ absl::StatusOr<GenerationConfig> LoadGenerationConfig(
     const std::string& model_dir, int vocab_size) {
   const std::string path = JoinPath(model_dir, "generation_config.json");
   if (!PathExists(path)) return GenerationConfig();
-  absl::StatusOr<std::string> text = ReadFile(path);
+  absl::StatusOr<std::string> text = ReadFile(path, kMaxGenerationConfigBytes);
   if (!text.ok()) return text.status();
   return ParseGenerationConfig(*text, path, vocab_size);
 }

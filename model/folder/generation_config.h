@@ -40,8 +40,12 @@ struct GenerationConfig {
 absl::StatusOr<GenerationConfig> ParseGenerationConfig(
     absl::string_view json_text, absl::string_view source, int vocab_size);
 
+// Most bytes of a generation_config.json (they have a few hundred).
+inline constexpr size_t kMaxGenerationConfigBytes = 1 << 20;
+
 // LoadGenerationConfig reads `model_dir`/generation_config.json; a folder
-// without one gives an empty GenerationConfig.
+// without one gives an empty GenerationConfig. A file over
+// kMaxGenerationConfigBytes is INVALID_ARGUMENT, refused before it is read.
 absl::StatusOr<GenerationConfig> LoadGenerationConfig(
     const std::string& model_dir, int vocab_size);
 

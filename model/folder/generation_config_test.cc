@@ -87,5 +87,20 @@ TEST(GenerationConfigTest, AFolderWithoutOneGivesAnEmptyConfig) {
   EXPECT_THAT(some->eos_token_ids, ElementsAre(7));
 }
 
+// A hostile folder: a huge generation_config.json is refused by its size,
+// before it is read.
+TEST(GenerationConfigTest, AFileOverTheLimitIsRefusedUnread) {
+  const std::string dir = testing::NewTempDir("generation_config_huge");
+  {
+    std::ofstream file(dir + "/generation_config.json");
+    file << "{\"eos_token_id\": ["
+         << std::string(kMaxGenerationConfigBytes, ' ') << "7]}";
+  }
+  auto config = LoadGenerationConfig(dir, 100);
+  ASSERT_FALSE(config.ok());
+  EXPECT_EQ(config.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(config.status().message(), HasSubstr("larger than 1048576"));
+}
+
 }  // namespace
 }  // namespace longctx

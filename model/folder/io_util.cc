@@ -51,7 +51,8 @@ absl::Status ErrnoToStatus(int error_number, absl::string_view context) {
   }
 }
 
-absl::StatusOr<std::string> ReadFile(const std::string& path) {
+absl::StatusOr<std::string> ReadFile(const std::string& path,
+                                     size_t max_bytes) {
   const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     if (errno == ENOENT) return absl::NotFoundError(path + ": not found");
@@ -67,6 +68,15 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
     close(fd);
     return absl::InvalidArgumentError(path + ": is a folder, not a file");
   }
+  auto too_large = [&] {
+    return absl::InvalidArgumentError(absl::StrCat(
+        path, ": is larger than ", max_bytes, " bytes, the most accepted"));
+  };
+  if (S_ISREG(info.st_mode) &&
+      static_cast<uint64_t>(info.st_size) > max_bytes) {
+    close(fd);
+    return too_large();
+  }
   std::string content;
   char chunk[1 << 16];
   while (true) {
@@ -79,6 +89,10 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
     }
     if (n == 0) break;
     content.append(chunk, static_cast<size_t>(n));
+    if (content.size() > max_bytes) {  // A file that grew, or a pipe.
+      close(fd);
+      return too_large();
+    }
   }
   close(fd);
   return content;

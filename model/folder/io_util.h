@@ -28,10 +28,16 @@ bool PathExists(const std::string& path);
 // IsDirectory reports whether `path` names an existing folder.
 bool IsDirectory(const std::string& path);
 
+// Most bytes ReadFile reads by default: far more than any model folder's
+// JSON (a tokenizer.json is a few MiB), far less than memory.
+inline constexpr size_t kMaxReadFileBytes = size_t{256} << 20;
+
 // ReadFile returns the whole content of `path`. NOT_FOUND "<path>: not found"
-// when it does not exist; INVALID_ARGUMENT for a folder; the system's error
+// when it does not exist; INVALID_ARGUMENT for a folder, and for a file of
+// more than `max_bytes` (refused before it is read); the system's error
 // otherwise (with the path).
-absl::StatusOr<std::string> ReadFile(const std::string& path);
+absl::StatusOr<std::string> ReadFile(const std::string& path,
+                                     size_t max_bytes = kMaxReadFileBytes);
 
 // WriteFileAtomically writes `content` to `path` through a temporary file in
 // the same folder and a rename, so readers never see a partial file. Errors

@@ -6,6 +6,23 @@
 #include "kvblock/block_keys.h"
 
 namespace longctx {
+namespace {
+
+// INVALID_ARGUMENT naming `field` and the index of the first id outside
+// [0, vocab_size).
+absl::Status CheckInVocabulary(absl::Span<const int32_t> ids, int vocab_size,
+                               absl::string_view field) {
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (ids[i] < 0 || ids[i] >= vocab_size) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, "[", i, "] is ", ids[i],
+                       ", outside the vocabulary [0, ", vocab_size, ")"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
 
 absl::Status CheckPromptTokens(absl::Span<const int32_t> ids, int vocab_size,
                                int max_tokens, absl::string_view field,
@@ -19,14 +36,7 @@ absl::Status CheckPromptTokens(absl::Span<const int32_t> ids, int vocab_size,
         absl::StrCat("prompt has ", ids.size(), " tokens; the limit is ",
                      max_tokens, " (", limit_name, ")"));
   }
-  for (size_t i = 0; i < ids.size(); ++i) {
-    if (ids[i] < 0 || ids[i] >= vocab_size) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(field, "[", i, "] is ", ids[i],
-                       ", outside the vocabulary [0, ", vocab_size, ")"));
-    }
-  }
-  return absl::OkStatus();
+  return CheckInVocabulary(ids, vocab_size, field);
 }
 
 absl::Status CheckSampling(float temperature, float top_p, int top_k) {
@@ -53,14 +63,8 @@ absl::Status CheckStopTokenIds(
     return absl::InvalidArgumentError(absl::StrCat(
         field, " has ", ids.size(), " entries; the limit is ", max_ids));
   }
-  for (int i = 0; i < ids.size(); ++i) {
-    if (ids[i] < 0 || ids[i] >= vocab_size) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(field, "[", i, "] is ", ids[i],
-                       ", outside the vocabulary [0, ", vocab_size, ")"));
-    }
-  }
-  return absl::OkStatus();
+  return CheckInVocabulary(absl::MakeConstSpan(ids.data(), ids.size()),
+                           vocab_size, field);
 }
 
 absl::Status CheckLogprobs(const v1::LogprobsOptions& logprobs) {

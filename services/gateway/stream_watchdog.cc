@@ -24,7 +24,7 @@ StreamWatchdog::~StreamWatchdog() {
 std::unique_ptr<StreamWatchdog::Watch> StreamWatchdog::Register(
     std::function<void()> cancel) {
   absl::MutexLock lock(&mu_);
-  entries_.push_front(Entry{absl::InfiniteFuture(), std::move(cancel), false});
+  entries_.emplace_front(std::move(cancel));
   return std::unique_ptr<Watch>(new Watch(this, entries_.begin()));
 }
 
@@ -33,14 +33,15 @@ StreamWatchdog::Watch::~Watch() {
   owner_->entries_.erase(entry_);
 }
 
+// The entry stays in the list (and valid) until this Watch is destroyed,
+// so reaching it needs no lock.
 void StreamWatchdog::Watch::WriteStarted() {
-  absl::MutexLock lock(&owner_->mu_);
-  entry_->pending_since = absl::Now();
+  entry_->pending_since_ns.store(absl::ToUnixNanos(absl::Now()),
+                                 std::memory_order_relaxed);
 }
 
 void StreamWatchdog::Watch::WriteDone() {
-  absl::MutexLock lock(&owner_->mu_);
-  entry_->pending_since = absl::InfiniteFuture();
+  entry_->pending_since_ns.store(kNoWrite, std::memory_order_relaxed);
 }
 
 int64_t StreamWatchdog::cancelled() const {
@@ -57,9 +58,14 @@ void StreamWatchdog::Loop() {
         return stopping_;
       };
       if (mu_.AwaitWithTimeout(absl::Condition(&stopping), tick_)) return;
-      const absl::Time stalled_before = absl::Now() - write_timeout_;
+      const int64_t stalled_before =
+          absl::ToUnixNanos(absl::Now() - write_timeout_);
       for (Entry& entry : entries_) {
-        if (entry.cancelled || entry.pending_since > stalled_before) continue;
+        if (entry.cancelled ||
+            entry.pending_since_ns.load(std::memory_order_relaxed) >
+                stalled_before) {
+          continue;
+        }
         entry.cancelled = true;
         ++cancelled_;
         to_cancel.push_back(entry.cancel);

@@ -7,8 +7,10 @@
 #ifndef LONGCTX_SERVICES_GATEWAY_STREAM_WATCHDOG_H_
 #define LONGCTX_SERVICES_GATEWAY_STREAM_WATCHDOG_H_
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <list>
 #include <memory>
 #include <thread>
@@ -37,7 +39,8 @@ class StreamWatchdog {
   class Watch {
    public:
     ~Watch();
-    // A write to the client started / completed.
+    // A write to the client started / completed. Lock-free: they run for
+    // every message of every stream.
     void WriteStarted();
     void WriteDone();
 
@@ -57,10 +60,13 @@ class StreamWatchdog {
   int64_t cancelled() const;
 
   struct Entry {
-    absl::Time pending_since = absl::InfiniteFuture();
+    explicit Entry(std::function<void()> cancel) : cancel(std::move(cancel)) {}
+    // When the pending write started (absl::ToUnixNanos), or kNoWrite.
+    std::atomic<int64_t> pending_since_ns{kNoWrite};
     std::function<void()> cancel;
-    bool cancelled = false;
+    bool cancelled = false;  // Under the watchdog's mutex.
   };
+  static constexpr int64_t kNoWrite = std::numeric_limits<int64_t>::max();
 
  private:
   void Loop();

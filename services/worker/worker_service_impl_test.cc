@@ -41,12 +41,20 @@ class WorkerServiceTest : public ::testing::Test {
     identity.rank = 0;
     identity.group_size = 1;
     service_ = std::make_unique<WorkerServiceImpl>(identity);
+    server_ = Serve(*service_);
+    stub_ = worker::v1::Worker::NewStub(grpc::CreateChannel(
+        Address(*server_), grpc::InsecureChannelCredentials()));
+  }
+
+  // Serves `service` on a free loopback port (the fixture's, or another
+  // configured otherwise over the same engine).
+  static std::unique_ptr<GrpcServer> Serve(WorkerServiceImpl& service) {
     GrpcServerOptions options;
     options.listen = {"127.0.0.1", 0};
-    server_ = *GrpcServer::Start(options, {service_.get()});
-    stub_ = worker::v1::Worker::NewStub(
-        grpc::CreateChannel("127.0.0.1:" + std::to_string(server_->port()),
-                            grpc::InsecureChannelCredentials()));
+    return *GrpcServer::Start(options, {&service});
+  }
+  static std::string Address(const GrpcServer& server) {
+    return "127.0.0.1:" + std::to_string(server.port());
   }
 
   void TearDown() override {
@@ -267,10 +275,8 @@ TEST_F(WorkerServiceTest, WithAnInternalTokenStrangersAreRefused) {
   guarded.Attach("00112233445566778899aabbccddeeff", model_->vocab_size(),
                  engine_.get(), pool_.get());
   guarded.SetReady(true);
-  GrpcServerOptions options;
-  options.listen = {"127.0.0.1", 0};
-  auto server = *GrpcServer::Start(options, {&guarded});
-  const std::string address = "127.0.0.1:" + std::to_string(server->port());
+  auto server = Serve(guarded);
+  const std::string address = Address(*server);
   auto status_of = [&](const ChannelSecurity& security) {
     auto stub = worker::v1::Worker::NewStub(security.NewChannel(address));
     grpc::ClientContext status_context;
@@ -303,12 +309,9 @@ TEST_F(WorkerServiceTest, AStepRunningTooLongMakesTheRankNotReady) {
   watched.Attach("00112233445566778899aabbccddeeff", model_->vocab_size(),
                  engine_.get(), pool_.get());
   watched.SetReady(true);
-  GrpcServerOptions options;
-  options.listen = {"127.0.0.1", 0};
-  auto server = *GrpcServer::Start(options, {&watched});
-  auto stub = worker::v1::Worker::NewStub(
-      grpc::CreateChannel("127.0.0.1:" + std::to_string(server->port()),
-                          grpc::InsecureChannelCredentials()));
+  auto server = Serve(watched);
+  auto stub = worker::v1::Worker::NewStub(grpc::CreateChannel(
+      Address(*server), grpc::InsecureChannelCredentials()));
   auto status_now = [&] {
     grpc::ClientContext context;
     worker::v1::WorkerStatus status;

@@ -17,7 +17,10 @@
 #include <sstream>
 #include <utility>
 
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "grpcpp/grpcpp.h"
 #include "proto/grpc/health/v1/health.grpc.pb.h"
 #include "proto/grpc/reflection/v1alpha/reflection.grpc.pb.h"
@@ -207,6 +210,20 @@ absl::StatusOr<std::vector<std::string>> ListServices(
         absl::StrCat(address, " reflection: ", status.error_message()));
   }
   return names;
+}
+
+double MetricSum(absl::string_view page, absl::string_view name) {
+  double sum = 0;
+  for (absl::string_view line : absl::StrSplit(page, '\n')) {
+    if (!absl::StartsWith(line, name)) continue;
+    const absl::string_view rest = line.substr(name.size());
+    if (rest.empty() || (rest[0] != ' ' && rest[0] != '{')) continue;
+    double value = 0;
+    if (absl::SimpleAtod(line.substr(line.rfind(' ') + 1), &value)) {
+      sum += value;
+    }
+  }
+  return sum;
 }
 
 absl::StatusOr<std::string> HttpGet(int port, const std::string& path) {

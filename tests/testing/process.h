@@ -91,6 +91,10 @@ absl::StatusOr<std::vector<std::string>> ListServices(
 // only).
 absl::StatusOr<std::string> HttpGet(int port, const std::string& path);
 
+// MetricSum is the sum of every sample of metric `name` (any labels) on a
+// Prometheus /metrics page; 0 when it has none.
+double MetricSum(absl::string_view page, absl::string_view name);
+
 // RunCommand runs argv with `input` on stdin; returns its exit code and fills
 // *output with stdout and stderr together.
 absl::StatusOr<int> RunCommand(const std::vector<std::string>& argv,

@@ -21,6 +21,8 @@ PKGS=(
   nlohmann-json3-dev
   curl
   openssl libssl-dev
+  # tokenizer.json: split patterns (PCRE2) and Unicode normalization (ICU).
+  libpcre2-dev libicu-dev
   # //fuzz: clang++, libFuzzer and the sanitizer runtimes, llvm-symbolizer.
   clang libclang-rt-14-dev llvm
 )

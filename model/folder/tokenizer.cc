@@ -3,74 +3,26 @@
 #include <algorithm>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "model/folder/io_util.h"
 #include "model/folder/sentencepiece_model.h"
+#include "model/hf_tokenizer/hf_tokenizer.h"
+#include "model/hf_tokenizer/utf8.h"
 
 namespace longctx {
 namespace {
 
-constexpr absl::string_view kReplacement = "\xEF\xBF\xBD";  // U+FFFD.
+constexpr absl::string_view kReplacement = kUtf8Replacement;
 // A UTF-8 character has at most 4 bytes, so at most 4 tokens can be needed
 // to complete one; text held back longer than that is not going to be.
 constexpr int kMaxHeldTokens = 4;
 // The detokenizer's window is cut back to one token beyond this size.
 constexpr size_t kMaxWindow = 16;
 
-// ValidPrefixLength returns how many bytes at the start of `s` (at most one
-// character) form a valid UTF-8 character or the valid beginning of one (cut
-// short by the end of `s` or by a byte that cannot follow); `*complete` says
-// which. Returns 0 when s[0] cannot start a character.
 size_t ValidPrefixLength(absl::string_view s, bool* complete) {
-  const auto byte = [&](size_t i) { return static_cast<unsigned char>(s[i]); };
-  const unsigned char lead = byte(0);
-  size_t length;
-  unsigned char low = 0x80, high = 0xBF;  // Range of the second byte.
-  if (lead < 0x80) {
-    *complete = true;
-    return 1;
-  } else if (lead >= 0xC2 && lead <= 0xDF) {
-    length = 2;
-  } else if (lead >= 0xE0 && lead <= 0xEF) {
-    length = 3;
-    if (lead == 0xE0) low = 0xA0;   // No overlong forms.
-    if (lead == 0xED) high = 0x9F;  // No surrogates.
-  } else if (lead >= 0xF0 && lead <= 0xF4) {
-    length = 4;
-    if (lead == 0xF0) low = 0x90;   // No overlong forms.
-    if (lead == 0xF4) high = 0x8F;  // Nothing above U+10FFFF.
-  } else {
-    return 0;
-  }
-  size_t i = 1;
-  for (; i < length && i < s.size(); ++i) {
-    const unsigned char c = byte(i);
-    const unsigned char lo = i == 1 ? low : 0x80, hi = i == 1 ? high : 0xBF;
-    if (c < lo || c > hi) break;
-  }
-  *complete = i == length;
-  return i;
-}
-
-// SanitizeUtf8 returns `s` with every byte sequence that is not UTF-8
-// replaced by U+FFFD (one per maximal invalid part).
-std::string SanitizeUtf8(absl::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  size_t i = 0;
-  while (i < s.size()) {
-    bool complete = false;
-    const size_t n = ValidPrefixLength(s.substr(i), &complete);
-    if (n > 0 && complete) {
-      out.append(s.data() + i, n);
-      i += n;
-    } else {
-      out.append(kReplacement.data(), kReplacement.size());
-      i += std::max<size_t>(n, 1);
-    }
-  }
-  return out;
+  return ValidUtf8PrefixLength(s, complete);
 }
 
 // IncompleteTailLength returns the length of the end of `s` that may still
@@ -329,8 +281,152 @@ std::string SentencePieceTokenizer::TokenText(int32_t id) const {
   return SanitizeUtf8(out);
 }
 
+JsonTokenizer::~JsonTokenizer() = default;
+
+namespace {
+
+// SpecialTokenContent reads tokenizer_config.json's "bos_token" or
+// "eos_token": a string, or an object with "content".
+std::optional<std::string> SpecialTokenContent(const nlohmann::json& config,
+                                               const char* key) {
+  if (!config.is_object()) return std::nullopt;
+  const auto it = config.find(key);
+  if (it == config.end()) return std::nullopt;
+  if (it->is_string()) return it->get<std::string>();
+  if (it->is_object() && it->contains("content") &&
+      (*it)["content"].is_string()) {
+    return (*it)["content"].get<std::string>();
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<JsonTokenizer>> JsonTokenizer::Load(
+    const std::string& path, const ModelConfig& config) {
+  absl::StatusOr<std::string> text = ReadFile(path);
+  if (!text.ok()) return text.status();
+  absl::StatusOr<nlohmann::json> json = ParseJson(*text, path);
+  if (!json.ok()) return json.status();
+  absl::StatusOr<std::unique_ptr<HfTokenizer>> hf =
+      HfTokenizer::FromJson(*json);
+  if (!hf.ok()) {
+    return absl::Status(hf.status().code(),
+                        absl::StrCat(path, ": ", hf.status().message()));
+  }
+  if ((*hf)->id_limit() > config.vocab_size) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": ids up to ", (*hf)->id_limit() - 1,
+                     ", beyond the model's vocab_size ", config.vocab_size));
+  }
+  // tokenizer_config.json names the special tokens when config.json does not.
+  nlohmann::json tokenizer_config;
+  const size_t slash = path.rfind('/');
+  const std::string config_path =
+      JoinPath(slash == std::string::npos ? "." : path.substr(0, slash),
+               "tokenizer_config.json");
+  if (PathExists(config_path)) {
+    absl::StatusOr<std::string> config_text = ReadFile(config_path);
+    if (!config_text.ok()) return config_text.status();
+    absl::StatusOr<nlohmann::json> parsed =
+        ParseJson(*config_text, config_path);
+    if (!parsed.ok()) return parsed.status();
+    tokenizer_config = *std::move(parsed);
+  }
+  std::unique_ptr<JsonTokenizer> tokenizer(new JsonTokenizer());
+  tokenizer->path_ = path;
+  tokenizer->vocab_size_ = config.vocab_size;
+  if (config.bos_token_id.has_value()) {
+    tokenizer->bos_id_ = *config.bos_token_id;
+  } else if (std::optional<std::string> bos =
+                 SpecialTokenContent(tokenizer_config, "bos_token")) {
+    tokenizer->bos_id_ = (*hf)->TokenToId(*bos);
+  }
+  if (!config.eos_token_ids.empty()) {
+    tokenizer->eos_ids_.assign(config.eos_token_ids.begin(),
+                               config.eos_token_ids.end());
+  } else if (std::optional<std::string> eos =
+                 SpecialTokenContent(tokenizer_config, "eos_token")) {
+    if (std::optional<int32_t> id = (*hf)->TokenToId(*eos)) {
+      tokenizer->eos_ids_ = {*id};
+    }
+  }
+  tokenizer->tokenizer_ = *std::move(hf);
+  return tokenizer;
+}
+
+absl::StatusOr<std::vector<int32_t>> JsonTokenizer::Encode(
+    absl::string_view text) const {
+  absl::StatusOr<std::vector<int32_t>> ids =
+      tokenizer_->Encode(text, /*add_special_tokens=*/false);
+  if (!ids.ok()) {
+    return absl::Status(ids.status().code(),
+                        absl::StrCat(path_, ": ", ids.status().message()));
+  }
+  return ids;
+}
+
+bool JsonTokenizer::IsControl(int32_t id) const {
+  return tokenizer_->IsSpecial(id) || (bos_id_.has_value() && id == *bos_id_) ||
+         std::find(eos_ids_.begin(), eos_ids_.end(), id) != eos_ids_.end();
+}
+
+std::string JsonTokenizer::DecodeRaw(absl::Span<const int32_t> ids) const {
+  std::vector<int32_t> kept;
+  kept.reserve(ids.size());
+  for (int32_t id : ids) {
+    if (!IsControl(id)) kept.push_back(id);
+  }
+  return tokenizer_->Decode(kept, /*skip_special_tokens=*/true);
+}
+
+std::string JsonTokenizer::TokenText(int32_t id) const {
+  if (id < 0 || id >= vocab_size_) return absl::StrCat("<invalid:", id, ">");
+  const std::string* token = tokenizer_->IdToToken(id);
+  if (token == nullptr) return absl::StrCat("<unused:", id, ">");
+  // Special tokens and byte tokens read as written ("<|eot_id|>", "<0xE2>").
+  if (IsControl(id) ||
+      (tokenizer_->model().byte_fallback() && token->size() == 6 &&
+       absl::StartsWith(*token, "<0x"))) {
+    return *token;
+  }
+  // Decoded after a plain token, so that decoders which strip the text's
+  // first space (Metaspace, Strip) leave this token's.
+  std::string text = tokenizer_->Decode({id}, false);
+  if (std::optional<int32_t> anchor = tokenizer_->TokenToId("a")) {
+    const std::string alone = tokenizer_->Decode({*anchor}, false);
+    const std::string both = tokenizer_->Decode({*anchor, id}, false);
+    if (!alone.empty() && absl::StartsWith(both, alone)) {
+      text = both.substr(alone.size());
+    }
+  }
+  if (IsValidUtf8(text)) return text;
+  // Part of a character: its bytes.
+  std::string out;
+  for (size_t i = 0; i < text.size();) {
+    bool complete = false;
+    const size_t n =
+        ValidUtf8PrefixLength(absl::string_view(text).substr(i), &complete);
+    if (n > 0 && complete) {
+      out.append(text, i, n);
+      i += n;
+    } else {
+      out += absl::StrFormat("<0x%02X>", static_cast<unsigned char>(text[i]));
+      ++i;
+    }
+  }
+  return out;
+}
+
 absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer(
     const std::string& model_dir, const ModelConfig& config) {
+  const std::string json_path = JoinPath(model_dir, "tokenizer.json");
+  if (PathExists(json_path)) {
+    absl::StatusOr<std::unique_ptr<JsonTokenizer>> tokenizer =
+        JsonTokenizer::Load(json_path, config);
+    if (!tokenizer.ok()) return tokenizer.status();
+    return std::unique_ptr<Tokenizer>(*std::move(tokenizer));
+  }
   const std::string sentencepiece_path = JoinPath(model_dir, "tokenizer.model");
   if (PathExists(sentencepiece_path)) {
     absl::StatusOr<std::unique_ptr<SentencePieceTokenizer>> tokenizer =
@@ -355,9 +451,9 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer(
   }
   return absl::NotFoundError(absl::StrCat(
       model_dir,
-      ": no tokenizer longctx can read: neither tokenizer.model "
-      "(SentencePiece) nor a tokenizer_config.json with \"tokenizer_class\": "
-      "\"",
+      ": no tokenizer longctx can read: no tokenizer.json (Hugging Face), "
+      "no tokenizer.model (SentencePiece), no tokenizer_config.json with "
+      "\"tokenizer_class\": \"",
       kByteTokenizerClass, "\"; send token ids instead of text"));
 }
 

@@ -1,9 +1,10 @@
 // Tokenizers: text to token ids and back, and incremental detokenization of
 // generated ids into complete UTF-8 text.
 //
-// Two kinds: ByteTokenizer (the tiny model's: ids 0..255 are the bytes) and
-// SentencePieceTokenizer (a folder's tokenizer.model). LoadTokenizer picks the
-// one a model folder declares.
+// Three kinds: ByteTokenizer (the tiny model's: ids 0..255 are the bytes),
+// SentencePieceTokenizer (a folder's tokenizer.model) and JsonTokenizer (a
+// folder's Hugging Face tokenizer.json). LoadTokenizer picks the one a model
+// folder declares.
 #ifndef LONGCTX_MODEL_FOLDER_TOKENIZER_H_
 #define LONGCTX_MODEL_FOLDER_TOKENIZER_H_
 
@@ -26,6 +27,10 @@ class IncrementalDetokenizer;
 class Tokenizer {
  public:
   virtual ~Tokenizer() = default;
+
+  // What kind of tokenizer this is: "byte", "sentencepiece" or
+  // "tokenizer.json" (reported in ModelInfo).
+  virtual absl::string_view kind() const = 0;
 
   // The model's vocabulary size: valid ids are [0, vocab_size()). It may
   // exceed the tokenizer's own pieces (padded embeddings); those extra ids
@@ -116,6 +121,7 @@ class ByteTokenizer : public Tokenizer {
   static absl::StatusOr<std::unique_ptr<ByteTokenizer>> Create(
       const ModelConfig& config);
 
+  absl::string_view kind() const override { return "byte"; }
   int vocab_size() const override { return vocab_size_; }
   std::optional<int32_t> bos_id() const override { return bos_id_; }
   const std::vector<int32_t>& eos_ids() const override { return eos_ids_; }
@@ -147,6 +153,7 @@ class SentencePieceTokenizer : public Tokenizer {
       const std::string& path, const ModelConfig& config);
   ~SentencePieceTokenizer() override;
 
+  absl::string_view kind() const override { return "sentencepiece"; }
   int vocab_size() const override { return vocab_size_; }
   std::optional<int32_t> bos_id() const override { return bos_id_; }
   const std::vector<int32_t>& eos_ids() const override { return eos_ids_; }
@@ -167,15 +174,56 @@ class SentencePieceTokenizer : public Tokenizer {
   std::vector<int32_t> eos_ids_;
 };
 
+class HfTokenizer;
+
+// JsonTokenizer: a Hugging Face tokenizer.json (Llama 3, Qwen2, Mistral, ...;
+// see model/hf_tokenizer/hf_tokenizer.h for what it supports). Encode adds no
+// special tokens but recognizes added tokens written in the text (as the
+// Hugging Face libraries do). Special ids come from the config, else from
+// tokenizer_config.json's bos_token / eos_token.
+class JsonTokenizer : public Tokenizer {
+ public:
+  // Load reads `path` (and tokenizer_config.json beside it, when present).
+  // NOT_FOUND when it does not exist; INVALID_ARGUMENT naming the file and
+  // the component when it is malformed or uses what longctx does not
+  // support, or when its ids reach past config.vocab_size.
+  static absl::StatusOr<std::unique_ptr<JsonTokenizer>> Load(
+      const std::string& path, const ModelConfig& config);
+  ~JsonTokenizer() override;
+
+  absl::string_view kind() const override { return "tokenizer.json"; }
+  int vocab_size() const override { return vocab_size_; }
+  std::optional<int32_t> bos_id() const override { return bos_id_; }
+  const std::vector<int32_t>& eos_ids() const override { return eos_ids_; }
+  absl::StatusOr<std::vector<int32_t>> Encode(
+      absl::string_view text) const override;
+  std::string TokenText(int32_t id) const override;
+  const HfTokenizer& hf() const { return *tokenizer_; }
+
+ protected:
+  std::string DecodeRaw(absl::Span<const int32_t> ids) const override;
+
+ private:
+  JsonTokenizer() = default;
+  bool IsControl(int32_t id) const;
+
+  std::unique_ptr<HfTokenizer> tokenizer_;
+  std::string path_;
+  int vocab_size_ = 0;
+  std::optional<int32_t> bos_id_;
+  std::vector<int32_t> eos_ids_;
+};
+
 // The tokenizer_class that marks a folder as using the byte tokenizer, in its
 // tokenizer_config.json (make_tiny_model writes it).
 inline constexpr absl::string_view kByteTokenizerClass = "LongctxByteTokenizer";
 
-// LoadTokenizer returns the tokenizer of a model folder: SentencePiece when
-// it has tokenizer.model, else the byte tokenizer when tokenizer_config.json
-// says "tokenizer_class": "LongctxByteTokenizer". NOT_FOUND otherwise (e.g. a
-// folder with only a Hugging Face tokenizer.json, which longctx does not
-// read: such models take token ids); the errors of the loaders.
+// LoadTokenizer returns the tokenizer of a model folder: tokenizer.json when
+// it has one (what the Hugging Face libraries prefer too), else SentencePiece
+// when it has tokenizer.model, else the byte tokenizer when
+// tokenizer_config.json says "tokenizer_class": "LongctxByteTokenizer".
+// NOT_FOUND otherwise (such models take token ids); the errors of the
+// loaders.
 absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer(
     const std::string& model_dir, const ModelConfig& config);
 

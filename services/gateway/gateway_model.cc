@@ -85,10 +85,7 @@ std::unique_ptr<GatewayModel> GatewayModel::Create(
                         : dtype == "float16"  ? "F16"
                         : dtype == "bfloat16" ? "BF16"
                                               : dtype);
-  info.set_tokenizer(
-      dynamic_cast<const ByteTokenizer*>(model->tokenizer_.get()) != nullptr
-          ? "byte"
-          : "sentencepiece");
+  info.set_tokenizer(std::string(model->tokenizer_->kind()));
   // The tokenizer's eos ids, then generation_config.json's, each once.
   for (int32_t id : model->tokenizer_->eos_ids()) info.add_eos_token_ids(id);
   for (int id : generation.eos_token_ids) {

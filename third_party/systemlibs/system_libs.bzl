@@ -35,6 +35,10 @@ _LIBS = {
     "rocksdb": (["rocksdb"], [], "librocksdb-dev"),
     # SHA-256 of the KV block keys (libgrpc++ links the same library for TLS).
     "crypto": (["libcrypto"], [], "libssl-dev"),
+    # tokenizer.json: the families' split patterns (Unicode classes, lookahead).
+    "pcre2": (["libpcre2-8"], [], "libpcre2-dev"),
+    # tokenizer.json: NFC / NFKC normalizers, lowercasing.
+    "icu": (["icu-uc"], [], "libicu-dev"),
     "prometheus": (["prometheus-cpp-pull", "prometheus-cpp-core"], [], "prometheus-cpp-dev"),
     "gtest": (["gmock", "gtest"], [], "libgtest-dev libgmock-dev"),
     "gtest_main": (["gmock", "gtest", "gtest_main"], [], "libgtest-dev libgmock-dev"),

@@ -41,6 +41,12 @@ ABSL_FLAG(std::string, dtype, "f32", "Weight type: f32, f16 or bf16.");
 ABSL_FLAG(bool, tie_word_embeddings, false,
           "Share the embedding with the output layer.");
 ABSL_FLAG(bool, attention_bias, false, "Give q/k/v projections biases.");
+ABSL_FLAG(std::string, tokenizer, "byte",
+          "byte (the byte tokenizer), or a tokenizer.json laid out like a Hub "
+          "family's, with merges learned from a shipped text: llama3, qwen2, "
+          "mistral or llama2.");
+ABSL_FLAG(int, tokenizer_merges, 1000,
+          "BPE merges the tokenizer.json learns (fewer if the text runs out).");
 ABSL_FLAG(int, shards, 1,
           "Number of safetensors files (N > 1 also writes "
           "model.safetensors.index.json).");
@@ -75,6 +81,8 @@ absl::StatusOr<TinyModelOptions> OptionsFromFlags() {
   options->tie_word_embeddings = absl::GetFlag(FLAGS_tie_word_embeddings);
   options->attention_bias = absl::GetFlag(FLAGS_attention_bias);
   options->shards = absl::GetFlag(FLAGS_shards);
+  options->tokenizer = absl::GetFlag(FLAGS_tokenizer);
+  options->tokenizer_merges = absl::GetFlag(FLAGS_tokenizer_merges);
   return options;
 }
 

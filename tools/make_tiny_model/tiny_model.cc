@@ -4,10 +4,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstring>
 #include <map>
+#include <optional>
 #include <random>
 #include <utility>
 #include <vector>
@@ -19,6 +21,8 @@
 #include "model/folder/io_util.h"
 #include "model/folder/model_config.h"
 #include "model/folder/safetensors.h"
+#include "model/hf_tokenizer/tokenizer_families.h"
+#include "model/hf_tokenizer/training_text.h"
 #include "nlohmann/json.hpp"
 
 namespace longctx {
@@ -166,6 +170,7 @@ absl::Status RemoveOldModel(const std::string& dir) {
   while (const dirent* entry = readdir(listing)) {
     const absl::string_view name = entry->d_name;
     if (name == "config.json" || name == "generation_config.json" ||
+        name == "tokenizer.json" || name == "tokenizer_config.json" ||
         name == "model.safetensors" || name == "model.safetensors.index.json" ||
         (absl::StartsWith(name, "model-") &&
          absl::EndsWith(name, ".safetensors"))) {
@@ -218,7 +223,26 @@ absl::StatusOr<kernels::DType> ParseTinyModelDtype(absl::string_view name) {
 
 absl::Status WriteTinyModel(const TinyModelOptions& options,
                             const std::string& dir) {
-  const ModelConfig config = ConfigOf(options);
+  ModelConfig config = ConfigOf(options);
+  std::optional<FamilyTokenizer> family_tokenizer;
+  if (options.tokenizer != "byte") {
+    absl::StatusOr<TokenizerFamily> family =
+        ParseTokenizerFamily(options.tokenizer);
+    if (!family.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("tokenizer: ", family.status().message(), " (or byte)"));
+    }
+    absl::StatusOr<FamilyTokenizer> made = MakeFamilyTokenizer(
+        *family, options.tokenizer_merges, TokenizerTrainingText());
+    if (!made.ok()) return made.status();
+    family_tokenizer = *std::move(made);
+    config.vocab_size = std::max(config.vocab_size, family_tokenizer->id_limit);
+    config.bos_token_id.reset();
+    if (family_tokenizer->bos_id >= 0) {
+      config.bos_token_id = family_tokenizer->bos_id;
+    }
+    config.eos_token_ids = family_tokenizer->eos_ids;
+  }
   if (options.num_heads <= 0 || options.hidden_size % options.num_heads != 0) {
     return absl::InvalidArgumentError(absl::StrCat(
         "hidden_size ", options.hidden_size,
@@ -294,9 +318,18 @@ absl::Status WriteTinyModel(const TinyModelOptions& options,
     LONGCTX_RETURN_IF_ERROR(WriteFileAtomically(
         JoinPath(dir, "model.safetensors.index.json"), index.dump(2) + "\n"));
   }
-  LONGCTX_RETURN_IF_ERROR(WriteFileAtomically(
-      JoinPath(dir, "tokenizer_config.json"),
-      "{\n  \"tokenizer_class\": \"LongctxByteTokenizer\"\n}\n"));
+  if (family_tokenizer.has_value()) {
+    LONGCTX_RETURN_IF_ERROR(
+        WriteFileAtomically(JoinPath(dir, "tokenizer.json"),
+                            family_tokenizer->tokenizer.dump(2) + "\n"));
+    LONGCTX_RETURN_IF_ERROR(
+        WriteFileAtomically(JoinPath(dir, "tokenizer_config.json"),
+                            family_tokenizer->tokenizer_config.dump(2) + "\n"));
+  } else {
+    LONGCTX_RETURN_IF_ERROR(WriteFileAtomically(
+        JoinPath(dir, "tokenizer_config.json"),
+        "{\n  \"tokenizer_class\": \"LongctxByteTokenizer\"\n}\n"));
+  }
   // As a Hub folder has one: the eos ids and the sampling defaults (those
   // of a request that sets none, so the tiny model behaves as without it).
   const nlohmann::json generation = {{"eos_token_id", config.eos_token_ids},

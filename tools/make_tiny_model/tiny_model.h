@@ -41,6 +41,15 @@ struct TinyModelOptions {
   // Number of safetensors files: 1 writes model.safetensors; N > 1 writes
   // model-0000k-of-0000N.safetensors and model.safetensors.index.json.
   int shards = 1;
+  // The tokenizer: "byte" (tokenizer_config.json selects the byte
+  // tokenizer), or a family of model/hf_tokenizer/tokenizer_families.h
+  // ("llama3", "qwen2", "mistral", "llama2"): a tokenizer.json with
+  // `tokenizer_merges` merges learned from TokenizerTrainingText(), its
+  // tokenizer_config.json, and the family's bos / eos ids in config.json and
+  // generation_config.json. vocab_size grows to the tokenizer's ids when
+  // smaller.
+  std::string tokenizer = "byte";
+  int tokenizer_merges = 1000;
 };
 
 // TinyModelPreset returns the options of a named preset: "tiny" (hidden 64, 2
@@ -54,8 +63,8 @@ absl::StatusOr<TinyModelOptions> TinyModelPreset(absl::string_view name);
 // INVALID_ARGUMENT otherwise.
 absl::StatusOr<kernels::DType> ParseTinyModelDtype(absl::string_view name);
 
-// WriteTinyModel writes the model into `dir`, creating the folder when
-// needed and replacing the weight files of an earlier model there;
+// WriteTinyModel writes the model and its tokenizer into `dir`, creating the
+// folder when needed and replacing the weight files of an earlier model there;
 // config.json is written last, so a folder with a config.json is complete.
 // Weights are normal with std 1/sqrt(fan_in) for projections and the
 // untied lm_head, 1 for an untied embedding (1/sqrt(hidden) when tied, as

@@ -92,6 +92,20 @@ TEST(HfTokenizerTest, EqualRanksMergeLeftmostFirst) {
   EXPECT_THAT(Tokens(*tokenizer, *ids), ElementsAre("aa", "aa", "a"));
 }
 
+TEST(HfTokenizerTest, IgnoreMergesTakesWholeWordsFromTheVocab) {
+  // "abc" is in the vocab, but no merge makes it from "ab" + "c".
+  json model = ByteLevelModel({{"a", "b"}});
+  model["vocab"]["abc"] = 900;
+  auto merged = Build(Gpt2Style(model));
+  model["ignore_merges"] = true;
+  auto whole = Build(Gpt2Style(model));
+  ASSERT_NE(merged, nullptr);
+  ASSERT_NE(whole, nullptr);
+  EXPECT_THAT(Tokens(*merged, *merged->Encode("abc", false)),
+              ElementsAre("ab", "c"));
+  EXPECT_THAT(Tokens(*whole, *whole->Encode("abc", false)), ElementsAre("abc"));
+}
+
 TEST(HfTokenizerTest, InvalidUtf8IsEncodedAsReplacementCharacters) {
   auto tokenizer = Build(Gpt2Style(ByteLevelModel({})));
   ASSERT_NE(tokenizer, nullptr);

@@ -21,6 +21,8 @@
 #   ring     //tools/bench_engine:bench_ring: prefill by one rank vs a group of 2
 #   store    //tools/bench_store:bench_store_writes: memory_store write
 #            throughput, durable (group commit) vs not, 1/4/16 writers
+#   tokenizer //tools/bench_tokenizer: encoding a 10 MB document with
+#            tokenizer.json (each family's layout) vs libsentencepiece
 #   gateway  figure A: the gateway's added latency (//tools/bench_gateway)
 #   load     figure B: 64 concurrent long-document streams for 60 s
 #            (//tools/loadgen), resident memory of every process sampled;
@@ -41,7 +43,7 @@ set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$repo"
 
-all_sections="kernels engine restore ring store gateway load"
+all_sections="kernels engine restore ring store tokenizer gateway load"
 only=""
 quick=false
 doc=""
@@ -102,6 +104,7 @@ for s in $sections; do
     restore) targets+=(//tools/bench_engine:bench_restore) ;;
     ring) targets+=(//tools/bench_engine:bench_ring) ;;
     store) targets+=(//tools/bench_store:bench_store_writes) ;;
+    tokenizer) targets+=(//tools/bench_tokenizer) ;;
     gateway | load)
       targets+=(//services/gateway //services/worker //memory_store
         //tools/make_tiny_model //tools/bench_gateway //tools/loadgen)
@@ -352,6 +355,13 @@ for s in $sections; do
       run_section ring text \
         "bazel run -c opt //tools/bench_engine:bench_ring -- ${args[*]}" -- \
         "$bin/tools/bench_engine/bench_ring" "${args[@]}"
+      ;;
+    tokenizer)
+      args=(--mb=10 --dir="$out/tokenizer")
+      $quick && args=(--mb=1 --dir="$out/tokenizer")
+      run_section tokenizer markdown \
+        "bazel run -c opt //tools/bench_tokenizer -- ${args[*]}" -- \
+        "$bin/tools/bench_tokenizer/bench_tokenizer" "${args[@]}"
       ;;
     store)
       args=(--dir="$out/store" --blocks=256)

@@ -16,6 +16,7 @@ namespace {
 // Vocabularies are far smaller; the bound keeps a hostile file's ids from
 // sizing the id table.
 constexpr int64_t kMaxId = int64_t{1} << 24;
+constexpr absl::string_view kMetaspace = "\xE2\x96\x81";  // "▁"
 
 }  // namespace
 
@@ -144,6 +145,26 @@ absl::StatusOr<std::unique_ptr<BpeModel>> BpeModel::Create(
     }
     model->unk_id_ = it->second;
   }
+  // Cuts before "▁" are safe when no entry has one after another character
+  // (and characters are looked up without position-dependent affixes, and
+  // whole words are not looked up first).
+  model->cut_before_space_ = model->continuing_subword_prefix_.empty() &&
+                             model->end_of_word_suffix_.empty() &&
+                             !model->ignore_merges_ &&
+                             model->vocab_.contains(kMetaspace);
+  for (const auto& [token, id] : model->vocab_) {
+    if (!model->cut_before_space_) break;
+    const absl::string_view entry = token;
+    for (size_t at = entry.find(kMetaspace, 1); at != absl::string_view::npos;
+         at = entry.find(kMetaspace, at + 1)) {
+      if (at < kMetaspace.size() ||
+          token.compare(at - kMetaspace.size(), kMetaspace.size(),
+                        kMetaspace.data(), kMetaspace.size()) != 0) {
+        model->cut_before_space_ = false;
+        break;
+      }
+    }
+  }
   for (int b = 0; b < 256; ++b) {
     const auto it = model->vocab_.find(absl::StrFormat("<0x%02X>", b));
     model->byte_ids_[b] = it == model->vocab_.end() ? -1 : it->second;
@@ -160,6 +181,26 @@ std::optional<int32_t> BpeModel::TokenToId(absl::string_view token) const {
 const std::string* BpeModel::IdToToken(int32_t id) const {
   if (id < 0 || id >= id_limit() || !has_token_[id]) return nullptr;
   return &tokens_[id];
+}
+
+void BpeModel::SplitIndependent(absl::string_view word,
+                                std::vector<absl::string_view>* parts) const {
+  if (!cut_before_space_) {
+    parts->push_back(word);
+    return;
+  }
+  size_t start = 0;
+  for (size_t at = word.find(kMetaspace, 1); at != absl::string_view::npos;
+       at = word.find(kMetaspace, at + kMetaspace.size())) {
+    // Not between two "▁": entries such as "▁▁" may join those.
+    if (at >= kMetaspace.size() &&
+        word.substr(at - kMetaspace.size(), kMetaspace.size()) == kMetaspace) {
+      continue;
+    }
+    if (at > start) parts->push_back(word.substr(start, at - start));
+    start = at;
+  }
+  parts->push_back(word.substr(start));
 }
 
 void BpeModel::AddCharacterIds(absl::string_view word,

@@ -34,6 +34,15 @@ class BpeModel {
   // Tokenize appends the ids of `word` (valid UTF-8, non-empty) to `ids`.
   void Tokenize(absl::string_view word, std::vector<int32_t>* ids) const;
 
+  // SplitIndependent appends to `parts` pieces of `word` whose ids,
+  // tokenized one by one, are exactly the word's: the word is cut before
+  // each "▁" that follows another character, when no vocab entry holds a
+  // "▁" after another character (so no merge can cross such a cut: the
+  // SentencePiece-style vocabularies, whose Metaspace layout makes a whole
+  // text one word). Otherwise the word is one part.
+  void SplitIndependent(absl::string_view word,
+                        std::vector<absl::string_view>* parts) const;
+
   // TokenToId returns the id of a vocabulary entry.
   std::optional<int32_t> TokenToId(absl::string_view token) const;
   // IdToToken returns the entry of `id`; nullptr when the vocab has none.
@@ -68,6 +77,8 @@ class BpeModel {
   bool ignore_merges_ = false;
   std::string continuing_subword_prefix_;
   std::string end_of_word_suffix_;
+  // Whether SplitIndependent may cut before "▁".
+  bool cut_before_space_ = false;
   int32_t byte_ids_[256];  // "<0xXX>" ids for byte_fallback; -1 if absent.
 };
 

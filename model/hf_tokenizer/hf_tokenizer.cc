@@ -221,30 +221,44 @@ absl::Status HfTokenizer::EncodeWords(absl::string_view text, bool at_start,
     absl::Status status = pre_tokenizer_->PreTokenize(&words);
     if (!status.ok()) return status;
   }
+  std::vector<absl::string_view> parts;
   for (const PreToken& word : words) {
     if (word.text.empty()) continue;
-    if (word.text.size() > WordCache::kMaxWordBytes) {
-      model_->Tokenize(word.text, ids);
+    if (word.text.size() <= WordCache::kMaxWordBytes) {
+      EncodeWord(word.text, cache, ids);
       continue;
     }
-    const auto it = cache->index.find(word.text);
-    if (it != cache->index.end()) {
-      const auto [offset, count] = it->second;
-      ids->insert(ids->end(), cache->ids.begin() + offset,
-                  cache->ids.begin() + offset + count);
-      continue;
-    }
-    const size_t start = ids->size();
-    model_->Tokenize(word.text, ids);
-    if (cache->index.size() < WordCache::kMaxEntries) {
-      const uint32_t offset = static_cast<uint32_t>(cache->ids.size());
-      cache->ids.insert(cache->ids.end(), ids->begin() + start, ids->end());
-      cache->index.emplace(
-          word.text,
-          std::make_pair(offset, static_cast<uint32_t>(ids->size() - start)));
-    }
+    // A long word (a whole text, with Metaspace's layout) in parts whose
+    // ids are the word's, so that the cache serves them.
+    parts.clear();
+    model_->SplitIndependent(word.text, &parts);
+    for (absl::string_view part : parts) EncodeWord(part, cache, ids);
   }
   return absl::OkStatus();
+}
+
+void HfTokenizer::EncodeWord(absl::string_view word, WordCache* cache,
+                             std::vector<int32_t>* ids) const {
+  if (word.size() > WordCache::kMaxWordBytes) {
+    model_->Tokenize(word, ids);
+    return;
+  }
+  const auto it = cache->index.find(word);
+  if (it != cache->index.end()) {
+    const auto [offset, count] = it->second;
+    ids->insert(ids->end(), cache->ids.begin() + offset,
+                cache->ids.begin() + offset + count);
+    return;
+  }
+  const size_t start = ids->size();
+  model_->Tokenize(word, ids);
+  if (cache->index.size() < WordCache::kMaxEntries) {
+    const uint32_t offset = static_cast<uint32_t>(cache->ids.size());
+    cache->ids.insert(cache->ids.end(), ids->begin() + start, ids->end());
+    cache->index.emplace(
+        word,
+        std::make_pair(offset, static_cast<uint32_t>(ids->size() - start)));
+  }
 }
 
 std::string HfTokenizer::Decode(absl::Span<const int32_t> ids,

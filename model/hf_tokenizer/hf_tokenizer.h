@@ -80,6 +80,10 @@ class HfTokenizer {
                              WordCache* cache, std::vector<int32_t>* ids) const;
   absl::Status EncodeWords(absl::string_view text, bool at_start,
                            WordCache* cache, std::vector<int32_t>* ids) const;
+  // EncodeWord appends the ids of one word (or independent part of one),
+  // through the cache.
+  void EncodeWord(absl::string_view word, WordCache* cache,
+                  std::vector<int32_t>* ids) const;
 
   AddedVocabulary added_;
   std::unique_ptr<Normalizer> normalizer_;

@@ -197,6 +197,29 @@ TEST(HfTokenizerTest, SentencePieceStyleByteFallbackAndMetaspace) {
   EXPECT_EQ(tokenizer->Decode({3 + 0xE4}, true), "\xE4");
 }
 
+TEST(BpeModelTest, CutsBeforeSpacesOnlyWhenNoEntryCrossesThem) {
+  const std::string space = "\xE2\x96\x81";
+  json vocab = {{"a", 0}, {space, 1}, {space + "a", 2}, {space + space, 3}};
+  json spec = {{"type", "BPE"},
+               {"vocab", vocab},
+               {"merges", json::array({space + " a", space + " " + space})}};
+  absl::StatusOr<std::unique_ptr<BpeModel>> model =
+      BpeModel::Create(spec, "model");
+  ASSERT_TRUE(model.ok()) << model.status();
+  const std::string word = "a" + space + "a" + space + space + "a";
+  std::vector<absl::string_view> parts;
+  (*model)->SplitIndependent(word, &parts);
+  EXPECT_THAT(parts, ElementsAre("a", space + "a", space + space + "a"));
+  // With an entry "a▁", a merge could cross the cut: no cuts.
+  spec["vocab"]["a" + space] = 4;
+  spec["merges"].push_back("a " + space);
+  model = BpeModel::Create(spec, "model");
+  ASSERT_TRUE(model.ok()) << model.status();
+  parts.clear();
+  (*model)->SplitIndependent(word, &parts);
+  EXPECT_THAT(parts, ElementsAre(word));
+}
+
 TEST(HfTokenizerTest, AddedTokensStripAndMatchLongestFirst) {
   json spec = Gpt2Style(ByteLevelModel({}));
   spec["added_tokens"] = json::array(

@@ -32,16 +32,20 @@ int Main(int argc, char** argv) {
   const std::string dir = argv[1];
   absl::StatusOr<ModelConfig> config = LoadModelConfig(dir);
   if (!config.ok()) return Fail(std::string(config.status().message()));
-  absl::StatusOr<std::unique_ptr<Tokenizer>> served = LoadTokenizer(dir, *config);
+  absl::StatusOr<std::unique_ptr<Tokenizer>> served =
+      LoadTokenizer(dir, *config);
   if (!served.ok()) return Fail(std::string(served.status().message()));
-  const auto* json_tokenizer = dynamic_cast<const JsonTokenizer*>(served->get());
+  const auto* json_tokenizer =
+      dynamic_cast<const JsonTokenizer*>(served->get());
   if (json_tokenizer == nullptr) return Fail(dir + " has no tokenizer.json");
   const HfTokenizer& hf = json_tokenizer->hf();
 
   absl::StatusOr<std::string> corpus_text = ReadFile(argv[2]);
-  if (!corpus_text.ok()) return Fail(std::string(corpus_text.status().message()));
+  if (!corpus_text.ok())
+    return Fail(std::string(corpus_text.status().message()));
   absl::StatusOr<nlohmann::json> corpus = ParseJson(*corpus_text, argv[2]);
-  if (!corpus.ok() || !corpus->is_array()) return Fail("corpus is not a JSON array");
+  if (!corpus.ok() || !corpus->is_array())
+    return Fail("corpus is not a JSON array");
   for (size_t i = 0; i < corpus->size(); ++i) {
     std::string text;
     if (!(*corpus)[i].is_string() ||
@@ -52,9 +56,10 @@ int Main(int argc, char** argv) {
     absl::StatusOr<std::vector<int32_t>> ids_special = hf.Encode(text, true);
     absl::StatusOr<std::vector<int32_t>> served_ids = (*served)->Encode(text);
     if (!ids.ok() || !ids_special.ok() || !served_ids.ok()) {
-      return Fail("corpus entry " + std::to_string(i) + ": " +
-                  std::string((!ids.ok() ? ids.status() : ids_special.status())
-                                  .message()));
+      return Fail(
+          "corpus entry " + std::to_string(i) + ": " +
+          std::string(
+              (!ids.ok() ? ids.status() : ids_special.status()).message()));
     }
     const nlohmann::json line = {
         {"ids", *ids},

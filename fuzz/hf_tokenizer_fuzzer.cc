@@ -73,10 +73,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   FUZZ_CHECK(IsValidUtf8(decoded), "Decode is not UTF-8 after sanitizing");
   const std::string expected = SanitizeUtf8(text);
   const bool exact =
-      family == 0 ||
-      (family >= 2 && !HasAddedTokenText(tokenizer, expected) &&
-       expected.find("\xE2\x96\x81") == std::string::npos &&
-       (expected.empty() || expected[0] != ' '));
+      family == 0 || (family >= 2 && !HasAddedTokenText(tokenizer, expected) &&
+                      expected.find("\xE2\x96\x81") == std::string::npos &&
+                      (expected.empty() || expected[0] != ' '));
   if (exact) {
     FUZZ_CHECK(decoded == expected,
                "layout %d: decode(encode(text)) is not the text", family);

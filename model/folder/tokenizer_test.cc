@@ -11,6 +11,7 @@
 #include "gtest/gtest.h"
 #include "model/folder/io_util.h"
 #include "model/folder/sentencepiece_training.h"
+#include "model/hf_tokenizer/utf8.h"
 #include "services/common/testing/temp_dir.h"
 #include "tools/make_tiny_model/tiny_model.h"
 
@@ -37,24 +38,6 @@ std::unique_ptr<ByteTokenizer> MakeByteTokenizer(int vocab_size = 258) {
   return *std::move(tokenizer);
 }
 
-void AppendCodePoint(uint32_t cp, std::string* out) {
-  if (cp < 0x80) {
-    out->push_back(static_cast<char>(cp));
-  } else if (cp < 0x800) {
-    out->push_back(static_cast<char>(0xC0 | (cp >> 6)));
-    out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  } else if (cp < 0x10000) {
-    out->push_back(static_cast<char>(0xE0 | (cp >> 12)));
-    out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-    out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  } else {
-    out->push_back(static_cast<char>(0xF0 | (cp >> 18)));
-    out->push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3F)));
-    out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-    out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  }
-}
-
 // RandomUtf8 draws characters of every encoded length: ASCII, Latin,
 // CJK, emoji.
 std::string RandomUtf8(int chars, std::mt19937& rng) {
@@ -75,7 +58,7 @@ std::string RandomUtf8(int chars, std::mt19937& rng) {
         cp = 0x1F300 + rng() % 0x300;
         break;
     }
-    AppendCodePoint(cp, &out);
+    AppendUtf8(cp, &out);
   }
   return out;
 }

@@ -23,6 +23,82 @@ constexpr char kQwen2Pattern[] =
     R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
 constexpr char kSpace[] = "\xE2\x96\x81";  // "▁"
 
+// Chat templates in each family's format (written for longctx; the Hub's
+// own are longer but use the same constructs).
+constexpr char kLlama3Template[] = R"jinja({{- bos_token }}
+{%- if messages and messages[0]['role'] == 'system' %}
+    {%- set system_message = messages[0]['content'] | trim %}
+    {%- set messages = messages[1:] %}
+{%- else %}
+    {%- set system_message = "" %}
+{%- endif %}
+{%- if system_message %}
+    {{- '<|start_header_id|>system<|end_header_id|>\n\n' + system_message + '<|eot_id|>' }}
+{%- endif %}
+{%- for message in messages %}
+    {{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n' + message['content'] | trim + '<|eot_id|>' }}
+{%- endfor %}
+{%- if add_generation_prompt %}
+    {{- '<|start_header_id|>assistant<|end_header_id|>\n\n' }}
+{%- endif %}
+)jinja";
+
+constexpr char kQwen2Template[] = R"jinja({%- for message in messages %}
+    {%- if loop.first and message.role != 'system' %}
+        {{- '<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n' }}
+    {%- endif %}
+    {{- '<|im_start|>' + message.role + '\n' + message.content + '<|im_end|>\n' }}
+{%- endfor %}
+{%- if add_generation_prompt %}
+    {{- '<|im_start|>assistant\n' }}
+{%- endif %}
+)jinja";
+
+constexpr char kMistralTemplate[] =
+    R"jinja({%- if messages and messages[0].role == 'system' %}
+    {%- set system = messages[0].content %}
+    {%- set turns = messages[1:] %}
+{%- else %}
+    {%- set system = '' %}
+    {%- set turns = messages %}
+{%- endif %}
+{{- bos_token }}
+{%- for message in turns %}
+    {%- if (message.role == 'user') != (loop.index0 % 2 == 0) %}
+        {{- raise_exception('roles must alternate user, assistant, user, ... after an optional system message') }}
+    {%- endif %}
+    {%- if message.role == 'user' %}
+        {%- if loop.last and system %}
+            {{- '[INST] ' + system + '\n\n' + message.content + '[/INST]' }}
+        {%- else %}
+            {{- '[INST] ' + message.content + '[/INST]' }}
+        {%- endif %}
+    {%- else %}
+        {{- ' ' + message.content + eos_token }}
+    {%- endif %}
+{%- endfor %}
+)jinja";
+
+constexpr char kLlama2Template[] =
+    R"jinja({%- if messages and messages[0].role == 'system' %}
+    {%- set system = '<<SYS>>\n' + messages[0].content + '\n<</SYS>>\n\n' %}
+    {%- set turns = messages[1:] %}
+{%- else %}
+    {%- set system = '' %}
+    {%- set turns = messages %}
+{%- endif %}
+{%- for message in turns %}
+    {%- if (message.role == 'user') != (loop.index0 % 2 == 0) %}
+        {{- raise_exception('roles must alternate user, assistant, user, ... after an optional system message') }}
+    {%- endif %}
+    {%- if message.role == 'user' %}
+        {{- bos_token + '[INST] ' + (system if loop.first else '') + message.content | trim + ' [/INST]' }}
+    {%- else %}
+        {{- ' ' + message.content | trim + ' ' + eos_token }}
+    {%- endif %}
+{%- endfor %}
+)jinja";
+
 bool ByteLevelFamily(TokenizerFamily family) {
   return family == TokenizerFamily::kLlama3 ||
          family == TokenizerFamily::kQwen2;
@@ -304,6 +380,7 @@ absl::StatusOr<FamilyTokenizer> MakeFamilyTokenizer(TokenizerFamily family,
                          {"use_regex", true}};
       config["bos_token"] = "<|begin_of_text|>";
       config["eos_token"] = "<|eot_id|>";
+      config["chat_template"] = kLlama3Template;
       break;
     }
     case TokenizerFamily::kQwen2: {
@@ -327,6 +404,7 @@ absl::StatusOr<FamilyTokenizer> MakeFamilyTokenizer(TokenizerFamily family,
       config["bos_token"] = nullptr;
       config["eos_token"] = "<|im_end|>";
       config["pad_token"] = "<|endoftext|>";
+      config["chat_template"] = kQwen2Template;
       break;
     }
     case TokenizerFamily::kMistral:
@@ -366,6 +444,9 @@ absl::StatusOr<FamilyTokenizer> MakeFamilyTokenizer(TokenizerFamily family,
       config["bos_token"] = "<s>";
       config["eos_token"] = "</s>";
       config["unk_token"] = "<unk>";
+      config["chat_template"] = family == TokenizerFamily::kMistral
+                                    ? kMistralTemplate
+                                    : kLlama2Template;
       break;
     }
   }

@@ -1,6 +1,7 @@
 // Tokenizers laid out like the Hub families' tokenizer.json files, with BPE
-// merges learned from a given text: what make_tiny_model writes into a model
-// folder, and what the tests compare with the reference implementation.
+// merges learned from a given text, and a chat template in each family's
+// format in tokenizer_config.json: what make_tiny_model writes into a model
+// folder, and what the tests compare with the reference implementations.
 //
 //   llama3  byte-level BPE: Split with Llama 3's pattern, then ByteLevel;
 //           ignore_merges; "<|begin_of_text|>" added by TemplateProcessing;

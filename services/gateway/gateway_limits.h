@@ -18,8 +18,12 @@ struct GatewayLimits {
   // 256.
   int default_max_new_tokens = 256;
   // Longest text accepted by Tokenize or Generate, in bytes (--max_text_bytes;
-  // the flag's default is DefaultMaxTextBytes). Default: 1 MiB.
+  // the flag's default is DefaultMaxTextBytes). Default: 1 MiB. A chat
+  // prompt's strings count together, and the prompt its template renders
+  // may be at most this long too.
   int max_text_bytes = 1 << 20;
+  // Most turns of a chat prompt (--max_chat_messages). Default: 4096.
+  int max_chat_messages = 4096;
   // Most Generate streams and Tokenize calls at once; more get
   // RESOURCE_EXHAUSTED (--max_concurrent_requests). Default: 256.
   int max_concurrent_requests = 256;
@@ -39,6 +43,9 @@ inline constexpr int kTextBytesPerPromptToken = 8;
 // Bytes of a request besides its text or token ids (sampling, stop
 // sequences, request id, ...), bounded by the protocol's limits.
 inline constexpr int kRequestOverheadBytes = 64 << 10;
+// Bytes of one chat message on the wire besides its strings (tags and
+// lengths of its five fields and of the message).
+inline constexpr int kChatMessageOverheadBytes = 32;
 
 // DefaultMaxTextBytes is --max_text_bytes when the flag is 0:
 // kTextBytesPerPromptToken per --max_prompt_tokens.
@@ -48,14 +55,17 @@ inline int DefaultMaxTextBytes(int max_prompt_tokens) {
 }
 
 // ReceiveLimitBytes is the gateway's gRPC receive limit when
-// --max_message_bytes is 0: the larger of the longest text and the longest
-// prompt as token ids (5 bytes each at most on the wire), plus the rest of a
-// request. gRPC applies it to a compressed message after decompression, so a
-// request small on the wire cannot expand past it either.
+// --max_message_bytes is 0: the larger of the longest text (or chat prompt,
+// with its messages' framing) and the longest prompt as token ids (5 bytes
+// each at most on the wire), plus the rest of a request. gRPC applies it to a
+// compressed message after decompression, so a request small on the wire cannot
+// expand past it either.
 inline int ReceiveLimitBytes(const GatewayLimits& limits) {
   return static_cast<int>(std::min<int64_t>(
-      std::max<int64_t>(limits.max_text_bytes,
-                        int64_t{5} * limits.max_prompt_tokens) +
+      std::max<int64_t>(
+          limits.max_text_bytes +
+              int64_t{kChatMessageOverheadBytes} * limits.max_chat_messages,
+          int64_t{5} * limits.max_prompt_tokens) +
           kRequestOverheadBytes,
       int64_t{1} << 30));
 }

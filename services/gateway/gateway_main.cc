@@ -75,6 +75,8 @@ ABSL_FLAG(absl::Duration, stream_write_timeout, absl::Seconds(60),
           "A Generate stream whose client takes no message for this long "
           "(e.g. `30s`) is cancelled, freeing its slot and its worker "
           "sequence: a client that stops reading cannot hold them forever.");
+ABSL_FLAG(int, max_chat_messages, 4096,
+          "Most turns of a chat prompt (GenerateRequest.messages).");
 ABSL_FLAG(int, max_text_bytes, 0,
           "Longest text accepted by Tokenize and Generate, in bytes; 0: 8 per "
           "--max_prompt_tokens (1 MiB at the default).");
@@ -123,6 +125,10 @@ absl::StatusOr<longctx::GatewayServerOptions> OptionsFromFlags() {
   if (limits.max_text_bytes == 0 && limits.max_prompt_tokens >= 1) {
     limits.max_text_bytes =
         longctx::DefaultMaxTextBytes(limits.max_prompt_tokens);
+  }
+  limits.max_chat_messages = absl::GetFlag(FLAGS_max_chat_messages);
+  if (limits.max_chat_messages < 1) {
+    return absl::InvalidArgumentError("--max_chat_messages must be >= 1");
   }
   limits.max_concurrent_requests = absl::GetFlag(FLAGS_max_concurrent_requests);
   if (limits.max_concurrent_requests < 1) {

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "model/folder/model_config.h"
+#include "services/gateway/chat_request.h"
 
 namespace longctx {
 namespace {
@@ -60,15 +61,24 @@ absl::StatusOr<std::unique_ptr<GatewayModel>> GatewayModel::Load(
         " end-of-sequence ids; at most ", kMaxEosTokenIds, " are supported")));
   }
 
+  absl::StatusOr<GenerationConfig> generation =
+      LoadGenerationConfig(dir, config->vocab_size);
+  if (!generation.ok()) return prefixed(generation.status());
+  absl::StatusOr<std::unique_ptr<ChatPromptRenderer>> chat =
+      ChatPromptRenderer::Load(dir, **tokenizer);
+  if (!chat.ok()) return prefixed(chat.status());
   return Create(*config, *std::move(tokenizer),
-                name.empty() ? BaseName(dir) : name);
+                name.empty() ? BaseName(dir) : name, *generation,
+                *std::move(chat));
 }
 
 std::unique_ptr<GatewayModel> GatewayModel::Create(
     const ModelConfig& config, std::unique_ptr<Tokenizer> tokenizer,
-    const std::string& name, const GenerationConfig& generation) {
+    const std::string& name, const GenerationConfig& generation,
+    std::unique_ptr<ChatPromptRenderer> chat) {
   std::unique_ptr<GatewayModel> model(new GatewayModel());
   model->tokenizer_ = std::move(tokenizer);
+  model->chat_ = std::move(chat);
   v1::ModelInfo& info = model->info_;
   info.set_name(name);
   info.set_architecture(config.architecture);
@@ -103,7 +113,23 @@ std::unique_ptr<GatewayModel> GatewayModel::Create(
   info.mutable_default_sampling()->set_top_p(defaults.top_p);
   info.mutable_default_sampling()->set_top_k(defaults.top_k);
   info.set_bos_token_id(model->tokenizer_->bos_id().value_or(-1));
+  info.set_chat_template(model->chat_ != nullptr);
   return model;
+}
+
+absl::StatusOr<std::string> GatewayModel::RenderChat(
+    const v1::ChatPrompt& prompt, const GatewayLimits& limits) const {
+  if (chat_ == nullptr) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "model \"", info_.name(),
+        "\" has no chat template (tokenizer_config.json \"chat_template\" or "
+        "chat_template.jinja): send text or token_ids"));
+  }
+  absl::StatusOr<Conversation> conversation =
+      ConversationFromProto(prompt, limits);
+  if (!conversation.ok()) return conversation.status();
+  return chat_->Render(*conversation,
+                       static_cast<size_t>(limits.max_text_bytes));
 }
 
 absl::StatusOr<ValidatedRequest> GatewayModel::PrepareRequest(
@@ -115,7 +141,7 @@ absl::StatusOr<ValidatedRequest> GatewayModel::PrepareRequest(
   // The prompt goes straight into the worker request: one copy of the ids.
   google::protobuf::RepeatedField<int32_t>& prompt =
       *validated->worker_request.mutable_prompt_token_ids();
-  if (!request.has_text()) {
+  if (request.has_token_ids()) {
     // Token ids are checked before they are copied.
     const google::protobuf::RepeatedField<int32_t>& ids =
         request.token_ids().ids();
@@ -126,14 +152,22 @@ absl::StatusOr<ValidatedRequest> GatewayModel::PrepareRequest(
     prompt = ids;
     return validated;
   }
-  absl::StatusOr<std::vector<int32_t>> ids = Encode(request.text());
+  std::string rendered;
+  if (request.has_messages()) {
+    absl::StatusOr<std::string> text = RenderChat(request.messages(), limits);
+    if (!text.ok()) return text.status();
+    rendered = *std::move(text);
+  }
+  absl::StatusOr<std::vector<int32_t>> ids =
+      Encode(request.has_messages() ? rendered : request.text());
   if (!ids.ok()) return ids.status();
   const bool bos = request.add_bos() && info_.bos_token_id() >= 0;
   prompt.Reserve(static_cast<int>(ids->size()) + (bos ? 1 : 0));
   if (bos) prompt.Add(info_.bos_token_id());
   prompt.Add(ids->begin(), ids->end());
   absl::Status checked = CheckPromptTokens(
-      absl::MakeConstSpan(prompt.data(), prompt.size()), info_, limits, "text");
+      absl::MakeConstSpan(prompt.data(), prompt.size()), info_, limits,
+      request.has_messages() ? "messages" : "text");
   if (!checked.ok()) return checked;
   return validated;
 }

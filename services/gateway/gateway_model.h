@@ -10,6 +10,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "model/folder/chat_prompt.h"
 #include "model/folder/generation_config.h"
 #include "model/folder/model_config.h"
 #include "model/folder/tokenizer.h"
@@ -23,9 +24,10 @@ namespace longctx {
 // GatewayModel is immutable after Load and thread-safe.
 class GatewayModel {
  public:
-  // Load reads config.json, generation_config.json (when present) and the
-  // tokenizer of `dir`. `name` overrides the
-  // model's name (default: the folder's last component). Errors name --model.
+  // Load reads config.json, generation_config.json (when present), the
+  // tokenizer and the chat template (when present) of `dir`. `name`
+  // overrides the model's name (default: the folder's last component).
+  // Errors name --model.
   static absl::StatusOr<std::unique_ptr<GatewayModel>> Load(
       const std::string& dir, const std::string& name);
 
@@ -34,10 +36,12 @@ class GatewayModel {
   // The eos ids are those of the tokenizer and of `generation` (the folder's
   // generation_config.json), whose sampling values become the defaults of
   // requests that leave them unset.
+  // `chat` renders chat prompts (none: they are refused).
   static std::unique_ptr<GatewayModel> Create(
       const ModelConfig& config, std::unique_ptr<Tokenizer> tokenizer,
       const std::string& name,
-      const GenerationConfig& generation = GenerationConfig());
+      const GenerationConfig& generation = GenerationConfig(),
+      std::unique_ptr<ChatPromptRenderer> chat = nullptr);
 
   // The model's description; limits, groups and the fingerprint (which the
   // workers report: the gateway never reads the weights) are left unset.
@@ -47,11 +51,19 @@ class GatewayModel {
   // library fails.
   absl::StatusOr<std::vector<int32_t>> Encode(absl::string_view text) const;
 
+  // RenderChat renders a chat prompt with the model's template: the prompt
+  // text. FAILED_PRECONDITION when the model has no chat template; the
+  // errors of ConversationFromProto and of the template (INVALID_ARGUMENT
+  // "chat template: ...", RESOURCE_EXHAUSTED past limits.max_text_bytes).
+  absl::StatusOr<std::string> RenderChat(const v1::ChatPrompt& prompt,
+                                         const GatewayLimits& limits) const;
+
   // PrepareRequest turns a public request into the worker's: it validates
-  // the request (ValidateGenerateRequest), tokenizes its text (after the bos
-  // token when add_bos is set and the model has one) or takes its token ids,
-  // and checks the prompt (CheckPromptTokens). Only the request id is left to
-  // set. Errors are those of the three steps.
+  // the request (ValidateGenerateRequest), renders a chat prompt
+  // (RenderChat), tokenizes its text (after the bos token when add_bos is
+  // set and the model has one) or takes its token ids, and checks the prompt
+  // (CheckPromptTokens). Only the request id is left to set. Errors are
+  // those of the steps.
   absl::StatusOr<ValidatedRequest> PrepareRequest(
       const v1::GenerateRequest& request, const GatewayLimits& limits,
       uint64_t random_seed) const;
@@ -65,6 +77,7 @@ class GatewayModel {
   v1::ModelInfo info_;
   SamplingDefaults defaults_;
   std::unique_ptr<Tokenizer> tokenizer_;
+  std::unique_ptr<ChatPromptRenderer> chat_;  // Null: no chat template.
 };
 
 }  // namespace longctx

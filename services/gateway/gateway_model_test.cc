@@ -5,8 +5,11 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "model/folder/io_util.h"
 #include "model/folder/model_config.h"
 #include "model/folder/tokenizer.h"
+#include "services/common/testing/temp_dir.h"
+#include "tools/make_tiny_model/tiny_model.h"
 
 namespace longctx {
 namespace {
@@ -148,6 +151,58 @@ TEST(GatewayModelTest, PrepareRequestErrorsNameTheirLimit) {
   status = model->PrepareRequest(request, limits, 1).status();
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(status.message(), HasSubstr("sampling.top_p"));
+}
+
+}  // namespace
+}  // namespace longctx
+
+namespace longctx {
+namespace {
+
+// Load reads the folder's generation_config.json, tokenizer.json and chat
+// template, as a Hub checkpoint's.
+TEST(GatewayModelLoadTest, HubLayoutFolderServesTextAndChat) {
+  const std::string dir = testing::NewTempDir("gateway_model_qwen2");
+  TinyModelOptions options;
+  options.tokenizer = "qwen2";
+  options.tokenizer_merges = 200;
+  ASSERT_TRUE(WriteTinyModel(options, dir).ok());
+  nlohmann::json generation = {{"eos_token_id", {2}},
+                               {"do_sample", true},
+                               {"temperature", 0.7},
+                               {"top_k", 20}};
+  ASSERT_TRUE(WriteFileAtomically(JoinPath(dir, "generation_config.json"),
+                                  generation.dump())
+                  .ok());
+  absl::StatusOr<std::unique_ptr<GatewayModel>> model =
+      GatewayModel::Load(dir, "");
+  ASSERT_TRUE(model.ok()) << model.status();
+  const v1::ModelInfo& info = (*model)->info();
+  EXPECT_EQ(info.tokenizer(), "tokenizer.json");
+  EXPECT_TRUE(info.chat_template());
+  EXPECT_FLOAT_EQ(info.default_sampling().temperature(), 0.7f);
+  EXPECT_EQ(info.default_sampling().top_k(), 20);
+  EXPECT_THAT(info.eos_token_ids(), ::testing::Contains(2));
+
+  v1::GenerateRequest request;
+  v1::ChatMessage* turn = request.mutable_messages()->add_messages();
+  turn->set_role("user");
+  turn->set_content("hi");
+  absl::StatusOr<std::string> prompt =
+      (*model)->RenderChat(request.messages(), GatewayLimits());
+  ASSERT_TRUE(prompt.ok()) << prompt.status();
+  EXPECT_EQ(*prompt,
+            "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
+            "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n");
+  absl::StatusOr<ValidatedRequest> validated =
+      (*model)->PrepareRequest(request, GatewayLimits(), 1);
+  ASSERT_TRUE(validated.ok()) << validated.status();
+  EXPECT_EQ(Prompt(*validated), *(*model)->Encode(*prompt));
+  // "<|im_start|>" is one id, the prompt's first.
+  absl::StatusOr<std::vector<int32_t>> start = (*model)->Encode("<|im_start|>");
+  ASSERT_TRUE(start.ok());
+  ASSERT_EQ(start->size(), 1u);
+  EXPECT_EQ(Prompt(*validated).front(), start->front());
 }
 
 }  // namespace

@@ -295,7 +295,17 @@ grpc::ServerUnaryReactor* GatewayServiceImpl::Tokenize(
     reactor->Finish(ToGrpcStatus(slot.status()));
     return reactor;
   }
-  absl::StatusOr<std::vector<int32_t>> ids = model_->Encode(request->text());
+  if (request->has_messages()) {
+    absl::StatusOr<std::string> rendered =
+        model_->RenderChat(request->messages(), limits_);
+    if (!rendered.ok()) {
+      reactor->Finish(ToGrpcStatus(rendered.status()));
+      return reactor;
+    }
+    response->set_prompt_text(*std::move(rendered));
+  }
+  absl::StatusOr<std::vector<int32_t>> ids = model_->Encode(
+      request->has_messages() ? response->prompt_text() : request->text());
   if (!ids.ok()) {
     reactor->Finish(ToGrpcStatus(ids.status()));
     return reactor;

@@ -29,7 +29,7 @@ absl::StatusOr<ValidatedRequest> ValidateGenerateRequest(
                                 model.name(), "\""));
   }
   if (request.prompt_case() == v1::GenerateRequest::PROMPT_NOT_SET) {
-    return Invalid("prompt is empty: set text or token_ids");
+    return Invalid("prompt is empty: set text, token_ids or messages");
   }
   if (request.has_text() &&
       request.text().size() > static_cast<size_t>(limits.max_text_bytes)) {

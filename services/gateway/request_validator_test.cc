@@ -174,6 +174,20 @@ TEST(ReceiveLimitTest, AdmitsTheLargestValidRequest) {
   text.set_text(std::string(limits.max_text_bytes, 'x'));
   EXPECT_LE(text.ByteSizeLong(),
             static_cast<size_t>(ReceiveLimitBytes(limits)));
+  // The largest chat prompt: as many turns as allowed, their strings as long
+  // as allowed in all, every optional field set.
+  v1::GenerateRequest chat = request;
+  const int per_turn = limits.max_text_bytes / limits.max_chat_messages;
+  for (int i = 0; i < limits.max_chat_messages; ++i) {
+    v1::ChatMessage* turn = chat.mutable_messages()->add_messages();
+    turn->set_role("r");
+    turn->set_name("n");
+    turn->set_tool_call_id("i");
+    turn->set_tool_calls_json("[]");
+    turn->set_content(std::string(per_turn - 5, 'x'));
+  }
+  EXPECT_LE(chat.ByteSizeLong(),
+            static_cast<size_t>(ReceiveLimitBytes(limits)));
   // And not much more: a prompt twice as long does not fit.
   ids.mutable_token_ids()->mutable_ids()->Resize(2 * limits.max_prompt_tokens,
                                                  0x7fffffff);

@@ -2,6 +2,7 @@
 """Writes the awkward-text corpus of //tests/tokenizers:reference_test.
 
 Usage: make_corpus.py OUT_JSON [SEED]
+       make_corpus.py --chat OUT_JSON [SEED]   (conversations for chat.mjs)
 
 A JSON array of base64 strings (any bytes): hand-picked cases (whitespace runs,
 newlines, digits, contractions, CJK, emoji with joiners, combining marks,
@@ -77,7 +78,35 @@ def random_text(rng, length):
     return "".join(out)
 
 
+def conversations(rng):
+    """Conversations for the chat templates: alternating turns (what every
+    family accepts), with and without a system turn and the generation
+    prompt, awkward contents, and a few that break the alternation (which
+    the Mistral-style templates refuse)."""
+    contents = CASES[:60] + [random_text(rng, rng.randint(0, 80)) for _ in range(60)]
+    out = []
+    for n in range(90):
+        turns = []
+        if n % 3 == 0:
+            turns.append({"role": "system", "content": rng.choice(contents)})
+        for t in range(1 + n % 7):
+            turns.append({"role": "user" if t % 2 == 0 else "assistant",
+                          "content": rng.choice(contents)})
+        out.append({"messages": turns, "add_generation_prompt": n % 2 == 0})
+    for n in range(6):
+        out.append({"messages": [{"role": "user", "content": "a"},
+                                 {"role": "user", "content": "b"}][: 2 - n % 2] +
+                    [{"role": "assistant", "content": "c"}] * (n % 3),
+                    "add_generation_prompt": True})
+    return out
+
+
 def main():
+    if sys.argv[1] == "--chat":
+        rng = random.Random(int(sys.argv[3]) if len(sys.argv) > 3 else 23)
+        with open(sys.argv[2], "w") as f:
+            json.dump(conversations(rng), f, ensure_ascii=False)
+        return
     out_path = sys.argv[1]
     rng = random.Random(int(sys.argv[2]) if len(sys.argv) > 2 else 17)
     entries = [c.encode("utf-8") for c in CASES] + INVALID

@@ -5,7 +5,10 @@
 # (llama3, qwen2, mistral, llama2: merges learned from a shipped text), both
 # encode an awkward corpus (make_corpus.py) with and without special tokens and
 # decode it back; compare.py requires identical ids and text, and the gateway's
-# tokenizer to give the same ids.
+# tokenizer to give the same ids. Then both render conversations with the
+# folder's chat template (the reference: @huggingface/jinja) and encode the
+# prompts; compare_chat.py requires identical prompts and ids, and the same
+# conversations refused.
 #
 # Needs node and reference/node_modules (tools/setup_deploy_tests.sh).
 set -euo pipefail
@@ -29,6 +32,7 @@ work="$(mktemp -d "${TEST_TMPDIR:-/tmp}/tokref.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 
 python3 "$here/make_corpus.py" "$work/corpus.json"
+python3 "$here/make_corpus.py" --chat "$work/conversations.json"
 status=0
 for family in llama3 qwen2 mistral llama2; do
   "$bin/tools/make_tiny_model/make_tiny_model" --out="$work/$family" \
@@ -38,6 +42,13 @@ for family in llama3 qwen2 mistral llama2; do
   node "$src/encode.mjs" "$work/$family" "$work/corpus.json" >"$work/$family.ref"
   python3 "$here/compare.py" "$family" "$work/corpus.json" "$work/$family.ours" \
     "$work/$family.ref" || status=1
+  # The folder's chat template: rendered prompts and their ids.
+  "$bin/tests/tokenizers/render_chat" "$work/$family" "$work/conversations.json" \
+    >"$work/$family.chat.ours"
+  node "$src/chat.mjs" "$work/$family" "$work/conversations.json" \
+    >"$work/$family.chat.ref"
+  python3 "$here/compare_chat.py" "$family" "$work/conversations.json" \
+    "$work/$family.chat.ours" "$work/$family.chat.ref" || status=1
 done
 [[ $status -eq 0 ]] && echo "PASS: every family identical to the reference"
 exit $status

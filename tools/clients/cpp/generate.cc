@@ -26,6 +26,11 @@
 ABSL_FLAG(std::string, file, "", "Prompt file; empty reads stdin.");
 ABSL_FLAG(std::string, token_ids, "",
           "Comma-separated prompt token ids instead of text.");
+ABSL_FLAG(bool, chat, false,
+          "Send the prompt as a user message, rendered by the model's chat "
+          "template.");
+ABSL_FLAG(std::string, system, "",
+          "With --chat: a system message before the user's.");
 ABSL_FLAG(bool, add_bos, false,
           "Prepend the model's BOS token to a text prompt.");
 ABSL_FLAG(std::string, model, "",
@@ -86,7 +91,19 @@ int main(int argc, char** argv) {
       if (!file) return Fail("cannot read --file=" + absl::GetFlag(FLAGS_file));
       text << file.rdbuf();
     }
-    request.set_text(text.str());
+    if (absl::GetFlag(FLAGS_chat)) {
+      longctx::v1::ChatPrompt* chat = request.mutable_messages();
+      if (!absl::GetFlag(FLAGS_system).empty()) {
+        longctx::v1::ChatMessage* system = chat->add_messages();
+        system->set_role("system");
+        system->set_content(absl::GetFlag(FLAGS_system));
+      }
+      longctx::v1::ChatMessage* user = chat->add_messages();
+      user->set_role("user");
+      user->set_content(text.str());
+    } else {
+      request.set_text(text.str());
+    }
   }
   request.set_add_bos(absl::GetFlag(FLAGS_add_bos));
   request.set_model(absl::GetFlag(FLAGS_model));

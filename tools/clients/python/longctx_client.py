@@ -98,6 +98,11 @@ def main():
     parser.add_argument("--tls-key", default=None, help="PEM client key")
     parser.add_argument("--tls-server-name", default=None,
                         help="name to check the certificate against")
+    parser.add_argument("--chat", action="store_true",
+                        help="send the prompt as a user message, rendered by "
+                        "the model's chat template")
+    parser.add_argument("--system", default=None,
+                        help="with --chat: a system message before it")
     parser.add_argument("prompt", nargs="?", help="prompt text (default: stdin)")
     args = parser.parse_args()
 
@@ -113,7 +118,15 @@ def main():
     metadata = [("authorization", "Bearer " + token)] if token else None
     pb, pb_grpc = load_stubs()
     text = args.prompt if args.prompt is not None else sys.stdin.read()
-    request = pb.GenerateRequest(text=text)
+    if args.system is not None and not args.chat:
+        parser.error("--system needs --chat")
+    if args.chat:
+        request = pb.GenerateRequest()
+        if args.system is not None:
+            request.messages.messages.add(role="system", content=args.system)
+        request.messages.messages.add(role="user", content=text)
+    else:
+        request = pb.GenerateRequest(text=text)
     request.stopping.max_new_tokens = args.max_new_tokens
     request.stopping.ignore_eos = args.ignore_eos
     if args.temperature is not None:

@@ -6,13 +6,14 @@
 //
 // Input: a serialized longctx.v1.GenerateRequest (the bytes a client sends;
 // inputs that are not one are skipped). The model is a byte-tokenizer model
-// (vocab 260, bos 256, eos 257) under small limits so that every limit is
-// within reach.
+// (vocab 260, bos 256, eos 257) with a small chat template, under small
+// limits so that every limit is within reach.
 //
 // Properties checked: a rejected request gets INVALID_ARGUMENT or
 // RESOURCE_EXHAUSTED with a message; an accepted one has every default
 // resolved and within its limit, and the prompt the request asked for (text:
-// bos if add_bos, then the bytes; else the ids). Relaying the prompt's ids as
+// bos if add_bos, then the bytes; chat messages: the same for the prompt the
+// template renders; else the ids). Relaying the prompt's ids as
 // if generated gives valid UTF-8 that contains no stop sequence: all the text
 // when no stop sequence occurs in it, else the text up to one.
 #include <cmath>
@@ -24,6 +25,7 @@
 
 #include "fuzz/fuzz_check.h"
 #include "google/protobuf/stubs/logging.h"
+#include "model/folder/chat_prompt.h"
 #include "model/folder/model_config.h"
 #include "model/folder/tokenizer.h"
 #include "proto/longctx.pb.h"
@@ -48,7 +50,18 @@ const GatewayModel& Model() {
     config.vocab_size = kVocab;
     config.bos_token_id = kBos;
     config.eos_token_ids = {kEos};
-    return GatewayModel::Create(config, *ByteTokenizer::Create(config), "tiny")
+    // A ChatML-style template, so that chat prompts render (their tool
+    // calls and variables reach it too).
+    absl::StatusOr<std::unique_ptr<ChatPromptRenderer>> chat =
+        ChatPromptRenderer::FromSource(
+            "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}"
+            "{% if m.tool_calls %}{{ m.tool_calls | tojson }}{% endif %}"
+            "{% endfor %}{% if tools %}{{ tools | tojson }}{% endif %}"
+            "{% if add_generation_prompt %}<|assistant|>{% endif %}",
+            {{"bos_token", "<s>"}, {"eos_token", "</s>"}}, "fuzz template");
+    FUZZ_CHECK(chat.ok(), "the fuzz template does not parse");
+    return GatewayModel::Create(config, *ByteTokenizer::Create(config), "tiny",
+                                GenerationConfig(), *std::move(chat))
         .release();
   }();
   return *model;
@@ -80,9 +93,16 @@ void CheckPrepared(const v1::GenerateRequest& request,
     FUZZ_CHECK(id >= 0 && id < kVocab, "prompt id %d", id);
   }
   std::vector<int32_t> expected;
-  if (request.has_text()) {
+  if (request.has_text() || request.has_messages()) {
+    std::string text = request.text();
+    if (request.has_messages()) {
+      absl::StatusOr<std::string> rendered =
+          Model().RenderChat(request.messages(), limits);
+      FUZZ_CHECK(rendered.ok(), "an accepted chat prompt does not render");
+      text = *rendered;
+    }
     if (request.add_bos()) expected.push_back(kBos);
-    for (unsigned char c : request.text()) expected.push_back(c);
+    for (unsigned char c : text) expected.push_back(c);
   } else {
     expected.assign(request.token_ids().ids().begin(),
                     request.token_ids().ids().end());

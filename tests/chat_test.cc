@@ -213,7 +213,7 @@ TEST(ChatWithoutTemplateTest, ByteModelRefusesMessagesAndSaysWhy) {
   *request.mutable_messages() = Turns({{"user", "hi"}});
   testing::GenerateResult r =
       testing::Generate(stack.gateway().address(), request);
-  EXPECT_EQ(r.status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(r.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_THAT(r.status.error_message(), HasSubstr("has no chat template"));
 }
 

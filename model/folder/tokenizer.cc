@@ -366,6 +366,24 @@ absl::StatusOr<std::vector<int32_t>> JsonTokenizer::Encode(
   return ids;
 }
 
+std::optional<std::string> JsonTokenizer::FindSpecialToken(
+    absl::string_view text) const {
+  // Added tokens matched in raw text (normalized ones are rare and matched
+  // after normalization; both count).
+  std::optional<std::string> found;
+  for (const bool normalized : {false, true}) {
+    tokenizer_->added_tokens().Split(
+        text, normalized, [](absl::string_view) {},
+        [&](int32_t id) {
+          if (!found.has_value() && tokenizer_->IsSpecial(id)) {
+            found = *tokenizer_->IdToToken(id);
+          }
+        });
+    if (found.has_value()) break;
+  }
+  return found;
+}
+
 bool JsonTokenizer::IsControl(int32_t id) const {
   return tokenizer_->IsSpecial(id) || (bos_id_.has_value() && id == *bos_id_) ||
          std::find(eos_ids_.begin(), eos_ids_.end(), id) != eos_ids_.end();

@@ -60,6 +60,15 @@ class Tokenizer {
   // vocabulary "<invalid:ID>".
   virtual std::string TokenText(int32_t id) const = 0;
 
+  // FindSpecialToken returns the text of the first special token written in
+  // `text` (e.g. "<|im_end|>", which Encode turns into that token's id), or
+  // nullopt when there is none. Tokenizers that never read special tokens
+  // from text (byte, SentencePiece) find none.
+  virtual std::optional<std::string> FindSpecialToken(
+      absl::string_view text) const {
+    return std::nullopt;
+  }
+
   // NewDetokenizer starts the incremental decoding of one sequence. The
   // tokenizer must outlive it.
   std::unique_ptr<IncrementalDetokenizer> NewDetokenizer() const;
@@ -198,6 +207,8 @@ class JsonTokenizer : public Tokenizer {
   absl::StatusOr<std::vector<int32_t>> Encode(
       absl::string_view text) const override;
   std::string TokenText(int32_t id) const override;
+  std::optional<std::string> FindSpecialToken(
+      absl::string_view text) const override;
   const HfTokenizer& hf() const { return *tokenizer_; }
 
  protected:

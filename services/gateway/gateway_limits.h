@@ -24,6 +24,11 @@ struct GatewayLimits {
   int max_text_bytes = 1 << 20;
   // Most turns of a chat prompt (--max_chat_messages). Default: 4096.
   int max_chat_messages = 4096;
+  // Refuse chat messages whose text holds a special token's string (e.g.
+  // "<|im_end|>"), which would otherwise become that token: a user closing
+  // their own turn (--refuse_special_tokens_in_messages). Default: false,
+  // as the Hugging Face libraries.
+  bool refuse_special_tokens_in_messages = false;
   // Most Generate streams and Tokenize calls at once; more get
   // RESOURCE_EXHAUSTED (--max_concurrent_requests). Default: 256.
   int max_concurrent_requests = 256;

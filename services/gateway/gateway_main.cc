@@ -77,6 +77,11 @@ ABSL_FLAG(absl::Duration, stream_write_timeout, absl::Seconds(60),
           "sequence: a client that stops reading cannot hold them forever.");
 ABSL_FLAG(int, max_chat_messages, 4096,
           "Most turns of a chat prompt (GenerateRequest.messages).");
+ABSL_FLAG(bool, refuse_special_tokens_in_messages, false,
+          "Refuse chat messages whose content or name holds a special token's "
+          "text (e.g. \"<|im_end|>\"), which would otherwise become that "
+          "token and let a user write turns of other roles. Text prompts are "
+          "not checked.");
 ABSL_FLAG(int, max_text_bytes, 0,
           "Longest text accepted by Tokenize and Generate, in bytes; 0: 8 per "
           "--max_prompt_tokens (1 MiB at the default).");
@@ -127,6 +132,8 @@ absl::StatusOr<longctx::GatewayServerOptions> OptionsFromFlags() {
         longctx::DefaultMaxTextBytes(limits.max_prompt_tokens);
   }
   limits.max_chat_messages = absl::GetFlag(FLAGS_max_chat_messages);
+  limits.refuse_special_tokens_in_messages =
+      absl::GetFlag(FLAGS_refuse_special_tokens_in_messages);
   if (limits.max_chat_messages < 1) {
     return absl::InvalidArgumentError("--max_chat_messages must be >= 1");
   }

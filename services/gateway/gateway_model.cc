@@ -1,6 +1,7 @@
 #include "services/gateway/gateway_model.h"
 
 #include <algorithm>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -120,7 +121,7 @@ std::unique_ptr<GatewayModel> GatewayModel::Create(
 absl::StatusOr<std::string> GatewayModel::RenderChat(
     const v1::ChatPrompt& prompt, const GatewayLimits& limits) const {
   if (chat_ == nullptr) {
-    return absl::FailedPreconditionError(absl::StrCat(
+    return absl::InvalidArgumentError(absl::StrCat(
         "model \"", info_.name(),
         "\" has no chat template (tokenizer_config.json \"chat_template\" or "
         "chat_template.jinja): send text or token_ids"));
@@ -128,6 +129,23 @@ absl::StatusOr<std::string> GatewayModel::RenderChat(
   absl::StatusOr<Conversation> conversation =
       ConversationFromProto(prompt, limits);
   if (!conversation.ok()) return conversation.status();
+  if (limits.refuse_special_tokens_in_messages) {
+    for (int i = 0; i < prompt.messages_size(); ++i) {
+      const v1::ChatMessage& message = prompt.messages(i);
+      for (const auto& [field, text] :
+           {std::pair<const char*, const std::string*>{"content",
+                                                       &message.content()},
+            {"name", &message.name()}}) {
+        if (std::optional<std::string> special =
+                tokenizer_->FindSpecialToken(*text)) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              "messages[", i, "].", field, " holds the special token \"",
+              *special,
+              "\" (--refuse_special_tokens_in_messages)"));
+        }
+      }
+    }
+  }
   return chat_->Render(*conversation,
                        static_cast<size_t>(limits.max_text_bytes));
 }

@@ -52,9 +52,12 @@ class GatewayModel {
   absl::StatusOr<std::vector<int32_t>> Encode(absl::string_view text) const;
 
   // RenderChat renders a chat prompt with the model's template: the prompt
-  // text. FAILED_PRECONDITION when the model has no chat template; the
+  // text. INVALID_ARGUMENT when the model has no chat template; the
   // errors of ConversationFromProto and of the template (INVALID_ARGUMENT
-  // "chat template: ...", RESOURCE_EXHAUSTED past limits.max_text_bytes).
+  // "chat template: ...", RESOURCE_EXHAUSTED past limits.max_text_bytes);
+  // INVALID_ARGUMENT naming the message and the token when
+  // limits.refuse_special_tokens_in_messages and a message's content or
+  // name holds a special token's text.
   absl::StatusOr<std::string> RenderChat(const v1::ChatPrompt& prompt,
                                          const GatewayLimits& limits) const;
 

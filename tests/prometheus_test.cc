@@ -3,13 +3,15 @@
 // and its HTTP API (/api/v1/query) must report the time-to-first-token
 // histogram, the requests, the cached prompt tokens and where they came from
 // (the worker's prefix cache, or blocks restored from the store) exactly as
-// the clients saw them.
+// the clients saw them; and every query of the Grafana dashboard
+// (deploy/grafana/longctx.json) must return data.
 #include <unistd.h>
 
 #include <cctype>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -304,6 +306,30 @@ TEST_P(PrometheusTest, ScrapedMetricsMatchTheTraffic) {
                   .WaitFor("longctx_store_blocks_read_total",
                            [&](double n) { return n * kBlockSize >= restored; })
                   .ok());
+
+  // The Grafana dashboard (deploy/grafana/longctx.json): every panel's query
+  // is valid PromQL and returns data from this stack, once a rate has the
+  // two scrapes it needs.
+  ASSERT_TRUE(prometheus
+                  .WaitFor("min(count_over_time(longctx_requests_total[1m]))",
+                           [](double n) { return n >= 3; })
+                  .ok());
+  std::ifstream file(testing::RunfilePath("deploy/grafana/longctx.json"));
+  ASSERT_TRUE(file.good()) << "deploy/grafana/longctx.json is not in runfiles";
+  const Json dashboard = Json::parse(file, nullptr, /*allow_exceptions=*/false);
+  ASSERT_FALSE(dashboard.is_discarded()) << "the dashboard is not JSON";
+  int queries = 0;
+  for (const Json& panel : dashboard["panels"]) {
+    for (const Json& target : panel["targets"]) {
+      const std::string expr = target["expr"].get<std::string>();
+      absl::StatusOr<Json> result = prometheus.Query(expr);
+      ASSERT_TRUE(result.ok()) << panel["title"] << ": " << result.status();
+      EXPECT_FALSE(result->empty())
+          << panel["title"] << ": " << expr << " returned no data";
+      ++queries;
+    }
+  }
+  EXPECT_GE(queries, 20);
 }
 
 }  // namespace

@@ -125,6 +125,8 @@ done
 # A copy without symlinks: kustomize refuses files whose real path leaves the
 # kustomization root, which is what Bazel's runfiles symlinks look like.
 cp -rL "$root/deploy/k8s" "$work/k8s"
+# The base includes the Grafana dashboard's kustomization (../../grafana).
+cp -rL "$root/deploy/grafana" "$work/grafana"
 for copy in "$work"/k8s/overlays/*/replicas.yaml; do
   cmp -s "$copy" "$work/k8s/base/replicas.yaml" ||
     fail "${copy#"$work"/k8s/} differs from base/replicas.yaml; keep the copies identical"

@@ -166,6 +166,34 @@ TEST_P(ChatTest, ServesTextAndChatPromptsWithTheFoldersTokenizerAndTemplate) {
   EXPECT_EQ(by_text.tokens, chat.tokens);
 }
 
+TEST_P(ChatTest, TheClientsSendChatTurns) {
+  const v1::ChatPrompt prompt =
+      Turns({{"system", "Be brief."}, {"user", "a chat from python"}});
+  const Expected expected = Expect(stack_.model_dir(), prompt);
+  std::string output;
+  auto rc = testing::RunCommand(
+      {"/usr/bin/python3",
+       testing::RunfilePath("tools/clients/python/longctx_client.py"),
+       "--address=" + stack_.gateway().address(), "--max-new-tokens=5",
+       "--temperature=0", "--ignore-eos", "--chat", "--system=Be brief.",
+       "a chat from python"},
+      "", &output);
+  ASSERT_TRUE(rc.ok());
+  EXPECT_EQ(*rc, 0) << output;
+  EXPECT_THAT(output, HasSubstr(absl::StrCat("prompt ", expected.ids.size(),
+                                             " tokens")));
+  output.clear();
+  rc = testing::RunCommand(
+      {testing::RunfilePath("tools/clients/cpp/generate"),
+       "--address=" + stack_.gateway().address(), "--max_new_tokens=5",
+       "--temperature=0", "--ignore_eos", "--chat", "--system=Be brief."},
+      "a chat from python", &output);
+  ASSERT_TRUE(rc.ok());
+  EXPECT_EQ(*rc, 0) << output;
+  EXPECT_THAT(output, HasSubstr(absl::StrCat("prompt ", expected.ids.size(),
+                                             " tokens")));
+}
+
 TEST_P(ChatTest, BadConversationsGetClearStatuses) {
   v1::GenerateRequest request;
   request.mutable_stopping()->set_max_new_tokens(2);

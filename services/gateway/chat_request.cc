@@ -34,8 +34,8 @@ int JsonDepth(absl::string_view text) {
   return deepest;
 }
 
-// ParseClientJson parses a JSON field of the request, which must be of
-// `type` ("array" or "object").
+}  // namespace
+
 absl::StatusOr<nlohmann::json> ParseClientJson(absl::string_view text,
                                                absl::string_view field,
                                                absl::string_view type) {
@@ -57,8 +57,6 @@ absl::StatusOr<nlohmann::json> ParseClientJson(absl::string_view text,
   }
   return value;
 }
-
-}  // namespace
 
 absl::StatusOr<Conversation> ConversationFromProto(
     const v1::ChatPrompt& prompt, const GatewayLimits& limits) {

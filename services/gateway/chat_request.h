@@ -15,6 +15,14 @@ namespace longctx {
 // walks it recursively can run out of stack.
 inline constexpr int kMaxClientJsonDepth = 64;
 
+// ParseClientJson parses JSON a client sent (`field` names it in errors),
+// which must be of `type` ("array" or "object"): INVALID_ARGUMENT when it
+// nests deeper than kMaxClientJsonDepth (checked before parsing), does not
+// parse or is of another type.
+absl::StatusOr<nlohmann::json> ParseClientJson(absl::string_view text,
+                                               absl::string_view field,
+                                               absl::string_view type);
+
 // ConversationFromProto checks `prompt` before anything is built from it:
 // INVALID_ARGUMENT for no messages, an empty role, JSON fields that do not
 // parse, are not of their type (tools and tool_calls arrays, template

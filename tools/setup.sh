@@ -23,6 +23,8 @@ PKGS=(
   openssl libssl-dev
   # tokenizer.json: split patterns (PCRE2) and Unicode normalization (ICU).
   libpcre2-dev libicu-dev
+  # The gateway's OpenAI-compatible HTTP listener.
+  libcpp-httplib-dev
   # //fuzz: clang++, libFuzzer and the sanitizer runtimes, llvm-symbolizer.
   clang libclang-rt-14-dev llvm
 )

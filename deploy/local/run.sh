@@ -82,12 +82,14 @@ done
 start gateway gateway "$bin/services/gateway/gateway" --model="$model" \
   --listen_address="127.0.0.1:$gateway_port" --metrics_address=127.0.0.1:9451 \
   --internal_listen_address="127.0.0.1:$internal_port" \
+  --http_address=127.0.0.1:8000 \
   --workers="$workers" --group_size="$group_size" \
   --memory_store="127.0.0.1:$store_port" --internal_token_file="$internal_token"
 
 cat <<TXT
 longctx is starting (logs: $logs)
   gateway       grpc 127.0.0.1:$gateway_port   metrics http://127.0.0.1:9451/metrics  (internal: 127.0.0.1:$internal_port)
+                OpenAI-compatible HTTP http://127.0.0.1:8000/v1
   worker 0      grpc 127.0.0.1:${worker_ports[0]}   metrics http://127.0.0.1:9461/metrics  (group $((0 / group_size)) rank $((0 % group_size)))
   worker 1      grpc 127.0.0.1:${worker_ports[1]}   metrics http://127.0.0.1:9462/metrics  (group $((1 / group_size)) rank $((1 % group_size)))
   memory_store  grpc 127.0.0.1:$store_port   metrics http://127.0.0.1:9471/metrics

@@ -121,4 +121,8 @@ int WaitForShutdownSignal() {
   return signal_number;
 }
 
+std::shared_ptr<grpc::Channel> GrpcServer::InProcessChannel() const {
+  return server_->InProcessChannel(grpc::ChannelArguments());
+}
+
 }  // namespace longctx

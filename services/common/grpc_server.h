@@ -70,6 +70,10 @@ class GrpcServer {
   int port() const { return port_; }
   // The port of the health-only server; 0 when there is none.
   int health_port() const { return health_port_; }
+  // InProcessChannel returns a channel to this server's services that does
+  // not go through the network: for a front end in the same process (the
+  // gateway's HTTP listener) that must take exactly the gRPC path.
+  std::shared_ptr<grpc::Channel> InProcessChannel() const;
   // GrpcServerOptions::security_summary.
   const std::string& security_summary() const { return security_summary_; }
 

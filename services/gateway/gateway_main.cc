@@ -77,6 +77,15 @@ ABSL_FLAG(absl::Duration, stream_write_timeout, absl::Seconds(60),
           "sequence: a client that stops reading cannot hold them forever.");
 ABSL_FLAG(int, max_chat_messages, 4096,
           "Most turns of a chat prompt (GenerateRequest.messages).");
+ABSL_FLAG(std::string, http_address, "",
+          "Where the OpenAI-compatible HTTP API listens (/v1/completions, "
+          "/v1/chat/completions, /v1/models, /health), e.g. 127.0.0.1:8000; "
+          "empty: off. Plaintext, with the same bearer tokens as gRPC: keep it "
+          "on loopback or behind a TLS proxy.");
+ABSL_FLAG(int, http_threads, 64,
+          "Connections the HTTP API serves at once (streams included).");
+ABSL_FLAG(absl::Duration, http_request_timeout, absl::Minutes(30),
+          "Deadline of each generation an HTTP request starts.");
 ABSL_FLAG(bool, refuse_special_tokens_in_messages, false,
           "Refuse chat messages whose content or name holds a special token's "
           "text (e.g. \"<|im_end|>\"), which would otherwise become that "
@@ -179,6 +188,23 @@ absl::StatusOr<longctx::GatewayServerOptions> OptionsFromFlags() {
   }
   o.grpc.listen = addresses->listen;
   o.grpc.max_receive_message_bytes = max_message_bytes;
+  if (!absl::GetFlag(FLAGS_http_address).empty()) {
+    auto http_listen = longctx::ParseHostPort(absl::GetFlag(FLAGS_http_address),
+                                              "http_address");
+    if (!http_listen.ok()) return http_listen.status();
+    longctx::openai::HttpServerOptions http;
+    http.listen = *http_listen;
+    http.threads = absl::GetFlag(FLAGS_http_threads);
+    http.request_timeout = absl::GetFlag(FLAGS_http_request_timeout);
+    http.write_timeout = limits.stream_write_timeout;
+    // A request body is the JSON of what a gRPC message carries.
+    http.max_body_bytes = static_cast<size_t>(max_message_bytes) * 2;
+    if (http.threads < 1 || http.request_timeout <= absl::ZeroDuration()) {
+      return absl::InvalidArgumentError(
+          "--http_threads must be >= 1 and --http_request_timeout positive");
+    }
+    o.http = http;
+  }
   auto tls = longctx::ApplyServerTlsFlags(longctx::ServerTlsOptions(), &o.grpc);
   if (!tls.ok()) return tls.status();
   auto internal_security = longctx::InternalChannelSecurityFromFlags();

@@ -140,8 +140,7 @@ absl::StatusOr<std::string> GatewayModel::RenderChat(
                 tokenizer_->FindSpecialToken(*text)) {
           return absl::InvalidArgumentError(absl::StrCat(
               "messages[", i, "].", field, " holds the special token \"",
-              *special,
-              "\" (--refuse_special_tokens_in_messages)"));
+              *special, "\" (--refuse_special_tokens_in_messages)"));
         }
       }
     }

@@ -95,6 +95,16 @@ absl::StatusOr<std::unique_ptr<GatewayServer>> GatewayServer::Start(
     Log(LogLevel::kInfo,
         "no --auth_tokens_file: LongContext calls are not authenticated");
   }
+  if (o.http.has_value()) {
+    auto http = openai::OpenAiHttpServer::Start(
+        *o.http, server->grpc_->InProcessChannel());
+    if (!http.ok()) return http.status();
+    server->http_ = *std::move(http);
+    Log(LogLevel::kInfo,
+        "OpenAI-compatible HTTP on %s:%d (plaintext; same bearer tokens)",
+        o.http->listen.host.empty() ? "127.0.0.1" : o.http->listen.host,
+        server->http_->port());
+  }
   // SERVING while at least one worker group is ready.
   GrpcServer* grpc_server = server->grpc_.get();
   server->pool_->OnReadinessChange(
@@ -117,6 +127,8 @@ DrainHooks GatewayServer::drain_hooks() {
 GatewayServer::~GatewayServer() {
   if (pool_ != nullptr) pool_->OnReadinessChange([](bool) {});
   if (grpc_ != nullptr) grpc_->Shutdown(absl::ZeroDuration());
+  // After the gRPC calls it relays were cancelled, so it stops at once.
+  http_.reset();
   if (internal_grpc_ != nullptr) internal_grpc_->Shutdown(absl::ZeroDuration());
 }
 

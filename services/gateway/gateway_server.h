@@ -11,6 +11,7 @@
 #define LONGCTX_SERVICES_GATEWAY_GATEWAY_SERVER_H_
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -27,6 +28,7 @@
 #include "services/gateway/gateway_limits.h"
 #include "services/gateway/gateway_model.h"
 #include "services/gateway/gateway_service_impl.h"
+#include "services/gateway/openai/http_server.h"
 #include "services/gateway/prefix_router.h"
 #include "services/gateway/worker_pool.h"
 #include "services/rendezvous/rendezvous_service_impl.h"
@@ -75,6 +77,8 @@ struct GatewayServerOptions {
   // Bounds of the Rendezvous store (--rendezvous_max_bytes,
   // --rendezvous_max_waiters).
   RendezvousLimits rendezvous_limits;
+  // The OpenAI-compatible HTTP listener (--http_address); none when unset.
+  std::optional<openai::HttpServerOptions> http;
 };
 
 class GatewayServer {
@@ -86,6 +90,8 @@ class GatewayServer {
   ~GatewayServer();
 
   GrpcServer& grpc_server() { return *grpc_; }
+  // The HTTP listener's port; 0 without one.
+  int http_port() const { return http_ != nullptr ? http_->port() : 0; }
   GrpcServer& internal_grpc_server() { return *internal_grpc_; }
   MetricsServer& metrics_server() { return *metrics_; }
   // What ServeUntilSignal calls to drain the gateway's own calls.
@@ -106,6 +112,7 @@ class GatewayServer {
   std::unique_ptr<RendezvousServiceImpl> rendezvous_;
   std::unique_ptr<GrpcServer> grpc_;
   std::unique_ptr<GrpcServer> internal_grpc_;
+  std::unique_ptr<openai::OpenAiHttpServer> http_;
 };
 
 }  // namespace longctx

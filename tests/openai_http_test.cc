@@ -1,6 +1,11 @@
 // The OpenAI-compatible HTTP API end to end: a stack whose gateway listens
 // on --http_address, serving a tiny model laid out like a Qwen2 checkpoint
-// (tokenizer.json and a chat template), called with curl.
+// (tokenizer.json and a chat template), called with curl and with the
+// official OpenAI Node SDK.
+#include <limits.h>
+#include <stdlib.h>
+#include <unistd.h>
+
 #include <fstream>
 #include <string>
 #include <vector>
@@ -203,6 +208,27 @@ TEST_F(OpenAiHttpTest, AClientThatLeavesCancelsItsGeneration) {
     if (!cancelled) absl::SleepFor(absl::Milliseconds(100));
   }
   EXPECT_TRUE(cancelled) << stack_->Logs();
+}
+
+// The official OpenAI Node SDK, pointed at the stack with base_url.
+TEST_F(OpenAiHttpTest, TheOfficialSdkStreamsCompletionsAndChats) {
+  // Its node_modules live beside the script in the source tree.
+  char resolved[PATH_MAX];
+  const std::string script =
+      testing::RunfilePath("tests/openai_sdk/sdk_test.mjs");
+  ASSERT_NE(realpath(script.c_str(), resolved), nullptr) << script;
+  const std::string dir =
+      std::string(resolved).substr(0, std::string(resolved).rfind('/'));
+  ASSERT_EQ(access((dir + "/node_modules/openai").c_str(), F_OK), 0)
+      << dir << "/node_modules is missing: run tools/setup_deploy_tests.sh";
+  std::string output;
+  absl::StatusOr<int> rc = testing::RunCommand(
+      {"/usr/bin/node", resolved,
+       absl::StrCat("http://127.0.0.1:", port_, "/v1"), kToken},
+      "", &output);
+  ASSERT_TRUE(rc.ok());
+  EXPECT_EQ(*rc, 0) << output;
+  EXPECT_THAT(output, HasSubstr("ok: a streamed chat equals the whole answer"));
 }
 
 TEST_F(OpenAiHttpTest, ErrorsHaveTheOpenAiShapeAndStatus) {

@@ -3,7 +3,8 @@
 # versions from each package-lock.json) into each folder's node_modules:
 # //tests/deploy:deploy_test's validator (tests/deploy/validator) and the
 # reference tokenizer and template renderer of //tests/tokenizers
-# (tests/tokenizers/reference: @huggingface/tokenizers, @huggingface/jinja).
+# (tests/tokenizers/reference: @huggingface/tokenizers, @huggingface/jinja),
+# and the official OpenAI SDK of //tests:openai_http_test (tests/openai_sdk).
 # Idempotent: skipped when node_modules was installed from the same lock file.
 # Needs node and npm (Debian's nodejs and npm are installed if missing); the test
 # also needs kubectl >= 1.27, which Debian does not package: only checked here.
@@ -20,7 +21,8 @@ if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
 fi
 
 # Each folder's packages, at the exact versions of its package-lock.json.
-for dir in "$repo/tests/deploy/validator" "$repo/tests/tokenizers/reference"; do
+for dir in "$repo/tests/deploy/validator" "$repo/tests/tokenizers/reference" \
+  "$repo/tests/openai_sdk"; do
   stamp="$dir/node_modules/.longctx-package-lock.sha256"
   want="$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)"
   name="${dir#"$repo"/}"

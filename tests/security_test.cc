@@ -8,6 +8,8 @@
 #include <fstream>
 #include <memory>
 #include <string>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include "absl/random/random.h"
@@ -89,6 +91,10 @@ class SecurityTest : public ::testing::Test {
     options.gateway_flags.insert(options.gateway_flags.end(),
                                  internal_tls.begin(), internal_tls.end());
     options.gateway_flags.push_back("--auth_tokens_file=" + *tokens_file_);
+    // The OpenAI-compatible HTTP API, HTTPS with the public certificate.
+    http_port_ = testing::FreePort();
+    options.gateway_flags.push_back(
+        absl::StrCat("--http_address=127.0.0.1:", http_port_));
     // Debug lines too must never carry a token.
     options.gateway_flags.push_back("--log_level=debug");
     options.security = Internal();
@@ -164,6 +170,7 @@ class SecurityTest : public ::testing::Test {
   static std::string* internal_token_;
   static std::string* tokens_file_;
   static int health_port_;
+  static int http_port_;
   static testing::LocalStack* stack_;
 };
 
@@ -172,6 +179,32 @@ std::string* SecurityTest::token_ = nullptr;
 std::string* SecurityTest::internal_token_ = nullptr;
 std::string* SecurityTest::tokens_file_ = nullptr;
 int SecurityTest::health_port_ = 0;
+int SecurityTest::http_port_ = 0;
+
+// The HTTP API serves HTTPS with the gateway's certificate and asks for the
+// same bearer tokens; it does not answer plaintext.
+TEST_F(SecurityTest, TheHttpApiIsHttpsWithTheSameTokens) {
+  const auto curl = [&](const std::string& scheme, const std::string& token) {
+    std::vector<std::string> argv = {
+        "/usr/bin/curl",     "-sS", "--max-time",    "20", "--cacert",
+        pki_->other_ca_cert, "-w",  "\n%{http_code}"};
+    if (!token.empty()) {
+      argv.insert(argv.end(), {"-H", "Authorization: Bearer " + token});
+    }
+    argv.push_back(
+        absl::StrCat(scheme, "://127.0.0.1:", http_port_, "/v1/models"));
+    std::string output;
+    absl::StatusOr<int> rc = testing::RunCommand(argv, "", &output);
+    return std::make_pair(rc.ok() ? *rc : -1, output);
+  };
+  auto [rc, output] = curl("https", *token_);
+  EXPECT_EQ(rc, 0) << output;
+  EXPECT_THAT(output, HasSubstr("\n200"));
+  std::tie(rc, output) = curl("https", "");
+  EXPECT_THAT(output, HasSubstr("\n401"));
+  std::tie(rc, output) = curl("http", *token_);
+  EXPECT_THAT(output, ::testing::Not(HasSubstr("\n200")));
+}
 testing::LocalStack* SecurityTest::stack_ = nullptr;
 
 TEST_F(SecurityTest, GenerateWithAValidTokenOverTlsWorks) {

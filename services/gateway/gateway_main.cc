@@ -80,8 +80,8 @@ ABSL_FLAG(int, max_chat_messages, 4096,
 ABSL_FLAG(std::string, http_address, "",
           "Where the OpenAI-compatible HTTP API listens (/v1/completions, "
           "/v1/chat/completions, /v1/models, /health), e.g. 127.0.0.1:8000; "
-          "empty: off. Plaintext, with the same bearer tokens as gRPC: keep it "
-          "on loopback or behind a TLS proxy.");
+          "empty: off. Same bearer tokens as gRPC, and HTTPS with the same "
+          "certificate when --tls_cert is set (plaintext otherwise).");
 ABSL_FLAG(int, http_threads, 64,
           "Connections the HTTP API serves at once (streams included).");
 ABSL_FLAG(absl::Duration, http_request_timeout, absl::Minutes(30),
@@ -207,6 +207,12 @@ absl::StatusOr<longctx::GatewayServerOptions> OptionsFromFlags() {
   }
   auto tls = longctx::ApplyServerTlsFlags(longctx::ServerTlsOptions(), &o.grpc);
   if (!tls.ok()) return tls.status();
+  if (o.http.has_value()) {
+    // The HTTP API serves the same certificate as the gRPC port.
+    o.http->tls_cert_file = tls->cert_file;
+    o.http->tls_key_file = tls->key_file;
+    o.http->tls_client_ca_file = tls->client_ca_file;
+  }
   auto internal_security = longctx::InternalChannelSecurityFromFlags();
   if (!internal_security.ok()) return internal_security.status();
   o.internal_security = *std::move(internal_security);

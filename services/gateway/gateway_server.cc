@@ -101,9 +101,10 @@ absl::StatusOr<std::unique_ptr<GatewayServer>> GatewayServer::Start(
     if (!http.ok()) return http.status();
     server->http_ = *std::move(http);
     Log(LogLevel::kInfo,
-        "OpenAI-compatible HTTP on %s:%d (plaintext; same bearer tokens)",
+        "OpenAI-compatible HTTP on %s:%d (%s; same bearer tokens)",
         o.http->listen.host.empty() ? "127.0.0.1" : o.http->listen.host,
-        server->http_->port());
+        server->http_->port(),
+        server->http_->tls() ? "HTTPS with --tls_cert" : "plaintext");
   }
   // SERVING while at least one worker group is ready.
   GrpcServer* grpc_server = server->grpc_.get();

@@ -188,6 +188,7 @@ class GenerateCall : public grpc::ServerWriteReactor<v1::GenerateResponse> {
       if (i < message.logprobs_size()) {
         v1::TokenLogprob* logprob = to_client_.add_logprobs();
         *logprob = message.logprobs(i);
+        logprob->set_text(text_->TokenText(id));
         for (v1::TopLogprob& top : *logprob->mutable_top()) {
           top.set_text(text_->TokenText(top.token_id()));
         }

@@ -10,6 +10,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "grpcpp/grpcpp.h"
+#include "proto/grpc/health/v1/health.grpc.pb.h"
 #include "proto/longctx.grpc.pb.h"
 #include "services/common/status_util.h"
 #include "services/gateway/openai/openai_api.h"
@@ -130,10 +131,25 @@ class Relay {
 absl::StatusOr<std::unique_ptr<OpenAiHttpServer>> OpenAiHttpServer::Start(
     const HttpServerOptions& options, std::shared_ptr<grpc::Channel> channel) {
   std::unique_ptr<OpenAiHttpServer> server(new OpenAiHttpServer());
-  server->server_ = std::make_unique<httplib::Server>();
+  if (!options.tls_cert_file.empty()) {
+    auto tls = std::make_unique<httplib::SSLServer>(
+        options.tls_cert_file.c_str(), options.tls_key_file.c_str(),
+        options.tls_client_ca_file.empty()
+            ? nullptr
+            : options.tls_client_ca_file.c_str());
+    if (!tls->is_valid()) {
+      return absl::FailedPreconditionError(
+          "--http_address: cannot serve HTTPS with --tls_cert, --tls_key "
+          "(and --tls_client_ca)");
+    }
+    server->server_ = std::move(tls);
+    server->tls_ = true;
+  } else {
+    server->server_ = std::make_unique<httplib::Server>();
+  }
   httplib::Server& http = *server->server_;
-  auto stub = std::shared_ptr<v1::LongContext::Stub>(
-      v1::LongContext::NewStub(std::move(channel)));
+  auto stub =
+      std::shared_ptr<v1::LongContext::Stub>(v1::LongContext::NewStub(channel));
   const int threads = options.threads;
   http.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   http.set_payload_max_length(options.max_body_bytes);
@@ -159,17 +175,21 @@ absl::StatusOr<std::unique_ptr<OpenAiHttpServer>> OpenAiHttpServer::Start(
         SendError(absl::InternalError("internal error"), res);
       });
 
+  auto health = std::shared_ptr<grpc::health::v1::Health::Stub>(
+      grpc::health::v1::Health::NewStub(channel));
   http.Get(
-      "/health", [stub](const httplib::Request& req, httplib::Response& res) {
-        // Ready when the gateway answers; no credentials needed to ask.
+      "/health", [health](const httplib::Request&, httplib::Response& res) {
+        // The gateway's gRPC health: SERVING while a worker group is ready (no
+        // credentials needed, as for gRPC health checks).
         grpc::ClientContext context;
         context.set_deadline(std::chrono::system_clock::now() +
                              std::chrono::seconds(5));
-        v1::ModelInfo info;
-        const grpc::Status status =
-            stub->GetModelInfo(&context, v1::GetModelInfoRequest(), &info);
-        const bool up = status.ok() || status.error_code() ==
-                                           grpc::StatusCode::UNAUTHENTICATED;
+        grpc::health::v1::HealthCheckResponse response;
+        const grpc::Status status = health->Check(
+            &context, grpc::health::v1::HealthCheckRequest(), &response);
+        const bool up =
+            status.ok() &&
+            response.status() == grpc::health::v1::HealthCheckResponse::SERVING;
         res.status = up ? 200 : 503;
         res.set_content(json({{"status", up ? "ok" : "unavailable"}}).dump(),
                         "application/json");

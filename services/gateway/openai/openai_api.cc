@@ -349,9 +349,9 @@ json Usage(const v1::Usage& usage) {
       {"prompt_tokens_details", {{"cached_tokens", usage.cached_tokens()}}}};
 }
 
-// The text of a generated token: its alternative's text when it is among
-// them (the stream's text comes per message, not per token).
+// The text of a generated token: the gateway's, else its alternative's.
 std::string TokenText(const v1::TokenLogprob& logprob) {
+  if (!logprob.text().empty()) return logprob.text();
   for (const v1::TopLogprob& top : logprob.top()) {
     if (top.token_id() == logprob.token_id()) return top.text();
   }

@@ -241,7 +241,9 @@ TEST_F(OpenAiHttpTest, ErrorsHaveTheOpenAiShapeAndStatus) {
   EXPECT_THAT(Json(r)["error"]["message"].get<std::string>(),
               HasSubstr("not valid JSON"));
   r = Curl("/v1/completions", R"({"prompt": "x", "model": "gpt-4"})");
-  EXPECT_EQ(r.status, 404);
+  EXPECT_EQ(r.status, 400);
+  EXPECT_THAT(Json(r)["error"]["message"].get<std::string>(),
+              HasSubstr("is not served here"));
   r = Curl("/v1/nothing-here");
   EXPECT_EQ(r.status, 404);
   EXPECT_TRUE(Json(r).contains("error"));

@@ -12,23 +12,6 @@ namespace {
 constexpr const char* kSpecialNames[] = {"bos_token", "eos_token", "unk_token",
                                          "pad_token"};
 
-// The text of tokenizer_config.json's special token `key`: a string or an
-// object with "content".
-std::optional<std::string> SpecialText(const nlohmann::json& config,
-                                       const char* key) {
-  if (!config.is_object()) return std::nullopt;
-  const auto it = config.find(key);
-  if (it == config.end()) return std::nullopt;
-  if (it->is_string()) return it->get<std::string>();
-  if (it->is_object()) {
-    const auto content = it->find("content");
-    if (content != it->end() && content->is_string()) {
-      return content->get<std::string>();
-    }
-  }
-  return std::nullopt;
-}
-
 }  // namespace
 
 bool IsReservedChatVariable(absl::string_view name) {
@@ -88,7 +71,8 @@ absl::StatusOr<std::unique_ptr<ChatPromptRenderer>> ChatPromptRenderer::Load(
 
   nlohmann::json specials = nlohmann::json::object();
   for (const char* name : kSpecialNames) {
-    if (std::optional<std::string> text = SpecialText(config, name)) {
+    if (std::optional<std::string> text =
+            TokenizerConfigSpecialToken(config, name)) {
       specials[name] = *text;
     }
   }

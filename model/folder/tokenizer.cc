@@ -283,24 +283,20 @@ std::string SentencePieceTokenizer::TokenText(int32_t id) const {
 
 JsonTokenizer::~JsonTokenizer() = default;
 
-namespace {
-
-// SpecialTokenContent reads tokenizer_config.json's "bos_token" or
-// "eos_token": a string, or an object with "content".
-std::optional<std::string> SpecialTokenContent(const nlohmann::json& config,
-                                               const char* key) {
+std::optional<std::string> TokenizerConfigSpecialToken(
+    const nlohmann::json& config, const char* key) {
   if (!config.is_object()) return std::nullopt;
   const auto it = config.find(key);
   if (it == config.end()) return std::nullopt;
   if (it->is_string()) return it->get<std::string>();
-  if (it->is_object() && it->contains("content") &&
-      (*it)["content"].is_string()) {
-    return (*it)["content"].get<std::string>();
+  if (it->is_object()) {
+    const auto content = it->find("content");
+    if (content != it->end() && content->is_string()) {
+      return content->get<std::string>();
+    }
   }
   return std::nullopt;
 }
-
-}  // namespace
 
 absl::StatusOr<std::unique_ptr<JsonTokenizer>> JsonTokenizer::Load(
     const std::string& path, const ModelConfig& config) {
@@ -339,14 +335,14 @@ absl::StatusOr<std::unique_ptr<JsonTokenizer>> JsonTokenizer::Load(
   if (config.bos_token_id.has_value()) {
     tokenizer->bos_id_ = *config.bos_token_id;
   } else if (std::optional<std::string> bos =
-                 SpecialTokenContent(tokenizer_config, "bos_token")) {
+                 TokenizerConfigSpecialToken(tokenizer_config, "bos_token")) {
     tokenizer->bos_id_ = (*hf)->TokenToId(*bos);
   }
   if (!config.eos_token_ids.empty()) {
     tokenizer->eos_ids_.assign(config.eos_token_ids.begin(),
                                config.eos_token_ids.end());
   } else if (std::optional<std::string> eos =
-                 SpecialTokenContent(tokenizer_config, "eos_token")) {
+                 TokenizerConfigSpecialToken(tokenizer_config, "eos_token")) {
     if (std::optional<int32_t> id = (*hf)->TokenToId(*eos)) {
       tokenizer->eos_ids_ = {*id};
     }

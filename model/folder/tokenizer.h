@@ -18,6 +18,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 #include "model/folder/model_config.h"
+#include "nlohmann/json.hpp"
 
 namespace longctx {
 
@@ -228,6 +229,12 @@ class JsonTokenizer : public Tokenizer {
 // The tokenizer_class that marks a folder as using the byte tokenizer, in its
 // tokenizer_config.json (make_tiny_model writes it).
 inline constexpr absl::string_view kByteTokenizerClass = "LongctxByteTokenizer";
+
+// TokenizerConfigSpecialToken returns the text of tokenizer_config.json's
+// special token `key` ("bos_token", "eos_token", ...): a string, or an
+// object with "content"; nullopt otherwise.
+std::optional<std::string> TokenizerConfigSpecialToken(
+    const nlohmann::json& config, const char* key);
 
 // LoadTokenizer returns the tokenizer of a model folder: tokenizer.json when
 // it has one (what the Hugging Face libraries prefer too), else SentencePiece

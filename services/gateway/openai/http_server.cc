@@ -3,6 +3,7 @@
 #include <httplib.h>
 
 #include <chrono>
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -49,6 +50,29 @@ absl::StatusOr<v1::ModelInfo> ModelInfo(v1::LongContext::Stub& stub,
   if (!status.ok()) return FromGrpcStatus(status);
   return info;
 }
+
+// The served model's name for the responses, asked of the gateway once (by
+// a caller whose Generate was just accepted, so with valid credentials) and
+// kept: it does not change while the process runs.
+class ModelName {
+ public:
+  absl::StatusOr<std::string> Get(v1::LongContext::Stub& stub,
+                                  const httplib::Request& req) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (name_.has_value()) return *name_;
+    }
+    absl::StatusOr<v1::ModelInfo> info = ModelInfo(stub, req);
+    if (!info.ok()) return info.status();
+    absl::MutexLock lock(&mu_);
+    name_ = info->name();
+    return *name_;
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::optional<std::string> name_ ABSL_GUARDED_BY(mu_);
+};
 
 // One Generate call relayed to an HTTP response.
 class Relay {
@@ -206,30 +230,23 @@ absl::StatusOr<std::unique_ptr<OpenAiHttpServer>> OpenAiHttpServer::Start(
     res.set_content(json({{"object", "list"}, {"data", {model}}}).dump(),
                     "application/json");
   });
-  const auto generate = [stub, options](Endpoint endpoint) {
-    return [stub, options, endpoint](const httplib::Request& req,
-                                     httplib::Response& res) {
+  auto model_name = std::make_shared<ModelName>();
+  const auto generate = [stub, options, model_name](Endpoint endpoint) {
+    return [stub, options, model_name, endpoint](const httplib::Request& req,
+                                                 httplib::Response& res) {
       absl::StatusOr<ApiRequest> request =
           ParseRequest(endpoint, req.body, options.max_body_bytes);
       if (!request.ok()) return SendError(request.status(), res);
-      // The model's name for the responses (and the request's check).
-      absl::StatusOr<v1::ModelInfo> info = ModelInfo(*stub, req);
-      if (!info.ok()) return SendError(info.status(), res);
-      if (!request->generate.model().empty() &&
-          request->generate.model() != info->name()) {
-        return SendError(absl::NotFoundError(absl::StrCat(
-                             "model: \"", request->generate.model(),
-                             "\" is not served here; this server serves \"",
-                             info->name(), "\"")),
-                         res);
-      }
       const bool stream = request->stream;
       const ApiRequest shape = *request;  // What the response looks like.
       auto relay = std::make_shared<Relay>(
           stub, *std::move(request), CallContext(req, options.request_timeout));
       absl::Status begun = relay->Begin();
       if (!begun.ok()) return SendError(begun, res);
-      const ResponseInfo response_info = relay->Info(info->name());
+      // The request's "model" was checked by the gateway, as for gRPC.
+      absl::StatusOr<std::string> name = model_name->Get(*stub, req);
+      if (!name.ok()) return SendError(name.status(), res);
+      const ResponseInfo response_info = relay->Info(*name);
       if (!stream) {
         std::vector<v1::GenerateResponse> messages;
         absl::Status done = relay->ReadAll(&messages);

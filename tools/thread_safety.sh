@@ -29,6 +29,9 @@ done < <(git ls-files '*.cc' | grep -v '^third_party/')
 
 cuda_include=()
 [ -d /usr/local/cuda/include ] && cuda_include=(-I/usr/local/cuda/include)
+# Libraries whose headers depend on the -D flags they were built with
+# (cpp-httplib: OpenSSL, zlib, Brotli), as //third_party/systemlibs passes them.
+read -r -a system_defines <<<"$(pkg-config --cflags-only-other cpp-httplib 2>/dev/null)"
 
 check() {
   local f=$1
@@ -36,7 +39,8 @@ check() {
     */cuda/*) [ ${#cuda_include[@]} -eq 0 ] && return 0 ;;
   esac
   if ! out=$(clang++ -std=c++17 -fsyntax-only -Wthread-safety -Werror=thread-safety \
-      -Wno-unknown-warning-option -I. -I"$gen" "${cuda_include[@]}" "$f" 2>&1); then
+      -Wno-unknown-warning-option -I. -I"$gen" "${cuda_include[@]}" \
+      "${system_defines[@]}" "$f" 2>&1); then
     echo "FAILED $f"
     echo "$out" | grep -E "error" | head -n 5
     return 1

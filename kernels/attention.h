@@ -20,9 +20,11 @@
 // on the calling thread's OpenMP team (threads.h): work items are (kv head,
 // query tile) pairs, and when there are fewer items than threads (decode,
 // short chunks) each item's keys are split across threads and the parts
-// merged exactly. Memory is allocated once per call (per-thread scratch, and
-// the parts of split items), never per tile. Thread-safe: concurrent calls
-// share nothing.
+// merged exactly. With compute kBf16 the tiles of Q, K, V and the softmax
+// weights are kept in bf16, pairs of adjacent elements interleaved for the
+// dot-product instruction. Memory is allocated once per call (per-thread
+// scratch, and the parts of split items), never per tile. Thread-safe:
+// concurrent calls share nothing.
 #ifndef LONGCTX_KERNELS_ATTENTION_H_
 #define LONGCTX_KERNELS_ATTENTION_H_
 
@@ -62,6 +64,15 @@ struct AttentionParams {
   bool causal = true;
   // Multiplier of q . k; 0 means 1 / sqrt(head_dim). Default: 0.
   float scale = 0.0f;
+  // Type the products q . k and p . v are taken in (sums are always fp32):
+  // kF32, or kBf16 (--compute_precision=bf16): q, k, v and the softmax
+  // weights p rounded to bf16 and multiplied with AVX512_BF16 dot products,
+  // as GPU flash attention does with its tensor cores. kBf16 applies to
+  // query tiles (prefill); calls with at most 8 query rows (decode: tokens x
+  // heads per kv head) read the cache at memory speed either way and stay in
+  // fp32, as does every call on a CPU without AVX512_BF16 (or with
+  // SetMaxCpuIsa below kAvx512Bf16). Default: kF32.
+  DType compute = DType::kF32;
 };
 
 // FlashAttention computes attention of n_q query tokens over `kv`.
@@ -74,7 +85,7 @@ struct AttentionParams {
 //
 // INVALID_ARGUMENT for inconsistent shapes (num_heads not a multiple of
 // num_kv_heads, head_dim outside 1..256, non-positive block_size, short
-// strides, null pointers where data is needed).
+// strides, null pointers where data is needed, compute kF16).
 absl::Status FlashAttention(const float* q, int64_t n_q, int64_t q_stride,
                             const PagedKv& kv, const AttentionParams& params,
                             float* o, int64_t o_stride, float* lse);

@@ -47,6 +47,7 @@ struct KvFixture {
 };
 
 // Args: n_q, n_kv, isa. Queries are the last n_q positions of the keys.
+// isa kAvx512Bf16 runs with compute kBf16 (bf16 products); the others fp32.
 void BM_CausalAttention(benchmark::State& state) {
   const int64_t n_q = state.range(0);
   const int64_t n_kv = state.range(1);
@@ -59,6 +60,9 @@ void BM_CausalAttention(benchmark::State& state) {
   AttentionParams params;
   params.num_heads = kHeads;
   params.q_start_pos = n_kv - n_q;
+  if (state.range(2) == static_cast<int>(CpuIsa::kAvx512Bf16)) {
+    params.compute = DType::kBf16;
+  }
   for (auto _ : state) {
     const absl::Status s =
         FlashAttention(q.data(), n_q, kHeads * kHeadDim, kv.view, params,
@@ -73,22 +77,26 @@ void BM_CausalAttention(benchmark::State& state) {
       benchmark::Counter(4.0 * kHeadDim * kHeads * pairs * 1e-9,
                          benchmark::Counter::kIsIterationInvariantRate);
   state.SetLabel(CpuIsaName(ActiveCpuIsa()));
-  SetMaxCpuIsa(CpuIsa::kAvx512);
+  SetMaxCpuIsa(CpuIsa::kBestCpuIsa);
 }
 
 constexpr int kAvx512 = static_cast<int>(CpuIsa::kAvx512);
+constexpr int kBf16 = static_cast<int>(CpuIsa::kAvx512Bf16);
 constexpr int kScalar = static_cast<int>(CpuIsa::kScalar);
 
 // Prefill of the whole prompt.
 BENCHMARK(BM_CausalAttention)
     ->Args({2048, 2048, kAvx512})
     ->Args({16384, 16384, kAvx512})
+    ->Args({2048, 2048, kBf16})
+    ->Args({16384, 16384, kBf16})
     ->Args({2048, 2048, kScalar})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 // A 512-token prefill chunk at the end of a long context, and decode.
 BENCHMARK(BM_CausalAttention)
     ->Args({512, 16384, kAvx512})
+    ->Args({512, 16384, kBf16})
     ->Args({1, 16384, kAvx512})
     ->Args({1, 131072, kAvx512})
     ->Unit(benchmark::kMillisecond)

@@ -161,7 +161,8 @@ Result Reference(const Case& c, const PagedCache& cache,
 }
 
 Result RunKernel(const Case& c, const PagedCache& cache,
-                 const std::vector<float>& q, int64_t stride) {
+                 const std::vector<float>& q, int64_t stride,
+                 DType compute = DType::kF32) {
   Result r;
   r.o.assign(c.n_q * stride, 1234.5f);  // Catches unwritten outputs.
   r.lse.assign(c.n_q * c.num_heads, 1234.5f);
@@ -170,6 +171,7 @@ Result RunKernel(const Case& c, const PagedCache& cache,
   params.q_start_pos = c.q_pos0;
   params.causal = c.causal;
   params.scale = c.scale;
+  params.compute = compute;
   const absl::Status status =
       FlashAttention(q.data(), c.n_q, stride, cache.view(), params, r.o.data(),
                      stride, r.lse.data());
@@ -186,8 +188,31 @@ Result RunKernel(const Case& c, const PagedCache& cache,
 // moves results by 1e-3 or more.
 constexpr double kTolerance = 1e-5;
 
+// Tolerance of compute kBf16, absolute, on o and lse. q, k, v and the
+// softmax weights p are rounded to bf16 (relative error <= 2^-9 each; sums
+// stay fp32). A score s = scale * sum_x q_x k_x then errs by up to
+// 2^-8 * scale * sum_x |q_x k_x|: here (|q| <= 3, |k| <= 1, scale =
+// 1/sqrt(d)) about 2^-8 * 0.75 * sqrt(d) <= 0.05 at d = 256 in the worst
+// case, and as a random sum of d rounding errors typically 1/sqrt(d) of that.
+// o, a weighted mean of values in [-1, 1], moves by about the score error
+// plus 2^-8 (p and v); lse by the score error. The bound grows with |q| and
+// with the scale: the tolerance is kBf16Tolerance * max(1, q_magnitude / 3)
+// * max(1, scale * sqrt(d)). Observed: 0.027 on PeakySoftmax (|q| <= 12,
+// scores to ~±40; tolerance 0.08), 0.014 on ExplicitScaleAndStride (scale
+// 0.3 = 2.4 / sqrt(d); tolerance 0.048), under 0.01 elsewhere. A masking or
+// pairing mistake (a key of the wrong tile, an odd key or column dropped)
+// moves results by 5e-2 or more at |q| <= 3.
+constexpr double kBf16Tolerance = 2e-2;
+
+double Bf16Tolerance(const Case& c) {
+  const double scale_ratio =
+      c.scale != 0 ? c.scale * std::sqrt(double(c.head_dim)) : 1.0;
+  return kBf16Tolerance * std::max(1.0, c.q_magnitude / 3.0) *
+         std::max(1.0, scale_ratio);
+}
+
 void ExpectClose(const Case& c, const Result& got, const Result& want,
-                 int64_t stride) {
+                 int64_t stride, double tolerance = kTolerance) {
   int bad = 0;
   for (int64_t i = 0; i < c.n_q; ++i) {
     for (int h = 0; h < c.num_heads; ++h) {
@@ -198,13 +223,13 @@ void ExpectClose(const Case& c, const Result& got, const Result& want,
           ADD_FAILURE() << "lse[" << i << "," << h << "]=" << gl
                         << ", want -inf";
         }
-      } else if (!(std::fabs(gl - wl) <= kTolerance) && ++bad < 5) {
+      } else if (!(std::fabs(gl - wl) <= tolerance) && ++bad < 5) {
         ADD_FAILURE() << "lse[" << i << "," << h << "]=" << gl << ", want "
                       << wl;
       }
       for (int x = 0; x < c.head_dim; ++x) {
         const int64_t at = i * stride + h * c.head_dim + x;
-        if (!(std::fabs(got.o[at] - want.o[at]) <= kTolerance) && ++bad < 5) {
+        if (!(std::fabs(got.o[at] - want.o[at]) <= tolerance) && ++bad < 5) {
           ADD_FAILURE() << "o[" << i << "," << h << "," << x
                         << "]=" << got.o[at] << ", want " << want.o[at];
         }
@@ -266,7 +291,7 @@ class AttentionTest
     SetNumThreads(std::get<1>(GetParam()));
   }
   void TearDown() override {
-    SetMaxCpuIsa(CpuIsa::kAvx512);
+    SetMaxCpuIsa(CpuIsa::kBestCpuIsa);
     SetNumThreads(saved_threads_);
   }
 
@@ -293,6 +318,66 @@ INSTANTIATE_TEST_SUITE_P(
              std::to_string(std::get<1>(info.param)) + "threads_" +
              std::get<2>(info.param).name;
     });
+
+// Params: threads, case. Compute kBf16 on the AVX512_BF16 path (where the
+// CPU has it; elsewhere the kernel computes in fp32, which the fp32
+// tolerance would also pass).
+class AttentionBf16Test
+    : public ::testing::TestWithParam<std::tuple<int, Case>> {
+ protected:
+  void SetUp() override {
+    saved_threads_ = NumThreads();
+    SetNumThreads(std::get<0>(GetParam()));
+  }
+  void TearDown() override { SetNumThreads(saved_threads_); }
+
+ private:
+  int saved_threads_ = 1;
+};
+
+TEST_P(AttentionBf16Test, MatchesDoubleReferenceWithinBf16Tolerance) {
+  const Case& c = std::get<1>(GetParam());
+  const PagedCache cache(c.dtype, c.num_kv_heads, c.head_dim, c.block_size,
+                         c.n_kv, c.kv_pos0, 11);
+  const int64_t stride = c.num_heads * c.head_dim + c.stride_pad;
+  const std::vector<float> q = RandomQ(c, stride, 12);
+  ExpectClose(c, RunKernel(c, cache, q, stride, DType::kBf16),
+              Reference(c, cache, q, stride), stride, Bf16Tolerance(c));
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, AttentionBf16Test,
+                         ::testing::Combine(::testing::Values(2, 7),
+                                            ::testing::ValuesIn(Cases())),
+                         [](const auto& info) {
+                           return std::to_string(std::get<0>(info.param)) +
+                                  "threads_" + std::get<1>(info.param).name;
+                         });
+
+// The bf16 path is the one that runs (its results differ from fp32's by the
+// rounding of its inputs), and capping the ISA below AVX512_BF16 gives
+// exactly the fp32 results.
+TEST(AttentionBf16PathTest, RunsOnlyWhereTheCpuHasBf16) {
+  const Case c{"Prefill", 8, 4, 64, 16, 150, 0, 150, 0};
+  const PagedCache cache(c.dtype, c.num_kv_heads, c.head_dim, c.block_size,
+                         c.n_kv, c.kv_pos0, 11);
+  const int64_t stride = c.num_heads * c.head_dim;
+  const std::vector<float> q = RandomQ(c, stride, 12);
+  const Result fp32 = RunKernel(c, cache, q, stride, DType::kF32);
+  const Result bf16 = RunKernel(c, cache, q, stride, DType::kBf16);
+  if (DetectedCpuIsa() >= CpuIsa::kAvx512Bf16) {
+    double largest = 0;
+    for (size_t i = 0; i < fp32.o.size(); ++i) {
+      largest = std::max(largest, double(std::fabs(fp32.o[i] - bf16.o[i])));
+    }
+    EXPECT_GT(largest, 1e-4) << "compute kBf16 gave fp32 results";
+    EXPECT_LT(largest, kBf16Tolerance);
+  }
+  SetMaxCpuIsa(CpuIsa::kAvx512);
+  const Result capped = RunKernel(c, cache, q, stride, DType::kBf16);
+  SetMaxCpuIsa(CpuIsa::kBestCpuIsa);
+  EXPECT_EQ(capped.o, fp32.o);
+  EXPECT_EQ(capped.lse, fp32.lse);
+}
 
 TEST(AttentionSplitTest, SplitKvMergesToFullResult) {
   // Ring attention and split-KV decode: partials over consecutive key ranges,
@@ -376,6 +461,11 @@ TEST(AttentionErrorsTest, RejectsInconsistentShapes) {
   EXPECT_TRUE(FlashAttention(q.data(), 10, 8 * 64, cache.view(), params,
                              o.data(), 8 * 64, nullptr)
                   .ok());  // lse is optional.
+  params.compute = DType::kF16;
+  EXPECT_EQ(FlashAttention(q.data(), 10, 8 * 64, cache.view(), params, o.data(),
+                           8 * 64, lse.data())
+                .code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace

@@ -14,6 +14,11 @@ enum class CpuIsa {
   kScalar = 0,
   // AVX-512 F/BW/VL/DQ with FMA and F16C (Skylake-SP, Zen 4 and later).
   kAvx512 = 1,
+  // kAvx512 plus AVX512_BF16 (bf16 dot products: Cooper Lake, Sapphire
+  // Rapids, Zen 4 and later).
+  kAvx512Bf16 = 2,
+  // The fastest path defined; SetMaxCpuIsa(kBestCpuIsa) lifts any cap.
+  kBestCpuIsa = kAvx512Bf16,
 };
 
 // DetectedCpuIsa returns the best path this CPU (and OS) supports.
@@ -32,7 +37,7 @@ bool CpuHasF16c();
 // paths; calls already running are unaffected. Thread-safe.
 void SetMaxCpuIsa(CpuIsa isa);
 
-// CpuIsaName returns "scalar" or "avx512".
+// CpuIsaName returns "scalar", "avx512" or "avx512_bf16".
 const char* CpuIsaName(CpuIsa isa);
 
 }  // namespace longctx::kernels

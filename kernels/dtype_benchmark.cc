@@ -22,7 +22,7 @@ void BM_ToF32(benchmark::State& state) {
   }
   state.SetItemsProcessed(state.iterations() * kCount);
   state.SetLabel(CpuIsaName(ActiveCpuIsa()));
-  SetMaxCpuIsa(CpuIsa::kAvx512);
+  SetMaxCpuIsa(CpuIsa::kBestCpuIsa);
 }
 
 template <void (*Convert)(const float*, uint16_t*, int64_t)>
@@ -36,7 +36,7 @@ void BM_FromF32(benchmark::State& state) {
   }
   state.SetItemsProcessed(state.iterations() * kCount);
   state.SetLabel(CpuIsaName(ActiveCpuIsa()));
-  SetMaxCpuIsa(CpuIsa::kAvx512);
+  SetMaxCpuIsa(CpuIsa::kBestCpuIsa);
 }
 
 BENCHMARK_TEMPLATE(BM_ToF32, ConvertF16ToF32)->DenseRange(0, 1)->MinTime(0.1);

@@ -152,7 +152,7 @@ TEST(DTypeTest, F32ToBf16RoundsToNearestEven) {
 class BulkConversionTest : public ::testing::TestWithParam<CpuIsa> {
  protected:
   void SetUp() override { SetMaxCpuIsa(GetParam()); }
-  void TearDown() override { SetMaxCpuIsa(CpuIsa::kAvx512); }
+  void TearDown() override { SetMaxCpuIsa(CpuIsa::kBestCpuIsa); }
 };
 
 TEST_P(BulkConversionTest, MatchesScalar) {

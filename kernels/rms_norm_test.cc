@@ -48,7 +48,7 @@ void ExpectNormalized(const float* x, int64_t x_stride, const float* weight,
 class RmsNormTest : public ::testing::TestWithParam<CpuIsa> {
  protected:
   void SetUp() override { SetMaxCpuIsa(GetParam()); }
-  void TearDown() override { SetMaxCpuIsa(CpuIsa::kAvx512); }
+  void TearDown() override { SetMaxCpuIsa(CpuIsa::kBestCpuIsa); }
 };
 
 TEST_P(RmsNormTest, MatchesDoubleReference) {

@@ -30,7 +30,7 @@ constexpr double kRelTolerance = 1e-6;
 class SwiGluTest : public ::testing::TestWithParam<CpuIsa> {
  protected:
   void SetUp() override { SetMaxCpuIsa(GetParam()); }
-  void TearDown() override { SetMaxCpuIsa(CpuIsa::kAvx512); }
+  void TearDown() override { SetMaxCpuIsa(CpuIsa::kBestCpuIsa); }
 };
 
 TEST_P(SwiGluTest, MatchesDoubleReferenceWithStrides) {

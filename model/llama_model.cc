@@ -182,8 +182,8 @@ namespace {
 class LocalAttention : public LayerAttention {
  public:
   LocalAttention(const LlamaShape& shape, absl::Span<const SeqSpan> spans,
-                 KvBlockPool& pool)
-      : shape_(shape), spans_(spans), pool_(pool) {}
+                 KvBlockPool& pool, DType compute)
+      : shape_(shape), spans_(spans), pool_(pool), compute_(compute) {}
 
   absl::Status Attend(int layer, const float* qkv, int64_t qkv_stride,
                       float* out, int64_t out_stride) override {
@@ -239,6 +239,7 @@ class LocalAttention : public LayerAttention {
       params.num_heads = shape_.num_heads;
       params.q_start_pos = span.start;
       params.causal = true;
+      params.compute = compute_;
       absl::Status status = kernels::FlashAttention(
           qkv + t * qkv_stride, n, qkv_stride, view, params,
           out + t * out_stride, out_stride, /*lse=*/nullptr);
@@ -252,6 +253,7 @@ class LocalAttention : public LayerAttention {
   const LlamaShape& shape_;
   const absl::Span<const SeqSpan> spans_;
   KvBlockPool& pool_;
+  const DType compute_;
   std::vector<const void*> k_ptrs_, v_ptrs_;
 };
 
@@ -289,7 +291,7 @@ absl::Status LlamaModel::Forward(absl::Span<const SeqSpan> spans,
     }
   }
   if (ids_.empty()) return absl::OkStatus();
-  LocalAttention attention(shape_, spans, pool);
+  LocalAttention attention(shape_, spans, pool, attention_compute());
   return RunTokens(ids_, positions_, attention, logit_rows_, logits);
 }
 

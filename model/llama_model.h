@@ -104,6 +104,14 @@ class LlamaModel : public ForwardModel {
   // caller).
   KvLayout KvLayoutFor(int block_size, KvDtype dtype) const;
 
+  // The type attention multiplies in (kernels::AttentionParams::compute):
+  // bf16 with --compute_precision=bf16, fp32 otherwise.
+  kernels::DType attention_compute() const {
+    return options_.precision == kernels::ComputePrecision::kBf16
+               ? kernels::DType::kBf16
+               : kernels::DType::kF32;
+  }
+
   absl::Status Forward(absl::Span<const SeqSpan> spans, KvBlockPool& pool,
                        float* logits) override;
 

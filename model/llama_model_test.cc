@@ -6,6 +6,7 @@
 
 #include "gtest/gtest.h"
 #include "kernels/dtype.h"
+#include "kernels/gemm.h"
 #include "model/testing/random_llama.h"
 
 namespace longctx {
@@ -233,6 +234,48 @@ TEST(LlamaModelTest, Fp16CacheStaysCloseToTheReference) {
   // fp16 keys and values carry ~5e-4 relative error each; through 3 layers the
   // logits stay within 1e-2 of the row scale.
   EXPECT_LT(RowError(logits.data(), ref.back()), 1e-2);
+}
+
+// bf16 compute (--compute_precision=bf16): every GEMM and attention's
+// products take their inputs rounded to bf16 (2^-9 relative each; sums stay
+// fp32), weights and activations alike, in each of 3 layers and the lm_head,
+// over an fp16 cache. Observed: up to 7e-3 of the row scale over a prefill
+// (attention on bf16 tiles) and the decode steps after it (fp32 attention
+// over the cache); the tolerance is 3e-2. A wrong key, head or position
+// anywhere moves the logits by 1e-1 or more.
+constexpr double kBf16ComputeTolerance = 3e-2;
+
+TEST(LlamaModelTest, Bf16ComputeStaysCloseToTheReference) {
+  if (!kernels::Bf16GemmSupported()) GTEST_SKIP() << "no bf16 on this CPU";
+  testing::RandomLlama m = testing::MakeRandomLlama(true, false, 17);
+  LlamaModelOptions options;
+  options.precision = kernels::ComputePrecision::kBf16;
+  auto model = LlamaModel::Create(m.shape, m.weights, options);
+  ASSERT_TRUE(model.ok()) << model.status();
+  const KvLayout layout = (*model)->KvLayoutFor(8, KvDtype::kF16);
+  auto pool = KvBlockPool::Create(layout, layout.BlockBytes() * 16);
+  ASSERT_TRUE(pool.ok()) << pool.status();
+  std::vector<int> blocks;
+  for (int i = 0; i < 8; ++i) blocks.push_back(*(*pool)->Allocate());
+  auto tokens = testing::RandomTokens(60, m.shape.vocab_size, 11);
+  auto ref = Reference(m, tokens);
+  std::vector<float> logits(m.shape.vocab_size);
+  const int prompt = 57;
+  ASSERT_TRUE((*model)
+                  ->Forward({{absl::MakeConstSpan(tokens).subspan(0, prompt), 0,
+                              blocks, true}},
+                            **pool, logits.data())
+                  .ok());
+  EXPECT_LT(RowError(logits.data(), ref[prompt - 1]), kBf16ComputeTolerance);
+  for (int pos = prompt; pos < 60; ++pos) {
+    ASSERT_TRUE((*model)
+                    ->Forward({{absl::MakeConstSpan(&tokens[pos], 1), pos,
+                                blocks, true}},
+                              **pool, logits.data())
+                    .ok());
+    EXPECT_LT(RowError(logits.data(), ref[pos]), kBf16ComputeTolerance)
+        << "position " << pos;
+  }
 }
 
 TEST(LlamaModelTest, RejectsInconsistentShapes) {

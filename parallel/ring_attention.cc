@@ -80,6 +80,7 @@ class RingStep::Attention : public LayerAttention {
     q_dim_ = int64_t{s.num_heads} * hd_;
     kv_dim_ = int64_t{s.num_kv_heads} * hd_;
     dtype_ = CacheDType(kv.dtype);
+    compute_ = ring.model_->attention_compute();
     elem_ = kv.ElementBytes();
     tensor_bytes_ = kv.TensorBytes();
     const size_t n = plan.spans.size();
@@ -207,6 +208,7 @@ class RingStep::Attention : public LayerAttention {
     params.num_heads = heads_;
     params.q_start_pos = q.pos0;
     params.causal = true;
+    params.compute = compute_;
     if (static_cast<int64_t>(tmp_o_.size()) < n * q_dim_) {
       tmp_o_.resize(static_cast<size_t>(n * q_dim_));
       tmp_lse_.resize(static_cast<size_t>(n * heads_));
@@ -481,6 +483,7 @@ class RingStep::Attention : public LayerAttention {
   int P_ = 1, rank_ = 0, block_ = 0, heads_ = 0;
   int64_t hd_ = 0, q_dim_ = 0, kv_dim_ = 0;
   kernels::DType dtype_ = kernels::DType::kF16;
+  kernels::DType compute_ = kernels::DType::kF32;  // AttentionParams::compute
   size_t elem_ = 0, tensor_bytes_ = 0;
   // Per span: whether it uses pass-Q; [span][rank] runs of query positions
   // and of key blocks; the span's first row in this rank's batch and in its

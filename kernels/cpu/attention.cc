@@ -38,6 +38,9 @@ struct Problem {
   int64_t q_offset;
   bool causal;
   float scale;
+  // Products in bf16 on the tile path (AttentionParams::compute, when the
+  // CPU has AVX512_BF16).
+  bool bf16;
   float* o;
   int64_t o_stride;
   float* lse;
@@ -195,64 +198,219 @@ struct TileShape {
   int d_p;     // head_dim rounded up to 16.
 };
 
-// S[j][0..16*RV) for KJ keys: qt points at row 0 of the block in Q^T (row
-// stride rows_p), k at the first key (row stride d), s at S[0][row 0].
-template <int RV, int KJ>
-LONGCTX_TARGET_AVX512 void QkMicro(const float* qt, int rows_p, const float* k,
-                                   int d, float* s) {
-  __m512 acc[KJ][RV];
+// The micro-kernels of the tile path come in two kinds with one interface, so
+// that the loops around them (QkTile, PvTile) are shared:
+//
+//   Fp32Tiles: Qt[x][r], K[j][x], P = S[j][r] and V[j][x] in fp32; an inner
+//     step is one element (x for QK^T, key j for PV) and one FMA per lane.
+//   Bf16Tiles: the same matrices in bf16 with pairs of adjacent elements of
+//     the summed dimension interleaved: Qt[x/2][r][x%2], K[j][x] (pairs are
+//     adjacent already), P[j/2][r][j%2], V[j/2][x][j%2]. An inner step is a
+//     pair and one vdpbf16ps per lane (two products summed into fp32).
+//
+// kPack is the number of elements per lane and step (1 or 2): offsets along
+// rows (of Qt and P) and columns (of V) scale by it.
+
+// Elements of type T at p + offset, as a 32-bit value (a pair when T is bf16).
+template <typename T>
+inline int32_t Load32(const T* p) {
+  int32_t v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+
+struct Fp32Tiles {
+  using Elem = float;
+  static constexpr int kPack = 1;
+
+  // S[j][0..16*RV) for KJ keys: qt points at row 0 of the block in Q^T (row
+  // stride rows_p), k at the first key (row stride k_stride), s at S[0][row
+  // 0]; `steps` = head_dim.
+  template <int RV, int KJ>
+  LONGCTX_TARGET_AVX512 static void Qk(const float* qt, int rows_p,
+                                       const float* k, int k_stride, int steps,
+                                       float* s) {
+    __m512 acc[KJ][RV];
 #pragma GCC unroll 8
-  for (int kj = 0; kj < KJ; ++kj) {
+    for (int kj = 0; kj < KJ; ++kj) {
 #pragma GCC unroll 4
-    for (int rv = 0; rv < RV; ++rv) acc[kj][rv] = _mm512_setzero_ps();
-  }
-  for (int x = 0; x < d; ++x) {
-    __m512 qv[RV];
+      for (int rv = 0; rv < RV; ++rv) acc[kj][rv] = _mm512_setzero_ps();
+    }
+    for (int x = 0; x < steps; ++x) {
+      __m512 qv[RV];
 #pragma GCC unroll 4
-    for (int rv = 0; rv < RV; ++rv) {
-      qv[rv] = _mm512_load_ps(qt + x * rows_p + 16 * rv);
+      for (int rv = 0; rv < RV; ++rv) {
+        qv[rv] = _mm512_load_ps(qt + x * rows_p + 16 * rv);
+      }
+#pragma GCC unroll 8
+      for (int kj = 0; kj < KJ; ++kj) {
+        const __m512 kb = _mm512_set1_ps(k[kj * k_stride + x]);
+#pragma GCC unroll 4
+        for (int rv = 0; rv < RV; ++rv) {
+          acc[kj][rv] = _mm512_fmadd_ps(qv[rv], kb, acc[kj][rv]);
+        }
+      }
     }
 #pragma GCC unroll 8
     for (int kj = 0; kj < KJ; ++kj) {
-      const __m512 kb = _mm512_set1_ps(k[kj * d + x]);
 #pragma GCC unroll 4
       for (int rv = 0; rv < RV; ++rv) {
-        acc[kj][rv] = _mm512_fmadd_ps(qv[rv], kb, acc[kj][rv]);
+        _mm512_store_ps(s + kj * rows_p + 16 * rv, acc[kj][rv]);
       }
     }
   }
+
+  // O[r][0..16*DV) = alpha[r] * O[r][..] + sum_j P[j][r] * V[j][..] for R
+  // rows: p points at P[0][row 0] (row stride rows_p), v at V[0][first column]
+  // (row stride d_p), o at O[row 0][first column] (row stride d_p); `steps` =
+  // keys.
+  template <int R, int DV>
+  LONGCTX_TARGET_AVX512 static void Pv(const float* p, int rows_p,
+                                       const float* v, int d_p, int steps,
+                                       const float* alpha, float* o) {
+    __m512 acc[R][DV];
 #pragma GCC unroll 8
-  for (int kj = 0; kj < KJ; ++kj) {
+    for (int r = 0; r < R; ++r) {
+      const __m512 a = _mm512_set1_ps(alpha[r]);
 #pragma GCC unroll 4
-    for (int rv = 0; rv < RV; ++rv) {
-      _mm512_store_ps(s + kj * rows_p + 16 * rv, acc[kj][rv]);
+      for (int dv = 0; dv < DV; ++dv) {
+        acc[r][dv] = _mm512_mul_ps(_mm512_load_ps(o + r * d_p + 16 * dv), a);
+      }
+    }
+    for (int j = 0; j < steps; ++j) {
+      __m512 vv[DV];
+#pragma GCC unroll 4
+      for (int dv = 0; dv < DV; ++dv) {
+        vv[dv] = _mm512_load_ps(v + j * d_p + 16 * dv);
+      }
+#pragma GCC unroll 8
+      for (int r = 0; r < R; ++r) {
+        const __m512 pb = _mm512_set1_ps(p[j * rows_p + r]);
+#pragma GCC unroll 4
+        for (int dv = 0; dv < DV; ++dv) {
+          acc[r][dv] = _mm512_fmadd_ps(pb, vv[dv], acc[r][dv]);
+        }
+      }
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 4
+      for (int dv = 0; dv < DV; ++dv) {
+        _mm512_store_ps(o + r * d_p + 16 * dv, acc[r][dv]);
+      }
     }
   }
-}
+};
 
-template <int RV>
-LONGCTX_TARGET_AVX512 void QkRowBlock(const float* qt, int rows_p,
-                                      const float* k, int d, int keys,
-                                      float* s) {
+struct Bf16Tiles {
+  using Elem = uint16_t;
+  static constexpr int kPack = 2;
+
+  // As Fp32Tiles::Qk; qt is Qt[x/2][r][x%2] (2 * rows_p elements per pair),
+  // k rows have k_stride >= 2 * steps elements, steps = pairs of head_dim.
+  template <int RV, int KJ>
+  LONGCTX_TARGET_AVX512_BF16 static void Qk(const uint16_t* qt, int rows_p,
+                                            const uint16_t* k, int k_stride,
+                                            int steps, float* s) {
+    __m512 acc[KJ][RV];
+#pragma GCC unroll 8
+    for (int kj = 0; kj < KJ; ++kj) {
+#pragma GCC unroll 4
+      for (int rv = 0; rv < RV; ++rv) acc[kj][rv] = _mm512_setzero_ps();
+    }
+    for (int x = 0; x < steps; ++x) {
+      __m512bh qv[RV];
+#pragma GCC unroll 4
+      for (int rv = 0; rv < RV; ++rv) {
+        qv[rv] = (__m512bh)_mm512_load_si512(qt + 2 * (x * rows_p + 16 * rv));
+      }
+#pragma GCC unroll 8
+      for (int kj = 0; kj < KJ; ++kj) {
+        const __m512bh kb =
+            (__m512bh)_mm512_set1_epi32(Load32(k + kj * k_stride + 2 * x));
+#pragma GCC unroll 4
+        for (int rv = 0; rv < RV; ++rv) {
+          acc[kj][rv] = _mm512_dpbf16_ps(acc[kj][rv], qv[rv], kb);
+        }
+      }
+    }
+#pragma GCC unroll 8
+    for (int kj = 0; kj < KJ; ++kj) {
+#pragma GCC unroll 4
+      for (int rv = 0; rv < RV; ++rv) {
+        _mm512_store_ps(s + kj * rows_p + 16 * rv, acc[kj][rv]);
+      }
+    }
+  }
+
+  // As Fp32Tiles::Pv; p is P[j/2][r][j%2], v is V[j/2][x][j%2] (2 * d_p
+  // elements per pair), steps = pairs of keys.
+  template <int R, int DV>
+  LONGCTX_TARGET_AVX512_BF16 static void Pv(const uint16_t* p, int rows_p,
+                                            const uint16_t* v, int d_p,
+                                            int steps, const float* alpha,
+                                            float* o) {
+    __m512 acc[R][DV];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      const __m512 a = _mm512_set1_ps(alpha[r]);
+#pragma GCC unroll 4
+      for (int dv = 0; dv < DV; ++dv) {
+        acc[r][dv] = _mm512_mul_ps(_mm512_load_ps(o + r * d_p + 16 * dv), a);
+      }
+    }
+    for (int j = 0; j < steps; ++j) {
+      __m512bh vv[DV];
+#pragma GCC unroll 4
+      for (int dv = 0; dv < DV; ++dv) {
+        vv[dv] = (__m512bh)_mm512_load_si512(v + 2 * (j * d_p + 16 * dv));
+      }
+#pragma GCC unroll 8
+      for (int r = 0; r < R; ++r) {
+        const __m512bh pb =
+            (__m512bh)_mm512_set1_epi32(Load32(p + 2 * (j * rows_p + r)));
+#pragma GCC unroll 4
+        for (int dv = 0; dv < DV; ++dv) {
+          acc[r][dv] = _mm512_dpbf16_ps(acc[r][dv], pb, vv[dv]);
+        }
+      }
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 4
+      for (int dv = 0; dv < DV; ++dv) {
+        _mm512_store_ps(o + r * d_p + 16 * dv, acc[r][dv]);
+      }
+    }
+  }
+};
+
+template <class K, int RV>
+void QkRowBlock(const typename K::Elem* qt, int rows_p,
+                const typename K::Elem* k, int k_stride, int steps, int keys,
+                float* s) {
   int j = 0;
   for (; j + kQkKeys <= keys; j += kQkKeys) {
-    QkMicro<RV, kQkKeys>(qt, rows_p, k + j * d, d, s + j * rows_p);
+    K::template Qk<RV, kQkKeys>(qt, rows_p, k + j * k_stride, k_stride, steps,
+                                s + j * rows_p);
   }
+  const auto* kj = k + j * k_stride;
+  float* sj = s + j * rows_p;
   switch (keys - j) {
     case 1:
-      QkMicro<RV, 1>(qt, rows_p, k + j * d, d, s + j * rows_p);
+      K::template Qk<RV, 1>(qt, rows_p, kj, k_stride, steps, sj);
       break;
     case 2:
-      QkMicro<RV, 2>(qt, rows_p, k + j * d, d, s + j * rows_p);
+      K::template Qk<RV, 2>(qt, rows_p, kj, k_stride, steps, sj);
       break;
     case 3:
-      QkMicro<RV, 3>(qt, rows_p, k + j * d, d, s + j * rows_p);
+      K::template Qk<RV, 3>(qt, rows_p, kj, k_stride, steps, sj);
       break;
     case 4:
-      QkMicro<RV, 4>(qt, rows_p, k + j * d, d, s + j * rows_p);
+      K::template Qk<RV, 4>(qt, rows_p, kj, k_stride, steps, sj);
       break;
     case 5:
-      QkMicro<RV, 5>(qt, rows_p, k + j * d, d, s + j * rows_p);
+      K::template Qk<RV, 5>(qt, rows_p, kj, k_stride, steps, sj);
       break;
     default:
       break;
@@ -260,91 +418,54 @@ LONGCTX_TARGET_AVX512 void QkRowBlock(const float* qt, int rows_p,
 }
 
 // S = K Q^T for `keys` keys and all rows_p rows.
-LONGCTX_TARGET_AVX512 void QkTile(const float* qt, int rows_p, const float* k,
-                                  int d, int keys, float* s) {
+template <class K>
+void QkTile(const typename K::Elem* qt, int rows_p, const typename K::Elem* k,
+            int k_stride, int steps, int keys, float* s) {
   for (int r = 0; r < rows_p; r += 16 * kQkRowVectors) {
+    const auto* q = qt + K::kPack * r;
     switch (std::min(kQkRowVectors, (rows_p - r) / 16)) {
       case 1:
-        QkRowBlock<1>(qt + r, rows_p, k, d, keys, s + r);
+        QkRowBlock<K, 1>(q, rows_p, k, k_stride, steps, keys, s + r);
         break;
       case 2:
-        QkRowBlock<2>(qt + r, rows_p, k, d, keys, s + r);
+        QkRowBlock<K, 2>(q, rows_p, k, k_stride, steps, keys, s + r);
         break;
       case 3:
-        QkRowBlock<3>(qt + r, rows_p, k, d, keys, s + r);
+        QkRowBlock<K, 3>(q, rows_p, k, k_stride, steps, keys, s + r);
         break;
       default:
-        QkRowBlock<4>(qt + r, rows_p, k, d, keys, s + r);
+        QkRowBlock<K, 4>(q, rows_p, k, k_stride, steps, keys, s + r);
         break;
     }
   }
 }
 
-// O[r][0..16*DV) = alpha[r] * O[r][..] + sum_j P[j][r] * V[j][..] for R rows:
-// p points at P[0][row 0] (row stride rows_p), v at V[0][first column]
-// (row stride d_p), o at O[row 0][first column] (row stride d_p).
-template <int R, int DV>
-LONGCTX_TARGET_AVX512 void PvMicro(const float* p, int rows_p, const float* v,
-                                   int d_p, int keys, const float* alpha,
-                                   float* o) {
-  __m512 acc[R][DV];
-#pragma GCC unroll 8
-  for (int r = 0; r < R; ++r) {
-    const __m512 a = _mm512_set1_ps(alpha[r]);
-#pragma GCC unroll 4
-    for (int dv = 0; dv < DV; ++dv) {
-      acc[r][dv] = _mm512_mul_ps(_mm512_load_ps(o + r * d_p + 16 * dv), a);
-    }
-  }
-  for (int j = 0; j < keys; ++j) {
-    __m512 vv[DV];
-#pragma GCC unroll 4
-    for (int dv = 0; dv < DV; ++dv) {
-      vv[dv] = _mm512_load_ps(v + j * d_p + 16 * dv);
-    }
-#pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) {
-      const __m512 pb = _mm512_set1_ps(p[j * rows_p + r]);
-#pragma GCC unroll 4
-      for (int dv = 0; dv < DV; ++dv) {
-        acc[r][dv] = _mm512_fmadd_ps(pb, vv[dv], acc[r][dv]);
-      }
-    }
-  }
-#pragma GCC unroll 8
-  for (int r = 0; r < R; ++r) {
-#pragma GCC unroll 4
-    for (int dv = 0; dv < DV; ++dv) {
-      _mm512_store_ps(o + r * d_p + 16 * dv, acc[r][dv]);
-    }
-  }
-}
-
-template <int DV>
-LONGCTX_TARGET_AVX512 void PvColumnBlock(const float* p, int rows, int rows_p,
-                                         const float* v, int d_p, int keys,
-                                         const float* alpha, float* o) {
+template <class K, int DV>
+void PvColumnBlock(const typename K::Elem* p, int rows, int rows_p,
+                   const typename K::Elem* v, int d_p, int steps,
+                   const float* alpha, float* o) {
   int r = 0;
   for (; r + kPvRows <= rows; r += kPvRows) {
-    PvMicro<kPvRows, DV>(p + r, rows_p, v, d_p, keys, alpha + r, o + r * d_p);
+    K::template Pv<kPvRows, DV>(p + K::kPack * r, rows_p, v, d_p, steps,
+                                alpha + r, o + r * d_p);
   }
-  const float* pr = p + r;
+  const auto* pr = p + K::kPack * r;
   float* orow = o + r * d_p;
   switch (rows - r) {
     case 1:
-      PvMicro<1, DV>(pr, rows_p, v, d_p, keys, alpha + r, orow);
+      K::template Pv<1, DV>(pr, rows_p, v, d_p, steps, alpha + r, orow);
       break;
     case 2:
-      PvMicro<2, DV>(pr, rows_p, v, d_p, keys, alpha + r, orow);
+      K::template Pv<2, DV>(pr, rows_p, v, d_p, steps, alpha + r, orow);
       break;
     case 3:
-      PvMicro<3, DV>(pr, rows_p, v, d_p, keys, alpha + r, orow);
+      K::template Pv<3, DV>(pr, rows_p, v, d_p, steps, alpha + r, orow);
       break;
     case 4:
-      PvMicro<4, DV>(pr, rows_p, v, d_p, keys, alpha + r, orow);
+      K::template Pv<4, DV>(pr, rows_p, v, d_p, steps, alpha + r, orow);
       break;
     case 5:
-      PvMicro<5, DV>(pr, rows_p, v, d_p, keys, alpha + r, orow);
+      K::template Pv<5, DV>(pr, rows_p, v, d_p, steps, alpha + r, orow);
       break;
     default:
       break;
@@ -352,25 +473,38 @@ LONGCTX_TARGET_AVX512 void PvColumnBlock(const float* p, int rows, int rows_p,
 }
 
 // O = diag(alpha) O + P^T V for the first `rows` rows.
-LONGCTX_TARGET_AVX512 void PvTile(const float* p, int rows, int rows_p,
-                                  const float* v, int d_p, int keys,
-                                  const float* alpha, float* o) {
+template <class K>
+void PvTile(const typename K::Elem* p, int rows, int rows_p,
+            const typename K::Elem* v, int d_p, int steps, const float* alpha,
+            float* o) {
   for (int c = 0; c < d_p; c += 16 * kPvVectors) {
+    const auto* vc = v + K::kPack * c;
     switch (std::min(kPvVectors, (d_p - c) / 16)) {
       case 1:
-        PvColumnBlock<1>(p, rows, rows_p, v + c, d_p, keys, alpha, o + c);
+        PvColumnBlock<K, 1>(p, rows, rows_p, vc, d_p, steps, alpha, o + c);
         break;
       case 2:
-        PvColumnBlock<2>(p, rows, rows_p, v + c, d_p, keys, alpha, o + c);
+        PvColumnBlock<K, 2>(p, rows, rows_p, vc, d_p, steps, alpha, o + c);
         break;
       case 3:
-        PvColumnBlock<3>(p, rows, rows_p, v + c, d_p, keys, alpha, o + c);
+        PvColumnBlock<K, 3>(p, rows, rows_p, vc, d_p, steps, alpha, o + c);
         break;
       default:
-        PvColumnBlock<4>(p, rows, rows_p, v + c, d_p, keys, alpha, o + c);
+        PvColumnBlock<K, 4>(p, rows, rows_p, vc, d_p, steps, alpha, o + c);
         break;
     }
   }
+}
+
+// InterleaveBf16 rounds a and b to bf16 and returns their lanes interleaved:
+// a[0], b[0], a[1], b[1], ... (the pair layout of Bf16Tiles).
+LONGCTX_TARGET_AVX512_BF16 inline __m512i InterleaveBf16(__m512 a, __m512 b) {
+  // cvtne2ps puts its second operand in the low 16 elements.
+  const __m512i both = (__m512i)_mm512_cvtne2ps_pbh(b, a);
+  const __m512i order = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11,
+                                         26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21,
+                                         5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+  return _mm512_permutexvar_epi16(order, both);
 }
 
 // Online-softmax update of one key tile: masks S (when `mask`), turns it into
@@ -421,9 +555,94 @@ LONGCTX_TARGET_AVX512 void SoftmaxTile(float* s, int rows_p, int keys,
   }
 }
 
+// PackProbsBf16 rounds P[j][r] (fp32, row stride rows_p) to the pair layout
+// of Bf16Tiles, P[j/2][r][j%2], keys padded to an even count with zeros.
+LONGCTX_TARGET_AVX512_BF16 void PackProbsBf16(const float* s, int rows_p,
+                                              int keys, uint16_t* out) {
+  for (int j = 0; j < keys; j += 2) {
+    const float* s0 = s + j * rows_p;
+    for (int r = 0; r < rows_p; r += 16) {
+      const __m512 e0 = _mm512_load_ps(s0 + r);
+      const __m512 e1 =
+          j + 1 < keys ? _mm512_load_ps(s0 + rows_p + r) : _mm512_setzero_ps();
+      _mm512_store_si512(out + 2 * ((j / 2) * rows_p + r),
+                         InterleaveBf16(e0, e1));
+    }
+  }
+}
+
+// LoadKv16 returns elements [16x, 16x + 16) of a K or V row as fp32; lanes
+// outside `mask` are 0.
+template <DType kType>
+LONGCTX_TARGET_AVX512 inline __m512 LoadKv16(const uint8_t* row, int x,
+                                             __mmask16 mask) {
+  if constexpr (kType == DType::kF32) {
+    return _mm512_maskz_loadu_ps(mask,
+                                 reinterpret_cast<const float*>(row) + 16 * x);
+  } else {
+    const __m256i bits = _mm256_maskz_loadu_epi16(
+        mask, reinterpret_cast<const uint16_t*>(row) + 16 * x);
+    if constexpr (kType == DType::kF16) {
+      return _mm512_cvtph_ps(bits);
+    } else {
+      return _mm512_castsi512_ps(
+          _mm512_slli_epi32(_mm512_cvtepu16_epi32(bits), 16));
+    }
+  }
+}
+
+// LoadKvTileBf16 converts tokens [t0, t0 + count) of kv head h to the bf16
+// tiles of Bf16Tiles: K[j][0..d_p) and V[j/2][0..d_p)[j%2], zero-padded past
+// head_dim and (V) to an even number of keys.
+template <DType kType>
+LONGCTX_TARGET_AVX512_BF16 void LoadKvTileBf16(const PagedKv& kv, int h,
+                                               int64_t t0, int count, int d_p,
+                                               uint16_t* k_out,
+                                               uint16_t* v_out) {
+  const int dv = d_p / 16;
+  const __mmask16 tail = internal::TailMask(kv.head_dim - 16 * (dv - 1));
+  const size_t row_bytes = static_cast<size_t>(kv.head_dim) * DTypeSize(kType);
+  const uint8_t* k_row = nullptr;
+  const uint8_t* v_row = nullptr;
+  int64_t run = 0;  // Rows left in the current block.
+  const uint8_t* v_prev = nullptr;
+  for (int j = 0; j < count + (count & 1); ++j) {
+    const bool real = j < count;
+    if (real) {
+      if (run == 0) {
+        k_row = KvRows(kv.k_blocks, kv, t0 + j, h, &run);
+        v_row = KvRows(kv.v_blocks, kv, t0 + j, h, &run);
+      } else {
+        k_row += row_bytes;
+        v_row += row_bytes;
+      }
+      --run;
+      for (int x = 0; x < dv; ++x) {
+        const __m512 k16 =
+            LoadKv16<kType>(k_row, x, x + 1 < dv ? 0xffff : tail);
+        _mm256_store_si256(reinterpret_cast<__m256i*>(k_out + j * d_p + 16 * x),
+                           (__m256i)_mm512_cvtneps_pbh(k16));
+      }
+    }
+    if (j % 2 == 0) {
+      v_prev = v_row;
+      continue;
+    }
+    for (int x = 0; x < dv; ++x) {
+      const __mmask16 mask = x + 1 < dv ? 0xffff : tail;
+      const __m512 v0 = LoadKv16<kType>(v_prev, x, mask);
+      const __m512 v1 =
+          real ? LoadKv16<kType>(v_row, x, mask) : _mm512_setzero_ps();
+      _mm512_store_si512(v_out + 2 * ((j / 2) * d_p + 16 * x),
+                         InterleaveBf16(v0, v1));
+    }
+  }
+}
+
 // Per-thread buffers of the AVX-512 paths.
 struct Avx512Scratch {
-  explicit Avx512Scratch(const TileShape& t) : storage(AllocFloats(Floats(t))) {
+  Avx512Scratch(const TileShape& t, bool bf16)
+      : storage(AllocFloats(Floats(t, bf16))) {
     float* f = storage.get();
     qt = f;
     f += static_cast<size_t>(t.d_p) * t.rows_p;
@@ -442,14 +661,31 @@ struct Avx512Scratch {
     alpha = f;
     f += t.rows_p;
     qpos = reinterpret_cast<int32_t*>(f);
+    f += t.rows_p;
+    if (bf16) {
+      // bf16 copies take half the floats of their fp32 counterparts.
+      qb = reinterpret_cast<uint16_t*>(f);
+      f += static_cast<size_t>(t.d_p) * t.rows_p / 2;
+      kb = reinterpret_cast<uint16_t*>(f);
+      f += static_cast<size_t>(kKeyTile) * t.d_p / 2;
+      vb = reinterpret_cast<uint16_t*>(f);
+      f += static_cast<size_t>(kKeyTile) * t.d_p / 2;
+      pb = reinterpret_cast<uint16_t*>(f);
+    }
   }
 
-  // Every part is a multiple of 16 floats, so each stays 64-byte aligned.
-  static size_t Floats(const TileShape& t) {
-    return static_cast<size_t>(t.d_p) * t.rows_p +
-           2 * static_cast<size_t>(kKeyTile) * t.d_p +
-           static_cast<size_t>(kKeyTile) * t.rows_p +
-           static_cast<size_t>(t.rows_p) * t.d_p + 4 * t.rows_p;
+  // Every part is a multiple of 16 floats (8 for the bf16 ones, whose sizes
+  // are multiples of 16 * 16 / 2), so each stays 64-byte aligned.
+  static size_t Floats(const TileShape& t, bool bf16) {
+    const size_t fp32 = static_cast<size_t>(t.d_p) * t.rows_p +
+                        2 * static_cast<size_t>(kKeyTile) * t.d_p +
+                        static_cast<size_t>(kKeyTile) * t.rows_p +
+                        static_cast<size_t>(t.rows_p) * t.d_p + 4 * t.rows_p;
+    return bf16 ? fp32 + (static_cast<size_t>(t.d_p) * t.rows_p +
+                          2 * static_cast<size_t>(kKeyTile) * t.d_p +
+                          static_cast<size_t>(kKeyTile) * t.rows_p) /
+                             2
+                : fp32;
   }
 
   std::unique_ptr<float, FreeDeleter> storage;
@@ -462,11 +698,17 @@ struct Avx512Scratch {
   float* l;   // Running sum per row.
   float* alpha;
   int32_t* qpos;  // Last key index visible to the row.
+  // Bf16Tiles only: Q^T [d_p/2][rows_p][2], K [kKeyTile][d_p],
+  // V [kKeyTile/2][d_p][2], P [kKeyTile/2][rows_p][2].
+  uint16_t* qb = nullptr;
+  uint16_t* kb = nullptr;
+  uint16_t* vb = nullptr;
+  uint16_t* pb = nullptr;
 };
 
 // PrepareTile loads query tile [i0, i0 + tokens) of kv head h into the
-// scratch, scaled by scale * log2(e) (transposed unless `row_major`), and
-// resets the running state.
+// scratch, scaled by scale * log2(e) (transposed unless `row_major`; also in
+// bf16 pairs when the scratch has them), and resets the running state.
 void PrepareTile(const Problem& p, const TileShape& t, int h, int64_t i0,
                  int tokens, bool row_major, Avx512Scratch& w) {
   const int d = t.d;
@@ -490,29 +732,60 @@ void PrepareTile(const Problem& p, const TileShape& t, int h, int64_t i0,
       w.qpos[r] = static_cast<int32_t>(last);
     }
   }
+  if (w.qb != nullptr && !row_major) {
+    // Qt[x][r] -> Qt[x/2][r][x%2]; padded x and rows are zero in w.qt.
+    for (int x = 0; x < t.d_p; x += 2) {
+      const float* q0 = w.qt + x * rows_p;
+      uint16_t* out = w.qb + x * rows_p;
+      for (int r = 0; r < rows_p; ++r) {
+        out[2 * r] = F32ToBf16(q0[r]);
+        out[2 * r + 1] = F32ToBf16(q0[rows_p + r]);
+      }
+    }
+  }
   std::fill(w.o, w.o + static_cast<size_t>(rows_p) * t.d_p, 0.0f);
   std::fill(w.m, w.m + rows_p, kNegInf);
   std::fill(w.l, w.l + rows_p, 0.0f);
 }
 
 // TileRange runs keys [j_begin, j_end) for the prepared tile (rows of
-// `tokens` tokens starting at i0) through K/V tiles converted to fp32.
-LONGCTX_TARGET_AVX512 void TileRange(const Problem& p, const TileShape& t,
-                                     int h, int64_t i0, int tokens,
-                                     int64_t j_begin, int64_t j_end,
-                                     Avx512Scratch& w) {
+// `tokens` tokens starting at i0) through K/V tiles converted to fp32, or to
+// bf16 when the scratch has bf16 buffers.
+void TileRange(const Problem& p, const TileShape& t, int h, int64_t i0,
+               int tokens, int64_t j_begin, int64_t j_end, Avx512Scratch& w) {
   const PagedKv& kv = *p.kv;
   const int rows = tokens * p.group;
   // Keys before all_see are visible to every row of the tile.
   const int64_t all_see = VisibleKeys(p, i0);
   for (int64_t j0 = j_begin; j0 < j_end; j0 += kKeyTile) {
     const int keys = static_cast<int>(std::min<int64_t>(kKeyTile, j_end - j0));
-    LoadKvTile(kv.k_blocks, kv, h, j0, keys, t.d, w.k);
-    LoadKvTile(kv.v_blocks, kv, h, j0, keys, t.d_p, w.v);
-    QkTile(w.qt, t.rows_p, w.k, t.d, keys, w.s);
+    if (w.qb == nullptr) {
+      LoadKvTile(kv.k_blocks, kv, h, j0, keys, t.d, w.k);
+      LoadKvTile(kv.v_blocks, kv, h, j0, keys, t.d_p, w.v);
+      QkTile<Fp32Tiles>(w.qt, t.rows_p, w.k, t.d, t.d, keys, w.s);
+    } else {
+      switch (kv.dtype) {
+        case DType::kF16:
+          LoadKvTileBf16<DType::kF16>(kv, h, j0, keys, t.d_p, w.kb, w.vb);
+          break;
+        case DType::kF32:
+          LoadKvTileBf16<DType::kF32>(kv, h, j0, keys, t.d_p, w.kb, w.vb);
+          break;
+        case DType::kBf16:
+          LoadKvTileBf16<DType::kBf16>(kv, h, j0, keys, t.d_p, w.kb, w.vb);
+          break;
+      }
+      QkTile<Bf16Tiles>(w.qb, t.rows_p, w.kb, t.d_p, (t.d + 1) / 2, keys, w.s);
+    }
     SoftmaxTile(w.s, t.rows_p, keys, j0 + keys > all_see, j0, w.qpos, w.m, w.l,
                 w.alpha);
-    PvTile(w.s, rows, t.rows_p, w.v, t.d_p, keys, w.alpha, w.o);
+    if (w.qb == nullptr) {
+      PvTile<Fp32Tiles>(w.s, rows, t.rows_p, w.v, t.d_p, keys, w.alpha, w.o);
+    } else {
+      PackProbsBf16(w.s, t.rows_p, keys, w.pb);
+      PvTile<Bf16Tiles>(w.pb, rows, t.rows_p, w.vb, t.d_p, (keys + 1) / 2,
+                        w.alpha, w.o);
+    }
   }
 }
 
@@ -523,26 +796,6 @@ LONGCTX_TARGET_AVX512 void TileRange(const Problem& p, const TileShape& t,
 // along keys for the softmax; K and V are read from the cache in place.
 
 constexpr int kDecodeRows = 8;
-
-// LoadKv16 returns elements [16x, 16x + 16) of a K or V row as fp32; lanes
-// outside `mask` are 0.
-template <DType kType>
-LONGCTX_TARGET_AVX512 inline __m512 LoadKv16(const uint8_t* row, int x,
-                                             __mmask16 mask) {
-  if constexpr (kType == DType::kF32) {
-    return _mm512_maskz_loadu_ps(mask,
-                                 reinterpret_cast<const float*>(row) + 16 * x);
-  } else {
-    const __m256i bits = _mm256_maskz_loadu_epi16(
-        mask, reinterpret_cast<const uint16_t*>(row) + 16 * x);
-    if constexpr (kType == DType::kF16) {
-      return _mm512_cvtph_ps(bits);
-    } else {
-      return _mm512_castsi512_ps(
-          _mm512_slli_epi32(_mm512_cvtepu16_epi32(bits), 16));
-    }
-  }
-}
 
 // O[r][16 xb ..) = alpha[r] O[r][..] + sum_j P[r][j] V[j][..] for NV vectors.
 template <int R, int NV, DType kType>
@@ -749,7 +1002,7 @@ void AttentionAvx512(const Problem& p) {
   if (splits == 1) {
 #pragma omp parallel if (items > 1)
     {
-      Avx512Scratch w(t);
+      Avx512Scratch w(t, p.bf16 && !decode);
       // Later query tiles see more keys: hand them out first.
 #pragma omp for schedule(dynamic, 1)
       for (int64_t item = 0; item < items; ++item) {
@@ -769,7 +1022,7 @@ void AttentionAvx512(const Problem& p) {
       AllocFloats(static_cast<size_t>(items * splits) * state_floats);
 #pragma omp parallel
   {
-    Avx512Scratch w(t);
+    Avx512Scratch w(t, p.bf16 && !decode);
 #pragma omp for schedule(dynamic, 1)
     for (int64_t unit = 0; unit < items * splits; ++unit) {
       const int64_t item = unit / splits;
@@ -844,6 +1097,11 @@ absl::Status FlashAttention(const float* q, int64_t n_q, int64_t q_stride,
         " block_size=", kv.block_size, " q_stride=", q_stride, " o_stride=",
         o_stride, " (num_heads * head_dim = ", params.num_heads * d, ")"));
   }
+  if (params.compute != DType::kF32 && params.compute != DType::kBf16) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("FlashAttention: compute type ", DTypeName(params.compute),
+                     " is not f32 or bf16"));
+  }
   if (n_q == 0) return absl::OkStatus();
   if (q == nullptr || o == nullptr ||
       (kv.num_tokens > 0 &&
@@ -865,6 +1123,8 @@ absl::Status FlashAttention(const float* q, int64_t n_q, int64_t q_stride,
   p.o = o;
   p.o_stride = o_stride;
   p.lse = lse;
+  p.bf16 =
+      params.compute == DType::kBf16 && ActiveCpuIsa() >= CpuIsa::kAvx512Bf16;
   if (ActiveCpuIsa() >= CpuIsa::kAvx512) {
     AttentionAvx512(p);
   } else {

@@ -18,6 +18,10 @@
 
 #define LONGCTX_TARGET_AVX512 \
   __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,f16c,fma")))
+// AVX-512 plus AVX512_BF16; callers check ActiveCpuIsa() >= kAvx512Bf16.
+#define LONGCTX_TARGET_AVX512_BF16 \
+  __attribute__((                  \
+      target("avx512f,avx512bw,avx512vl,avx512dq,f16c,fma,avx512bf16")))
 #define LONGCTX_TARGET_F16C __attribute__((target("avx,f16c")))
 
 namespace longctx::kernels::internal {

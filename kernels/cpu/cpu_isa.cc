@@ -14,7 +14,15 @@ bool CpuidHasF16c() {
   return __get_cpuid(1, &eax, &ebx, &ecx, &edx) != 0 && (ecx & bit_F16C) != 0;
 }
 
-std::atomic<int> max_isa{static_cast<int>(CpuIsa::kAvx512)};
+// AVX512_BF16 is CPUID.(EAX=7,ECX=1):EAX bit 5; the OS support for the
+// AVX-512 state is what CpuSupportsAvx512 checks.
+bool CpuidHasAvx512Bf16() {
+  unsigned int eax = 0, ebx = 0, ecx = 0, edx = 0;
+  return __get_cpuid_count(7, 1, &eax, &ebx, &ecx, &edx) != 0 &&
+         (eax & (1u << 5)) != 0;
+}
+
+std::atomic<int> max_isa{static_cast<int>(CpuIsa::kBestCpuIsa)};
 
 bool CpuSupportsAvx512() {
   // __builtin_cpu_supports also checks that the OS saves the AVX-512 state.
@@ -28,8 +36,9 @@ bool CpuSupportsAvx512() {
 }  // namespace
 
 CpuIsa DetectedCpuIsa() {
-  static const CpuIsa detected =
-      CpuSupportsAvx512() ? CpuIsa::kAvx512 : CpuIsa::kScalar;
+  static const CpuIsa detected = !CpuSupportsAvx512()   ? CpuIsa::kScalar
+                                 : CpuidHasAvx512Bf16() ? CpuIsa::kAvx512Bf16
+                                                        : CpuIsa::kAvx512;
   return detected;
 }
 
@@ -55,6 +64,8 @@ const char* CpuIsaName(CpuIsa isa) {
       return "scalar";
     case CpuIsa::kAvx512:
       return "avx512";
+    case CpuIsa::kAvx512Bf16:
+      return "avx512_bf16";
   }
   return "unknown";
 }

@@ -2,7 +2,11 @@
 // heads, head_dim 64, fp16 KV cache in blocks of 256 tokens), on the calling
 // thread's OpenMP team (OMP_NUM_THREADS). GFLOPS counts 4 * head_dim flops
 // per (query head, visible key) pair: QK^T and PV, multiply-adds as 2.
+#include <sys/mman.h>
+
 #include <cstdint>
+#include <cstdlib>
+#include <memory>
 #include <random>
 #include <vector>
 
@@ -19,19 +23,24 @@ constexpr int kKvHeads = 4;
 constexpr int kHeadDim = 64;
 constexpr int kBlock = 256;
 
-// KvFixture holds n_kv tokens of random fp16 K and V.
+// KvFixture holds n_kv tokens of random fp16 K and V, on transparent huge
+// pages as the engine's KV pool is (KvBlockPool).
 struct KvFixture {
   explicit KvFixture(int64_t n_kv) {
     const int64_t blocks = (n_kv + kBlock - 1) / kBlock;
     const size_t block_elems =
         static_cast<size_t>(kKvHeads) * kBlock * kHeadDim;
-    storage.resize(2 * blocks * block_elems);
+    const size_t elems = 2 * blocks * block_elems;
+    constexpr size_t kHuge = size_t{2} << 20;
+    const size_t bytes = (elems * sizeof(uint16_t) + kHuge - 1) / kHuge * kHuge;
+    storage.reset(static_cast<uint16_t*>(std::aligned_alloc(kHuge, bytes)));
+    madvise(storage.get(), bytes, MADV_HUGEPAGE);
     std::mt19937 rng(1);
     std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
-    for (uint16_t& h : storage) h = F32ToF16(dist(rng));
+    for (size_t i = 0; i < elems; ++i) storage.get()[i] = F32ToF16(dist(rng));
     for (int64_t b = 0; b < blocks; ++b) {
-      k.push_back(storage.data() + 2 * b * block_elems);
-      v.push_back(storage.data() + (2 * b + 1) * block_elems);
+      k.push_back(storage.get() + 2 * b * block_elems);
+      v.push_back(storage.get() + (2 * b + 1) * block_elems);
     }
     view.k_blocks = k.data();
     view.v_blocks = v.data();
@@ -41,7 +50,10 @@ struct KvFixture {
     view.head_dim = kHeadDim;
     view.num_tokens = n_kv;
   }
-  std::vector<uint16_t> storage;
+  struct Free {
+    void operator()(uint16_t* p) const { std::free(p); }
+  };
+  std::unique_ptr<uint16_t, Free> storage;
   std::vector<const void*> k, v;
   PagedKv view;
 };

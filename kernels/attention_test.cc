@@ -274,6 +274,25 @@ std::vector<Case> Cases() {
                    DType::kBf16});
   cases.push_back({"DecodeThreeTokens", 4, 2, 256, 32, 3, 1100, 1104, 0});
   cases.push_back({"ShortChunkLongContext", 8, 2, 64, 128, 20, 1500, 1520, 0});
+  // bf16 caches with head_dim 64, 128 and 256: with compute kBf16, decode
+  // multiplies them as stored (odd key counts, blocks not multiples of 16).
+  cases.push_back(
+      {"DecodeBf16Cache", 8, 4, 64, 256, 1, 1499, 1500, 0, true, DType::kBf16});
+  cases.push_back({"DecodeBf16CacheGroupOf8", 32, 4, 128, 24, 1, 3000, 2001,
+                   1000, true, DType::kBf16});
+  cases.push_back({"DecodeBf16CacheTwoTokens", 4, 2, 256, 40, 2, 1100, 1103, 0,
+                   true, DType::kBf16});
+  cases.push_back({"DecodeBf16CacheOneHead", 1, 1, 64, 16, 1, 332, 333, 0, true,
+                   DType::kBf16});
+  // Decode over thousands of keys, split across threads (7: more threads
+  // than kv heads), with blocks not multiples of 16 keys.
+  cases.push_back({"DecodeVeryLong", 8, 4, 64, 256, 1, 9999, 10000, 0});
+  cases.push_back({"DecodeLongOddBlocks", 12, 3, 40, 48, 2, 6000, 5000, 1003,
+                   true, DType::kF32});
+  cases.push_back({"DecodeLongBf16Cache", 32, 4, 128, 40, 1, 4500, 4501, 0,
+                   true, DType::kBf16});
+  cases.push_back({"DecodeLongKeysInFuture", 4, 2, 64, 64, 2, 5000, 7000, 0,
+                   true, DType::kBf16});
   Case peaky{"PeakySoftmax", 8, 4, 64, 16, 90, 0, 90, 0};
   peaky.q_magnitude = 12.0f;  // Scores up to ~±40.
   cases.push_back(peaky);

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <limits>
 #include <memory>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -837,79 +838,362 @@ LONGCTX_TARGET_AVX512 void DecodePv(const uint8_t* v, size_t row_bytes,
   }
 }
 
+// Sum16 returns the vector whose lane j is the sum of the 16 lanes of
+// a[16 j .. 16 j + 16) (16 vectors, 64-byte aligned): a transpose-and-add
+// tree, 45 operations for 16 sums instead of 16 horizontal reductions.
+LONGCTX_TARGET_AVX512 inline __m512 Sum16(const float* a) {
+  // Within each 128-bit lane: t[i] = (x0+x2, y0+y2, x1+x3, y1+y3) for
+  // x = a[2i], y = a[2i+1].
+  __m512 t[8];
+#pragma GCC unroll 8
+  for (int i = 0; i < 8; ++i) {
+    const __m512 x = _mm512_load_ps(a + 32 * i);
+    const __m512 y = _mm512_load_ps(a + 32 * i + 16);
+    t[i] = _mm512_add_ps(_mm512_unpacklo_ps(x, y), _mm512_unpackhi_ps(x, y));
+  }
+  // u[i], per 128-bit lane: the partial sums of vectors 4i .. 4i+3.
+  __m512 u[4];
+#pragma GCC unroll 4
+  for (int i = 0; i < 4; ++i) {
+    u[i] = _mm512_add_ps(_mm512_shuffle_ps(t[2 * i], t[2 * i + 1], 0x44),
+                         _mm512_shuffle_ps(t[2 * i], t[2 * i + 1], 0xee));
+  }
+  // Add 128-bit lanes pairwise, twice: lane L of the result holds vectors
+  // 4L .. 4L+3.
+  const __m512 v0 = _mm512_add_ps(_mm512_shuffle_f32x4(u[0], u[1], 0x88),
+                                  _mm512_shuffle_f32x4(u[0], u[1], 0xdd));
+  const __m512 v1 = _mm512_add_ps(_mm512_shuffle_f32x4(u[2], u[3], 0x88),
+                                  _mm512_shuffle_f32x4(u[2], u[3], 0xdd));
+  return _mm512_add_ps(_mm512_shuffle_f32x4(v0, v1, 0x88),
+                       _mm512_shuffle_f32x4(v0, v1, 0xdd));
+}
+
+// How far ahead of the keys being computed the decode path asks for the next
+// keys' K and V rows: the loop computes too long per row for the hardware
+// prefetcher alone to keep a core's stream of cache misses going.
+constexpr int64_t kDecodePrefetchKeys = 64;
+
+// PrefetchRows asks for the K and V rows of tokens [t, t + count) of kv head
+// h (count <= the rest of t's block is not required; rows past its block are
+// skipped).
+inline void PrefetchRows(const PagedKv& kv, int h, int64_t t, int64_t count,
+                         size_t row_bytes) {
+  int64_t run;
+  const char* k =
+      reinterpret_cast<const char*>(KvRows(kv.k_blocks, kv, t, h, &run));
+  const char* v =
+      reinterpret_cast<const char*>(KvRows(kv.v_blocks, kv, t, h, &run));
+  const size_t bytes = static_cast<size_t>(std::min(count, run)) * row_bytes;
+  for (size_t b = 0; b < bytes; b += 64) {
+    __builtin_prefetch(k + b, 0, 3);
+    __builtin_prefetch(v + b, 0, 3);
+  }
+}
+
 // DecodeRange runs keys [j_begin, j_end) for R prepared rows (Q row-major in
-// w.qt), 16 keys at a time, each run of keys staying inside one block.
-template <int R, DType kType>
+// w.qt), 16 keys at a time, each run of keys staying inside one block. DV is
+// head_dim / 16 rounded up when it is 4 or 8 (head_dim 64 or 128: the loops
+// over head_dim unroll, and the queries stay in registers), 0 otherwise.
+template <int R, int DV, DType kType>
 LONGCTX_TARGET_AVX512 void DecodeRange(const Problem& p, const TileShape& t,
                                        int h, int64_t j_begin, int64_t j_end,
                                        Avx512Scratch& w) {
   constexpr int kBlockVectors = R <= 4 ? 4 : 2;  // Keeps acc in registers.
+  // Queries held in registers when they fit beside the accumulators.
+  constexpr bool kQInRegisters = DV > 0 && R * DV <= 16;
   const PagedKv& kv = *p.kv;
   const int d_p = t.d_p;
-  const int dv = d_p / 16;
+  const int dv = DV > 0 ? DV : d_p / 16;
   const __mmask16 tail = internal::TailMask(t.d - 16 * (dv - 1));
   const size_t row_bytes = static_cast<size_t>(t.d) * DTypeSize(kType);
   const __m512 neg_inf = _mm512_set1_ps(kNegInf);
-  float* s = w.s;  // [R][16]: scores, then probabilities.
+  const float* const q = w.qt;
+  float* const s = w.s;     // [R][16]: probabilities.
+  float* const part = w.k;  // [R][16 keys][16 lanes]: products before the sum.
+  float* const m = w.m;
+  float* const l = w.l;
+  float* const alpha = w.alpha;
+  const int32_t* const qpos = w.qpos;
+  __m512 qr[kQInRegisters ? R : 1][kQInRegisters ? DV : 1];
+  if constexpr (kQInRegisters) {
+    for (int r = 0; r < R; ++r) {
+      for (int x = 0; x < DV; ++x)
+        qr[r][x] = _mm512_load_ps(q + r * d_p + 16 * x);
+    }
+  }
   for (int64_t j0 = j_begin; j0 < j_end;) {
     int64_t run;
     const uint8_t* k = KvRows(kv.k_blocks, kv, j0, h, &run);
     const uint8_t* v = KvRows(kv.v_blocks, kv, j0, h, &run);
     const int keys = static_cast<int>(
         std::min<int64_t>(std::min<int64_t>(16, run), j_end - j0));
+    if (j0 + kDecodePrefetchKeys < j_end) {
+      PrefetchRows(kv, h, j0 + kDecodePrefetchKeys,
+                   std::min<int64_t>(16, j_end - j0 - kDecodePrefetchKeys),
+                   row_bytes);
+    }
+    // q . k for every (row, key): the per-lane products of key j and row r
+    // go to part[r][j], and Sum16 folds them into the scores of the 16 keys.
     for (int j = 0; j < keys; ++j) {
+      const uint8_t* kj = k + j * row_bytes;
       __m512 acc[R];
 #pragma GCC unroll 8
       for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
-      for (int x = 0; x < dv; ++x) {
-        const __m512 kx =
-            LoadKv16<kType>(k + j * row_bytes, x, x + 1 < dv ? 0xffff : tail);
+      if constexpr (DV > 0) {
 #pragma GCC unroll 8
-        for (int r = 0; r < R; ++r) {
-          acc[r] = _mm512_fmadd_ps(_mm512_load_ps(w.qt + r * d_p + 16 * x), kx,
-                                   acc[r]);
+        for (int x = 0; x < DV; ++x) {
+          const __m512 kx =
+              LoadKv16<kType>(kj, x, x + 1 < DV ? __mmask16{0xffff} : tail);
+#pragma GCC unroll 8
+          for (int r = 0; r < R; ++r) {
+            const __m512 qx =
+                kQInRegisters ? qr[kQInRegisters ? r : 0][kQInRegisters ? x : 0]
+                              : _mm512_load_ps(q + r * d_p + 16 * x);
+            acc[r] = _mm512_fmadd_ps(qx, kx, acc[r]);
+          }
+        }
+      } else {
+        for (int x = 0; x < dv; ++x) {
+          const __m512 kx = LoadKv16<kType>(kj, x, x + 1 < dv ? 0xffff : tail);
+#pragma GCC unroll 8
+          for (int r = 0; r < R; ++r) {
+            acc[r] = _mm512_fmadd_ps(_mm512_load_ps(q + r * d_p + 16 * x), kx,
+                                     acc[r]);
+          }
         }
       }
 #pragma GCC unroll 8
-      for (int r = 0; r < R; ++r) s[r * 16 + j] = _mm512_reduce_add_ps(acc[r]);
+      for (int r = 0; r < R; ++r) {
+        _mm512_store_ps(part + (r * 16 + j) * 16, acc[r]);
+      }
     }
     for (int r = 0; r < R; ++r) {
-      // Lanes past `keys` and keys after the row's position are hidden.
-      const int64_t visible = std::clamp<int64_t>(w.qpos[r] - j0 + 1, 0, keys);
-      const __m512 sv = _mm512_mask_load_ps(
-          neg_inf, internal::TailMask(static_cast<int>(visible)), s + r * 16);
-      const float m_old = w.m[r];
+      // Lanes past `keys` (stale parts) and keys after the row's position
+      // are hidden.
+      const int64_t visible = std::clamp<int64_t>(qpos[r] - j0 + 1, 0, keys);
+      const __m512 sv = _mm512_mask_mov_ps(
+          neg_inf, internal::TailMask(static_cast<int>(visible)),
+          Sum16(part + r * 256));
+      const float m_old = m[r];
       const float m_new = std::max(m_old, _mm512_reduce_max_ps(sv));
       const float m_sub = m_new == kNegInf ? 0.0f : m_new;  // See SoftmaxTile.
       const __m512 e =
           internal::Exp2Avx512(_mm512_sub_ps(sv, _mm512_set1_ps(m_sub)));
       _mm512_store_ps(s + r * 16, e);
-      const float a = std::exp2(m_old - m_sub);
-      w.l[r] = w.l[r] * a + _mm512_reduce_add_ps(e);
-      w.m[r] = m_new;
-      w.alpha[r] = a;
+      const float a =
+          _mm512_cvtss_f32(internal::Exp2Avx512(_mm512_set1_ps(m_old - m_sub)));
+      l[r] = l[r] * a + _mm512_reduce_add_ps(e);
+      m[r] = m_new;
+      alpha[r] = a;
     }
     for (int xb = 0; xb < dv; xb += kBlockVectors) {
       switch (std::min(kBlockVectors, dv - xb)) {
         case 1:
-          DecodePv<R, 1, kType>(v, row_bytes, keys, xb, dv, tail, s, w.alpha,
-                                w.o, d_p);
+          DecodePv<R, 1, kType>(v, row_bytes, keys, xb, dv, tail, s, alpha, w.o,
+                                d_p);
           break;
         case 2:
-          DecodePv<R, 2, kType>(v, row_bytes, keys, xb, dv, tail, s, w.alpha,
-                                w.o, d_p);
+          DecodePv<R, 2, kType>(v, row_bytes, keys, xb, dv, tail, s, alpha, w.o,
+                                d_p);
           break;
         case 3:
-          DecodePv<R, 3, kType>(v, row_bytes, keys, xb, dv, tail, s, w.alpha,
-                                w.o, d_p);
+          DecodePv<R, 3, kType>(v, row_bytes, keys, xb, dv, tail, s, alpha, w.o,
+                                d_p);
           break;
         default:
           DecodePv<R, kBlockVectors, kType>(v, row_bytes, keys, xb, dv, tail, s,
-                                            w.alpha, w.o, d_p);
+                                            alpha, w.o, d_p);
           break;
       }
     }
     j0 += keys;
+  }
+}
+
+// DecodeRangeBf16 is DecodeRange for a bf16 cache with compute kBf16 and
+// head_dim = 32 * DW: keys and values are multiplied as stored with
+// vdpbf16ps (32 products per instruction, no conversion), queries and
+// probabilities rounded to bf16. q . k sums adjacent pairs of head_dim in
+// each lane (rows are already pairs); p . v needs pairs of keys, so V rows
+// j and j+1 are interleaved in registers.
+template <int R, int DW>
+LONGCTX_TARGET_AVX512_BF16 void DecodeRangeBf16(const Problem& p,
+                                                const TileShape& t, int h,
+                                                int64_t j_begin, int64_t j_end,
+                                                Avx512Scratch& w) {
+  constexpr int kD = 32 * DW;
+  constexpr size_t kRowBytes = 2 * kD;
+  constexpr bool kQInRegisters = R * DW <= 8;
+  const PagedKv& kv = *p.kv;
+  const int d_p = t.d_p;  // == kD.
+  const __m512 neg_inf = _mm512_set1_ps(kNegInf);
+  float* const part = w.k;    // [R][16 keys][16 lanes].
+  uint16_t* const pb = w.pb;  // [R][16] probabilities in bf16.
+  uint16_t* const qb = w.qb;  // [R][kD] queries in bf16.
+  float* const m = w.m;
+  float* const l = w.l;
+  float* const alpha = w.alpha;
+  const int32_t* const qpos = w.qpos;
+  for (int r = 0; r < R; ++r) {
+    for (int x = 0; x < kD; x += 32) {
+      _mm512_storeu_si512(
+          qb + r * kD + x,
+          (__m512i)_mm512_cvtne2ps_pbh(_mm512_load_ps(w.qt + r * d_p + x + 16),
+                                       _mm512_load_ps(w.qt + r * d_p + x)));
+    }
+  }
+  __m512bh qr[kQInRegisters ? R : 1][kQInRegisters ? DW : 1];
+  if constexpr (kQInRegisters) {
+    for (int r = 0; r < R; ++r) {
+      for (int x = 0; x < DW; ++x) {
+        qr[r][x] = (__m512bh)_mm512_loadu_si512(qb + r * kD + 32 * x);
+      }
+    }
+  }
+  // V rows a (key j) and b (key j+1) -> pairs (a[x], b[x]) for x in [0, 16)
+  // and [16, 32) of a 32-element chunk.
+  const __m512i lo_pairs = _mm512_set_epi16(
+      47, 15, 46, 14, 45, 13, 44, 12, 43, 11, 42, 10, 41, 9, 40, 8, 39, 7, 38,
+      6, 37, 5, 36, 4, 35, 3, 34, 2, 33, 1, 32, 0);
+  const __m512i hi_pairs = _mm512_add_epi16(lo_pairs, _mm512_set1_epi16(16));
+  for (int64_t j0 = j_begin; j0 < j_end;) {
+    int64_t run;
+    const uint8_t* k = KvRows(kv.k_blocks, kv, j0, h, &run);
+    const uint8_t* v = KvRows(kv.v_blocks, kv, j0, h, &run);
+    const int keys = static_cast<int>(
+        std::min<int64_t>(std::min<int64_t>(16, run), j_end - j0));
+    if (j0 + kDecodePrefetchKeys < j_end) {
+      PrefetchRows(kv, h, j0 + kDecodePrefetchKeys,
+                   std::min<int64_t>(16, j_end - j0 - kDecodePrefetchKeys),
+                   kRowBytes);
+    }
+    for (int j = 0; j < keys; ++j) {
+      const uint8_t* kj = k + j * kRowBytes;
+      __m512 acc[R];
+#pragma GCC unroll 8
+      for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
+#pragma GCC unroll 8
+      for (int x = 0; x < DW; ++x) {
+        const __m512bh kx = (__m512bh)_mm512_loadu_si512(kj + 64 * x);
+#pragma GCC unroll 8
+        for (int r = 0; r < R; ++r) {
+          const __m512bh qx =
+              kQInRegisters
+                  ? qr[kQInRegisters ? r : 0][kQInRegisters ? x : 0]
+                  : (__m512bh)_mm512_loadu_si512(qb + r * kD + 32 * x);
+          acc[r] = _mm512_dpbf16_ps(acc[r], qx, kx);
+        }
+      }
+#pragma GCC unroll 8
+      for (int r = 0; r < R; ++r) {
+        _mm512_store_ps(part + (r * 16 + j) * 16, acc[r]);
+      }
+    }
+    for (int r = 0; r < R; ++r) {
+      const int64_t visible = std::clamp<int64_t>(qpos[r] - j0 + 1, 0, keys);
+      const __m512 sv = _mm512_mask_mov_ps(
+          neg_inf, internal::TailMask(static_cast<int>(visible)),
+          Sum16(part + r * 256));
+      const float m_old = m[r];
+      const float m_new = std::max(m_old, _mm512_reduce_max_ps(sv));
+      const float m_sub = m_new == kNegInf ? 0.0f : m_new;  // See SoftmaxTile.
+      const __m512 e =
+          internal::Exp2Avx512(_mm512_sub_ps(sv, _mm512_set1_ps(m_sub)));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(pb + r * 16),
+                          (__m256i)_mm512_cvtneps_pbh(e));
+      const float a =
+          _mm512_cvtss_f32(internal::Exp2Avx512(_mm512_set1_ps(m_old - m_sub)));
+      l[r] = l[r] * a + _mm512_reduce_add_ps(e);
+      m[r] = m_new;
+      alpha[r] = a;
+    }
+    // O[r] = alpha[r] O[r] + sum_j p[r][j] V[j], 32 columns at a time.
+    for (int x = 0; x < DW; ++x) {
+      __m512 acc[R][2];
+#pragma GCC unroll 8
+      for (int r = 0; r < R; ++r) {
+        const __m512 a = _mm512_set1_ps(alpha[r]);
+        acc[r][0] = _mm512_mul_ps(_mm512_load_ps(w.o + r * d_p + 32 * x), a);
+        acc[r][1] =
+            _mm512_mul_ps(_mm512_load_ps(w.o + r * d_p + 32 * x + 16), a);
+      }
+      for (int j = 0; j < keys; j += 2) {
+        const __m512i va = _mm512_loadu_si512(v + j * kRowBytes + 64 * x);
+        // Past `keys` the probability is 0; the row read must still be real
+        // memory, so an odd last key pairs with itself.
+        const __m512i vb =
+            j + 1 < keys ? _mm512_loadu_si512(v + (j + 1) * kRowBytes + 64 * x)
+                         : va;
+        const __m512bh lo =
+            (__m512bh)_mm512_permutex2var_epi16(va, lo_pairs, vb);
+        const __m512bh hi =
+            (__m512bh)_mm512_permutex2var_epi16(va, hi_pairs, vb);
+#pragma GCC unroll 8
+        for (int r = 0; r < R; ++r) {
+          const __m512bh pp =
+              (__m512bh)_mm512_set1_epi32(Load32(pb + r * 16 + j));
+          acc[r][0] = _mm512_dpbf16_ps(acc[r][0], pp, lo);
+          acc[r][1] = _mm512_dpbf16_ps(acc[r][1], pp, hi);
+        }
+      }
+#pragma GCC unroll 8
+      for (int r = 0; r < R; ++r) {
+        _mm512_store_ps(w.o + r * d_p + 32 * x, acc[r][0]);
+        _mm512_store_ps(w.o + r * d_p + 32 * x + 16, acc[r][1]);
+      }
+    }
+    j0 += keys;
+  }
+}
+
+template <int R>
+void DecodeRangeBf16ForDim(const Problem& p, const TileShape& t, int h,
+                           int64_t j_begin, int64_t j_end, Avx512Scratch& w) {
+  switch (t.d) {
+    case 64:
+      DecodeRangeBf16<R, 2>(p, t, h, j_begin, j_end, w);
+      break;
+    case 128:
+      DecodeRangeBf16<R, 4>(p, t, h, j_begin, j_end, w);
+      break;
+    default:  // 256: DecodeBf16Applies allows no other head_dim.
+      DecodeRangeBf16<R, 8>(p, t, h, j_begin, j_end, w);
+      break;
+  }
+}
+
+// DecodeBf16Applies says whether DecodeRangeBf16 serves the problem.
+bool DecodeBf16Applies(const Problem& p) {
+  return p.bf16 && p.kv->dtype == DType::kBf16 &&
+         (p.head_dim == 64 || p.head_dim == 128 || p.head_dim == 256);
+}
+
+void DecodeRangeBf16ForRows(const Problem& p, const TileShape& t, int h,
+                            int64_t j_begin, int64_t j_end, Avx512Scratch& w) {
+  if (t.rows <= 1) {
+    DecodeRangeBf16ForDim<1>(p, t, h, j_begin, j_end, w);
+  } else if (t.rows <= 2) {
+    DecodeRangeBf16ForDim<2>(p, t, h, j_begin, j_end, w);
+  } else if (t.rows <= 4) {
+    DecodeRangeBf16ForDim<4>(p, t, h, j_begin, j_end, w);
+  } else {
+    DecodeRangeBf16ForDim<8>(p, t, h, j_begin, j_end, w);
+  }
+}
+
+template <int R, DType kType>
+void DecodeRangeForDim(const Problem& p, const TileShape& t, int h,
+                       int64_t j_begin, int64_t j_end, Avx512Scratch& w) {
+  switch (t.d_p / 16) {
+    case 4:
+      DecodeRange<R, 4, kType>(p, t, h, j_begin, j_end, w);
+      break;
+    case 8:
+      DecodeRange<R, 8, kType>(p, t, h, j_begin, j_end, w);
+      break;
+    default:
+      DecodeRange<R, 0, kType>(p, t, h, j_begin, j_end, w);
+      break;
   }
 }
 
@@ -918,13 +1202,13 @@ void DecodeRangeForRows(const Problem& p, const TileShape& t, int h,
                         int64_t j_begin, int64_t j_end, Avx512Scratch& w) {
   // Rows are padded (with zero queries) to 1, 2, 4 or 8.
   if (t.rows <= 1) {
-    DecodeRange<1, kType>(p, t, h, j_begin, j_end, w);
+    DecodeRangeForDim<1, kType>(p, t, h, j_begin, j_end, w);
   } else if (t.rows <= 2) {
-    DecodeRange<2, kType>(p, t, h, j_begin, j_end, w);
+    DecodeRangeForDim<2, kType>(p, t, h, j_begin, j_end, w);
   } else if (t.rows <= 4) {
-    DecodeRange<4, kType>(p, t, h, j_begin, j_end, w);
+    DecodeRangeForDim<4, kType>(p, t, h, j_begin, j_end, w);
   } else {
-    DecodeRange<8, kType>(p, t, h, j_begin, j_end, w);
+    DecodeRangeForDim<8, kType>(p, t, h, j_begin, j_end, w);
   }
 }
 
@@ -933,6 +1217,9 @@ void DecodeRangeForRows(const Problem& p, const TileShape& t, int h,
 
 // Splits of one work item's keys are at least this long.
 constexpr int64_t kMinSplitKeys = 512;
+
+void DecodeKeys(const Problem& p, const TileShape& t, int h, int64_t j_begin,
+                int64_t j_end, Avx512Scratch& w);
 
 // RunItem runs query tile `tile` of kv head h over keys [j_begin, j_end),
 // leaving the unnormalized state in w.o, w.m, w.l.
@@ -943,6 +1230,17 @@ void RunItem(const Problem& p, const TileShape& t, bool decode, int h,
   PrepareTile(p, t, h, i0, tokens, decode, w);
   if (!decode) {
     TileRange(p, t, h, i0, tokens, j_begin, j_end, w);
+    return;
+  }
+  DecodeKeys(p, t, h, j_begin, j_end, w);
+}
+
+// DecodeKeys continues the prepared decode rows of kv head h over keys
+// [j_begin, j_end).
+void DecodeKeys(const Problem& p, const TileShape& t, int h, int64_t j_begin,
+                int64_t j_end, Avx512Scratch& w) {
+  if (DecodeBf16Applies(p)) {
+    DecodeRangeBf16ForRows(p, t, h, j_begin, j_end, w);
     return;
   }
   switch (p.kv->dtype) {
@@ -970,6 +1268,48 @@ void FinishItem(const Problem& p, const TileShape& t, int h, int64_t tile,
         o + static_cast<size_t>(r) * t.d_p, m[r], l[r], t.d,
         p.o + (i0 + tok) * p.o_stride + static_cast<int64_t>(head) * t.d,
         p.lse != nullptr ? p.lse + (i0 + tok) * p.num_heads + head : nullptr);
+  }
+}
+
+// Floats of one partial result: o [rows_p][d_p], then m and l [rows_p].
+size_t StateFloats(const TileShape& t) {
+  return static_cast<size_t>(t.rows_p) * t.d_p +
+         2 * static_cast<size_t>(t.rows_p);
+}
+
+void SaveState(const TileShape& t, const Avx512Scratch& w, float* state) {
+  std::copy(w.o, w.o + static_cast<size_t>(t.rows_p) * t.d_p, state);
+  std::copy(w.m, w.m + t.rows_p, state + t.rows_p * t.d_p);
+  std::copy(w.l, w.l + t.rows_p, state + t.rows_p * t.d_p + t.rows_p);
+}
+
+// MergeStates sets w.o, w.m, w.l to the exact merge of `count` partial
+// results over disjoint keys, state i at states + i * stride: in log2 units,
+// each rescaled to the largest m.
+void MergeStates(const TileShape& t, const float* states, int64_t count,
+                 size_t stride, Avx512Scratch& w) {
+  const size_t m_at = static_cast<size_t>(t.rows_p) * t.d_p;
+  const size_t l_at = m_at + t.rows_p;
+  for (int r = 0; r < t.rows; ++r) {
+    float m = kNegInf;
+    for (int64_t i = 0; i < count; ++i) {
+      m = std::max(m, states[i * stride + m_at + r]);
+    }
+    float* o = w.o + static_cast<size_t>(r) * t.d_p;
+    std::fill(o, o + t.d_p, 0.0f);
+    float l = 0.0f;
+    if (m != kNegInf) {
+      for (int64_t i = 0; i < count; ++i) {
+        const float* state = states + i * stride;
+        const float scale = std::exp2(state[m_at + r] - m);
+        if (scale == 0.0f) continue;
+        l += scale * state[l_at + r];
+        const float* so = state + static_cast<size_t>(r) * t.d_p;
+        for (int x = 0; x < t.d_p; ++x) o[x] += scale * so[x];
+      }
+    }
+    w.m[r] = m;
+    w.l[r] = l;
   }
 }
 
@@ -1002,7 +1342,7 @@ void AttentionAvx512(const Problem& p) {
   if (splits == 1) {
 #pragma omp parallel if (items > 1)
     {
-      Avx512Scratch w(t, p.bf16 && !decode);
+      Avx512Scratch w(t, p.bf16);
       // Later query tiles see more keys: hand them out first.
 #pragma omp for schedule(dynamic, 1)
       for (int64_t item = 0; item < items; ++item) {
@@ -1015,14 +1355,13 @@ void AttentionAvx512(const Problem& p) {
     return;
   }
 
-  // Partial state of each (item, split): o [rows_p][d_p], m and l [rows_p].
-  const size_t state_floats =
-      static_cast<size_t>(t.rows_p) * t.d_p + 2 * static_cast<size_t>(t.rows_p);
+  // Partial state of each (item, split).
+  const size_t state_floats = StateFloats(t);
   const std::unique_ptr<float, FreeDeleter> partials =
       AllocFloats(static_cast<size_t>(items * splits) * state_floats);
 #pragma omp parallel
   {
-    Avx512Scratch w(t, p.bf16 && !decode);
+    Avx512Scratch w(t, p.bf16);
 #pragma omp for schedule(dynamic, 1)
     for (int64_t unit = 0; unit < items * splits; ++unit) {
       const int64_t item = unit / splits;
@@ -1034,38 +1373,12 @@ void AttentionAvx512(const Problem& p) {
       const int64_t j_begin = std::min(end, (unit % splits) * chunk);
       const int64_t j_end = std::min(end, j_begin + chunk);
       RunItem(p, t, decode, h, tile, j_begin, j_end, w);
-      float* state = partials.get() + unit * state_floats;
-      std::copy(w.o, w.o + static_cast<size_t>(t.rows_p) * t.d_p, state);
-      std::copy(w.m, w.m + t.rows_p, state + t.rows_p * t.d_p);
-      std::copy(w.l, w.l + t.rows_p, state + t.rows_p * t.d_p + t.rows_p);
+      SaveState(t, w, partials.get() + unit * state_floats);
     }
 #pragma omp for schedule(static)
     for (int64_t item = 0; item < items; ++item) {
-      // Exact merge in log2 units: rescale every split to the largest m.
-      for (int r = 0; r < t.rows; ++r) {
-        float m = kNegInf;
-        for (int64_t sp = 0; sp < splits; ++sp) {
-          const float* state =
-              partials.get() + (item * splits + sp) * state_floats;
-          m = std::max(m, state[t.rows_p * t.d_p + r]);
-        }
-        float* o = w.o + static_cast<size_t>(r) * t.d_p;
-        std::fill(o, o + t.d_p, 0.0f);
-        float l = 0.0f;
-        if (m != kNegInf) {
-          for (int64_t sp = 0; sp < splits; ++sp) {
-            const float* state =
-                partials.get() + (item * splits + sp) * state_floats;
-            const float scale = std::exp2(state[t.rows_p * t.d_p + r] - m);
-            if (scale == 0.0f) continue;
-            l += scale * state[t.rows_p * t.d_p + t.rows_p + r];
-            const float* so = state + static_cast<size_t>(r) * t.d_p;
-            for (int x = 0; x < t.d_p; ++x) o[x] += scale * so[x];
-          }
-        }
-        w.m[r] = m;
-        w.l[r] = l;
-      }
+      MergeStates(t, partials.get() + item * splits * state_floats, splits,
+                  state_floats, w);
       FinishItem(p, t, static_cast<int>(item % num_kv_heads),
                  item / num_kv_heads, w.o, w.m, w.l);
     }

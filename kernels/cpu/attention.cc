@@ -749,45 +749,86 @@ void PrepareTile(const Problem& p, const TileShape& t, int h, int64_t i0,
   std::fill(w.l, w.l + rows_p, 0.0f);
 }
 
-// TileRange runs keys [j_begin, j_end) for the prepared tile (rows of
-// `tokens` tokens starting at i0) through K/V tiles converted to fp32, or to
-// bf16 when the scratch has bf16 buffers.
-void TileRange(const Problem& p, const TileShape& t, int h, int64_t i0,
-               int tokens, int64_t j_begin, int64_t j_end, Avx512Scratch& w) {
+// GroupTile is one prepared query tile of a group: its scratch (queries and
+// running state), first token, token count, and the keys it sees.
+struct GroupTile {
+  Avx512Scratch* w;
+  int64_t i0;
+  int tokens;
+  int64_t j_end;
+};
+
+// TileGroupRange runs keys [j_begin, tile.j_end) for each prepared tile of a
+// group of one kv head, converting each K/V tile once, into kv_w's buffers
+// (fp32, or bf16 when kv_w has bf16 buffers), for every tile of the group
+// that sees it.
+void TileGroupRange(const Problem& p, const TileShape& t, int h,
+                    const GroupTile* group, int n, int64_t j_begin,
+                    Avx512Scratch& kv_w) {
   const PagedKv& kv = *p.kv;
-  const int rows = tokens * p.group;
-  // Keys before all_see are visible to every row of the tile.
-  const int64_t all_see = VisibleKeys(p, i0);
-  for (int64_t j0 = j_begin; j0 < j_end; j0 += kKeyTile) {
-    const int keys = static_cast<int>(std::min<int64_t>(kKeyTile, j_end - j0));
-    if (w.qb == nullptr) {
-      LoadKvTile(kv.k_blocks, kv, h, j0, keys, t.d, w.k);
-      LoadKvTile(kv.v_blocks, kv, h, j0, keys, t.d_p, w.v);
-      QkTile<Fp32Tiles>(w.qt, t.rows_p, w.k, t.d, t.d, keys, w.s);
+  const bool bf16 = kv_w.qb != nullptr;
+  int64_t max_end = j_begin;
+  for (int g = 0; g < n; ++g) max_end = std::max(max_end, group[g].j_end);
+  for (int64_t j0 = j_begin; j0 < max_end; j0 += kKeyTile) {
+    const int loaded =
+        static_cast<int>(std::min<int64_t>(kKeyTile, max_end - j0));
+    if (!bf16) {
+      LoadKvTile(kv.k_blocks, kv, h, j0, loaded, t.d, kv_w.k);
+      LoadKvTile(kv.v_blocks, kv, h, j0, loaded, t.d_p, kv_w.v);
     } else {
       switch (kv.dtype) {
         case DType::kF16:
-          LoadKvTileBf16<DType::kF16>(kv, h, j0, keys, t.d_p, w.kb, w.vb);
+          LoadKvTileBf16<DType::kF16>(kv, h, j0, loaded, t.d_p, kv_w.kb,
+                                      kv_w.vb);
           break;
         case DType::kF32:
-          LoadKvTileBf16<DType::kF32>(kv, h, j0, keys, t.d_p, w.kb, w.vb);
+          LoadKvTileBf16<DType::kF32>(kv, h, j0, loaded, t.d_p, kv_w.kb,
+                                      kv_w.vb);
           break;
         case DType::kBf16:
-          LoadKvTileBf16<DType::kBf16>(kv, h, j0, keys, t.d_p, w.kb, w.vb);
+          LoadKvTileBf16<DType::kBf16>(kv, h, j0, loaded, t.d_p, kv_w.kb,
+                                       kv_w.vb);
           break;
       }
-      QkTile<Bf16Tiles>(w.qb, t.rows_p, w.kb, t.d_p, (t.d + 1) / 2, keys, w.s);
     }
-    SoftmaxTile(w.s, t.rows_p, keys, j0 + keys > all_see, j0, w.qpos, w.m, w.l,
-                w.alpha);
-    if (w.qb == nullptr) {
-      PvTile<Fp32Tiles>(w.s, rows, t.rows_p, w.v, t.d_p, keys, w.alpha, w.o);
-    } else {
-      PackProbsBf16(w.s, t.rows_p, keys, w.pb);
-      PvTile<Bf16Tiles>(w.pb, rows, t.rows_p, w.vb, t.d_p, (keys + 1) / 2,
-                        w.alpha, w.o);
+    for (int g = 0; g < n; ++g) {
+      const GroupTile& tile = group[g];
+      if (j0 >= tile.j_end) continue;
+      Avx512Scratch& w = *tile.w;
+      const int keys =
+          static_cast<int>(std::min<int64_t>(loaded, tile.j_end - j0));
+      const int rows = tile.tokens * p.group;
+      // Keys before all_see are visible to every row of the tile.
+      const int64_t all_see = VisibleKeys(p, tile.i0);
+      if (!bf16) {
+        QkTile<Fp32Tiles>(w.qt, t.rows_p, kv_w.k, t.d, t.d, keys, kv_w.s);
+      } else {
+        QkTile<Bf16Tiles>(w.qb, t.rows_p, kv_w.kb, t.d_p, (t.d + 1) / 2, keys,
+                          kv_w.s);
+      }
+      SoftmaxTile(kv_w.s, t.rows_p, keys, j0 + keys > all_see, j0, w.qpos, w.m,
+                  w.l, w.alpha);
+      if (!bf16) {
+        PvTile<Fp32Tiles>(kv_w.s, rows, t.rows_p, kv_w.v, t.d_p, keys, w.alpha,
+                          w.o);
+      } else {
+        // Past `keys` the probabilities are 0 (an odd count pairs the last
+        // key with a loaded key it does not see, or with zeros).
+        PackProbsBf16(kv_w.s, t.rows_p, keys, kv_w.pb);
+        PvTile<Bf16Tiles>(kv_w.pb, rows, t.rows_p, kv_w.vb, t.d_p,
+                          (keys + 1) / 2, w.alpha, w.o);
+      }
     }
   }
+}
+
+// TileRange runs keys [j_begin, j_end) for the prepared tile (rows of
+// `tokens` tokens starting at i0), through K/V tiles converted to fp32, or to
+// bf16 when the scratch has bf16 buffers.
+void TileRange(const Problem& p, const TileShape& t, int h, int64_t i0,
+               int tokens, int64_t j_begin, int64_t j_end, Avx512Scratch& w) {
+  const GroupTile tile{&w, i0, tokens, j_end};
+  TileGroupRange(p, t, h, &tile, 1, j_begin, w);
 }
 
 // ---------------------------------------------------------------------------
@@ -1215,6 +1256,9 @@ void DecodeRangeForRows(const Problem& p, const TileShape& t, int h,
 // ---------------------------------------------------------------------------
 // Scheduling.
 
+// Query tiles that share each converted K/V tile, at most.
+constexpr int64_t kMaxGroupTiles = 8;
+
 // Splits of one work item's keys are at least this long.
 constexpr int64_t kMinSplitKeys = 512;
 
@@ -1338,6 +1382,41 @@ void AttentionAvx512(const Problem& p) {
     splits = std::min<int64_t>((2 * threads + items - 1) / items,
                                tile_end(tiles - 1) / kMinSplitKeys);
     splits = std::max<int64_t>(splits, 1);
+  }
+  if (splits == 1 && !decode) {
+    // Query tiles in groups of up to kMaxGroupTiles consecutive tiles of one
+    // kv head, so that each K/V tile is converted once per group (keeping
+    // enough groups to share among the threads).
+    const int64_t group_tiles =
+        std::clamp<int64_t>(items / (4 * int64_t{threads}), 1, kMaxGroupTiles);
+    const int64_t groups = (tiles + group_tiles - 1) / group_tiles;
+    const int64_t group_items = groups * num_kv_heads;
+#pragma omp parallel if (group_items > 1)
+    {
+      std::vector<Avx512Scratch> ws;
+      ws.reserve(group_tiles);
+      for (int64_t g = 0; g < group_tiles; ++g) ws.emplace_back(t, p.bf16);
+      GroupTile group[kMaxGroupTiles];
+      // Later query tiles see more keys: hand them out first.
+#pragma omp for schedule(dynamic, 1)
+      for (int64_t item = 0; item < group_items; ++item) {
+        const int64_t first = (groups - 1 - item / num_kv_heads) * group_tiles;
+        const int h = static_cast<int>(item % num_kv_heads);
+        const int n = static_cast<int>(std::min(group_tiles, tiles - first));
+        for (int g = 0; g < n; ++g) {
+          const int64_t i0 = (first + g) * t.tokens;
+          const int tokens =
+              static_cast<int>(std::min<int64_t>(t.tokens, p.n_q - i0));
+          PrepareTile(p, t, h, i0, tokens, /*row_major=*/false, ws[g]);
+          group[g] = GroupTile{&ws[g], i0, tokens, tile_end(first + g)};
+        }
+        TileGroupRange(p, t, h, group, n, 0, ws[0]);
+        for (int g = 0; g < n; ++g) {
+          FinishItem(p, t, h, first + g, ws[g].o, ws[g].m, ws[g].l);
+        }
+      }
+    }
+    return;
   }
   if (splits == 1) {
 #pragma omp parallel if (items > 1)

@@ -508,6 +508,44 @@ LONGCTX_TARGET_AVX512_BF16 inline __m512i InterleaveBf16(__m512 a, __m512 b) {
   return _mm512_permutexvar_epi16(order, both);
 }
 
+// SoftmaxMax is the first half of the online-softmax update of 16 rows
+// starting at row r of one key tile: masks S (when `mask`; qpos[r] is the
+// last key index row r may see), and returns the value to subtract from the
+// scores before exp2, having stored the new running maximum in m and
+// alpha = exp2(m_old - m_new).
+LONGCTX_TARGET_AVX512 inline __m512 SoftmaxMax(float* s, int rows_p, int keys,
+                                               bool mask, int64_t key0,
+                                               const int32_t* qpos, int r,
+                                               float* m, float* alpha) {
+  const __m512 neg_inf = _mm512_set1_ps(kNegInf);
+  const __m512 m_old = _mm512_load_ps(m + r);
+  __m512 row_max = neg_inf;
+  if (mask) {
+    const __m512i last_visible = _mm512_load_si512(qpos + r);
+    for (int j = 0; j < keys; ++j) {
+      float* sj = s + j * rows_p + r;
+      const __m512i key = _mm512_set1_epi32(static_cast<int32_t>(key0 + j));
+      const __mmask16 hidden = _mm512_cmpgt_epi32_mask(key, last_visible);
+      const __m512 v = _mm512_mask_mov_ps(_mm512_load_ps(sj), hidden, neg_inf);
+      _mm512_store_ps(sj, v);
+      row_max = _mm512_max_ps(row_max, v);
+    }
+  } else {
+    for (int j = 0; j < keys; ++j) {
+      row_max = _mm512_max_ps(row_max, _mm512_load_ps(s + j * rows_p + r));
+    }
+  }
+  const __m512 m_new = _mm512_max_ps(m_old, row_max);
+  // Rows that have seen no key yet keep m = -inf; subtract 0 instead so
+  // that exp2(-inf - m) is 0 rather than NaN.
+  const __m512 m_sub =
+      _mm512_mask_mov_ps(m_new, _mm512_cmp_ps_mask(m_new, neg_inf, _CMP_EQ_OQ),
+                         _mm512_setzero_ps());
+  _mm512_store_ps(m + r, m_new);
+  _mm512_store_ps(alpha + r, internal::Exp2Avx512(_mm512_sub_ps(m_old, m_sub)));
+  return m_sub;
+}
+
 // Online-softmax update of one key tile: masks S (when `mask`), turns it into
 // P = exp2(S - m_new) in place, and updates m, l and alpha = exp2(m_old -
 // m_new) per row. qpos[r] is the last key index row r may see.
@@ -515,33 +553,9 @@ LONGCTX_TARGET_AVX512 void SoftmaxTile(float* s, int rows_p, int keys,
                                        bool mask, int64_t key0,
                                        const int32_t* qpos, float* m, float* l,
                                        float* alpha) {
-  const __m512 neg_inf = _mm512_set1_ps(kNegInf);
   for (int r = 0; r < rows_p; r += 16) {
-    const __m512 m_old = _mm512_load_ps(m + r);
-    __m512 row_max = neg_inf;
-    if (mask) {
-      const __m512i last_visible = _mm512_load_si512(qpos + r);
-      for (int j = 0; j < keys; ++j) {
-        float* sj = s + j * rows_p + r;
-        const __m512i key = _mm512_set1_epi32(static_cast<int32_t>(key0 + j));
-        const __mmask16 hidden = _mm512_cmpgt_epi32_mask(key, last_visible);
-        const __m512 v =
-            _mm512_mask_mov_ps(_mm512_load_ps(sj), hidden, neg_inf);
-        _mm512_store_ps(sj, v);
-        row_max = _mm512_max_ps(row_max, v);
-      }
-    } else {
-      for (int j = 0; j < keys; ++j) {
-        row_max = _mm512_max_ps(row_max, _mm512_load_ps(s + j * rows_p + r));
-      }
-    }
-    const __m512 m_new = _mm512_max_ps(m_old, row_max);
-    // Rows that have seen no key yet keep m = -inf; subtract 0 instead so
-    // that exp2(-inf - m) is 0 rather than NaN.
-    const __m512 m_sub = _mm512_mask_mov_ps(
-        m_new, _mm512_cmp_ps_mask(m_new, neg_inf, _CMP_EQ_OQ),
-        _mm512_setzero_ps());
-    const __m512 a = internal::Exp2Avx512(_mm512_sub_ps(m_old, m_sub));
+    const __m512 m_sub =
+        SoftmaxMax(s, rows_p, keys, mask, key0, qpos, r, m, alpha);
     __m512 sum = _mm512_setzero_ps();
     for (int j = 0; j < keys; ++j) {
       float* sj = s + j * rows_p + r;
@@ -550,25 +564,35 @@ LONGCTX_TARGET_AVX512 void SoftmaxTile(float* s, int rows_p, int keys,
       _mm512_store_ps(sj, e);
       sum = _mm512_add_ps(sum, e);
     }
-    _mm512_store_ps(m + r, m_new);
-    _mm512_store_ps(l + r, _mm512_fmadd_ps(_mm512_load_ps(l + r), a, sum));
-    _mm512_store_ps(alpha + r, a);
+    _mm512_store_ps(l + r, _mm512_fmadd_ps(_mm512_load_ps(l + r),
+                                           _mm512_load_ps(alpha + r), sum));
   }
 }
 
-// PackProbsBf16 rounds P[j][r] (fp32, row stride rows_p) to the pair layout
-// of Bf16Tiles, P[j/2][r][j%2], keys padded to an even count with zeros.
-LONGCTX_TARGET_AVX512_BF16 void PackProbsBf16(const float* s, int rows_p,
-                                              int keys, uint16_t* out) {
-  for (int j = 0; j < keys; j += 2) {
-    const float* s0 = s + j * rows_p;
-    for (int r = 0; r < rows_p; r += 16) {
-      const __m512 e0 = _mm512_load_ps(s0 + r);
+// SoftmaxTileBf16 is SoftmaxTile writing P in the pair layout of Bf16Tiles,
+// P[j/2][r][j%2] (keys padded to an even count with zeros), to p_out.
+LONGCTX_TARGET_AVX512_BF16 void SoftmaxTileBf16(float* s, int rows_p, int keys,
+                                                bool mask, int64_t key0,
+                                                const int32_t* qpos, float* m,
+                                                float* l, float* alpha,
+                                                uint16_t* p_out) {
+  for (int r = 0; r < rows_p; r += 16) {
+    const __m512 m_sub =
+        SoftmaxMax(s, rows_p, keys, mask, key0, qpos, r, m, alpha);
+    __m512 sum = _mm512_setzero_ps();
+    for (int j = 0; j < keys; j += 2) {
+      const __m512 e0 = internal::Exp2Avx512(
+          _mm512_sub_ps(_mm512_load_ps(s + j * rows_p + r), m_sub));
       const __m512 e1 =
-          j + 1 < keys ? _mm512_load_ps(s0 + rows_p + r) : _mm512_setzero_ps();
-      _mm512_store_si512(out + 2 * ((j / 2) * rows_p + r),
+          j + 1 < keys ? internal::Exp2Avx512(_mm512_sub_ps(
+                             _mm512_load_ps(s + (j + 1) * rows_p + r), m_sub))
+                       : _mm512_setzero_ps();
+      _mm512_store_si512(p_out + 2 * ((j / 2) * rows_p + r),
                          InterleaveBf16(e0, e1));
+      sum = _mm512_add_ps(sum, _mm512_add_ps(e0, e1));
     }
+    _mm512_store_ps(l + r, _mm512_fmadd_ps(_mm512_load_ps(l + r),
+                                           _mm512_load_ps(alpha + r), sum));
   }
 }
 
@@ -806,15 +830,16 @@ void TileGroupRange(const Problem& p, const TileShape& t, int h,
         QkTile<Bf16Tiles>(w.qb, t.rows_p, kv_w.kb, t.d_p, (t.d + 1) / 2, keys,
                           kv_w.s);
       }
-      SoftmaxTile(kv_w.s, t.rows_p, keys, j0 + keys > all_see, j0, w.qpos, w.m,
-                  w.l, w.alpha);
       if (!bf16) {
+        SoftmaxTile(kv_w.s, t.rows_p, keys, j0 + keys > all_see, j0, w.qpos,
+                    w.m, w.l, w.alpha);
         PvTile<Fp32Tiles>(kv_w.s, rows, t.rows_p, kv_w.v, t.d_p, keys, w.alpha,
                           w.o);
       } else {
         // Past `keys` the probabilities are 0 (an odd count pairs the last
         // key with a loaded key it does not see, or with zeros).
-        PackProbsBf16(kv_w.s, t.rows_p, keys, kv_w.pb);
+        SoftmaxTileBf16(kv_w.s, t.rows_p, keys, j0 + keys > all_see, j0, w.qpos,
+                        w.m, w.l, w.alpha, kv_w.pb);
         PvTile<Bf16Tiles>(kv_w.pb, rows, t.rows_p, kv_w.vb, t.d_p,
                           (keys + 1) / 2, w.alpha, w.o);
       }

@@ -1,8 +1,9 @@
 // Benchmarks of Gemm::Run on the linear layers of the S and M models (hidden
 // 512 / 1024, FFN 1536 / 2816, vocabulary 32000), for decode (M = 1, 16) and
 // prefill (M = 2048) batches, plus the square 2048^3 product that measures
-// the machine's GEMM rate. Runs on OMP_NUM_THREADS threads. GFLOPS counts
-// 2 * M * N * K.
+// the machine's GEMM rate, with fp32, bf16 or int8 weights. Runs on
+// OMP_NUM_THREADS threads. GFLOPS counts 2 * M * N * K; GB/s the packed
+// weight's bytes per call (what decode streams).
 #include <cstdint>
 #include <random>
 #include <vector>
@@ -14,10 +15,12 @@
 namespace longctx::kernels {
 namespace {
 
-// Args: m, n, k, precision (0 = fp32, 1 = bf16).
+// Args: m, n, k, type (0 = fp32, 1 = bf16, 2 = int8 weights).
 void BM_Gemm(benchmark::State& state) {
   const int64_t m = state.range(0), n = state.range(1), k = state.range(2);
-  const auto precision = static_cast<ComputePrecision>(state.range(3));
+  const bool int8 = state.range(3) == 2;
+  const auto precision = int8 ? ComputePrecision::kFp32
+                              : static_cast<ComputePrecision>(state.range(3));
   if (precision == ComputePrecision::kBf16 && !Bf16GemmSupported()) {
     state.SkipWithError("no native bf16 on this CPU");
     return;
@@ -28,7 +31,8 @@ void BM_Gemm(benchmark::State& state) {
   for (float& f : w) f = dist(rng);
   for (float& f : x) f = dist(rng);
   absl::StatusOr<PackedWeight> packed =
-      PackedWeight::Create(w.data(), DType::kF32, n, k, precision);
+      PackedWeight::Create(w.data(), DType::kF32, n, k, precision,
+                           int8 ? WeightDtype::kInt8 : WeightDtype::kAuto);
   if (!packed.ok()) {
     state.SkipWithError(packed.status().ToString().c_str());
     return;
@@ -47,19 +51,22 @@ void BM_Gemm(benchmark::State& state) {
   }
   state.counters["GFLOPS"] = benchmark::Counter(
       2.0 * m * n * k * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
-  state.SetLabel(ComputePrecisionName(precision));
+  state.counters["GB/s"] =
+      benchmark::Counter(packed->size_bytes() * 1e-9,
+                         benchmark::Counter::kIsIterationInvariantRate);
+  state.SetLabel(int8 ? "int8" : ComputePrecisionName(precision));
 }
 
 void ModelShapes(benchmark::internal::Benchmark* b) {
-  b->ArgNames({"m", "n", "k", "bf16"});
-  for (int precision : {0, 1}) {
+  b->ArgNames({"m", "n", "k", "type"});
+  for (int precision : {0, 1, 2}) {
     b->Args({2048, 2048, 2048, precision});
     // {n, k}: attention projection, FFN up (and gate), FFN down, LM head.
     const int64_t shapes[][2] = {{512, 512},   {1536, 512},  {512, 1536},
                                  {32000, 512}, {1024, 1024}, {2816, 1024},
                                  {1024, 2816}, {32000, 1024}};
     for (const auto& shape : shapes) {
-      for (int64_t m : {1, 16, 2048}) {
+      for (int64_t m : {1, 4, 16, 2048}) {
         if (shape[0] == 32000 && m == 2048) continue;  // Logits: last token.
         b->Args({m, shape[0], shape[1], precision});
       }

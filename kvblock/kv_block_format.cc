@@ -7,6 +7,19 @@
 namespace longctx {
 namespace {
 
+// KvDtypeCode is the header's dtype field (kv_block_format.h).
+uint32_t KvDtypeCode(KvDtype dtype) {
+  switch (dtype) {
+    case KvDtype::kF16:
+      return 0;
+    case KvDtype::kF32:
+      return 1;
+    case KvDtype::kBf16:
+      return 2;
+  }
+  return 0;
+}
+
 // Sizes of the fixed fields and of one checksum (see the header layout in
 // kv_block_format.h).
 constexpr size_t kFixedBytes = 120;
@@ -130,7 +143,7 @@ absl::StatusOr<std::vector<std::string>> EncodeKvBlock(
   AppendU32(static_cast<uint32_t>(layout.num_kv_heads), &header);
   AppendU32(static_cast<uint32_t>(layout.head_dim), &header);
   AppendU32(static_cast<uint32_t>(layout.block_size), &header);
-  AppendU32(layout.dtype == KvDtype::kF16 ? 0 : 1, &header);
+  AppendU32(KvDtypeCode(layout.dtype), &header);
   AppendU32(static_cast<uint32_t>(token_count), &header);
   AppendU64(layer_bytes, &header);
   for (int l = 0; l < layout.num_layers; ++l) {
@@ -198,15 +211,18 @@ absl::StatusOr<KvBlockHeader> ParseKvBlockHeader(
     }
   }
   const uint32_t dtype = ReadU32(part0, kDimsOffset + 16);
-  if (dtype > 1) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "KV block header has dtype ", dtype, "; expected 0 (f16) or 1 (f32)"));
+  if (dtype > 2) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("KV block header has dtype ", dtype,
+                     "; expected 0 (f16), 1 (f32) or 2 (bf16)"));
   }
   header.layout.num_layers = static_cast<int>(num_layers);
   header.layout.num_kv_heads = static_cast<int>(dims[0]);
   header.layout.head_dim = static_cast<int>(dims[1]);
   header.layout.block_size = static_cast<int>(dims[2]);
-  header.layout.dtype = dtype == 0 ? KvDtype::kF16 : KvDtype::kF32;
+  header.layout.dtype = dtype == 0   ? KvDtype::kF16
+                        : dtype == 1 ? KvDtype::kF32
+                                     : KvDtype::kBf16;
   const uint32_t token_count = ReadU32(part0, kDimsOffset + 20);
   if (token_count < 1 || token_count > dims[2]) {
     return absl::InvalidArgumentError(

@@ -20,7 +20,7 @@
 //   92  u32  num_kv_heads    (>= 1)
 //   96  u32  head_dim        (>= 1)
 //  100  u32  block_size      (tokens, >= 1)
-//  104  u32  dtype           (0 = f16, 1 = f32)
+//  104  u32  dtype           (0 = f16, 1 = f32, 2 = bf16)
 //  108  u32  token_count     (valid tokens, in [1, block_size])
 //  112  u64  layer_bytes     (bytes of each layer part)
 //  120  16*L checksum of layer l = ComputeHash128(layer bytes, seed = l)

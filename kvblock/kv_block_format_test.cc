@@ -44,7 +44,7 @@ std::vector<uint8_t> RandomBlock(const KvLayout& layout, uint32_t seed) {
 }
 
 TEST(KvBlockFormatTest, RoundTripRestoresTheBlockAndItsHeader) {
-  for (KvDtype dtype : {KvDtype::kF16, KvDtype::kF32}) {
+  for (KvDtype dtype : {KvDtype::kF16, KvDtype::kF32, KvDtype::kBf16}) {
     const KvLayout layout = AwkwardLayout(dtype);
     const std::vector<uint8_t> block = RandomBlock(layout, 11);
     absl::StatusOr<std::vector<std::string>> parts =
@@ -152,12 +152,14 @@ TEST(KvBlockFormatTest, WrongFingerprintOrLayoutIsFailedPrecondition) {
       ParseKvBlockHeader(parts[0], layout, other_model, Id()).status().code(),
       absl::StatusCode::kFailedPrecondition);
 
-  std::vector<KvLayout> others(5, layout);
+  std::vector<KvLayout> others(6, layout);
   others[0].num_layers = 6;
   others[1].num_kv_heads = 1;
   others[2].head_dim = 8;
   others[3].block_size = 16;
   others[4].dtype = KvDtype::kF32;
+  // Same size as the block's f16, other numbers: never served as bf16.
+  others[5].dtype = KvDtype::kBf16;
   for (const KvLayout& other : others) {
     absl::Status status =
         ParseKvBlockHeader(parts[0], other, kFingerprint, Id()).status();

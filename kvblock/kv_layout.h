@@ -10,10 +10,12 @@
 
 namespace longctx {
 
-// KvDtype is the element type of cached keys and values.
-enum class KvDtype { kF16, kF32 };
+// KvDtype is the element type of cached keys and values. kBf16 has fp16's
+// size and fp32's range with 8 bits of mantissa (fp16: 11); CPUs with
+// AVX512_BF16 multiply it without converting (--compute_precision=bf16).
+enum class KvDtype { kF16, kF32, kBf16 };
 
-// ParseKvDtype accepts "f16" and "f32"; KvDtypeName gives them back.
+// ParseKvDtype accepts "f16", "f32" and "bf16"; KvDtypeName gives them back.
 absl::StatusOr<KvDtype> ParseKvDtype(const std::string& text);
 const char* KvDtypeName(KvDtype dtype);
 
@@ -25,7 +27,7 @@ struct KvLayout {
   int block_size = 256;  // Tokens per block (B).
   KvDtype dtype = KvDtype::kF16;
 
-  size_t ElementBytes() const { return dtype == KvDtype::kF16 ? 2 : 4; }
+  size_t ElementBytes() const { return dtype == KvDtype::kF32 ? 4 : 2; }
   // Bytes of K (or V) of one layer of one block.
   size_t TensorBytes() const {
     return static_cast<size_t>(num_kv_heads) * block_size * head_dim *

@@ -9,14 +9,14 @@ namespace {
 using ::testing::HasSubstr;
 
 TEST(KvDtypeTest, NamesParseBackAndOthersAreRefusedByName) {
-  for (KvDtype dtype : {KvDtype::kF16, KvDtype::kF32}) {
+  for (KvDtype dtype : {KvDtype::kF16, KvDtype::kF32, KvDtype::kBf16}) {
     absl::StatusOr<KvDtype> parsed = ParseKvDtype(KvDtypeName(dtype));
     ASSERT_TRUE(parsed.ok()) << parsed.status();
     EXPECT_EQ(*parsed, dtype);
   }
-  absl::StatusOr<KvDtype> bf16 = ParseKvDtype("bf16");
-  EXPECT_EQ(bf16.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(bf16.status().message(), HasSubstr("\"bf16\""));
+  absl::StatusOr<KvDtype> fp8 = ParseKvDtype("fp8");
+  EXPECT_EQ(fp8.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(fp8.status().message(), HasSubstr("\"fp8\""));
 }
 
 TEST(KvLayoutTest, SizesOfAnAwkwardBlock) {
@@ -32,6 +32,8 @@ TEST(KvLayoutTest, SizesOfAnAwkwardBlock) {
   EXPECT_EQ(layout.BlockBytes(), 3u * 2 * 5 * 7 * 12 * 2);
   layout.dtype = KvDtype::kF32;
   EXPECT_EQ(layout.BlockBytes(), 3u * 2 * 5 * 7 * 12 * 4);
+  layout.dtype = KvDtype::kBf16;
+  EXPECT_EQ(layout.BlockBytes(), 3u * 2 * 5 * 7 * 12 * 2);
 }
 
 }  // namespace

@@ -32,11 +32,11 @@ absl::StatusOr<std::vector<float>> ToFloat(const TensorRef& t, int64_t n,
 }
 
 // Packs row-blocks stacked in order (e.g. q, k, v) as one [sum rows, k] weight,
-// so one GEMM computes them all. Blocks of different dtypes are widened to
-// fp32.
+// so one GEMM computes them all, as `options` say. Blocks of different dtypes
+// are widened to fp32.
 absl::StatusOr<PackedWeight> PackStacked(
     const std::vector<std::pair<TensorRef, int64_t>>& blocks, int64_t k,
-    kernels::ComputePrecision precision, const std::string& what) {
+    const LlamaModelOptions& options, const std::string& what) {
   int64_t rows = 0;
   bool same_dtype = true;
   for (const auto& [tensor, n] : blocks) {
@@ -46,7 +46,8 @@ absl::StatusOr<PackedWeight> PackStacked(
   }
   if (blocks.size() == 1) {
     return PackedWeight::Create(blocks[0].first.data, blocks[0].first.dtype,
-                                rows, k, precision);
+                                rows, k, options.precision,
+                                options.weight_dtype);
   }
   const DType dtype = same_dtype ? blocks[0].first.dtype : DType::kF32;
   const size_t elem = kernels::DTypeSize(dtype);
@@ -63,7 +64,8 @@ absl::StatusOr<PackedWeight> PackStacked(
     }
     offset += bytes;
   }
-  return PackedWeight::Create(stacked.data(), dtype, rows, k, precision);
+  return PackedWeight::Create(stacked.data(), dtype, rows, k, options.precision,
+                              options.weight_dtype);
 }
 
 }  // namespace
@@ -119,11 +121,10 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Create(
     layer.post_attention_norm = *std::move(post_norm);
 
     auto qkv = PackStacked({{w.q, q_dim}, {w.k, kv_dim}, {w.v, kv_dim}}, h,
-                           options.precision, name + "self_attn.{q,k,v}_proj");
+                           options, name + "self_attn.{q,k,v}_proj");
     if (!qkv.ok()) return qkv.status();
     layer.qkv = *std::move(qkv);
-    auto o = PackStacked({{w.o, h}}, q_dim, options.precision,
-                         name + "self_attn.o_proj");
+    auto o = PackStacked({{w.o, h}}, q_dim, options, name + "self_attn.o_proj");
     if (!o.ok()) return o.status();
     layer.o = *std::move(o);
     if (w.q_bias.data != nullptr || w.k_bias.data != nullptr ||
@@ -140,11 +141,11 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Create(
     }
     auto gate_up = PackStacked(
         {{w.gate, s.intermediate_size}, {w.up, s.intermediate_size}}, h,
-        options.precision, name + "mlp.{gate,up}_proj");
+        options, name + "mlp.{gate,up}_proj");
     if (!gate_up.ok()) return gate_up.status();
     layer.gate_up = *std::move(gate_up);
-    auto down = PackStacked({{w.down, h}}, s.intermediate_size,
-                            options.precision, name + "mlp.down_proj");
+    auto down = PackStacked({{w.down, h}}, s.intermediate_size, options,
+                            name + "mlp.down_proj");
     if (!down.ok()) return down.status();
     layer.down = *std::move(down);
     model->layers_.push_back(std::move(layer));
@@ -154,8 +155,7 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Create(
   model->final_norm_ = *std::move(final_norm);
   const TensorRef& head =
       weights.lm_head.data != nullptr ? weights.lm_head : weights.embed_tokens;
-  auto lm_head =
-      PackStacked({{head, s.vocab_size}}, h, options.precision, "lm_head");
+  auto lm_head = PackStacked({{head, s.vocab_size}}, h, options, "lm_head");
   if (!lm_head.ok()) return lm_head.status();
   model->lm_head_ = std::make_unique<PackedWeight>(*std::move(lm_head));
   return model;
@@ -260,7 +260,15 @@ class LocalAttention : public LayerAttention {
 }  // namespace
 
 DType CacheDType(KvDtype dtype) {
-  return dtype == KvDtype::kF16 ? DType::kF16 : DType::kF32;
+  switch (dtype) {
+    case KvDtype::kF16:
+      return DType::kF16;
+    case KvDtype::kF32:
+      return DType::kF32;
+    case KvDtype::kBf16:
+      return DType::kBf16;
+  }
+  return DType::kF16;
 }
 
 absl::Status LlamaModel::Forward(absl::Span<const SeqSpan> spans,

@@ -60,6 +60,11 @@ struct LlamaWeights {
 struct LlamaModelOptions {
   // Precision of the GEMMs (--compute_precision). Default: fp32.
   kernels::ComputePrecision precision = kernels::ComputePrecision::kFp32;
+  // How every linear layer's weight (q/k/v, o, gate/up, down, lm_head) is
+  // held (--weight_dtype): kAuto in `precision`, kInt8 quantized at load
+  // (per output row; see kernels/gemm.h), half the bytes of bf16 to stream
+  // per decode step. Default: kAuto.
+  kernels::WeightDtype weight_dtype = kernels::WeightDtype::kAuto;
   // Threads of the kernels (--threads); 0 uses every CPU. Default: 0.
   int threads = 0;
 };

@@ -21,6 +21,7 @@ absl::StatusOr<ModelOnDevice> LoadOnCpu(const ModelSource& source,
   LlamaModelOptions model_options;
   model_options.precision =
       options.precision.value_or(kernels::ComputePrecision::kFp32);
+  model_options.weight_dtype = options.weight_dtype;
   model_options.threads = options.threads;
   auto model = LlamaModel::Create(source.shape, source.weights, model_options);
   if (!model.ok()) return model.status();
@@ -49,6 +50,10 @@ absl::StatusOr<ModelOnDevice> LoadOnCpu(const ModelSource& source,
 absl::StatusOr<ModelOnDevice> LoadOnGpu(const ModelSource& source,
                                         const DeviceOptions& options,
                                         MetricsServer* metrics) {
+  if (options.kv_dtype == KvDtype::kBf16) {
+    return absl::UnimplementedError(
+        "--kv_dtype=bf16 is for CPUs (AVX512_BF16); on a GPU use f16 or f32");
+  }
   cuda::CudaModelOptions model_options;
   model_options.device = options.device;
   model_options.precision =
@@ -128,6 +133,11 @@ absl::StatusOr<ModelOnDevice> LoadModelOnDevice(const ModelSource& source,
                                                 const DeviceOptions& options,
                                                 MetricsServer* metrics) {
   if (options.device < 0) return LoadOnCpu(source, options);
+  if (options.weight_dtype == kernels::WeightDtype::kInt8) {
+    return absl::UnimplementedError(
+        "--weight_dtype=int8 runs on the CPU only (--device=cpu); on a GPU "
+        "use --weight_dtype=auto");
+  }
 #ifdef LONGCTX_WITH_CUDA
   return LoadOnGpu(source, options, metrics);
 #else

@@ -36,6 +36,9 @@ struct DeviceOptions {
   // GEMM precision (--compute_precision). Default: fp32 on the CPU; bf16 on
   // a GPU when unset.
   std::optional<kernels::ComputePrecision> precision;
+  // How linear-layer weights are held (--weight_dtype); kInt8 on the CPU
+  // only. Default: kAuto.
+  kernels::WeightDtype weight_dtype = kernels::WeightDtype::kAuto;
   int threads = 0;  // CPU compute threads (--threads); 0 uses every CPU.
   int block_size = 256;
   KvDtype kv_dtype = KvDtype::kF16;
@@ -61,9 +64,10 @@ struct ModelOnDevice {
 
 // LoadModelOnDevice builds the model from `source` and its KV pool on the
 // device `options` names; on a GPU it adds the longctx_gpu_* gauges to
-// `metrics` (may be null). FAILED_PRECONDITION for --device=cuda in a build
-// without CUDA (--config=cuda) or without a usable GPU; the model's and the
-// pool's errors otherwise.
+// `metrics` (may be null). UNIMPLEMENTED for int8 weights on a GPU;
+// FAILED_PRECONDITION for --device=cuda in a build without CUDA
+// (--config=cuda) or without a usable GPU; the model's and the pool's errors
+// otherwise.
 absl::StatusOr<ModelOnDevice> LoadModelOnDevice(const ModelSource& source,
                                                 const DeviceOptions& options,
                                                 MetricsServer* metrics);

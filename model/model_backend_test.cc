@@ -1,8 +1,12 @@
 #include "model/model_backend.h"
 
+#include <algorithm>
+#include <cmath>
+#include <string>
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "kernels/gemm.h"
 #include "model/testing/random_llama.h"
 
 namespace longctx {
@@ -72,6 +76,50 @@ TEST(LoadModelOnDeviceTest, CudaWithoutAGpuIsAFailedPrecondition) {
   if (loaded.ok())
     GTEST_SKIP() << "this machine has a GPU: " << loaded->description;
   EXPECT_TRUE(absl::IsFailedPrecondition(loaded.status())) << loaded.status();
+}
+
+// --weight_dtype=int8 reaches the CPU model: its logits move a little (the
+// quantization) from those of the same weights held as they are.
+TEST(LoadModelOnDeviceTest, Int8WeightsReachTheCpuModel) {
+  const testing::RandomLlama m = testing::MakeRandomLlama(false, false, 5);
+  const std::vector<int32_t> tokens = testing::RandomTokens(12, 97, 2);
+  std::vector<std::vector<float>> logits;
+  for (kernels::WeightDtype dtype :
+       {kernels::WeightDtype::kAuto, kernels::WeightDtype::kInt8}) {
+    DeviceOptions options;
+    options.weight_dtype = dtype;
+    options.kv_cache_bytes = size_t{4} << 20;
+    options.kv_cache_prefault = false;
+    auto loaded = LoadModelOnDevice(Source(m), options, nullptr);
+    ASSERT_TRUE(loaded.ok()) << loaded.status();
+    std::vector<int> blocks = {*loaded->pool->Allocate()};
+    SeqSpan span;
+    span.tokens = tokens;
+    span.blocks = blocks;
+    span.want_logits = true;
+    logits.emplace_back(m.shape.vocab_size);
+    ASSERT_TRUE(
+        loaded->model->Forward({span}, *loaded->pool, logits.back().data())
+            .ok());
+  }
+  double scale = 0, diff = 0;
+  for (size_t i = 0; i < logits[0].size(); ++i) {
+    scale = std::max(scale, std::fabs(double{logits[0][i]}));
+    diff = std::max(diff, std::fabs(double{logits[0][i]} - logits[1][i]));
+  }
+  EXPECT_GT(diff, 0.0);
+  EXPECT_LT(diff, 0.1 * scale);
+}
+
+TEST(LoadModelOnDeviceTest, Int8WeightsOnAGpuAreUnimplemented) {
+  const testing::RandomLlama m = testing::MakeRandomLlama(false, true, 3);
+  DeviceOptions options;
+  options.device = 0;
+  options.weight_dtype = kernels::WeightDtype::kInt8;
+  auto loaded = LoadModelOnDevice(Source(m), options, nullptr);
+  EXPECT_TRUE(absl::IsUnimplemented(loaded.status())) << loaded.status();
+  EXPECT_NE(loaded.status().message().find("--weight_dtype=int8"),
+            std::string::npos);
 }
 
 }  // namespace

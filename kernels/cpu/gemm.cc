@@ -1,11 +1,16 @@
 #include "kernels/gemm.h"
 
+#include <immintrin.h>
+
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <deque>
 #include <map>
 #include <memory>
 #include <tuple>
+#include <type_traits>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -15,6 +20,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "kernels/cpu/parallel.h"
+#include "kernels/cpu_isa.h"
 #include "kernels/dtype.h"
 #include "oneapi/dnnl/dnnl.hpp"
 
@@ -63,12 +69,14 @@ class AlignedBuffer {
   size_t size_ = 0;
 };
 
-// Per-thread scratch: dense copies of X (bf16, or fp32 rows with padding) and
-// of Y (when Y has padding), and oneDNN's scratchpad. Kept across calls so
-// that steady-state calls do not allocate.
+// Per-thread scratch: dense copies of X (bf16, quantized u8, or fp32 rows
+// with padding) and of Y (when Y has padding; int32 sums for int8), X's
+// per-row int8 scales, and oneDNN's scratchpad. Kept across calls so that
+// steady-state calls do not allocate.
 struct ThreadScratch {
   AlignedBuffer src;
   AlignedBuffer dst;
+  AlignedBuffer row_scales;
   AlignedBuffer scratchpad;
 };
 
@@ -104,6 +112,185 @@ absl::Status DnnlError(const char* what, const dnnl::error& e) {
       absl::StrCat(what, ": oneDNN error ", e.status, ": ", e.what()));
 }
 
+// --- int8 ------------------------------------------------------------------
+//
+// Quantized X is stored unsigned, x_u8 = q + 128, because VNNI (vpdpbusd) and
+// oneDNN's fast int8 kernels multiply u8 by s8. Then
+//   sum_k x_u8 * w_q = sum_k q * w_q + 128 * sum_k w_q,
+// and the second term, fixed per output row, is kept with the weight and
+// subtracted after the product.
+constexpr int32_t kActivationOffset = 128;
+// |x_u8 * w_q| <= 255 * 127, so K up to 65536 cannot overflow the int32 sums.
+constexpr int64_t kInt8MaxK = 65536;
+// The VNNI kernel reads oneDNN's packed layout BA16a64b4a of W^T [k, n]: per
+// 64 output rows, per 4 consecutive k, 64 x 4 bytes (row-major 64 rows of 4).
+constexpr int64_t kGemvBlockRows = 64;
+
+bool UseVnni() {
+  static const bool has_vnni = __builtin_cpu_supports("avx512vnni");
+  return has_vnni && ActiveCpuIsa() >= CpuIsa::kAvx512;
+}
+
+// Quantizes `values` symmetrically to [-127, 127]: returns the scale, writes
+// round(v / scale) + offset. An all-zero row gets scale 0 and zeros.
+template <typename T>
+float QuantizeRowScalar(const float* values, int64_t k, int32_t offset,
+                        T* out) {
+  float amax = 0.0f;
+  for (int64_t l = 0; l < k; ++l) amax = std::max(amax, std::fabs(values[l]));
+  const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+  for (int64_t l = 0; l < k; ++l) {
+    const float q = std::min(127.0f, std::max(-127.0f, values[l] * inv));
+    out[l] = static_cast<T>(static_cast<int32_t>(std::nearbyint(q)) + offset);
+  }
+  return amax / 127.0f;
+}
+
+// QuantizeRowScalar for X on AVX-512 (the same results: both round to
+// nearest even).
+__attribute__((target("avx512f,avx512bw"))) float QuantizeActivationAvx512(
+    const float* values, int64_t k, uint8_t* out) {
+  __m512 amax = _mm512_setzero_ps();
+  int64_t l = 0;
+  for (; l + 16 <= k; l += 16) {
+    amax = _mm512_max_ps(amax, _mm512_abs_ps(_mm512_loadu_ps(values + l)));
+  }
+  const __mmask16 tail = static_cast<__mmask16>((1u << (k - l)) - 1);
+  amax = _mm512_max_ps(amax,
+                       _mm512_abs_ps(_mm512_maskz_loadu_ps(tail, values + l)));
+  const float max_abs = _mm512_reduce_max_ps(amax);
+  const __m512 inv = _mm512_set1_ps(max_abs > 0.0f ? 127.0f / max_abs : 0.0f);
+  const __m512 lo = _mm512_set1_ps(-127.0f), hi = _mm512_set1_ps(127.0f);
+  const __m512i offset = _mm512_set1_epi32(kActivationOffset);
+  for (l = 0; l < k; l += 16) {
+    const __mmask16 mask = k - l >= 16
+                               ? static_cast<__mmask16>(0xffff)
+                               : static_cast<__mmask16>((1u << (k - l)) - 1);
+    const __m512 v =
+        _mm512_mul_ps(_mm512_maskz_loadu_ps(mask, values + l), inv);
+    const __m512i q = _mm512_add_epi32(
+        _mm512_cvtps_epi32(_mm512_min_ps(hi, _mm512_max_ps(lo, v))), offset);
+    _mm512_mask_cvtusepi32_storeu_epi8(out + l, mask, q);
+  }
+  return max_abs / 127.0f;
+}
+
+// Quantizes m rows of x to u8 rows of `out_stride` bytes (the bytes from k on
+// hold the offset, i.e. zero) and their scales.
+void QuantizeActivations(const float* x, int64_t m, int64_t k, int64_t x_stride,
+                         int64_t out_stride, uint8_t* out, float* scales) {
+  const bool avx512 = ActiveCpuIsa() >= CpuIsa::kAvx512;
+  internal::ParallelFor(m, m * k, [&](int64_t i) {
+    uint8_t* row = out + i * out_stride;
+    scales[i] =
+        avx512 ? QuantizeActivationAvx512(x + i * x_stride, k, row)
+               : QuantizeRowScalar(x + i * x_stride, k, kActivationOffset, row);
+    std::memset(row + k, kActivationOffset, out_stride - k);
+  });
+}
+
+// One 64-row block of W times M quantized rows of X, then
+// y = (sum - offset) * x_scale * w_scale (+ bias) for the block's `cols`
+// valid outputs. w: the block's packed bytes (k_padded / 4 groups of 256).
+template <int M>
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) void Int8BlockVnni(
+    const uint8_t* xq, int64_t xq_stride, int64_t k_padded, const int8_t* w,
+    const float* x_scales, const float* w_scales, const int32_t* offsets,
+    const float* bias, int64_t cols, float* y, int64_t y_stride) {
+  __m512i acc[M][4];
+  for (int i = 0; i < M; ++i) {
+    for (int r = 0; r < 4; ++r) acc[i][r] = _mm512_setzero_si512();
+  }
+  for (int64_t g = 0; g < k_padded / 4; ++g) {
+    const int8_t* wg = w + g * 256;
+    const __m512i w0 = _mm512_load_si512(wg);
+    const __m512i w1 = _mm512_load_si512(wg + 64);
+    const __m512i w2 = _mm512_load_si512(wg + 128);
+    const __m512i w3 = _mm512_load_si512(wg + 192);
+    for (int i = 0; i < M; ++i) {
+      int32_t four;  // x[4g .. 4g + 3], as the 4 bytes every lane multiplies.
+      std::memcpy(&four, xq + i * xq_stride + g * 4, sizeof(four));
+      const __m512i xb = _mm512_set1_epi32(four);
+      acc[i][0] = _mm512_dpbusd_epi32(acc[i][0], xb, w0);
+      acc[i][1] = _mm512_dpbusd_epi32(acc[i][1], xb, w1);
+      acc[i][2] = _mm512_dpbusd_epi32(acc[i][2], xb, w2);
+      acc[i][3] = _mm512_dpbusd_epi32(acc[i][3], xb, w3);
+    }
+  }
+  for (int r = 0; r < 4 && r * 16 < cols; ++r) {
+    const int64_t valid = std::min<int64_t>(16, cols - r * 16);
+    const __mmask16 mask = static_cast<__mmask16>((1u << valid) - 1);
+    const __m512i offset = _mm512_maskz_loadu_epi32(mask, offsets + r * 16);
+    const __m512 scale = _mm512_maskz_loadu_ps(mask, w_scales + r * 16);
+    const __m512 b = bias != nullptr
+                         ? _mm512_maskz_loadu_ps(mask, bias + r * 16)
+                         : _mm512_setzero_ps();
+    for (int i = 0; i < M; ++i) {
+      const __m512 sum =
+          _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[i][r], offset));
+      const __m512 out = _mm512_fmadd_ps(
+          sum, _mm512_mul_ps(scale, _mm512_set1_ps(x_scales[i])), b);
+      _mm512_mask_storeu_ps(y + i * y_stride + r * 16, mask, out);
+    }
+  }
+}
+
+// The batch of at most kInt8GemvMaxRows rows of quantized X times a weight
+// in the GEMV layout, spread over the OpenMP team by 64-row blocks.
+void Int8GemvVnni(const uint8_t* xq, int64_t m, int64_t k_padded,
+                  const int8_t* w, int64_t block_bytes, int64_t n,
+                  const float* x_scales, const float* w_scales,
+                  const int32_t* offsets, const float* bias, float* y,
+                  int64_t y_stride) {
+  const int64_t blocks = (n + kGemvBlockRows - 1) / kGemvBlockRows;
+  internal::ParallelFor(blocks, m * n * k_padded, [&](int64_t b) {
+    const int64_t col = b * kGemvBlockRows;
+    const int64_t cols = std::min(kGemvBlockRows, n - col);
+    const int8_t* wb = w + b * block_bytes;
+    const float* bb = bias != nullptr ? bias + col : nullptr;
+    for (int64_t i = 0; i < m; i += 4) {
+      auto run = [&](auto rows) {
+        Int8BlockVnni<decltype(rows)::value>(
+            xq + i * k_padded, k_padded, k_padded, wb, x_scales + i,
+            w_scales + col, offsets + col, bb, cols, y + i * y_stride + col,
+            y_stride);
+      };
+      switch (std::min<int64_t>(4, m - i)) {
+        case 1:
+          run(std::integral_constant<int, 1>());
+          break;
+        case 2:
+          run(std::integral_constant<int, 2>());
+          break;
+        case 3:
+          run(std::integral_constant<int, 3>());
+          break;
+        default:
+          run(std::integral_constant<int, 4>());
+          break;
+      }
+    }
+  });
+}
+
+// y = (acc - offset) * x_scale * w_scale (+ bias) for int32 sums acc [m, n].
+void Int8Epilogue(const int32_t* acc, int64_t m, int64_t n,
+                  const float* x_scales, const float* w_scales,
+                  const int32_t* offsets, const float* bias, float* y,
+                  int64_t y_stride) {
+  internal::ParallelFor(m, m * n, [&](int64_t i) {
+    const int32_t* a = acc + i * n;
+    float* out = y + i * y_stride;
+    const float x_scale = x_scales[i];
+    for (int64_t j = 0; j < n; ++j) {
+      out[j] = static_cast<float>(a[j] - offsets[j]) * (x_scale * w_scales[j]);
+    }
+    if (bias != nullptr) {
+      for (int64_t j = 0; j < n; ++j) out[j] += bias[j];
+    }
+  });
+}
+
 }  // namespace
 
 absl::StatusOr<ComputePrecision> ParseComputePrecision(absl::string_view text) {
@@ -115,6 +302,17 @@ absl::StatusOr<ComputePrecision> ParseComputePrecision(absl::string_view text) {
 
 const char* ComputePrecisionName(ComputePrecision precision) {
   return precision == ComputePrecision::kBf16 ? "bf16" : "fp32";
+}
+
+absl::StatusOr<WeightDtype> ParseWeightDtype(absl::string_view text) {
+  if (text == "auto") return WeightDtype::kAuto;
+  if (text == "int8") return WeightDtype::kInt8;
+  return absl::InvalidArgumentError(
+      absl::StrCat("weight dtype \"", text, "\" is not one of auto, int8"));
+}
+
+const char* WeightDtypeName(WeightDtype dtype) {
+  return dtype == WeightDtype::kInt8 ? "int8" : "auto";
 }
 
 bool Bf16GemmSupported() {
@@ -130,8 +328,17 @@ struct PackedWeight::Rep {
   int64_t n = 0;
   int64_t k = 0;
   ComputePrecision precision = ComputePrecision::kFp32;
+  WeightDtype weight_dtype = WeightDtype::kAuto;
   memory::desc desc;  // Blocked layout of dims {k, n}.
   std::unique_ptr<uint8_t, decltype(&std::free)> data{nullptr, &std::free};
+  // kInt8: per output row, the scale and kActivationOffset * sum_k w_q.
+  std::vector<float> scales;
+  std::vector<int32_t> offsets;
+  // kInt8: whether `desc` is the layout the VNNI kernel reads, with k padded
+  // to `padded_k` and `block_bytes` bytes per 64 output rows.
+  bool gemv_layout = false;
+  int64_t padded_k = 0;
+  int64_t block_bytes = 0;
 };
 
 PackedWeight::PackedWeight(std::unique_ptr<Rep> rep) : rep_(std::move(rep)) {}
@@ -142,15 +349,66 @@ PackedWeight::~PackedWeight() = default;
 int64_t PackedWeight::n() const { return rep_->n; }
 int64_t PackedWeight::k() const { return rep_->k; }
 ComputePrecision PackedWeight::precision() const { return rep_->precision; }
-size_t PackedWeight::size_bytes() const { return rep_->desc.get_size(); }
+WeightDtype PackedWeight::weight_dtype() const { return rep_->weight_dtype; }
+size_t PackedWeight::size_bytes() const {
+  return rep_->desc.get_size() + rep_->scales.size() * sizeof(float) +
+         rep_->offsets.size() * sizeof(int32_t);
+}
+
+namespace {
+
+// Quantizes w, row-major [n, k] of `dtype`, to int8 per row: `out` [n, k],
+// each row's scale and kActivationOffset * its sum.
+void QuantizeWeight(const void* w, DType dtype, int64_t n, int64_t k,
+                    int8_t* out, std::vector<float>& scales,
+                    std::vector<int32_t>& offsets) {
+  scales.assign(static_cast<size_t>(n), 0.0f);
+  offsets.assign(static_cast<size_t>(n), 0);
+  internal::ParallelFor(n, n * k, [&](int64_t row) {
+    thread_local std::vector<float> values;
+    values.resize(static_cast<size_t>(k));
+    ConvertToF32(dtype,
+                 static_cast<const uint8_t*>(w) +
+                     static_cast<size_t>(row * k) * DTypeSize(dtype),
+                 values.data(), k);
+    int8_t* q = out + row * k;
+    scales[row] = QuantizeRowScalar(values.data(), k, 0, q);
+    int32_t sum = 0;
+    for (int64_t l = 0; l < k; ++l) sum += q[l];
+    offsets[row] = kActivationOffset * sum;
+  });
+}
+
+// Whether `desc`, the packed W^T [k, n], is BA16a64b4a over k padded to 64
+// (the layout Int8BlockVnni reads), with 64 output rows every `block_bytes`.
+bool IsGemvLayout(const memory::desc& desc, int64_t k, int64_t* padded_k,
+                  int64_t* block_bytes) {
+  const dnnl_memory_desc_t& md = desc.data;
+  if (md.format_kind != dnnl_blocked || md.extra.flags != 0) return false;
+  const dnnl_blocking_desc_t& b = md.format_desc.blocking;
+  *padded_k = (k + 63) / 64 * 64;
+  *block_bytes = *padded_k * kGemvBlockRows;
+  return md.ndims == 2 && md.data_type == dnnl_s8 && b.inner_nblks == 3 &&
+         b.inner_blks[0] == 16 && b.inner_idxs[0] == 0 &&
+         b.inner_blks[1] == 64 && b.inner_idxs[1] == 1 &&
+         b.inner_blks[2] == 4 && b.inner_idxs[2] == 0 &&
+         md.padded_dims[0] == *padded_k && b.strides[0] == 64 * 64 &&
+         b.strides[1] == *block_bytes;
+}
+
+}  // namespace
 
 absl::StatusOr<PackedWeight> PackedWeight::Create(const void* w, DType dtype,
                                                   int64_t n, int64_t k,
-                                                  ComputePrecision precision) {
+                                                  ComputePrecision precision,
+                                                  WeightDtype weight_dtype) {
   if (w == nullptr || n <= 0 || k <= 0) {
     return absl::InvalidArgumentError(absl::StrCat(
         "PackedWeight needs a weight and positive sizes; got n=", n, " k=", k,
         w == nullptr ? " and no data" : ""));
+  }
+  if (weight_dtype == WeightDtype::kInt8) {
+    return CreateInt8(w, dtype, n, k, precision);
   }
   if (precision == ComputePrecision::kBf16 && !Bf16GemmSupported()) {
     return absl::UnimplementedError(
@@ -225,18 +483,98 @@ absl::StatusOr<PackedWeight> PackedWeight::Create(const void* w, DType dtype,
   return PackedWeight(std::move(rep));
 }
 
+absl::StatusOr<PackedWeight> PackedWeight::CreateInt8(
+    const void* w, DType dtype, int64_t n, int64_t k,
+    ComputePrecision precision) {
+  if (k > kInt8MaxK) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("int8 weights need k <= ", kInt8MaxK, "; got k=", k));
+  }
+  const size_t count = static_cast<size_t>(n * k);
+  std::unique_ptr<int8_t, decltype(&std::free)> plain(
+      static_cast<int8_t*>(std::aligned_alloc(64, (count + 63) / 64 * 64)),
+      &std::free);
+  if (plain == nullptr) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("cannot allocate ", count, " bytes to quantize a weight"));
+  }
+  auto rep = std::make_unique<Rep>();
+  rep->n = n;
+  rep->k = k;
+  rep->precision = precision;
+  rep->weight_dtype = WeightDtype::kInt8;
+  QuantizeWeight(w, dtype, n, k, plain.get(), rep->scales, rep->offsets);
+  try {
+    dnnl::engine& engine = CpuEngine();
+    // The layout oneDNN's int8 matmul wants (u8 X, int32 sums), which is the
+    // VNNI kernel's on CPUs with VNNI.
+    const memory::desc src_md({kLayoutRows, k}, memory::data_type::u8, {k, 1});
+    const memory::desc any_md({k, n}, memory::data_type::s8,
+                              memory::format_tag::any);
+    const memory::desc dst_md({kLayoutRows, n}, memory::data_type::s32, {n, 1});
+    const dnnl::matmul::primitive_desc pd(
+        dnnl::matmul::desc(src_md, any_md, dst_md), engine);
+    rep->desc = pd.weights_desc();
+    const size_t bytes = (rep->desc.get_size() + 63) / 64 * 64;
+    rep->data.reset(static_cast<uint8_t*>(std::aligned_alloc(64, bytes)));
+    if (rep->data == nullptr) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("cannot allocate ", bytes, " bytes to pack a weight"));
+    }
+    std::memset(rep->data.get(), 0, bytes);  // Padding multiplies as zero.
+    const memory::desc plain_md({k, n}, memory::data_type::s8, {1, k});
+    memory plain_mem(plain_md, engine, plain.get());
+    memory packed_mem(rep->desc, engine, rep->data.get());
+    dnnl::stream stream(engine);
+    dnnl::reorder(plain_mem, packed_mem).execute(stream, plain_mem, packed_mem);
+    stream.wait();
+  } catch (const dnnl::error& e) {
+    return DnnlError("packing an int8 weight", e);
+  }
+  rep->gemv_layout =
+      IsGemvLayout(rep->desc, k, &rep->padded_k, &rep->block_bytes);
+  return PackedWeight(std::move(rep));
+}
+
 // ---------------------------------------------------------------------------
 // Gemm
 
 struct Gemm::Cache {
-  // (m, n, k, precision, has_bias); operands are always dense.
-  using Key = std::tuple<int64_t, int64_t, int64_t, int, bool>;
+  // (m, n, k, precision, weight dtype, has_bias); operands are always dense.
+  using Key = std::tuple<int64_t, int64_t, int64_t, int, int, bool>;
   struct Entry {
     dnnl::matmul primitive;
     size_t scratchpad_bytes = 0;
   };
 
   explicit Cache(size_t capacity) : capacity(capacity < 1 ? 1 : capacity) {}
+
+  // Get returns the primitive of `key`, made from `desc` if not cached.
+  // Throws dnnl::error.
+  std::shared_ptr<const Entry> Get(const Key& key,
+                                   const dnnl::matmul::desc& desc) {
+    {
+      absl::ReaderMutexLock lock(&mu);
+      auto it = entries.find(key);
+      if (it != entries.end()) return it->second;
+    }
+    absl::MutexLock lock(&mu);
+    auto it = entries.find(key);  // Another thread may have won.
+    if (it != entries.end()) return it->second;
+    dnnl::primitive_attr attr;
+    attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+    const dnnl::matmul::primitive_desc pd(desc, attr, CpuEngine());
+    auto created = std::make_shared<Entry>();
+    created->primitive = dnnl::matmul(pd);
+    created->scratchpad_bytes = pd.scratchpad_desc().get_size();
+    if (entries.size() >= capacity) {
+      entries.erase(insertion_order.front());
+      insertion_order.pop_front();
+    }
+    entries.emplace(key, created);
+    insertion_order.push_back(key);
+    return created;
+  }
 
   const size_t capacity;
   mutable absl::Mutex mu;
@@ -254,6 +592,45 @@ size_t Gemm::num_cached_primitives() const {
   return cache_->entries.size();
 }
 
+namespace {
+
+// Runs a cached primitive on dense operands, with per-thread scratchpad.
+absl::Status Execute(const dnnl::matmul& primitive, size_t scratchpad_bytes,
+                     const memory::desc& src_md, const void* src,
+                     const memory::desc& weights_md, const void* weights,
+                     const memory::desc& dst_md, void* dst,
+                     const memory::desc& bias_md, const float* bias) {
+  void* scratchpad = GetThreadScratch().scratchpad.Ensure(scratchpad_bytes);
+  if (scratchpad_bytes > 0 && scratchpad == nullptr) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("Gemm::Run: no memory for ", scratchpad_bytes,
+                     " bytes of oneDNN scratchpad"));
+  }
+  dnnl::engine& engine = CpuEngine();
+  std::unordered_map<int, memory> args = {
+      {DNNL_ARG_SRC, memory(src_md, engine, const_cast<void*>(src))},
+      {DNNL_ARG_WEIGHTS,
+       memory(weights_md, engine, const_cast<void*>(weights))},
+      {DNNL_ARG_DST, memory(dst_md, engine, dst)}};
+  if (scratchpad_bytes > 0) {
+    const memory::desc scratchpad_md({static_cast<int64_t>(scratchpad_bytes)},
+                                     memory::data_type::u8,
+                                     memory::format_tag::a);
+    args.emplace(DNNL_ARG_SCRATCHPAD,
+                 memory(scratchpad_md, engine, scratchpad));
+  }
+  if (bias != nullptr) {
+    args.emplace(DNNL_ARG_BIAS,
+                 memory(bias_md, engine, const_cast<float*>(bias)));
+  }
+  dnnl::stream& stream = ThreadStream();
+  primitive.execute(stream, args);
+  stream.wait();
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::Status Gemm::Run(const float* x, int64_t m, int64_t x_stride,
                        const PackedWeight& w, const float* bias, float* y,
                        int64_t y_stride) {
@@ -269,52 +646,26 @@ absl::Status Gemm::Run(const float* x, int64_t m, int64_t x_stride,
   if (x == nullptr || y == nullptr) {
     return absl::InvalidArgumentError("Gemm::Run: null x or y");
   }
+  if (rep.weight_dtype == WeightDtype::kInt8) {
+    return RunInt8(x, m, x_stride, w, bias, y, y_stride);
+  }
   // oneDNN 2.6 runs matmul on its slow reference kernel unless source and
   // destination rows are dense, so padded operands go through dense copies.
   const bool bf16 = rep.precision == ComputePrecision::kBf16;
   const Cache::Key key(m, n, k, static_cast<int>(rep.precision),
-                       bias != nullptr);
+                       static_cast<int>(WeightDtype::kAuto), bias != nullptr);
   const memory::data_type type = ComputeType(rep.precision);
   const memory::desc src_md({m, k}, type, {k, 1});
   const memory::desc dst_md({m, n}, memory::data_type::f32, {n, 1});
   const memory::desc bias_md({1, n}, memory::data_type::f32, {n, 1});
 
   try {
-    std::shared_ptr<const Cache::Entry> entry;
-    {
-      absl::ReaderMutexLock lock(&cache_->mu);
-      auto it = cache_->entries.find(key);
-      if (it != cache_->entries.end()) entry = it->second;
-    }
-    if (entry == nullptr) {
-      absl::MutexLock lock(&cache_->mu);
-      auto it = cache_->entries.find(key);  // Another thread may have won.
-      if (it != cache_->entries.end()) {
-        entry = it->second;
-      } else {
-        dnnl::primitive_attr attr;
-        attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-        const dnnl::matmul::desc desc =
-            bias != nullptr
-                ? dnnl::matmul::desc(src_md, rep.desc, bias_md, dst_md)
-                : dnnl::matmul::desc(src_md, rep.desc, dst_md);
-        const dnnl::matmul::primitive_desc pd(desc, attr, CpuEngine());
-        auto created = std::make_shared<Cache::Entry>();
-        created->primitive = dnnl::matmul(pd);
-        created->scratchpad_bytes = pd.scratchpad_desc().get_size();
-        if (cache_->entries.size() >= cache_->capacity) {
-          cache_->entries.erase(cache_->insertion_order.front());
-          cache_->insertion_order.pop_front();
-        }
-        cache_->entries.emplace(key, created);
-        cache_->insertion_order.push_back(key);
-        entry = std::move(created);
-      }
-    }
-
+    const std::shared_ptr<const Cache::Entry> entry = cache_->Get(
+        key, bias != nullptr
+                 ? dnnl::matmul::desc(src_md, rep.desc, bias_md, dst_md)
+                 : dnnl::matmul::desc(src_md, rep.desc, dst_md));
     ThreadScratch& scratch = GetThreadScratch();
     const void* src = x;
-    void* scratchpad = scratch.scratchpad.Ensure(entry->scratchpad_bytes);
     if (bf16) {
       uint16_t* converted = static_cast<uint16_t*>(
           scratch.src.Ensure(static_cast<size_t>(m * k) * sizeof(uint16_t)));
@@ -345,36 +696,66 @@ absl::Status Gemm::Run(const float* x, int64_t m, int64_t x_stride,
             "Gemm::Run: no memory for a dense y (m=", m, ", n=", n, ")"));
       }
     }
-    if (entry->scratchpad_bytes > 0 && scratchpad == nullptr) {
-      return absl::ResourceExhaustedError(
-          absl::StrCat("Gemm::Run: no memory for ", entry->scratchpad_bytes,
-                       " bytes of oneDNN scratchpad"));
-    }
-    dnnl::engine& engine = CpuEngine();
-    memory src_mem(src_md, engine, const_cast<void*>(src));
-    memory weights_mem(rep.desc, engine, rep.data.get());
-    memory dst_mem(dst_md, engine, dst);
-    std::unordered_map<int, memory> args = {{DNNL_ARG_SRC, src_mem},
-                                            {DNNL_ARG_WEIGHTS, weights_mem},
-                                            {DNNL_ARG_DST, dst_mem}};
-    if (entry->scratchpad_bytes > 0) {
-      const memory::desc scratchpad_md(
-          {static_cast<int64_t>(entry->scratchpad_bytes)},
-          memory::data_type::u8, memory::format_tag::a);
-      args.emplace(DNNL_ARG_SCRATCHPAD,
-                   memory(scratchpad_md, engine, scratchpad));
-    }
-    if (bias != nullptr) {
-      args.emplace(DNNL_ARG_BIAS,
-                   memory(bias_md, engine, const_cast<float*>(bias)));
-    }
-    dnnl::stream& stream = ThreadStream();
-    entry->primitive.execute(stream, args);
-    stream.wait();
+    absl::Status status =
+        Execute(entry->primitive, entry->scratchpad_bytes, src_md, src,
+                rep.desc, rep.data.get(), dst_md, dst, bias_md, bias);
+    if (!status.ok()) return status;
     if (dst != y) CopyRows(dst, n, m, n, y, y_stride);
   } catch (const dnnl::error& e) {
     return DnnlError("Gemm::Run", e);
   }
+  return absl::OkStatus();
+}
+
+absl::Status Gemm::RunInt8(const float* x, int64_t m, int64_t x_stride,
+                           const PackedWeight& w, const float* bias, float* y,
+                           int64_t y_stride) {
+  const PackedWeight::Rep& rep = *w.rep_;
+  const int64_t n = rep.n;
+  const int64_t k = rep.k;
+  ThreadScratch& scratch = GetThreadScratch();
+  // Decode sizes: one pass over the weight in the VNNI kernel, which reads X
+  // padded to the packed k (oneDNN wants dense rows).
+  const bool gemv = m <= kInt8GemvMaxRows && rep.gemv_layout && UseVnni();
+  const int64_t xq_stride = gemv ? rep.padded_k : k;
+  uint8_t* xq = static_cast<uint8_t*>(
+      scratch.src.Ensure(static_cast<size_t>(m * xq_stride)));
+  float* x_scales = static_cast<float*>(
+      scratch.row_scales.Ensure(static_cast<size_t>(m) * sizeof(float)));
+  if (xq == nullptr || x_scales == nullptr) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "Gemm::Run: no memory for an int8 copy of x (m=", m, ", k=", k, ")"));
+  }
+  QuantizeActivations(x, m, k, x_stride, xq_stride, xq, x_scales);
+  if (gemv) {
+    Int8GemvVnni(xq, m, rep.padded_k,
+                 reinterpret_cast<const int8_t*>(rep.data.get()),
+                 rep.block_bytes, n, x_scales, rep.scales.data(),
+                 rep.offsets.data(), bias, y, y_stride);
+    return absl::OkStatus();
+  }
+  int32_t* sums = static_cast<int32_t*>(
+      scratch.dst.Ensure(static_cast<size_t>(m * n) * sizeof(int32_t)));
+  if (sums == nullptr) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "Gemm::Run: no memory for int32 sums (m=", m, ", n=", n, ")"));
+  }
+  const Cache::Key key(m, n, k, static_cast<int>(rep.precision),
+                       static_cast<int>(WeightDtype::kInt8), false);
+  const memory::desc src_md({m, k}, memory::data_type::u8, {k, 1});
+  const memory::desc dst_md({m, n}, memory::data_type::s32, {n, 1});
+  try {
+    const std::shared_ptr<const Cache::Entry> entry =
+        cache_->Get(key, dnnl::matmul::desc(src_md, rep.desc, dst_md));
+    absl::Status status =
+        Execute(entry->primitive, entry->scratchpad_bytes, src_md, xq, rep.desc,
+                rep.data.get(), dst_md, sums, memory::desc(), nullptr);
+    if (!status.ok()) return status;
+  } catch (const dnnl::error& e) {
+    return DnnlError("Gemm::Run (int8)", e);
+  }
+  Int8Epilogue(sums, m, n, x_scales, rep.scales.data(), rep.offsets.data(),
+               bias, y, y_stride);
   return absl::OkStatus();
 }
 

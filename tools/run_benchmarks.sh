@@ -19,6 +19,8 @@
 #   engine   //tools/bench_engine: prefill and decode against GEMM and memory
 #   restore  //tools/bench_engine:bench_restore: memory_store restore vs compute
 #   ring     //tools/bench_engine:bench_ring: prefill by one rank vs a group of 2
+#   ring_decode  the same for a batch-1 decode step at a context of 131,072
+#            tokens (pass-Q), fp16 and bf16 KV caches
 #   store    //tools/bench_store:bench_store_writes: memory_store write
 #            throughput, durable (group commit) vs not, 1/4/16 writers
 #   tokenizer //tools/bench_tokenizer: encoding a 10 MB document with
@@ -43,7 +45,7 @@ set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$repo"
 
-all_sections="kernels engine restore ring store tokenizer gateway load"
+all_sections="kernels engine restore ring ring_decode store tokenizer gateway load"
 only=""
 quick=false
 doc=""
@@ -102,7 +104,7 @@ for s in $sections; do
       ;;
     engine) targets+=(//tools/bench_engine:bench_engine) ;;
     restore) targets+=(//tools/bench_engine:bench_restore) ;;
-    ring) targets+=(//tools/bench_engine:bench_ring) ;;
+    ring | ring_decode) targets+=(//tools/bench_engine:bench_ring) ;;
     store) targets+=(//tools/bench_store:bench_store_writes) ;;
     tokenizer) targets+=(//tools/bench_tokenizer) ;;
     gateway | load)
@@ -337,7 +339,7 @@ for s in $sections; do
       args=(--threads="$threads")
       # shellcheck disable=SC2054  # the commas are inside one flag's value.
       $quick && args+=(--shapes=S --prefill_lengths=512,2048 --long_prefill=0
-        --attention_tokens=4096 --weight_dtypes=f32)
+        --attention_tokens=4096 --weight_dtypes=f32 --long_decode_contexts=8192)
       run_section engine markdown \
         "bazel run -c opt //tools/bench_engine -- ${args[*]}" -- \
         "$bin/tools/bench_engine/bench_engine" "${args[@]}"
@@ -355,6 +357,22 @@ for s in $sections; do
       run_section ring text \
         "bazel run -c opt //tools/bench_engine:bench_ring -- ${args[*]}" -- \
         "$bin/tools/bench_engine/bench_ring" "${args[@]}"
+      ;;
+    ring_decode)
+      # Two configurations, one section: fp16 cache with fp32 compute (the
+      # CPU defaults), bf16 cache with bf16 compute.
+      context=131072
+      $quick && context=16384
+      ring_args=(--ranks=2 --threads=1 --decode_context="$context" --repeats=6)
+      ring_bf16=(--compute_precision=bf16 --weight_dtype=bf16 --kv_dtype=bf16)
+      run_ring_decode() {
+        "$bin/tools/bench_engine/bench_ring" "${ring_args[@]}" &&
+          "$bin/tools/bench_engine/bench_ring" "${ring_args[@]}" "${ring_bf16[@]}"
+      }
+      run_section ring_decode text \
+        "bazel run -c opt //tools/bench_engine:bench_ring -- ${ring_args[*]}
+bazel run -c opt //tools/bench_engine:bench_ring -- ${ring_args[*]} ${ring_bf16[*]}" \
+        -- run_ring_decode
       ;;
     tokenizer)
       args=(--mb=10 --dir="$out/tokenizer")

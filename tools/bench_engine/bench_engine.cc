@@ -9,14 +9,19 @@
 // It reports model-FLOP utilization (MFU) of prefill against the GEMM rate of
 // the same precision, the batch-1 decode step time over the weight-streaming
 // time, and attention alone against the GEMM rate. Weights are random (made in
-// memory); speed does not depend on their values.
+// memory); speed does not depend on their values. With int8 among
+// --weight_dtypes it also reports how far int8 weights move the
+// log-probabilities from the same model's bf16 weights (values matter there).
 //
 //   bazel run -c opt //tools/bench_engine -- --threads=2 --shapes=S,M
 #include <immintrin.h>
 #include <omp.h>
+#include <sys/mman.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <random>
 #include <string>
@@ -31,6 +36,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "absl/types/span.h"
 #include "engine/kv_block_pool.h"
 #include "kernels/attention.h"
 #include "kernels/dtype.h"
@@ -51,12 +57,24 @@ ABSL_FLAG(int, long_prefill, 32768,
 ABSL_FLAG(std::string, decode_batches, "1,16", "Decode batch sizes.");
 ABSL_FLAG(int, decode_context, 2048,
           "Context length of each decoding sequence.");
+ABSL_FLAG(std::string, long_decode_contexts, "32768,131072",
+          "Contexts of the batch-1 decode rows whose step is compared with "
+          "streaming the weights and the KV cache once; empty skips them.");
+ABSL_FLAG(std::string, long_decode_kv_dtypes, "f16,bf16",
+          "KV cache dtypes of the long-context decode rows (bf16 only with "
+          "bf16 compute).");
 ABSL_FLAG(int, attention_tokens, 16384,
           "Causal length of the attention-only run.");
 ABSL_FLAG(int, prefill_chunk, 2048,
           "Prompt tokens per forward call in prefill.");
 ABSL_FLAG(std::string, precisions, "fp32,bf16", "Compute precisions to run.");
-ABSL_FLAG(std::string, weight_dtypes, "f32,bf16", "Weight dtypes to run.");
+ABSL_FLAG(std::string, weight_dtypes, "f32,bf16",
+          "Weight dtypes to run: f32, f16, bf16, or int8 (made as bf16 and "
+          "quantized at load, --weight_dtype=int8).");
+ABSL_FLAG(int, drift_tokens, 256,
+          "With int8 among --weight_dtypes: tokens of the run that compares "
+          "int8 weights with the same model in bf16 (half prefill, half "
+          "decode steps); 0 skips.");
 ABSL_FLAG(std::string, device, "cpu",
           "cpu, or cuda / cuda:N: the GPU benchmark (shape L, bf16; needs a "
           "build with --config=cuda).");
@@ -116,9 +134,16 @@ __attribute__((target("avx512f"))) float StreamOnce(const float* data,
   return total;
 }
 
-// Seconds to read `bytes` once, best of several passes over a buffer in memory.
+// Seconds to read `bytes` once, best of several passes over a buffer in memory
+// (on transparent huge pages, as the KV pool and packed weights are).
 double StreamSeconds(size_t bytes) {
-  std::vector<float> buffer(bytes / 4 + 64, 1.0f);
+  constexpr size_t kHuge = size_t{2} << 20;
+  const size_t size = (bytes + kHuge - 1) / kHuge * kHuge;
+  std::unique_ptr<float, decltype(&std::free)> storage(
+      static_cast<float*>(std::aligned_alloc(kHuge, size)), &std::free);
+  madvise(storage.get(), size, MADV_HUGEPAGE);
+  const absl::Span<float> buffer(storage.get(), size / sizeof(float));
+  std::fill(buffer.begin(), buffer.end(), 1.0f);
   volatile float sink = StreamOnce(buffer.data(), buffer.size());
   double best = 1e30;
   for (int i = 0; i < 5; ++i) {
@@ -138,6 +163,18 @@ double MatmulParams(const LlamaShape& s) {
                kv = s.num_kv_heads * s.head_dim, f = s.intermediate_size;
   return s.num_layers * (h * (q + 2 * kv) + q * h + 3 * h * f) +
          h * s.vocab_size;
+}
+
+// Output rows of the GEMMs: int8 weights keep a scale and a sum (8 bytes) each.
+double MatmulRows(const LlamaShape& s) {
+  const double h = s.hidden_size, q = s.num_heads * s.head_dim,
+               kv = s.num_kv_heads * s.head_dim, f = s.intermediate_size;
+  return s.num_layers * (q + 2 * kv + h + 2 * f + h) + s.vocab_size;
+}
+
+// Bytes of KV cache (fp16) a decode step at `context` reads in all layers.
+double KvBytes(const LlamaShape& s, double context) {
+  return s.num_layers * context * 2.0 * s.num_kv_heads * s.head_dim * 2;
 }
 
 // FLOPs of causal attention over n tokens in all layers: QK^T and PV, half
@@ -160,10 +197,12 @@ struct Setup {
   std::unique_ptr<KvBlockPool> pool;
 };
 
-Setup Build(const BenchModel& m, ComputePrecision precision, int max_tokens) {
+Setup Build(const BenchModel& m, ComputePrecision precision,
+            kernels::WeightDtype weight_dtype, int max_tokens) {
   Setup setup;
   LlamaModelOptions options;
   options.precision = precision;
+  options.weight_dtype = weight_dtype;
   options.threads = absl::GetFlag(FLAGS_threads);
   auto model = LlamaModel::Create(m.shape, m.weights, options);
   if (!model.ok()) {
@@ -187,6 +226,13 @@ double Prefill(Setup& setup, int n) {
     blocks.push_back(*setup.pool->Allocate());
   std::vector<float> logits(32000);
   const int chunk = absl::GetFlag(FLAGS_prefill_chunk);
+  // Warm-up: the first call of a shape creates its GEMM primitives (JIT),
+  // as a server's first request does once.
+  {
+    const int len = std::min(chunk, n);
+    SeqSpan span{absl::MakeConstSpan(tokens).subspan(0, len), 0, blocks, true};
+    (void)setup.model->Forward({span}, *setup.pool, logits.data());
+  }
   absl::Time start = absl::Now();
   for (int pos = 0; pos < n; pos += chunk) {
     const int len = std::min(chunk, n - pos);
@@ -199,12 +245,14 @@ double Prefill(Setup& setup, int n) {
   return seconds;
 }
 
-// Seconds per decode step of `batch` sequences with `context` tokens each.
-double DecodeStep(Setup& setup, int batch, int context) {
+// Seconds per decode step of `batch` sequences with `context` tokens each,
+// their KV cache in `pool`.
+double DecodeStep(LlamaModel& model, KvBlockPool& pool, int batch,
+                  int context) {
   const int blocks_each = (context + 1 + 255) / 256;
   std::vector<std::vector<int>> blocks(batch);
   for (auto& b : blocks) {
-    for (int i = 0; i < blocks_each; ++i) b.push_back(*setup.pool->Allocate());
+    for (int i = 0; i < blocks_each; ++i) b.push_back(*pool.Allocate());
   }
   // The KV contents do not change the work; the cache is written by the steps.
   std::vector<int32_t> token(1, 42);
@@ -212,16 +260,16 @@ double DecodeStep(Setup& setup, int batch, int context) {
   std::vector<SeqSpan> spans;
   for (int s = 0; s < batch; ++s)
     spans.push_back({token, context, blocks[s], true});
-  (void)setup.model->Forward(spans, *setup.pool, logits.data());  // Warm up.
+  (void)model.Forward(spans, pool, logits.data());  // Warm up.
   const int steps = 8;
   double best = 1e30;
   for (int i = 0; i < steps; ++i) {
     absl::Time start = absl::Now();
-    (void)setup.model->Forward(spans, *setup.pool, logits.data());
+    (void)model.Forward(spans, pool, logits.data());
     best = std::min(best, Seconds(start));
   }
   for (auto& b : blocks) {
-    for (int id : b) setup.pool->Unref(id);
+    for (int id : b) pool.Unref(id);
   }
   return best;
 }
@@ -257,16 +305,124 @@ double AttentionOnly(int n) {
   return 4.0 * s.num_heads * s.head_dim * double(n) * n / 2 / seconds;
 }
 
-void Run() {
-  const int threads = absl::GetFlag(FLAGS_threads);
-  kernels::SetNumThreads(threads);
-  omp_set_num_threads(threads);
+// --precisions, less bf16 on a CPU without it.
+std::vector<std::string> Precisions() {
   std::vector<std::string> precisions =
       absl::StrSplit(absl::GetFlag(FLAGS_precisions), ',', absl::SkipEmpty());
   if (!kernels::Bf16GemmSupported()) {
     precisions.erase(std::remove(precisions.begin(), precisions.end(), "bf16"),
                      precisions.end());
   }
+  return precisions;
+}
+
+// --- Drift of int8 weights ---------------------------------------------------
+
+// Log-softmax of a row of logits, in double.
+std::vector<double> LogSoftmax(const float* logits, int n) {
+  const double top = *std::max_element(logits, logits + n);
+  double sum = 0;
+  for (int i = 0; i < n; ++i) sum += std::exp(logits[i] - top);
+  const double log_sum = top + std::log(sum);
+  std::vector<double> out(n);
+  for (int i = 0; i < n; ++i) out[i] = logits[i] - log_sum;
+  return out;
+}
+
+// Log-softmax rows of `tokens` through the model: the last position of a
+// prefill of the first half (oneDNN's int8 GEMMs), then one decode step per
+// remaining token (the VNNI kernel).
+std::vector<std::vector<double>> LogprobRows(
+    Setup& setup, const std::vector<int32_t>& tokens) {
+  const int n = static_cast<int>(tokens.size()),
+            vocab = setup.model->vocab_size();
+  std::vector<int> blocks;
+  for (int i = 0; i < (n + 255) / 256; ++i)
+    blocks.push_back(*setup.pool->Allocate());
+  std::vector<float> logits(vocab);
+  std::vector<std::vector<double>> rows;
+  const int prompt = n / 2;
+  SeqSpan span{absl::MakeConstSpan(tokens).subspan(0, prompt), 0, blocks, true};
+  (void)setup.model->Forward({span}, *setup.pool, logits.data());
+  rows.push_back(LogSoftmax(logits.data(), vocab));
+  for (int pos = prompt; pos < n; ++pos) {
+    SeqSpan step{absl::MakeConstSpan(tokens).subspan(pos, 1), pos, blocks,
+                 true};
+    (void)setup.model->Forward({step}, *setup.pool, logits.data());
+    rows.push_back(LogSoftmax(logits.data(), vocab));
+  }
+  for (int b : blocks) setup.pool->Unref(b);
+  return rows;
+}
+
+// Compares, per shape and compute precision, the bf16 model with the same
+// weights quantized to int8: |log p_int8 - log p_bf16| over the vocabulary
+// at the last position and over all positions, and how often the most
+// likely token agrees.
+void ReportInt8Drift() {
+  const int n = absl::GetFlag(FLAGS_drift_tokens);
+  const std::vector<std::string> dtypes = absl::StrSplit(
+      absl::GetFlag(FLAGS_weight_dtypes), ',', absl::SkipEmpty());
+  if (n < 2 || std::find(dtypes.begin(), dtypes.end(), "int8") == dtypes.end())
+    return;
+  std::printf(
+      "\nDrift of int8 weights from the same bf16 weights, %d tokens (%d "
+      "prefill, then decode steps); |difference of log-softmax| over the "
+      "vocabulary:\n\n",
+      n, n / 2);
+  std::printf(
+      "| shape | compute | last position: max | mean | all positions: max "
+      "| mean | top-1 agreement |\n|---|---|---|---|---|---|---|\n");
+  std::vector<int32_t> tokens(n);
+  std::mt19937 rng(7);
+  for (int32_t& t : tokens) t = static_cast<int32_t>(rng() % 32000);
+  for (absl::string_view shape_name :
+       absl::StrSplit(absl::GetFlag(FLAGS_shapes), ',', absl::SkipEmpty())) {
+    auto m = MakeModel(std::string(shape_name), DType::kBf16);
+    for (const std::string& precision_name : Precisions()) {
+      const ComputePrecision precision = precision_name == "bf16"
+                                             ? ComputePrecision::kBf16
+                                             : ComputePrecision::kFp32;
+      std::vector<std::vector<double>> rows[2];
+      for (int q = 0; q < 2; ++q) {
+        Setup setup = Build(
+            *m, precision,
+            q == 1 ? kernels::WeightDtype::kInt8 : kernels::WeightDtype::kAuto,
+            n + 256);
+        if (setup.model == nullptr) return;
+        rows[q] = LogprobRows(setup, tokens);
+      }
+      double last_max = 0, last_sum = 0, all_max = 0, all_sum = 0;
+      int agree = 0;
+      const size_t vocab = rows[0][0].size();
+      for (size_t r = 0; r < rows[0].size(); ++r) {
+        const std::vector<double>&a = rows[0][r], &b = rows[1][r];
+        double row_max = 0, row_sum = 0;
+        for (size_t i = 0; i < vocab; ++i) {
+          const double d = std::fabs(a[i] - b[i]);
+          row_max = std::max(row_max, d);
+          row_sum += d;
+        }
+        all_max = std::max(all_max, row_max);
+        all_sum += row_sum;
+        if (r + 1 == rows[0].size()) last_max = row_max, last_sum = row_sum;
+        agree += std::max_element(a.begin(), a.end()) - a.begin() ==
+                 std::max_element(b.begin(), b.end()) - b.begin();
+      }
+      std::printf("| %s | %s | %.4f | %.4f | %.4f | %.4f | %d/%zu |\n",
+                  std::string(shape_name).c_str(), precision_name.c_str(),
+                  last_max, last_sum / vocab, all_max,
+                  all_sum / (vocab * rows[0].size()), agree, rows[0].size());
+      std::fflush(stdout);
+    }
+  }
+}
+
+void Run() {
+  const int threads = absl::GetFlag(FLAGS_threads);
+  kernels::SetNumThreads(threads);
+  omp_set_num_threads(threads);
+  const std::vector<std::string> precisions = Precisions();
   const double rate_fp32 = GemmRate(ComputePrecision::kFp32);
   const double rate_bf16 =
       kernels::Bf16GemmSupported() ? GemmRate(ComputePrecision::kBf16) : 0;
@@ -292,6 +448,9 @@ void Run() {
       const DType dtype = dtype_name == "f32"   ? DType::kF32
                           : dtype_name == "f16" ? DType::kF16
                                                 : DType::kBf16;
+      const kernels::WeightDtype weight_dtype =
+          dtype_name == "int8" ? kernels::WeightDtype::kInt8
+                               : kernels::WeightDtype::kAuto;
       auto m = MakeModel(std::string(shape_name), dtype);
       for (const std::string& precision_name : precisions) {
         const ComputePrecision precision = precision_name == "bf16"
@@ -304,15 +463,19 @@ void Run() {
         if (shape_name == "S" && absl::GetFlag(FLAGS_long_prefill) > 0) {
           lengths.push_back(absl::GetFlag(FLAGS_long_prefill));
         }
-        const int max_tokens =
+        const std::vector<int> long_contexts =
+            IntList(absl::GetFlag(FLAGS_long_decode_contexts));
+        int max_tokens =
             std::max(*std::max_element(lengths.begin(), lengths.end()),
                      16 * (absl::GetFlag(FLAGS_decode_context) + 256));
-        Setup setup = Build(*m, precision, max_tokens);
+        Setup setup = Build(*m, precision, weight_dtype, max_tokens);
         if (setup.model == nullptr) continue;
         // Packed GEMM weights: what a decode step must read once.
         const double weight_bytes =
-            MatmulParams(m->shape) *
-            (precision == ComputePrecision::kBf16 ? 2 : 4);
+            weight_dtype == kernels::WeightDtype::kInt8
+                ? MatmulParams(m->shape) + 8 * MatmulRows(m->shape)
+                : MatmulParams(m->shape) *
+                      (precision == ComputePrecision::kBf16 ? 2 : 4);
         const double stream = StreamSeconds(static_cast<size_t>(weight_bytes));
         for (int n : lengths) {
           double seconds = Prefill(setup, n);
@@ -327,8 +490,8 @@ void Run() {
           std::fflush(stdout);
         }
         for (int batch : IntList(absl::GetFlag(FLAGS_decode_batches))) {
-          double step =
-              DecodeStep(setup, batch, absl::GetFlag(FLAGS_decode_context));
+          double step = DecodeStep(*setup.model, *setup.pool, batch,
+                                   absl::GetFlag(FLAGS_decode_context));
           std::printf(
               "| %s | %s | %s | decode B=%d ctx=%d | %.2f ms/step | %.0f tok/s "
               "| "
@@ -338,6 +501,42 @@ void Run() {
               absl::GetFlag(FLAGS_decode_context), step * 1e3, batch / step,
               step / stream, stream * 1e3);
           std::fflush(stdout);
+        }
+        // Long context: the step reads the weights and the whole KV cache
+        // once; the bound is the time to stream that many bytes.
+        // Each context gets its own pool (on huge pages, prefaulted, as a
+        // worker's), freed before the next.
+        for (int context : long_contexts) {
+          for (absl::string_view kv_name :
+               absl::StrSplit(absl::GetFlag(FLAGS_long_decode_kv_dtypes), ',',
+                              absl::SkipEmpty())) {
+            auto kv_dtype = ParseKvDtype(std::string(kv_name));
+            if (!kv_dtype.ok() || (*kv_dtype == KvDtype::kBf16 &&
+                                   precision != ComputePrecision::kBf16)) {
+              continue;
+            }
+            const KvLayout layout = setup.model->KvLayoutFor(256, *kv_dtype);
+            auto pool = KvBlockPool::Create(
+                layout, layout.BlockBytes() * (context / 256 + 2),
+                /*prefault=*/true);
+            if (!pool.ok()) continue;
+            const double kv_bytes = KvBytes(m->shape, context);
+            // The bound before and after the step: the faster counts.
+            const size_t bytes = static_cast<size_t>(weight_bytes + kv_bytes);
+            double bound = StreamSeconds(bytes);
+            const double step = DecodeStep(*setup.model, **pool, 1, context);
+            bound = std::min(bound, StreamSeconds(bytes));
+            std::printf(
+                "| %s | %s | %s | decode B=1 ctx=%d, %s KV | %.2f ms/step | "
+                "%.1f tok/s | %.2fx stream of weights + KV (%.2f ms, %.0f MiB "
+                "+ %.0f MiB) |\n",
+                std::string(shape_name).c_str(),
+                std::string(dtype_name).c_str(), precision_name.c_str(),
+                context, KvDtypeName(*kv_dtype), step * 1e3, 1 / step,
+                step / bound, bound * 1e3, weight_bytes / (1 << 20),
+                kv_bytes / (1 << 20));
+            std::fflush(stdout);
+          }
         }
       }
     }
@@ -356,6 +555,7 @@ int main(int argc, char** argv) {
   const std::string device = absl::GetFlag(FLAGS_device);
   if (device == "cpu") {
     longctx::Run();
+    longctx::ReportInt8Drift();
     return 0;
   }
   int index = 0;

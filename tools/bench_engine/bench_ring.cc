@@ -3,9 +3,12 @@
 // of a benchmark shape. Reports the speedup, the KV bytes each rank sends per
 // layer, and how much of the communication was hidden behind compute: the
 // time ranks spent blocked on peers against the time the same bytes take on
-// this machine's link, measured in the same run.
+// this machine's link, measured in the same run. With --decode_context, the
+// same for one decode step at a long context.
 //
 //   bazel run -c opt //tools/bench_engine:bench_ring -- --ranks=2 --threads=1
+//   bazel run -c opt //tools/bench_engine:bench_ring -- --ranks=2 --threads=1 \
+//       --decode_context=131072 --repeats=8
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -33,7 +36,16 @@ ABSL_FLAG(int, tokens, 16384, "Prompt length.");
 ABSL_FLAG(int, ranks, 2, "Ranks of the group (processes).");
 ABSL_FLAG(int, threads, 1, "Compute threads per rank.");
 ABSL_FLAG(int, block_size, 256, "Tokens per KV block.");
-ABSL_FLAG(int, repeats, 2, "Timed prefills (the best counts) after a warm-up.");
+ABSL_FLAG(int, repeats, 2,
+          "Timed prefills or decode steps (the best counts) after a warm-up.");
+ABSL_FLAG(std::string, compute_precision, "fp32",
+          "GEMM and attention precision: fp32 or bf16.");
+ABSL_FLAG(std::string, weight_dtype, "f32", "Weights: f32 or bf16.");
+ABSL_FLAG(std::string, kv_dtype, "f16", "KV cache: f16, bf16 or f32.");
+ABSL_FLAG(int, decode_context, 0,
+          "When > 0: time a batch-1 decode step at this context instead of a "
+          "prefill of --tokens (the group splits the context's blocks, and "
+          "passes the query: pass-Q).");
 
 namespace longctx {
 namespace {
@@ -51,13 +63,25 @@ KvLayout Layout(const LlamaShape& shape, int block) {
   layout.num_kv_heads = shape.num_kv_heads;
   layout.head_dim = shape.head_dim;
   layout.block_size = block;
-  layout.dtype = KvDtype::kF16;
+  auto dtype = ParseKvDtype(absl::GetFlag(FLAGS_kv_dtype));
+  if (!dtype.ok()) {
+    std::fprintf(stderr, "%s\n", dtype.status().ToString().c_str());
+    std::exit(2);
+  }
+  layout.dtype = *dtype;
   return layout;
 }
 
 std::unique_ptr<LlamaModel> NewModel(const BenchModel& bench, int threads) {
   LlamaModelOptions options;
   options.threads = threads;
+  auto precision =
+      kernels::ParseComputePrecision(absl::GetFlag(FLAGS_compute_precision));
+  if (!precision.ok()) {
+    std::fprintf(stderr, "%s\n", precision.status().ToString().c_str());
+    std::exit(2);
+  }
+  options.precision = *precision;
   auto model = LlamaModel::Create(bench.shape, bench.weights, options);
   if (!model.ok()) {
     std::fprintf(stderr, "model: %s\n", model.status().ToString().c_str());
@@ -74,9 +98,14 @@ std::vector<int32_t> Prompt(int n, int vocab) {
 
 // One rank: prefill as one plan; returns rank 0's result.
 Result RunRank(int rank, int P, const std::string& store_dir) {
-  const int n = absl::GetFlag(FLAGS_tokens);
+  const int context = absl::GetFlag(FLAGS_decode_context);
+  // Tokens the KV cache holds once the step has run.
+  const int n = context > 0 ? context + 1 : absl::GetFlag(FLAGS_tokens);
   const int block = absl::GetFlag(FLAGS_block_size);
-  auto bench = MakeModel(absl::GetFlag(FLAGS_shape), kernels::DType::kF32);
+  auto bench = MakeModel(absl::GetFlag(FLAGS_shape),
+                         absl::GetFlag(FLAGS_weight_dtype) == "bf16"
+                             ? kernels::DType::kBf16
+                             : kernels::DType::kF32);
   auto model = NewModel(*bench, absl::GetFlag(FLAGS_threads));
   const KvLayout layout = Layout(bench->shape, block);
   const int nb = (n + block - 1) / block;
@@ -105,7 +134,14 @@ Result RunRank(int rank, int P, const std::string& store_dir) {
       BlockPlacer placer(P, nb + 1);
       auto places = placer.PlaceBlocks(nb);
       PlanSpan span;
-      span.tokens = Prompt(n, bench->shape.vocab_size);
+      if (context > 0) {
+        // One token after `context` cached ones (their values do not change
+        // the work).
+        span.start = context;
+        span.tokens = {42};
+      } else {
+        span.tokens = Prompt(n, bench->shape.vocab_size);
+      }
       span.want_logits = true;
       for (const auto& p : *places) {
         span.owner.push_back(p.rank);
@@ -203,6 +239,18 @@ int main(int argc, char** argv) {
       group.link_seconds > 0
           ? std::max(0.0, 1.0 - group.wait_seconds / group.link_seconds)
           : 1.0;
+  if (absl::GetFlag(FLAGS_decode_context) > 0) {
+    absl::PrintF(
+        "shape %s (%s weights, %s compute, %s KV), batch-1 decode step at "
+        "context %d, blocks of %d, %d thread(s) per rank\n"
+        "P=1: %.2f ms   P=%d: %.2f ms   ratio %.2f (target <= 0.6 at P=2)\n",
+        absl::GetFlag(FLAGS_shape), absl::GetFlag(FLAGS_weight_dtype),
+        absl::GetFlag(FLAGS_compute_precision), absl::GetFlag(FLAGS_kv_dtype),
+        absl::GetFlag(FLAGS_decode_context), absl::GetFlag(FLAGS_block_size),
+        absl::GetFlag(FLAGS_threads), one.seconds * 1e3, P, group.seconds * 1e3,
+        group.seconds / one.seconds);
+    return 0;
+  }
   absl::PrintF(
       "shape %s, %d tokens, blocks of %d, %d thread(s) per rank\n"
       "P=1: %.2f s   P=%d: %.2f s   speedup %.2fx (target >= 1.8x at P=2)\n"

@@ -68,7 +68,7 @@ ABSL_FLAG(int, attention_tokens, 16384,
 ABSL_FLAG(int, prefill_chunk, 2048,
           "Prompt tokens per forward call in prefill.");
 ABSL_FLAG(std::string, precisions, "fp32,bf16", "Compute precisions to run.");
-ABSL_FLAG(std::string, weight_dtypes, "f32,bf16",
+ABSL_FLAG(std::string, weight_dtypes, "f32,bf16,int8",
           "Weight dtypes to run: f32, f16, bf16, or int8 (made as bf16 and "
           "quantized at load, --weight_dtype=int8).");
 ABSL_FLAG(int, drift_tokens, 256,
@@ -274,7 +274,7 @@ double DecodeStep(LlamaModel& model, KvBlockPool& pool, int batch,
   return best;
 }
 
-double AttentionOnly(int n) {
+double AttentionOnly(int n, DType compute) {
   const LlamaShape s = Shape("S");
   KvLayout layout{1, s.num_kv_heads, s.head_dim, 256, KvDtype::kF16};
   auto pool = *KvBlockPool::Create(layout, layout.BlockBytes() * (n / 256 + 1));
@@ -297,6 +297,7 @@ double AttentionOnly(int n) {
   view.num_tokens = n;
   kernels::AttentionParams params;
   params.num_heads = s.num_heads;
+  params.compute = compute;
   const int64_t stride = int64_t{s.num_heads} * s.head_dim;
   absl::Time start = absl::Now();
   (void)kernels::FlashAttention(q.data(), n, stride, view, params, o.data(),
@@ -432,11 +433,18 @@ void Run() {
 
   const int attention_tokens = absl::GetFlag(FLAGS_attention_tokens);
   if (attention_tokens > 0) {
-    double rate = AttentionOnly(attention_tokens);
+    double rate = AttentionOnly(attention_tokens, DType::kF32);
     std::printf(
         "Attention alone, causal N=%d, shape S (fp16 KV): %.1f GFLOP/s = "
         "%.0f%% of fp32 GEMM rate (target >= 40%%)\n\n",
         attention_tokens, rate / 1e9, 100 * rate / rate_fp32);
+    if (rate_bf16 > 0) {
+      rate = AttentionOnly(attention_tokens, DType::kBf16);
+      std::printf(
+          "Attention alone, bf16 products, causal N=%d, shape S (fp16 KV): "
+          "%.1f GFLOP/s = %.0f%% of bf16 GEMM rate\n\n",
+          attention_tokens, rate / 1e9, 100 * rate / rate_bf16);
+    }
   }
 
   std::printf("| shape | weights | compute | run | time | result | ratio |\n");

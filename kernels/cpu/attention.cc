@@ -868,8 +868,8 @@ constexpr int kDecodeRows = 8;
 template <int R, int NV, DType kType>
 LONGCTX_TARGET_AVX512 void DecodePv(const uint8_t* v, size_t row_bytes,
                                     int keys, int xb, int dv, __mmask16 tail,
-                                    const float* p, const float* alpha,
-                                    float* o, int d_p) {
+                                    const float* p, int p_stride,
+                                    const float* alpha, float* o, int d_p) {
   __m512 acc[R][NV];
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r) {
@@ -888,7 +888,7 @@ LONGCTX_TARGET_AVX512 void DecodePv(const uint8_t* v, size_t row_bytes,
     }
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
-      const __m512 pb = _mm512_set1_ps(p[r * 16 + j]);
+      const __m512 pb = _mm512_set1_ps(p[r * p_stride + j]);
 #pragma GCC unroll 4
       for (int k = 0; k < NV; ++k) {
         acc[r][k] = _mm512_fmadd_ps(pb, vv[k], acc[r][k]);
@@ -939,6 +939,22 @@ LONGCTX_TARGET_AVX512 inline __m512 Sum16(const float* a) {
 // prefetcher alone to keep a core's stream of cache misses going.
 constexpr int64_t kDecodePrefetchKeys = 64;
 
+// Keys of a decode run: one pass of q . k, one softmax, one pass of p . v.
+// [R][kDecodeRun] scores fit the scratch's S (kKeyTile x 16 floats).
+constexpr int kDecodeRun = 128;
+
+// PrefetchTensorRows asks for rows [t, t + count) of kv head h of one tensor
+// (K or V), clipped to t's block.
+inline void PrefetchTensorRows(const void* const* blocks, const PagedKv& kv,
+                               int h, int64_t t, int64_t count,
+                               size_t row_bytes) {
+  int64_t run;
+  const char* rows =
+      reinterpret_cast<const char*>(KvRows(blocks, kv, t, h, &run));
+  const size_t bytes = static_cast<size_t>(std::min(count, run)) * row_bytes;
+  for (size_t b = 0; b < bytes; b += 64) __builtin_prefetch(rows + b, 0, 3);
+}
+
 // PrefetchRows asks for the K and V rows of tokens [t, t + count) of kv head
 // h (count <= the rest of t's block is not required; rows past its block are
 // skipped).
@@ -974,7 +990,7 @@ LONGCTX_TARGET_AVX512 void DecodeRange(const Problem& p, const TileShape& t,
   const size_t row_bytes = static_cast<size_t>(t.d) * DTypeSize(kType);
   const __m512 neg_inf = _mm512_set1_ps(kNegInf);
   const float* const q = w.qt;
-  float* const s = w.s;     // [R][16]: probabilities.
+  float* const s = w.s;     // [R][kDecodeRun]: scores, then probabilities.
   float* const part = w.k;  // [R][16 keys][16 lanes]: products before the sum.
   float* const m = w.m;
   float* const l = w.l;
@@ -987,88 +1003,117 @@ LONGCTX_TARGET_AVX512 void DecodeRange(const Problem& p, const TileShape& t,
         qr[r][x] = _mm512_load_ps(q + r * d_p + 16 * x);
     }
   }
+  // Runs of up to kDecodeRun keys inside one block: q . k over the run's K
+  // rows, the softmax over the run, then p . v over its V rows, so that each
+  // pass reads one contiguous stretch of the cache.
   for (int64_t j0 = j_begin; j0 < j_end;) {
-    int64_t run;
-    const uint8_t* k = KvRows(kv.k_blocks, kv, j0, h, &run);
-    const uint8_t* v = KvRows(kv.v_blocks, kv, j0, h, &run);
+    int64_t left;
+    const uint8_t* k = KvRows(kv.k_blocks, kv, j0, h, &left);
+    const uint8_t* v = KvRows(kv.v_blocks, kv, j0, h, &left);
     const int keys = static_cast<int>(
-        std::min<int64_t>(std::min<int64_t>(16, run), j_end - j0));
-    if (j0 + kDecodePrefetchKeys < j_end) {
-      PrefetchRows(kv, h, j0 + kDecodePrefetchKeys,
-                   std::min<int64_t>(16, j_end - j0 - kDecodePrefetchKeys),
-                   row_bytes);
-    }
-    // q . k for every (row, key): the per-lane products of key j and row r
-    // go to part[r][j], and Sum16 folds them into the scores of the 16 keys.
-    for (int j = 0; j < keys; ++j) {
-      const uint8_t* kj = k + j * row_bytes;
-      __m512 acc[R];
+        std::min<int64_t>(std::min<int64_t>(kDecodeRun, left), j_end - j0));
+    for (int g = 0; g < keys; g += 16) {
+      const int group = std::min(16, keys - g);
+      // This group's V rows (read after the run's q . k) and the K rows
+      // kDecodePrefetchKeys ahead.
+      PrefetchTensorRows(kv.v_blocks, kv, h, j0 + g, group, row_bytes);
+      if (j0 + g + kDecodePrefetchKeys < j_end) {
+        PrefetchTensorRows(
+            kv.k_blocks, kv, h, j0 + g + kDecodePrefetchKeys,
+            std::min<int64_t>(16, j_end - j0 - g - kDecodePrefetchKeys),
+            row_bytes);
+      }
+      // q . k for every (row, key): the per-lane products of key j and row
+      // r go to part[r][j], and Sum16 folds them into the 16 scores.
+      for (int j = 0; j < group; ++j) {
+        const uint8_t* kj = k + (g + j) * row_bytes;
+        __m512 acc[R];
 #pragma GCC unroll 8
-      for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
-      if constexpr (DV > 0) {
+        for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
+        if constexpr (DV > 0) {
 #pragma GCC unroll 8
-        for (int x = 0; x < DV; ++x) {
-          const __m512 kx =
-              LoadKv16<kType>(kj, x, x + 1 < DV ? __mmask16{0xffff} : tail);
+          for (int x = 0; x < DV; ++x) {
+            const __m512 kx =
+                LoadKv16<kType>(kj, x, x + 1 < DV ? __mmask16{0xffff} : tail);
 #pragma GCC unroll 8
-          for (int r = 0; r < R; ++r) {
-            const __m512 qx =
-                kQInRegisters ? qr[kQInRegisters ? r : 0][kQInRegisters ? x : 0]
-                              : _mm512_load_ps(q + r * d_p + 16 * x);
-            acc[r] = _mm512_fmadd_ps(qx, kx, acc[r]);
+            for (int r = 0; r < R; ++r) {
+              const __m512 qx =
+                  kQInRegisters
+                      ? qr[kQInRegisters ? r : 0][kQInRegisters ? x : 0]
+                      : _mm512_load_ps(q + r * d_p + 16 * x);
+              acc[r] = _mm512_fmadd_ps(qx, kx, acc[r]);
+            }
+          }
+        } else {
+          for (int x = 0; x < dv; ++x) {
+            const __m512 kx =
+                LoadKv16<kType>(kj, x, x + 1 < dv ? 0xffff : tail);
+#pragma GCC unroll 8
+            for (int r = 0; r < R; ++r) {
+              acc[r] = _mm512_fmadd_ps(_mm512_load_ps(q + r * d_p + 16 * x), kx,
+                                       acc[r]);
+            }
           }
         }
-      } else {
-        for (int x = 0; x < dv; ++x) {
-          const __m512 kx = LoadKv16<kType>(kj, x, x + 1 < dv ? 0xffff : tail);
 #pragma GCC unroll 8
-          for (int r = 0; r < R; ++r) {
-            acc[r] = _mm512_fmadd_ps(_mm512_load_ps(q + r * d_p + 16 * x), kx,
-                                     acc[r]);
-          }
+        for (int r = 0; r < R; ++r) {
+          _mm512_store_ps(part + (r * 16 + j) * 16, acc[r]);
         }
       }
-#pragma GCC unroll 8
       for (int r = 0; r < R; ++r) {
-        _mm512_store_ps(part + (r * 16 + j) * 16, acc[r]);
+        // Lanes past the group (stale parts) and keys after the row's
+        // position are hidden.
+        const int64_t visible =
+            std::clamp<int64_t>(qpos[r] - (j0 + g) + 1, 0, group);
+        _mm512_store_ps(
+            s + r * kDecodeRun + g,
+            _mm512_mask_mov_ps(neg_inf,
+                               internal::TailMask(static_cast<int>(visible)),
+                               Sum16(part + r * 256)));
       }
     }
+    // The softmax over the run: scores become probabilities in place.
+    const int vectors = (keys + 15) / 16;
     for (int r = 0; r < R; ++r) {
-      // Lanes past `keys` (stale parts) and keys after the row's position
-      // are hidden.
-      const int64_t visible = std::clamp<int64_t>(qpos[r] - j0 + 1, 0, keys);
-      const __m512 sv = _mm512_mask_mov_ps(
-          neg_inf, internal::TailMask(static_cast<int>(visible)),
-          Sum16(part + r * 256));
+      float* sr = s + r * kDecodeRun;
+      __m512 run_max = neg_inf;
+      for (int i = 0; i < vectors; ++i) {
+        run_max = _mm512_max_ps(run_max, _mm512_load_ps(sr + 16 * i));
+      }
       const float m_old = m[r];
-      const float m_new = std::max(m_old, _mm512_reduce_max_ps(sv));
+      const float m_new = std::max(m_old, _mm512_reduce_max_ps(run_max));
       const float m_sub = m_new == kNegInf ? 0.0f : m_new;  // See SoftmaxTile.
-      const __m512 e =
-          internal::Exp2Avx512(_mm512_sub_ps(sv, _mm512_set1_ps(m_sub)));
-      _mm512_store_ps(s + r * 16, e);
+      const __m512 sub = _mm512_set1_ps(m_sub);
+      __m512 sum = _mm512_setzero_ps();
+      for (int i = 0; i < vectors; ++i) {
+        const __m512 e = internal::Exp2Avx512(
+            _mm512_sub_ps(_mm512_load_ps(sr + 16 * i), sub));
+        _mm512_store_ps(sr + 16 * i, e);
+        sum = _mm512_add_ps(sum, e);
+      }
       const float a =
           _mm512_cvtss_f32(internal::Exp2Avx512(_mm512_set1_ps(m_old - m_sub)));
-      l[r] = l[r] * a + _mm512_reduce_add_ps(e);
+      l[r] = l[r] * a + _mm512_reduce_add_ps(sum);
       m[r] = m_new;
       alpha[r] = a;
     }
     for (int xb = 0; xb < dv; xb += kBlockVectors) {
       switch (std::min(kBlockVectors, dv - xb)) {
         case 1:
-          DecodePv<R, 1, kType>(v, row_bytes, keys, xb, dv, tail, s, alpha, w.o,
-                                d_p);
+          DecodePv<R, 1, kType>(v, row_bytes, keys, xb, dv, tail, s, kDecodeRun,
+                                alpha, w.o, d_p);
           break;
         case 2:
-          DecodePv<R, 2, kType>(v, row_bytes, keys, xb, dv, tail, s, alpha, w.o,
-                                d_p);
+          DecodePv<R, 2, kType>(v, row_bytes, keys, xb, dv, tail, s, kDecodeRun,
+                                alpha, w.o, d_p);
           break;
         case 3:
-          DecodePv<R, 3, kType>(v, row_bytes, keys, xb, dv, tail, s, alpha, w.o,
-                                d_p);
+          DecodePv<R, 3, kType>(v, row_bytes, keys, xb, dv, tail, s, kDecodeRun,
+                                alpha, w.o, d_p);
           break;
         default:
           DecodePv<R, kBlockVectors, kType>(v, row_bytes, keys, xb, dv, tail, s,
-                                            alpha, w.o, d_p);
+                                            kDecodeRun, alpha, w.o, d_p);
           break;
       }
     }

@@ -1427,6 +1427,65 @@ void MergeStates(const TileShape& t, const float* states, int64_t count,
   }
 }
 
+// Decode over this many keys or more walks the cache block by block.
+constexpr int64_t kBlockMajorDecodeKeys = 4096;
+
+// DecodeByBlocks is decode over a long context: each thread takes a run of
+// whole KV blocks and walks it block by block, every kv head of a block
+// before the next block. A block's keys and values of one layer are
+// contiguous ([heads][block][dim], K then V), so each thread reads two
+// sequential streams (K and V) through them, rather than each kv head's
+// 1/heads of every block (measured on the benchmark shapes: reading the cache
+// head by head takes about 1.7x as long as reading it block by block).
+// Per-thread partial results per head merge exactly.
+void DecodeByBlocks(const Problem& p, const TileShape& t, int64_t end) {
+  const int heads = p.kv->num_kv_heads;
+  const int64_t bs = p.kv->block_size;
+  const int64_t blocks = (end + bs - 1) / bs;
+  const int threads =
+      static_cast<int>(std::min<int64_t>(omp_get_max_threads(), blocks));
+  const size_t state_floats = StateFloats(t);
+  const std::unique_ptr<float, FreeDeleter> partials =
+      AllocFloats(static_cast<size_t>(threads) * heads * state_floats);
+#pragma omp parallel num_threads(threads)
+  {
+    const int tid = omp_get_thread_num();
+    const int team = omp_get_num_threads();
+    const int64_t j_begin = std::min(end, blocks * tid / team * bs);
+    const int64_t j_end = std::min(end, blocks * (tid + 1) / team * bs);
+    std::vector<Avx512Scratch> ws;
+    ws.reserve(heads);
+    for (int h = 0; h < heads; ++h) {
+      ws.emplace_back(t, p.bf16);
+      PrepareTile(p, t, h, 0, static_cast<int>(p.n_q), /*row_major=*/true,
+                  ws[h]);
+      // The temporaries of a run (scores, products, bf16 probabilities) are
+      // shared by the heads: less to keep in the L1 cache.
+      ws[h].s = ws[0].s;
+      ws[h].k = ws[0].k;
+      ws[h].pb = ws[0].pb;
+    }
+    for (int64_t j0 = j_begin; j0 < j_end; j0 += bs) {
+      for (int h = 0; h < heads; ++h) {
+        DecodeKeys(p, t, h, j0, std::min(j_end, j0 + bs), ws[h]);
+      }
+    }
+    for (int h = 0; h < heads; ++h) {
+      SaveState(t, ws[h],
+                partials.get() +
+                    (static_cast<size_t>(h) * team + tid) * state_floats);
+    }
+#pragma omp barrier
+#pragma omp for schedule(static)
+    for (int h = 0; h < heads; ++h) {
+      MergeStates(t,
+                  partials.get() + static_cast<size_t>(h) * team * state_floats,
+                  team, state_floats, ws[0]);
+      FinishItem(p, t, h, 0, ws[0].o, ws[0].m, ws[0].l);
+    }
+  }
+}
+
 void AttentionAvx512(const Problem& p) {
   const bool decode = p.n_q * p.group <= kDecodeRows;
   TileShape t;
@@ -1443,6 +1502,11 @@ void AttentionAvx512(const Problem& p) {
   auto tile_end = [&](int64_t tile) {
     return VisibleKeys(p, std::min(p.n_q, (tile + 1) * t.tokens) - 1);
   };
+
+  if (decode && tile_end(0) >= kBlockMajorDecodeKeys) {
+    DecodeByBlocks(p, t, tile_end(0));
+    return;
+  }
 
   // Too few items to occupy every thread (decode, short chunks at long
   // context): split each item's keys and merge the partial results.

@@ -150,25 +150,25 @@ __attribute__((target("avx512f"))) __m512 SumChunk(const uint8_t* p,
 }
 
 // Seconds to read the KV cache of `blocks` once in the order decode attention
-// does (per layer, kv heads shared among the threads, each head's K rows then
-// V rows block by block) with no arithmetic: what the access pattern alone
-// costs. Best of several passes.
+// over a long context does (per layer, threads on runs of blocks, each
+// block's keys then values of every kv head) with no arithmetic: what the
+// access pattern alone costs. Best of several passes.
 __attribute__((target("avx512f"))) double KvReadSeconds(
     KvBlockPool& pool, const std::vector<int>& blocks) {
   const KvLayout& layout = pool.layout();
-  const size_t head_bytes = layout.TensorBytes() / layout.num_kv_heads;
   double best = 1e30;
   volatile float sink = 0;
   for (int pass = 0; pass < 6; ++pass) {
     const absl::Time start = absl::Now();
     float total = 0;
     for (int l = 0; l < layout.num_layers; ++l) {
-#pragma omp parallel for schedule(static) reduction(+ : total)
-      for (int h = 0; h < layout.num_kv_heads; ++h) {
+#pragma omp parallel reduction(+ : total)
+      {
         __m512 acc = _mm512_setzero_ps();
-        for (int b : blocks) {
-          acc = SumChunk(pool.K(b, l) + h * head_bytes, head_bytes, acc);
-          acc = SumChunk(pool.V(b, l) + h * head_bytes, head_bytes, acc);
+#pragma omp for schedule(static)
+        for (size_t i = 0; i < blocks.size(); ++i) {
+          acc = SumChunk(pool.K(blocks[i], l), layout.TensorBytes(), acc);
+          acc = SumChunk(pool.V(blocks[i], l), layout.TensorBytes(), acc);
         }
         total += _mm512_reduce_add_ps(acc);
       }

@@ -3,10 +3,12 @@
 # docs/BENCHMARKS.md (the text between "<!-- generated:NAME -->" and
 # "<!-- end generated:NAME -->"; everything else in the file is left alone).
 #
-# THE FULL RUN TAKES LONG: 10.5 minutes on a quiet 2-core machine (engine 4,
-# load 3, ring 2), several times that while others compile on it (the engine
-# benchmark runs prefills of up to 32,768 tokens on two model shapes in four
-# precisions). --quick runs every section at small sizes (about 4 minutes) and
+# THE FULL RUN TAKES LONG: about 14 minutes on a quiet 2-core machine (engine
+# 6, load 3, ring 2, kernels 2, ring_decode 1), several times that while others
+# compile on it (the engine benchmark runs prefills of up to 32,768 tokens and
+# decode steps at contexts of up to 131,072 tokens on two model shapes, three
+# weight types and two compute precisions). --quick runs every section at small
+# sizes (about 4 minutes) and
 # writes a copy of the doc instead of docs/BENCHMARKS.md. Not part of CI:
 # timings never gate anything.
 #

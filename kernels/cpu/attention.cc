@@ -1138,8 +1138,9 @@ LONGCTX_TARGET_AVX512_BF16 void DecodeRangeBf16(const Problem& p,
   const PagedKv& kv = *p.kv;
   const int d_p = t.d_p;  // == kD.
   const __m512 neg_inf = _mm512_set1_ps(kNegInf);
+  float* const s = w.s;       // [R][kDecodeRun] scores.
   float* const part = w.k;    // [R][16 keys][16 lanes].
-  uint16_t* const pb = w.pb;  // [R][16] probabilities in bf16.
+  uint16_t* const pb = w.pb;  // [R][kDecodeRun] probabilities in bf16.
   uint16_t* const qb = w.qb;  // [R][kD] queries in bf16.
   float* const m = w.m;
   float* const l = w.l;
@@ -1167,54 +1168,78 @@ LONGCTX_TARGET_AVX512_BF16 void DecodeRangeBf16(const Problem& p,
       47, 15, 46, 14, 45, 13, 44, 12, 43, 11, 42, 10, 41, 9, 40, 8, 39, 7, 38,
       6, 37, 5, 36, 4, 35, 3, 34, 2, 33, 1, 32, 0);
   const __m512i hi_pairs = _mm512_add_epi16(lo_pairs, _mm512_set1_epi16(16));
+  // Runs of up to kDecodeRun keys inside one block, as in DecodeRange.
   for (int64_t j0 = j_begin; j0 < j_end;) {
-    int64_t run;
-    const uint8_t* k = KvRows(kv.k_blocks, kv, j0, h, &run);
-    const uint8_t* v = KvRows(kv.v_blocks, kv, j0, h, &run);
+    int64_t left;
+    const uint8_t* k = KvRows(kv.k_blocks, kv, j0, h, &left);
+    const uint8_t* v = KvRows(kv.v_blocks, kv, j0, h, &left);
     const int keys = static_cast<int>(
-        std::min<int64_t>(std::min<int64_t>(16, run), j_end - j0));
-    if (j0 + kDecodePrefetchKeys < j_end) {
-      PrefetchRows(kv, h, j0 + kDecodePrefetchKeys,
-                   std::min<int64_t>(16, j_end - j0 - kDecodePrefetchKeys),
-                   kRowBytes);
-    }
-    for (int j = 0; j < keys; ++j) {
-      const uint8_t* kj = k + j * kRowBytes;
-      __m512 acc[R];
+        std::min<int64_t>(std::min<int64_t>(kDecodeRun, left), j_end - j0));
+    for (int g = 0; g < keys; g += 16) {
+      const int group = std::min(16, keys - g);
+      PrefetchTensorRows(kv.v_blocks, kv, h, j0 + g, group, kRowBytes);
+      if (j0 + g + kDecodePrefetchKeys < j_end) {
+        PrefetchTensorRows(
+            kv.k_blocks, kv, h, j0 + g + kDecodePrefetchKeys,
+            std::min<int64_t>(16, j_end - j0 - g - kDecodePrefetchKeys),
+            kRowBytes);
+      }
+      for (int j = 0; j < group; ++j) {
+        const uint8_t* kj = k + (g + j) * kRowBytes;
+        __m512 acc[R];
 #pragma GCC unroll 8
-      for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
+        for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
 #pragma GCC unroll 8
-      for (int x = 0; x < DW; ++x) {
-        const __m512bh kx = (__m512bh)_mm512_loadu_si512(kj + 64 * x);
+        for (int x = 0; x < DW; ++x) {
+          const __m512bh kx = (__m512bh)_mm512_loadu_si512(kj + 64 * x);
+#pragma GCC unroll 8
+          for (int r = 0; r < R; ++r) {
+            const __m512bh qx =
+                kQInRegisters
+                    ? qr[kQInRegisters ? r : 0][kQInRegisters ? x : 0]
+                    : (__m512bh)_mm512_loadu_si512(qb + r * kD + 32 * x);
+            acc[r] = _mm512_dpbf16_ps(acc[r], qx, kx);
+          }
+        }
 #pragma GCC unroll 8
         for (int r = 0; r < R; ++r) {
-          const __m512bh qx =
-              kQInRegisters
-                  ? qr[kQInRegisters ? r : 0][kQInRegisters ? x : 0]
-                  : (__m512bh)_mm512_loadu_si512(qb + r * kD + 32 * x);
-          acc[r] = _mm512_dpbf16_ps(acc[r], qx, kx);
+          _mm512_store_ps(part + (r * 16 + j) * 16, acc[r]);
         }
       }
-#pragma GCC unroll 8
       for (int r = 0; r < R; ++r) {
-        _mm512_store_ps(part + (r * 16 + j) * 16, acc[r]);
+        const int64_t visible =
+            std::clamp<int64_t>(qpos[r] - (j0 + g) + 1, 0, group);
+        _mm512_store_ps(
+            s + r * kDecodeRun + g,
+            _mm512_mask_mov_ps(neg_inf,
+                               internal::TailMask(static_cast<int>(visible)),
+                               Sum16(part + r * 256)));
       }
     }
+    // The softmax over the run; probabilities to pb in bf16.
+    const int vectors = (keys + 15) / 16;
     for (int r = 0; r < R; ++r) {
-      const int64_t visible = std::clamp<int64_t>(qpos[r] - j0 + 1, 0, keys);
-      const __m512 sv = _mm512_mask_mov_ps(
-          neg_inf, internal::TailMask(static_cast<int>(visible)),
-          Sum16(part + r * 256));
+      const float* sr = s + r * kDecodeRun;
+      __m512 run_max = neg_inf;
+      for (int i = 0; i < vectors; ++i) {
+        run_max = _mm512_max_ps(run_max, _mm512_load_ps(sr + 16 * i));
+      }
       const float m_old = m[r];
-      const float m_new = std::max(m_old, _mm512_reduce_max_ps(sv));
+      const float m_new = std::max(m_old, _mm512_reduce_max_ps(run_max));
       const float m_sub = m_new == kNegInf ? 0.0f : m_new;  // See SoftmaxTile.
-      const __m512 e =
-          internal::Exp2Avx512(_mm512_sub_ps(sv, _mm512_set1_ps(m_sub)));
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(pb + r * 16),
-                          (__m256i)_mm512_cvtneps_pbh(e));
+      const __m512 sub = _mm512_set1_ps(m_sub);
+      __m512 sum = _mm512_setzero_ps();
+      for (int i = 0; i < vectors; ++i) {
+        const __m512 e = internal::Exp2Avx512(
+            _mm512_sub_ps(_mm512_load_ps(sr + 16 * i), sub));
+        _mm256_storeu_si256(
+            reinterpret_cast<__m256i*>(pb + r * kDecodeRun + 16 * i),
+            (__m256i)_mm512_cvtneps_pbh(e));
+        sum = _mm512_add_ps(sum, e);
+      }
       const float a =
           _mm512_cvtss_f32(internal::Exp2Avx512(_mm512_set1_ps(m_old - m_sub)));
-      l[r] = l[r] * a + _mm512_reduce_add_ps(e);
+      l[r] = l[r] * a + _mm512_reduce_add_ps(sum);
       m[r] = m_new;
       alpha[r] = a;
     }
@@ -1230,8 +1255,9 @@ LONGCTX_TARGET_AVX512_BF16 void DecodeRangeBf16(const Problem& p,
       }
       for (int j = 0; j < keys; j += 2) {
         const __m512i va = _mm512_loadu_si512(v + j * kRowBytes + 64 * x);
-        // Past `keys` the probability is 0; the row read must still be real
-        // memory, so an odd last key pairs with itself.
+        // Past `keys` the probability is 0 (the run's last vector is padded
+        // with zeros); the row read must still be real memory, so an odd
+        // last key pairs with itself.
         const __m512i vb =
             j + 1 < keys ? _mm512_loadu_si512(v + (j + 1) * kRowBytes + 64 * x)
                          : va;
@@ -1242,7 +1268,7 @@ LONGCTX_TARGET_AVX512_BF16 void DecodeRangeBf16(const Problem& p,
 #pragma GCC unroll 8
         for (int r = 0; r < R; ++r) {
           const __m512bh pp =
-              (__m512bh)_mm512_set1_epi32(Load32(pb + r * 16 + j));
+              (__m512bh)_mm512_set1_epi32(Load32(pb + r * kDecodeRun + j));
           acc[r][0] = _mm512_dpbf16_ps(acc[r][0], pp, lo);
           acc[r][1] = _mm512_dpbf16_ps(acc[r][1], pp, hi);
         }

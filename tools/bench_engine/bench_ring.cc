@@ -7,8 +7,8 @@
 // same for one decode step at a long context.
 //
 //   bazel run -c opt //tools/bench_engine:bench_ring -- --ranks=2 --threads=1
-//   bazel run -c opt //tools/bench_engine:bench_ring -- --ranks=2 --threads=1 \
-//       --decode_context=131072 --repeats=8
+//   bazel run -c opt //tools/bench_engine:bench_ring -- --ranks=2 --threads=1
+//       --decode_context=131072 --repeats=8       (one command line)
 #include <sys/wait.h>
 #include <unistd.h>
 

@@ -125,8 +125,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       }
       return static_cast<int>(value);
     };
+    const int dtype = u32(104);
     layout = Layout(u32(88), u32(92), u32(96), u32(100),
-                    u32(104) == 0 ? KvDtype::kF16 : KvDtype::kF32);
+                    dtype == 1   ? KvDtype::kF32
+                    : dtype == 2 ? KvDtype::kBf16
+                                 : KvDtype::kF16);
   }
 
   absl::StatusOr<KvBlockHeader> header =

@@ -731,6 +731,12 @@ struct Avx512Scratch {
   uint16_t* pb = nullptr;
 };
 
+// DecodePaddedRows is the number of query rows the decode paths compute for
+// `rows` rows (at most kDecodeRows): 1, 2, 4 or 8.
+int DecodePaddedRows(int rows) {
+  return rows <= 1 ? 1 : rows <= 2 ? 2 : rows <= 4 ? 4 : 8;
+}
+
 // PrepareTile loads query tile [i0, i0 + tokens) of kv head h into the
 // scratch, scaled by scale * log2(e) (transposed unless `row_major`; also in
 // bf16 pairs when the scratch has them), and resets the running state.
@@ -755,6 +761,16 @@ void PrepareTile(const Problem& p, const TileShape& t, int h, int64_t i0,
         for (int x = 0; x < d; ++x) w.qt[x * rows_p + r] = q[x] * q_mult;
       }
       w.qpos[r] = static_cast<int32_t>(last);
+    }
+  }
+  if (w.qb != nullptr && row_major) {
+    // Decode over a bf16 cache (DecodeRangeBf16): Q row-major in bf16, the
+    // rows padded as the decode paths pad them (to 1, 2, 4 or 8).
+    const int rows = DecodePaddedRows(t.rows);
+    for (int r = 0; r < rows; ++r) {
+      for (int x = 0; x < t.d_p; ++x) {
+        w.qb[r * t.d_p + x] = F32ToBf16(w.qt[r * t.d_p + x]);
+      }
     }
   }
   if (w.qb != nullptr && !row_major) {
@@ -955,20 +971,64 @@ inline void PrefetchTensorRows(const void* const* blocks, const PagedKv& kv,
   for (size_t b = 0; b < bytes; b += 64) __builtin_prefetch(rows + b, 0, 3);
 }
 
-// PrefetchRows asks for the K and V rows of tokens [t, t + count) of kv head
-// h (count <= the rest of t's block is not required; rows past its block are
-// skipped).
-inline void PrefetchRows(const PagedKv& kv, int h, int64_t t, int64_t count,
-                         size_t row_bytes) {
-  int64_t run;
-  const char* k =
-      reinterpret_cast<const char*>(KvRows(kv.k_blocks, kv, t, h, &run));
-  const char* v =
-      reinterpret_cast<const char*>(KvRows(kv.v_blocks, kv, t, h, &run));
-  const size_t bytes = static_cast<size_t>(std::min(count, run)) * row_bytes;
-  for (size_t b = 0; b < bytes; b += 64) {
-    __builtin_prefetch(k + b, 0, 3);
-    __builtin_prefetch(v + b, 0, 3);
+// PrefetchGroup asks for the V rows of keys [j, j + group) (read after the
+// run's q . k) and the K rows kDecodePrefetchKeys ahead of j, up to j_end.
+inline void PrefetchGroup(const PagedKv& kv, int h, int64_t j, int group,
+                          int64_t j_end, size_t row_bytes) {
+  PrefetchTensorRows(kv.v_blocks, kv, h, j, group, row_bytes);
+  if (j + kDecodePrefetchKeys < j_end) {
+    PrefetchTensorRows(kv.k_blocks, kv, h, j + kDecodePrefetchKeys,
+                       std::min<int64_t>(16, j_end - j - kDecodePrefetchKeys),
+                       row_bytes);
+  }
+}
+
+// GroupScores folds the products part[r][0..16) of rows r < R (see
+// DecodeRange) into the scores of keys [key0, key0 + group), stored at
+// s + r * kDecodeRun; lanes past the group (stale parts) and keys after a
+// row's position qpos[r] are -inf.
+LONGCTX_TARGET_AVX512 inline void GroupScores(int rows, const float* part,
+                                              const int32_t* qpos, int64_t key0,
+                                              int group, float* s) {
+  for (int r = 0; r < rows; ++r) {
+    const int64_t visible = std::clamp<int64_t>(qpos[r] - key0 + 1, 0, group);
+    _mm512_store_ps(
+        s + r * kDecodeRun,
+        _mm512_mask_mov_ps(_mm512_set1_ps(kNegInf),
+                           internal::TailMask(static_cast<int>(visible)),
+                           Sum16(part + r * 256)));
+  }
+}
+
+// RunSoftmax is the online-softmax update over a run of `keys` scores of
+// each of `rows` rows (row r at s + r * kDecodeRun, -inf past the run, in
+// whole vectors): the scores become exp2(s - m_new) in place, and m, l and
+// alpha = exp2(m_old - m_new) are updated per row.
+LONGCTX_TARGET_AVX512 inline void RunSoftmax(int rows, int keys, float* s,
+                                             float* m, float* l, float* alpha) {
+  const int vectors = (keys + 15) / 16;
+  for (int r = 0; r < rows; ++r) {
+    float* sr = s + r * kDecodeRun;
+    __m512 run_max = _mm512_set1_ps(kNegInf);
+    for (int i = 0; i < vectors; ++i) {
+      run_max = _mm512_max_ps(run_max, _mm512_load_ps(sr + 16 * i));
+    }
+    const float m_old = m[r];
+    const float m_new = std::max(m_old, _mm512_reduce_max_ps(run_max));
+    const float m_sub = m_new == kNegInf ? 0.0f : m_new;  // See SoftmaxTile.
+    const __m512 sub = _mm512_set1_ps(m_sub);
+    __m512 sum = _mm512_setzero_ps();
+    for (int i = 0; i < vectors; ++i) {
+      const __m512 e =
+          internal::Exp2Avx512(_mm512_sub_ps(_mm512_load_ps(sr + 16 * i), sub));
+      _mm512_store_ps(sr + 16 * i, e);
+      sum = _mm512_add_ps(sum, e);
+    }
+    const float a =
+        _mm512_cvtss_f32(internal::Exp2Avx512(_mm512_set1_ps(m_old - m_sub)));
+    l[r] = l[r] * a + _mm512_reduce_add_ps(sum);
+    m[r] = m_new;
+    alpha[r] = a;
   }
 }
 
@@ -988,7 +1048,6 @@ LONGCTX_TARGET_AVX512 void DecodeRange(const Problem& p, const TileShape& t,
   const int dv = DV > 0 ? DV : d_p / 16;
   const __mmask16 tail = internal::TailMask(t.d - 16 * (dv - 1));
   const size_t row_bytes = static_cast<size_t>(t.d) * DTypeSize(kType);
-  const __m512 neg_inf = _mm512_set1_ps(kNegInf);
   const float* const q = w.qt;
   float* const s = w.s;     // [R][kDecodeRun]: scores, then probabilities.
   float* const part = w.k;  // [R][16 keys][16 lanes]: products before the sum.
@@ -1014,15 +1073,7 @@ LONGCTX_TARGET_AVX512 void DecodeRange(const Problem& p, const TileShape& t,
         std::min<int64_t>(std::min<int64_t>(kDecodeRun, left), j_end - j0));
     for (int g = 0; g < keys; g += 16) {
       const int group = std::min(16, keys - g);
-      // This group's V rows (read after the run's q . k) and the K rows
-      // kDecodePrefetchKeys ahead.
-      PrefetchTensorRows(kv.v_blocks, kv, h, j0 + g, group, row_bytes);
-      if (j0 + g + kDecodePrefetchKeys < j_end) {
-        PrefetchTensorRows(
-            kv.k_blocks, kv, h, j0 + g + kDecodePrefetchKeys,
-            std::min<int64_t>(16, j_end - j0 - g - kDecodePrefetchKeys),
-            row_bytes);
-      }
+      PrefetchGroup(kv, h, j0 + g, group, j_end, row_bytes);
       // q . k for every (row, key): the per-lane products of key j and row
       // r go to part[r][j], and Sum16 folds them into the 16 scores.
       for (int j = 0; j < group; ++j) {
@@ -1060,43 +1111,9 @@ LONGCTX_TARGET_AVX512 void DecodeRange(const Problem& p, const TileShape& t,
           _mm512_store_ps(part + (r * 16 + j) * 16, acc[r]);
         }
       }
-      for (int r = 0; r < R; ++r) {
-        // Lanes past the group (stale parts) and keys after the row's
-        // position are hidden.
-        const int64_t visible =
-            std::clamp<int64_t>(qpos[r] - (j0 + g) + 1, 0, group);
-        _mm512_store_ps(
-            s + r * kDecodeRun + g,
-            _mm512_mask_mov_ps(neg_inf,
-                               internal::TailMask(static_cast<int>(visible)),
-                               Sum16(part + r * 256)));
-      }
+      GroupScores(R, part, qpos, j0 + g, group, s + g);
     }
-    // The softmax over the run: scores become probabilities in place.
-    const int vectors = (keys + 15) / 16;
-    for (int r = 0; r < R; ++r) {
-      float* sr = s + r * kDecodeRun;
-      __m512 run_max = neg_inf;
-      for (int i = 0; i < vectors; ++i) {
-        run_max = _mm512_max_ps(run_max, _mm512_load_ps(sr + 16 * i));
-      }
-      const float m_old = m[r];
-      const float m_new = std::max(m_old, _mm512_reduce_max_ps(run_max));
-      const float m_sub = m_new == kNegInf ? 0.0f : m_new;  // See SoftmaxTile.
-      const __m512 sub = _mm512_set1_ps(m_sub);
-      __m512 sum = _mm512_setzero_ps();
-      for (int i = 0; i < vectors; ++i) {
-        const __m512 e = internal::Exp2Avx512(
-            _mm512_sub_ps(_mm512_load_ps(sr + 16 * i), sub));
-        _mm512_store_ps(sr + 16 * i, e);
-        sum = _mm512_add_ps(sum, e);
-      }
-      const float a =
-          _mm512_cvtss_f32(internal::Exp2Avx512(_mm512_set1_ps(m_old - m_sub)));
-      l[r] = l[r] * a + _mm512_reduce_add_ps(sum);
-      m[r] = m_new;
-      alpha[r] = a;
-    }
+    RunSoftmax(R, keys, s, m, l, alpha);
     for (int xb = 0; xb < dv; xb += kBlockVectors) {
       switch (std::min(kBlockVectors, dv - xb)) {
         case 1:
@@ -1136,24 +1153,15 @@ LONGCTX_TARGET_AVX512_BF16 void DecodeRangeBf16(const Problem& p,
   constexpr size_t kRowBytes = 2 * kD;
   constexpr bool kQInRegisters = R * DW <= 8;
   const PagedKv& kv = *p.kv;
-  const int d_p = t.d_p;  // == kD.
-  const __m512 neg_inf = _mm512_set1_ps(kNegInf);
-  float* const s = w.s;       // [R][kDecodeRun] scores.
-  float* const part = w.k;    // [R][16 keys][16 lanes].
-  uint16_t* const pb = w.pb;  // [R][kDecodeRun] probabilities in bf16.
-  uint16_t* const qb = w.qb;  // [R][kD] queries in bf16.
+  const int d_p = t.d_p;            // == kD.
+  float* const s = w.s;             // [R][kDecodeRun] scores.
+  float* const part = w.k;          // [R][16 keys][16 lanes].
+  uint16_t* const pb = w.pb;        // [R][kDecodeRun] probabilities in bf16.
+  const uint16_t* const qb = w.qb;  // [R][kD] queries (PrepareTile).
   float* const m = w.m;
   float* const l = w.l;
   float* const alpha = w.alpha;
   const int32_t* const qpos = w.qpos;
-  for (int r = 0; r < R; ++r) {
-    for (int x = 0; x < kD; x += 32) {
-      _mm512_storeu_si512(
-          qb + r * kD + x,
-          (__m512i)_mm512_cvtne2ps_pbh(_mm512_load_ps(w.qt + r * d_p + x + 16),
-                                       _mm512_load_ps(w.qt + r * d_p + x)));
-    }
-  }
   __m512bh qr[kQInRegisters ? R : 1][kQInRegisters ? DW : 1];
   if constexpr (kQInRegisters) {
     for (int r = 0; r < R; ++r) {
@@ -1177,13 +1185,7 @@ LONGCTX_TARGET_AVX512_BF16 void DecodeRangeBf16(const Problem& p,
         std::min<int64_t>(std::min<int64_t>(kDecodeRun, left), j_end - j0));
     for (int g = 0; g < keys; g += 16) {
       const int group = std::min(16, keys - g);
-      PrefetchTensorRows(kv.v_blocks, kv, h, j0 + g, group, kRowBytes);
-      if (j0 + g + kDecodePrefetchKeys < j_end) {
-        PrefetchTensorRows(
-            kv.k_blocks, kv, h, j0 + g + kDecodePrefetchKeys,
-            std::min<int64_t>(16, j_end - j0 - g - kDecodePrefetchKeys),
-            kRowBytes);
-      }
+      PrefetchGroup(kv, h, j0 + g, group, j_end, kRowBytes);
       for (int j = 0; j < group; ++j) {
         const uint8_t* kj = k + (g + j) * kRowBytes;
         __m512 acc[R];
@@ -1206,42 +1208,16 @@ LONGCTX_TARGET_AVX512_BF16 void DecodeRangeBf16(const Problem& p,
           _mm512_store_ps(part + (r * 16 + j) * 16, acc[r]);
         }
       }
-      for (int r = 0; r < R; ++r) {
-        const int64_t visible =
-            std::clamp<int64_t>(qpos[r] - (j0 + g) + 1, 0, group);
-        _mm512_store_ps(
-            s + r * kDecodeRun + g,
-            _mm512_mask_mov_ps(neg_inf,
-                               internal::TailMask(static_cast<int>(visible)),
-                               Sum16(part + r * 256)));
-      }
+      GroupScores(R, part, qpos, j0 + g, group, s + g);
     }
-    // The softmax over the run; probabilities to pb in bf16.
-    const int vectors = (keys + 15) / 16;
+    // The softmax over the run; the probabilities to pb in bf16.
+    RunSoftmax(R, keys, s, m, l, alpha);
     for (int r = 0; r < R; ++r) {
-      const float* sr = s + r * kDecodeRun;
-      __m512 run_max = neg_inf;
-      for (int i = 0; i < vectors; ++i) {
-        run_max = _mm512_max_ps(run_max, _mm512_load_ps(sr + 16 * i));
+      for (int i = 0; i < keys; i += 16) {
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(pb + r * kDecodeRun + i),
+                            (__m256i)_mm512_cvtneps_pbh(
+                                _mm512_load_ps(s + r * kDecodeRun + i)));
       }
-      const float m_old = m[r];
-      const float m_new = std::max(m_old, _mm512_reduce_max_ps(run_max));
-      const float m_sub = m_new == kNegInf ? 0.0f : m_new;  // See SoftmaxTile.
-      const __m512 sub = _mm512_set1_ps(m_sub);
-      __m512 sum = _mm512_setzero_ps();
-      for (int i = 0; i < vectors; ++i) {
-        const __m512 e = internal::Exp2Avx512(
-            _mm512_sub_ps(_mm512_load_ps(sr + 16 * i), sub));
-        _mm256_storeu_si256(
-            reinterpret_cast<__m256i*>(pb + r * kDecodeRun + 16 * i),
-            (__m256i)_mm512_cvtneps_pbh(e));
-        sum = _mm512_add_ps(sum, e);
-      }
-      const float a =
-          _mm512_cvtss_f32(internal::Exp2Avx512(_mm512_set1_ps(m_old - m_sub)));
-      l[r] = l[r] * a + _mm512_reduce_add_ps(sum);
-      m[r] = m_new;
-      alpha[r] = a;
     }
     // O[r] = alpha[r] O[r] + sum_j p[r][j] V[j], 32 columns at a time.
     for (int x = 0; x < DW; ++x) {

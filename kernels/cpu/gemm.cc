@@ -19,6 +19,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "kernels/cpu/avx512_util.h"
 #include "kernels/cpu/parallel.h"
 #include "kernels/cpu_isa.h"
 #include "kernels/dtype.h"
@@ -324,6 +325,46 @@ bool Bf16GemmSupported() {
 // ---------------------------------------------------------------------------
 // PackedWeight
 
+namespace {
+
+// PackIntoLayout reorders `plain`, W row-major [n, k] of type `wei`, into
+// the layout oneDNN prefers for the weights of a matmul `src` x W^T -> `dst`
+// (asked for with kLayoutRows rows of X), in new 64-byte aligned memory,
+// zero-filled first when `zero_fill`. RESOURCE_EXHAUSTED without memory,
+// INTERNAL if oneDNN fails.
+absl::Status PackIntoLayout(
+    const void* plain, int64_t n, int64_t k, memory::data_type src,
+    memory::data_type wei, memory::data_type dst, bool zero_fill,
+    memory::desc* desc, std::unique_ptr<uint8_t, decltype(&std::free)>* data) {
+  try {
+    dnnl::engine& engine = CpuEngine();
+    const memory::desc src_md({kLayoutRows, k}, src, {k, 1});
+    const memory::desc any_md({k, n}, wei, memory::format_tag::any);
+    const memory::desc dst_md({kLayoutRows, n}, dst, {n, 1});
+    const dnnl::matmul::primitive_desc pd(
+        dnnl::matmul::desc(src_md, any_md, dst_md), engine);
+    *desc = pd.weights_desc();
+    const size_t bytes = (desc->get_size() + 63) / 64 * 64;
+    data->reset(static_cast<uint8_t*>(std::aligned_alloc(64, bytes)));
+    if (*data == nullptr) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("cannot allocate ", bytes, " bytes to pack a weight"));
+    }
+    if (zero_fill) std::memset(data->get(), 0, bytes);
+    const memory::desc plain_md({k, n}, wei, {1, k});
+    memory plain_mem(plain_md, engine, const_cast<void*>(plain));
+    memory packed_mem(*desc, engine, data->get());
+    dnnl::stream stream(engine);
+    dnnl::reorder(plain_mem, packed_mem).execute(stream, plain_mem, packed_mem);
+    stream.wait();
+  } catch (const dnnl::error& e) {
+    return DnnlError("packing a weight", e);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 struct PackedWeight::Rep {
   int64_t n = 0;
   int64_t k = 0;
@@ -457,29 +498,10 @@ absl::StatusOr<PackedWeight> PackedWeight::Create(const void* w, DType dtype,
   rep->n = n;
   rep->k = k;
   rep->precision = precision;
-  try {
-    dnnl::engine& engine = CpuEngine();
-    const memory::desc src_md({kLayoutRows, k}, type, {k, 1});
-    const memory::desc any_md({k, n}, type, memory::format_tag::any);
-    const memory::desc dst_md({kLayoutRows, n}, memory::data_type::f32, {n, 1});
-    const dnnl::matmul::primitive_desc pd(
-        dnnl::matmul::desc(src_md, any_md, dst_md), engine);
-    rep->desc = pd.weights_desc();
-    const size_t bytes = (rep->desc.get_size() + 63) / 64 * 64;
-    rep->data.reset(static_cast<uint8_t*>(std::aligned_alloc(64, bytes)));
-    if (rep->data == nullptr) {
-      return absl::ResourceExhaustedError(
-          absl::StrCat("cannot allocate ", bytes, " bytes to pack a weight"));
-    }
-    const memory::desc plain_md({k, n}, type, {1, k});
-    memory plain_mem(plain_md, engine, const_cast<void*>(plain));
-    memory packed_mem(rep->desc, engine, rep->data.get());
-    dnnl::stream stream(engine);
-    dnnl::reorder(plain_mem, packed_mem).execute(stream, plain_mem, packed_mem);
-    stream.wait();
-  } catch (const dnnl::error& e) {
-    return DnnlError("packing a weight", e);
-  }
+  absl::Status status =
+      PackIntoLayout(plain, n, k, type, type, memory::data_type::f32,
+                     /*zero_fill=*/false, &rep->desc, &rep->data);
+  if (!status.ok()) return status;
   return PackedWeight(std::move(rep));
 }
 
@@ -504,33 +526,12 @@ absl::StatusOr<PackedWeight> PackedWeight::CreateInt8(
   rep->precision = precision;
   rep->weight_dtype = WeightDtype::kInt8;
   QuantizeWeight(w, dtype, n, k, plain.get(), rep->scales, rep->offsets);
-  try {
-    dnnl::engine& engine = CpuEngine();
-    // The layout oneDNN's int8 matmul wants (u8 X, int32 sums), which is the
-    // VNNI kernel's on CPUs with VNNI.
-    const memory::desc src_md({kLayoutRows, k}, memory::data_type::u8, {k, 1});
-    const memory::desc any_md({k, n}, memory::data_type::s8,
-                              memory::format_tag::any);
-    const memory::desc dst_md({kLayoutRows, n}, memory::data_type::s32, {n, 1});
-    const dnnl::matmul::primitive_desc pd(
-        dnnl::matmul::desc(src_md, any_md, dst_md), engine);
-    rep->desc = pd.weights_desc();
-    const size_t bytes = (rep->desc.get_size() + 63) / 64 * 64;
-    rep->data.reset(static_cast<uint8_t*>(std::aligned_alloc(64, bytes)));
-    if (rep->data == nullptr) {
-      return absl::ResourceExhaustedError(
-          absl::StrCat("cannot allocate ", bytes, " bytes to pack a weight"));
-    }
-    std::memset(rep->data.get(), 0, bytes);  // Padding multiplies as zero.
-    const memory::desc plain_md({k, n}, memory::data_type::s8, {1, k});
-    memory plain_mem(plain_md, engine, plain.get());
-    memory packed_mem(rep->desc, engine, rep->data.get());
-    dnnl::stream stream(engine);
-    dnnl::reorder(plain_mem, packed_mem).execute(stream, plain_mem, packed_mem);
-    stream.wait();
-  } catch (const dnnl::error& e) {
-    return DnnlError("packing an int8 weight", e);
-  }
+  // The layout oneDNN's int8 matmul wants (u8 X, int32 sums), which is the
+  // VNNI kernel's on CPUs with VNNI; padding multiplies as zero.
+  absl::Status status = PackIntoLayout(
+      plain.get(), n, k, memory::data_type::u8, memory::data_type::s8,
+      memory::data_type::s32, /*zero_fill=*/true, &rep->desc, &rep->data);
+  if (!status.ok()) return status;
   rep->gemv_layout =
       IsGemvLayout(rep->desc, k, &rep->padded_k, &rep->block_bytes);
   return PackedWeight(std::move(rep));

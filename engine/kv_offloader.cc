@@ -199,7 +199,7 @@ int KvOffloader::Restore(absl::Span<const BlockKey> ids,
   std::vector<double> sizes(candidates, 0);
   struct Fetched {
     int index = -1;
-    absl::StatusOr<std::vector<std::string>> parts;
+    absl::StatusOr<StoredBlock> block;
   };
   // Each shard's blocks are fetched in order by its own streams, so shards
   // serve in parallel while one shard is never asked for more at once than
@@ -233,7 +233,7 @@ int KvOffloader::Restore(absl::Span<const BlockKey> ids,
     for (size_t k = (*next[shard])++; k < mine.size(); k = (*next[shard])++) {
       const int i = mine[k];
       Fetched item{i, absl::CancelledError("a block before it failed")};
-      if (i < first_failed.load()) item.parts = client_->Get(keys[i]);
+      if (i < first_failed.load()) item.block = client_->Read(keys[i]);
       absl::MutexLock lock(&mu);
       auto room = [&]() { return fetched.size() < window; };
       mu.Await(absl::Condition(&room));
@@ -256,8 +256,8 @@ int KvOffloader::Restore(absl::Span<const BlockKey> ids,
       fetched.pop_front();
     }
     const int i = item.index;
-    if (!item.parts.ok()) {
-      results[i] = item.parts.status();
+    if (!item.block.ok()) {
+      results[i] = item.block.status();
       failed(i);
       continue;
     }
@@ -269,8 +269,10 @@ int KvOffloader::Restore(absl::Span<const BlockKey> ids,
     // memory, copied in only once it verified.
     const bool in_place = pool_->host_accessible();
     if (!in_place) restore_staging.resize(pool_->layout().BlockBytes());
-    absl::StatusOr<KvBlockHeader> header = DecodeKvBlockInto(
-        *item.parts, pool_->layout(), fingerprint_, ids[i],
+    // The block is verified as it is copied from the received buffers into
+    // its pool block, which counts as restored only if all of it verified.
+    absl::StatusOr<KvBlockHeader> header = DecodeKvBlockPiecesInto(
+        item.block->Parts(), pool_->layout(), fingerprint_, ids[i],
         in_place ? pool_->Data(blocks[i]) : restore_staging.data());
     if (header.ok() && header->token_count != pool_->layout().block_size) {
       header = absl::DataLossError("stored block is not full");
@@ -282,7 +284,7 @@ int KvOffloader::Restore(absl::Span<const BlockKey> ids,
     }
     results[i] = header.status();
     if (!header.ok()) failed(i);
-    for (const std::string& part : *item.parts) sizes[i] += part.size();
+    sizes[i] = static_cast<double>(item.block->size());
   }
   for (std::thread& t : threads) t.join();
 

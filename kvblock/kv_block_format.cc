@@ -1,6 +1,9 @@
 #include "kvblock/kv_block_format.h"
 
+#include <algorithm>
 #include <cstring>
+#include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 
@@ -100,6 +103,8 @@ bool SameLayout(const KvLayout& a, const KvLayout& b) {
          a.dtype == b.dtype;
 }
 
+// DecodeKvBlockPiecesInto computes the same hash incrementally (a Hasher128
+// seeded with the layer).
 Hash128 LayerChecksum(const void* data, size_t size, int layer) {
   return ComputeHash128(data, size, static_cast<uint64_t>(layer));
 }
@@ -286,8 +291,8 @@ absl::Status VerifyLayerPart(const KvBlockHeader& header, int layer,
   return absl::OkStatus();
 }
 
-absl::StatusOr<KvBlockHeader> DecodeKvBlockInto(
-    absl::Span<const std::string> parts, const KvLayout& layout,
+absl::StatusOr<KvBlockHeader> DecodeKvBlockPiecesInto(
+    absl::Span<const KvBlockPiecesPart> parts, const KvLayout& layout,
     const Hash128& fingerprint, const BlockKey& id, uint8_t* block_data) {
   if (block_data == nullptr) {
     return absl::InvalidArgumentError("block_data is null");
@@ -295,8 +300,19 @@ absl::StatusOr<KvBlockHeader> DecodeKvBlockInto(
   if (parts.empty()) {
     return absl::InvalidArgumentError("KV block has no parts");
   }
+  // The header is small: joined when it arrived in pieces.
+  std::string joined;
+  absl::string_view part0;
+  if (parts[0].size() == 1) {
+    part0 = parts[0][0];
+  } else {
+    for (absl::string_view piece : parts[0]) {
+      joined.append(piece.data(), piece.size());
+    }
+    part0 = joined;
+  }
   absl::StatusOr<KvBlockHeader> header =
-      ParseKvBlockHeader(parts[0], layout, fingerprint, id);
+      ParseKvBlockHeader(part0, layout, fingerprint, id);
   if (!header.ok()) return header.status();
   const size_t expected_parts = 1 + static_cast<size_t>(layout.num_layers);
   if (parts.size() != expected_parts) {
@@ -304,18 +320,49 @@ absl::StatusOr<KvBlockHeader> DecodeKvBlockInto(
         absl::StrCat("KV block has ", parts.size(), " parts; expected ",
                      expected_parts, " (a header and one per layer)"));
   }
-  // Verify every layer before writing any, so a bad block never leaves a
-  // half-restored buffer behind.
-  for (int l = 0; l < layout.num_layers; ++l) {
-    absl::Status status = VerifyLayerPart(*header, l, parts[1 + l]);
-    if (!status.ok()) return status;
-  }
   const size_t layer_bytes = layout.LayerBytes();
   for (int l = 0; l < layout.num_layers; ++l) {
-    std::memcpy(block_data + static_cast<size_t>(l) * layer_bytes,
-                parts[1 + l].data(), layer_bytes);
+    size_t size = 0;
+    for (absl::string_view piece : parts[1 + l]) size += piece.size();
+    if (size != layer_bytes) {
+      return absl::DataLossError(absl::StrCat("KV block layer ", l, " has ",
+                                              size, " bytes; expected ",
+                                              layer_bytes));
+    }
+  }
+  // Each layer is hashed and copied a stretch at a time, so the copy reads
+  // what the hash just brought into the cache: one pass over memory.
+  constexpr size_t kStretch = 32 << 10;
+  for (int l = 0; l < layout.num_layers; ++l) {
+    uint8_t* out = block_data + static_cast<size_t>(l) * layer_bytes;
+    Hasher128 hasher(static_cast<uint64_t>(l));
+    for (absl::string_view piece : parts[1 + l]) {
+      for (size_t at = 0; at < piece.size(); at += kStretch) {
+        const size_t n = std::min(kStretch, piece.size() - at);
+        hasher.Update(piece.data() + at, n);
+        std::memcpy(out, piece.data() + at, n);
+        out += n;
+      }
+    }
+    if (hasher.Finish() != header->layer_checksums[l]) {
+      return absl::DataLossError(
+          absl::StrCat("KV block layer ", l, " fails its checksum"));
+    }
   }
   return header;
+}
+
+absl::StatusOr<KvBlockHeader> DecodeKvBlockInto(
+    absl::Span<const std::string> parts, const KvLayout& layout,
+    const Hash128& fingerprint, const BlockKey& id, uint8_t* block_data) {
+  std::vector<absl::string_view> pieces(parts.begin(), parts.end());
+  std::vector<KvBlockPiecesPart> pieces_parts;
+  pieces_parts.reserve(pieces.size());
+  for (const absl::string_view& piece : pieces) {
+    pieces_parts.push_back(KvBlockPiecesPart(&piece, 1));
+  }
+  return DecodeKvBlockPiecesInto(pieces_parts, layout, fingerprint, id,
+                                 block_data);
 }
 
 }  // namespace longctx

@@ -114,16 +114,29 @@ absl::Status VerifyLayerPart(const KvBlockHeader& header, int layer,
                              absl::string_view bytes);
 
 // DecodeKvBlockInto checks all of `parts` (as returned by EncodeKvBlock: the
-// header, then every layer) against `layout`, `fingerprint` and `id`, and only
-// when
-// everything matches copies the layers into `block_data` (layout.BlockBytes()
-// bytes, not retained). Returns the parsed header (for its token_count).
+// header, then every layer) against `layout`, `fingerprint` and `id` and
+// copies the layers into `block_data` (layout.BlockBytes() bytes, not
+// retained), verifying each layer's checksum as it copies it: the bytes are
+// read once. Returns the parsed header (for its token_count).
 // Errors: INVALID_ARGUMENT for a part count other than 1 + num_layers or a
-// null block_data, and those of ParseKvBlockHeader and VerifyLayerPart; on
-// any error `block_data` is left unchanged. Thread-safe for distinct
-// block_data.
+// null block_data, and those of ParseKvBlockHeader and VerifyLayerPart. When
+// the header, the part count or a layer's size is wrong, `block_data` is left
+// unchanged; when a layer fails its checksum, the layers up to it may have
+// been written, so on any error the caller must not use `block_data` as a
+// block. Thread-safe for distinct block_data.
 absl::StatusOr<KvBlockHeader> DecodeKvBlockInto(
     absl::Span<const std::string> parts, const KvLayout& layout,
+    const Hash128& fingerprint, const BlockKey& id, uint8_t* block_data);
+
+// KvBlockPiecesPart is one part of a stored block as the pieces it arrived in
+// (a network buffer's slices): the part is their concatenation.
+using KvBlockPiecesPart = absl::Span<const absl::string_view>;
+
+// DecodeKvBlockPiecesInto is DecodeKvBlockInto for parts given as pieces, so
+// a block can be decoded where it landed in received buffers, with no copy
+// to join them first.
+absl::StatusOr<KvBlockHeader> DecodeKvBlockPiecesInto(
+    absl::Span<const KvBlockPiecesPart> parts, const KvLayout& layout,
     const Hash128& fingerprint, const BlockKey& id, uint8_t* block_data);
 
 }  // namespace longctx

@@ -119,8 +119,54 @@ TEST(KvBlockFormatTest, FlippedByteInALayerIsDataLossForThatLayerOnly) {
     EXPECT_EQ(decoded.status().code(), absl::StatusCode::kDataLoss);
     EXPECT_THAT(decoded.status().message(),
                 HasSubstr("layer " + std::to_string(bad)));
-    EXPECT_EQ(out, std::vector<uint8_t>(layout.BlockBytes(), 0xab))
-        << "a bad block must leave the buffer untouched";
+    // Layers are verified as they are copied: the decode stops at the bad
+    // one, and nothing after it is written.
+    const size_t after = (bad + 1) * layout.LayerBytes();
+    EXPECT_EQ(std::vector<uint8_t>(out.begin() + after, out.end()),
+              std::vector<uint8_t>(layout.BlockBytes() - after, 0xab))
+        << "a decode wrote past the layer that failed";
+  }
+}
+
+TEST(KvBlockFormatTest, PiecesDecodeAsTheJoinedPartsHoweverSplit) {
+  const KvLayout layout = AwkwardLayout();
+  const std::vector<uint8_t> block = RandomBlock(layout, 21);
+  const std::vector<std::string> parts =
+      *EncodeKvBlock(layout, kFingerprint, Id(), 13, block.data());
+  std::mt19937 rng(22);
+  for (int trial = 0; trial < 20; ++trial) {
+    // Every part cut at random points, empty pieces included.
+    std::vector<std::vector<absl::string_view>> pieces(parts.size());
+    for (size_t p = 0; p < parts.size(); ++p) {
+      const absl::string_view part = parts[p];
+      size_t at = 0;
+      while (at < part.size()) {
+        const size_t n = std::min<size_t>(rng() % 97, part.size() - at);
+        pieces[p].push_back(part.substr(at, n));
+        at += n;
+      }
+    }
+    std::vector<KvBlockPiecesPart> spans(pieces.begin(), pieces.end());
+    std::vector<uint8_t> out(layout.BlockBytes(), 0);
+    absl::StatusOr<KvBlockHeader> decoded = DecodeKvBlockPiecesInto(
+        spans, layout, kFingerprint, Id(), out.data());
+    ASSERT_TRUE(decoded.ok()) << decoded.status();
+    EXPECT_EQ(decoded->token_count, 13);
+    EXPECT_EQ(out, block);
+    // One byte flipped in one piece of one layer fails that layer.
+    const int bad = 1 + static_cast<int>(rng() % layout.num_layers);
+    std::string corrupted = parts[bad];
+    corrupted[rng() % corrupted.size()] ^= 0x10;
+    std::vector<std::vector<absl::string_view>> bad_pieces = pieces;
+    bad_pieces[bad] = {absl::string_view(corrupted).substr(0, 5),
+                       absl::string_view(corrupted).substr(5)};
+    std::vector<KvBlockPiecesPart> bad_spans(bad_pieces.begin(),
+                                             bad_pieces.end());
+    decoded = DecodeKvBlockPiecesInto(bad_spans, layout, kFingerprint, Id(),
+                                      out.data());
+    EXPECT_EQ(decoded.status().code(), absl::StatusCode::kDataLoss);
+    EXPECT_THAT(decoded.status().message(),
+                HasSubstr("layer " + std::to_string(bad - 1)));
   }
 }
 

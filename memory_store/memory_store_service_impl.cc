@@ -1,10 +1,13 @@
 #include "memory_store/memory_store_service_impl.h"
 
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "grpcpp/support/slice.h"
+#include "memory_store/get_response_wire.h"
 #include "services/common/refused_reactors.h"
 #include "services/common/status_util.h"
 
@@ -12,7 +15,6 @@ namespace longctx {
 namespace {
 
 using memory_store::v1::GetRequest;
-using memory_store::v1::GetResponse;
 using memory_store::v1::PutRequest;
 using memory_store::v1::PutResponse;
 
@@ -136,14 +138,23 @@ class PutReactor : public grpc::ServerReadReactor<PutRequest> {
 
 // GetReactor streams the requested parts, reading each part when its turn comes
 // and sending it in chunks, one write in flight at a time (gRPC's flow
-// control).
-class GetReactor : public grpc::ServerWriteReactor<GetResponse> {
+// control). A chunk is a few bytes of GetResponse fields and a slice that
+// references the part's value: the bytes reach the socket without a copy.
+class GetReactor : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
   GetReactor(BlockStore* store, const MemoryStoreServiceOptions& options,
              MemoryStoreServiceImpl::Counters counters,
-             const GetRequest* request)
+             const grpc::ByteBuffer* raw_request)
       : store_(store), options_(options), counters_(counters) {
-    absl::StatusOr<int> num_parts = store_->NumParts(request->key());
+    GetRequest request;
+    grpc::ByteBuffer copy(*raw_request);  // Shares the slices.
+    if (!grpc::SerializationTraits<GetRequest>::Deserialize(&copy, &request)
+             .ok()) {
+      Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          "GetRequest does not parse"));
+      return;
+    }
+    absl::StatusOr<int> num_parts = store_->NumParts(request.key());
     if (!num_parts.ok()) {
       if (absl::IsNotFound(num_parts.status()))
         counters_.read_misses->Increment();
@@ -151,11 +162,11 @@ class GetReactor : public grpc::ServerWriteReactor<GetResponse> {
       return;
     }
     num_parts_ = *num_parts;
-    key_ = request->key();
-    if (request->parts().empty()) {
+    key_ = request.key();
+    if (request.parts().empty()) {
       for (int i = 0; i < num_parts_; ++i) parts_.push_back(i);
     } else {
-      for (int part : request->parts()) {
+      for (int part : request.parts()) {
         if (part < 0 || part >= num_parts_) {
           Finish(ToGrpcStatus(absl::InvalidArgumentError(absl::StrCat(
               "parts has ", part, "; the block has ", num_parts_, " parts"))));
@@ -179,40 +190,44 @@ class GetReactor : public grpc::ServerWriteReactor<GetResponse> {
   void OnDone() override { delete this; }
 
  private:
+  // Releases a chunk's reference to its part's value once gRPC has sent it.
+  static void Unref(void* value) {
+    delete static_cast<std::shared_ptr<const std::string>*>(value);
+  }
+
   void Next() {
-    if (offset_ >= value_.size() && sent_part_end_) {
+    if (value_ == nullptr || (offset_ >= value_->size() && sent_part_end_)) {
       if (next_part_ >= parts_.size()) {
         Finish(grpc::Status::OK);
         return;
       }
-      value_.clear();
-      absl::Status status = store_->GetPart(key_, parts_[next_part_], &value_);
+      auto value = std::make_shared<std::string>();
+      absl::Status status =
+          store_->GetPart(key_, parts_[next_part_], value.get());
       if (!status.ok()) {
         Finish(ToGrpcStatus(status));
         return;
       }
-      counters_.bytes_read->Increment(static_cast<double>(value_.size()));
+      counters_.bytes_read->Increment(static_cast<double>(value->size()));
+      value_ = std::move(value);
       part_ = parts_[next_part_++];
       offset_ = 0;
       sent_part_end_ = false;
     }
-    size_t n = std::min(value_.size() - offset_,
-                        static_cast<size_t>(options_.chunk_bytes));
-    response_.Clear();
-    response_.set_num_parts(num_parts_);
-    response_.set_part(part_);
-    if (offset_ == 0 && n == value_.size()) {
-      // A part that fits one message moves into it without a copy (a layer of
-      // a block usually does); the buffers swap, so both keep their capacity.
-      response_.mutable_data()->swap(value_);
-      value_.clear();
-      sent_part_end_ = true;
-    } else {
-      response_.set_data(value_.data() + offset_, n);
-      offset_ += n;
-      sent_part_end_ = offset_ >= value_.size();
+    const size_t n = std::min(value_->size() - offset_,
+                              static_cast<size_t>(options_.chunk_bytes));
+    sent_part_end_ = offset_ + n >= value_->size();
+    const std::string prefix =
+        EncodeGetResponsePrefix(num_parts_, part_, sent_part_end_, n);
+    grpc::Slice slices[2] = {grpc::Slice(prefix), grpc::Slice()};
+    size_t num_slices = 1;
+    if (n > 0) {
+      slices[num_slices++] =
+          grpc::Slice(const_cast<char*>(value_->data()) + offset_, n, &Unref,
+                      new std::shared_ptr<const std::string>(value_));
     }
-    response_.set_part_end(sent_part_end_);
+    offset_ += n;
+    response_ = grpc::ByteBuffer(slices, num_slices);
     StartWrite(&response_);
   }
 
@@ -224,10 +239,11 @@ class GetReactor : public grpc::ServerWriteReactor<GetResponse> {
   std::vector<int> parts_;
   size_t next_part_ = 0;
   int part_ = 0;
-  std::string value_;
+  // The part being sent, shared with the slices gRPC still holds.
+  std::shared_ptr<const std::string> value_;
   size_t offset_ = 0;
   bool sent_part_end_ = true;
-  GetResponse response_;
+  grpc::ByteBuffer response_;
 };
 
 // The keys of a Contains or Delete call, at most `limit` of them.
@@ -302,10 +318,10 @@ grpc::ServerReadReactor<PutRequest>* MemoryStoreServiceImpl::Put(
   return new PutReactor(store_, options_, counters_, response);
 }
 
-grpc::ServerWriteReactor<GetResponse>* MemoryStoreServiceImpl::Get(
-    grpc::CallbackServerContext* context, const GetRequest* request) {
+grpc::ServerWriteReactor<grpc::ByteBuffer>* MemoryStoreServiceImpl::Get(
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request) {
   grpc::Status auth = options_.auth.Check(*context, "memory_store");
-  if (!auth.ok()) return new RefusedWriteReactor<GetResponse>(auth);
+  if (!auth.ok()) return new RefusedWriteReactor<grpc::ByteBuffer>(auth);
   return new GetReactor(store_, options_, counters_, request);
 }
 

@@ -1,11 +1,15 @@
 // MemoryStoreServiceImpl: the gRPC face of a BlockStore
 // (proto/memory_store.proto), on gRPC's callback API: no thread per call,
-// values streamed in chunks.
+// values streamed in chunks. Get answers with raw gRPC buffers in the
+// GetResponse wire form (memory_store/get_response_wire.h): each chunk's bytes
+// go to the socket straight from the value RocksDB read, with no protobuf
+// copy.
 #ifndef LONGCTX_MEMORY_STORE_MEMORY_STORE_SERVICE_IMPL_H_
 #define LONGCTX_MEMORY_STORE_MEMORY_STORE_SERVICE_IMPL_H_
 
 #include <cstdint>
 
+#include "grpcpp/support/byte_buffer.h"
 #include "memory_store/block_store.h"
 #include "prometheus/counter.h"
 #include "prometheus/gauge.h"
@@ -29,7 +33,8 @@ struct MemoryStoreServiceOptions {
 
 // MemoryStoreServiceImpl serves `store` (not owned). Thread-safe.
 class MemoryStoreServiceImpl final
-    : public memory_store::v1::MemoryStore::CallbackService {
+    : public memory_store::v1::MemoryStore::WithRawCallbackMethod_Get<
+          memory_store::v1::MemoryStore::CallbackService> {
  public:
   MemoryStoreServiceImpl(BlockStore* store,
                          const MemoryStoreServiceOptions& options,
@@ -38,9 +43,11 @@ class MemoryStoreServiceImpl final
   grpc::ServerReadReactor<memory_store::v1::PutRequest>* Put(
       grpc::CallbackServerContext* context,
       memory_store::v1::PutResponse* response) override;
-  grpc::ServerWriteReactor<memory_store::v1::GetResponse>* Get(
+  // Get takes a GetRequest and streams GetResponse messages, both as their
+  // wire bytes.
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* Get(
       grpc::CallbackServerContext* context,
-      const memory_store::v1::GetRequest* request) override;
+      const grpc::ByteBuffer* request) override;
   grpc::ServerUnaryReactor* Contains(
       grpc::CallbackServerContext* context,
       const memory_store::v1::ContainsRequest* request,

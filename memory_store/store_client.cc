@@ -9,13 +9,13 @@
 #include "absl/strings/str_cat.h"
 #include "grpcpp/grpcpp.h"
 #include "kvblock/hash128.h"
+#include "memory_store/get_response_wire.h"
 #include "services/common/status_util.h"
 
 namespace longctx {
 namespace {
 
 using memory_store::v1::GetRequest;
-using memory_store::v1::GetResponse;
 using memory_store::v1::MemoryStore;
 using memory_store::v1::PutRequest;
 using memory_store::v1::PutResponse;
@@ -70,6 +70,9 @@ absl::StatusOr<std::unique_ptr<StoreClient>> StoreClient::Create(
   if (options.chunk_bytes == 0) {
     return absl::InvalidArgumentError("chunk_bytes must be positive");
   }
+  if (options.max_block_bytes <= 0) {
+    return absl::InvalidArgumentError("max_block_bytes must be positive");
+  }
   if (options.max_retries < 0) {
     return absl::InvalidArgumentError(absl::StrCat(
         "max_retries is ", options.max_retries, "; it must be >= 0"));
@@ -91,8 +94,8 @@ absl::StatusOr<std::unique_ptr<StoreClient>> StoreClient::Create(
     }
     const Hash128 seed = ComputeHash128(shard.name);
     shard.weight_seed = seed.lo ^ seed.hi;
-    shard.stub = MemoryStore::NewStub(
-        options.channel_security.NewChannel(shard.name, args));
+    shard.channel = options.channel_security.NewChannel(shard.name, args);
+    shard.stub = MemoryStore::NewStub(shard.channel);
     client->shards_.push_back(std::move(shard));
   }
   return client;
@@ -158,65 +161,127 @@ absl::Status StoreClient::PutOnce(Shard& shard, absl::string_view key,
   return FromShard(shard.name, writer->Finish());
 }
 
+std::vector<absl::Span<const absl::string_view>> StoredBlock::Parts() const {
+  return std::vector<absl::Span<const absl::string_view>>(parts_.begin(),
+                                                          parts_.end());
+}
+
+std::string StoredBlock::PartString(size_t i) const {
+  std::string joined;
+  for (absl::string_view piece : parts_[i]) {
+    joined.append(piece.data(), piece.size());
+  }
+  return joined;
+}
+
 absl::StatusOr<std::vector<std::string>> StoreClient::Get(
+    absl::string_view key, absl::Span<const int> parts_wanted) {
+  absl::StatusOr<StoredBlock> block = Read(key, parts_wanted);
+  if (!block.ok()) return block.status();
+  std::vector<std::string> parts;
+  parts.reserve(block->num_parts());
+  for (size_t i = 0; i < block->num_parts(); ++i) {
+    parts.push_back(block->PartString(i));
+  }
+  return parts;
+}
+
+absl::StatusOr<StoredBlock> StoreClient::Read(
     absl::string_view key, absl::Span<const int> parts_wanted) {
   absl::Status status = CheckKey(key);
   if (!status.ok()) return status;
   Shard& shard = shards_[ShardOf(key)];
-  std::vector<std::string> parts;
+  StoredBlock block;
   status = WithRetries(options_.max_retries, [&] {
-    return GetOnce(shard, key, parts_wanted, &parts);
+    return ReadOnce(shard, key, parts_wanted, &block);
   });
   if (!status.ok()) return status;
-  return parts;
+  return block;
 }
 
-absl::Status StoreClient::GetOnce(Shard& shard, absl::string_view key,
-                                  absl::Span<const int> parts_wanted,
-                                  std::vector<std::string>* parts) {
-  parts->clear();
+absl::Status StoreClient::ReadOnce(Shard& shard, absl::string_view key,
+                                   absl::Span<const int> parts_wanted,
+                                   StoredBlock* block) {
+  *block = StoredBlock();
   grpc::ClientContext context;
   context.set_deadline(Deadline());
   GetRequest request;
   request.set_key(key.data(), key.size());
   for (int part : parts_wanted) request.add_parts(part);
-  std::unique_ptr<grpc::ClientReader<GetResponse>> reader =
-      shard.stub->Get(&context, request);
-  GetResponse response;
-  std::string current;
+  // The generated stub would parse each GetResponse into a std::string (a
+  // copy); the same call read as raw buffers leaves the bytes in place.
+  static const std::string* const kGetMethod = new std::string(
+      absl::StrCat("/", MemoryStore::service_full_name(), "/Get"));
+  const grpc::internal::RpcMethod method(
+      kGetMethod->c_str(), grpc::internal::RpcMethod::SERVER_STREAMING,
+      shard.channel);
+  std::unique_ptr<grpc::ClientReader<grpc::ByteBuffer>> reader(
+      grpc::internal::ClientReaderFactory<grpc::ByteBuffer>::Create(
+          shard.channel.get(), method, &context, request));
+  grpc::ByteBuffer buffer;
+  std::vector<grpc::Slice> slices;
+  std::vector<absl::string_view> views;
+  GetResponseView response;
+  std::vector<absl::string_view> current;  // Pieces of an unfinished part.
   int num_parts = -1;
   bool in_order = true;
-  while (reader->Read(&response)) {
-    if (num_parts < 0) num_parts = response.num_parts();
+  absl::Status malformed;
+  int64_t received = 0;
+  while (reader->Read(&buffer)) {
+    slices.clear();
+    views.clear();
+    if (!buffer.Dump(&slices).ok()) {
+      malformed = absl::DataLossError("a GetResponse could not be read");
+      break;
+    }
+    for (grpc::Slice& slice : slices) {
+      block->slices_.push_back(std::make_unique<grpc::Slice>(std::move(slice)));
+      const grpc::Slice& kept = *block->slices_.back();
+      views.emplace_back(reinterpret_cast<const char*>(kept.begin()),
+                         kept.size());
+      received += static_cast<int64_t>(kept.size());
+    }
+    if (received > options_.max_block_bytes) {
+      malformed = absl::DataLossError(
+          absl::StrCat("the block is over max_block_bytes (",
+                       options_.max_block_bytes, ")"));
+      break;
+    }
+    malformed = ParseGetResponse(views, &response);
+    if (!malformed.ok()) break;
+    if (num_parts < 0) num_parts = response.num_parts;
     // The part this chunk should belong to, in the order asked.
-    const size_t index = parts->size();
+    const size_t index = block->parts_.size();
     const int expected =
         parts_wanted.empty()
             ? static_cast<int>(index)
             : (index < parts_wanted.size() ? parts_wanted[index] : -1);
-    if (response.part() != expected) in_order = false;
-    if (current.empty() && response.part_end()) {
-      // A whole part in one message: take its buffer, no copy.
-      parts->push_back(std::move(*response.mutable_data()));
-      continue;
-    }
-    current.append(response.data());
-    if (response.part_end()) {
-      parts->push_back(std::move(current));
+    if (response.part != expected) in_order = false;
+    current.insert(current.end(), response.data.begin(), response.data.end());
+    block->size_ += response.data_size;
+    if (response.part_end) {
+      block->parts_.push_back(std::move(current));
       current.clear();
     }
+  }
+  if (!malformed.ok()) {
+    // Stop the stream before Finish, which would otherwise wait for it.
+    context.TryCancel();
+    (void)reader->Finish();
+    return absl::DataLossError(absl::StrCat("memory_store shard ", shard.name,
+                                            ": ", malformed.message()));
   }
   absl::Status status = FromShard(shard.name, reader->Finish());
   if (!status.ok()) return status;
   const size_t wanted = parts_wanted.empty()
                             ? static_cast<size_t>(std::max(num_parts, 0))
                             : parts_wanted.size();
-  if (!in_order || !current.empty() || parts->size() != wanted ||
+  if (!in_order || !current.empty() || block->parts_.size() != wanted ||
       num_parts < 0) {
     return absl::DataLossError(
-        absl::StrCat("memory_store shard ", shard.name, " sent ", parts->size(),
-                     " whole parts", in_order ? "" : " out of order",
-                     "; expected ", wanted));
+        absl::StrCat("memory_store shard ", shard.name, " sent ",
+                     block->parts_.size(), " whole parts",
+                     in_order ? "" : " out of order", "; expected ", wanted));
   }
   return absl::OkStatus();
 }

@@ -23,6 +23,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
+#include "grpcpp/support/slice.h"
 #include "proto/memory_store.grpc.pb.h"
 #include "services/common/net_address.h"
 #include "services/common/tls.h"
@@ -42,6 +43,34 @@ struct StoreClientOptions {
   size_t chunk_bytes = 1 << 20;
   // Credentials of the channels to the shards. Default: plaintext.
   ChannelSecurity channel_security;
+  // Most bytes one Read or Get takes from a shard before giving up on the
+  // stream (DATA_LOSS): a shard cannot make a reader hold more. Default:
+  // 512 MiB, the store's own --max_block_bytes default.
+  int64_t max_block_bytes = 512ll << 20;
+};
+
+// StoredBlock is a block read by StoreClient::Read: its parts, each as the
+// pieces it arrived in, left where gRPC received them (no copy). Movable; the
+// pieces stay valid, wherever the StoredBlock moves, until it is destroyed.
+class StoredBlock {
+ public:
+  size_t num_parts() const { return parts_.size(); }
+  // The pieces of part `i`, in order: the part is their concatenation.
+  absl::Span<const absl::string_view> part(size_t i) const { return parts_[i]; }
+  // Every part's pieces, as DecodeKvBlockPiecesInto takes them.
+  std::vector<absl::Span<const absl::string_view>> Parts() const;
+  // Part `i` joined into one string (a copy).
+  std::string PartString(size_t i) const;
+  // Bytes of all parts.
+  size_t size() const { return size_; }
+
+ private:
+  friend class StoreClient;
+  // Each received slice behind its own pointer: a small slice holds its bytes
+  // inline, and the pieces must not move with the vector.
+  std::vector<std::unique_ptr<grpc::Slice>> slices_;
+  std::vector<std::vector<absl::string_view>> parts_;
+  size_t size_ = 0;
 };
 
 // StoreClient is thread-safe: any number of threads may call it at once.
@@ -77,6 +106,12 @@ class StoreClient {
   absl::StatusOr<std::vector<std::string>> Get(
       absl::string_view key, absl::Span<const int> parts_wanted = {});
 
+  // Read is Get without copying: the parts stay in the buffers they arrived
+  // in. Same errors as Get, and DATA_LOSS when the shard sends a malformed
+  // message or more than max_block_bytes.
+  absl::StatusOr<StoredBlock> Read(absl::string_view key,
+                                   absl::Span<const int> parts_wanted = {});
+
   // Contains says for each key whether its shard holds it. Keys of a shard
   // that cannot be reached, and keys that are not kKeySize bytes, read false.
   // Asks
@@ -104,6 +139,7 @@ class StoreClient {
     HostPort address;
     std::string name;          // address.ToString(), for messages.
     uint64_t weight_seed = 0;  // Hash of `name`: its rendezvous seed.
+    std::shared_ptr<grpc::Channel> channel;
     std::unique_ptr<memory_store::v1::MemoryStore::Stub> stub;
   };
 
@@ -116,9 +152,8 @@ class StoreClient {
 
   absl::Status PutOnce(Shard& shard, absl::string_view key,
                        absl::Span<const std::string> parts);
-  absl::Status GetOnce(Shard& shard, absl::string_view key,
-                       absl::Span<const int> parts_wanted,
-                       std::vector<std::string>* parts);
+  absl::Status ReadOnce(Shard& shard, absl::string_view key,
+                        absl::Span<const int> parts_wanted, StoredBlock* block);
   // Deadline of an attempt that starts now.
   std::chrono::system_clock::time_point Deadline() const;
 

@@ -4,6 +4,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <memory>
 #include <random>
@@ -89,6 +90,47 @@ TEST_F(StoreClientTest, EncodedKvBlockSurvivesTheStore) {
       DecodeKvBlockInto(*got, layout, fingerprint, Id(2), restored.data())
           .ok());
   EXPECT_EQ(restored, block);
+
+  // Read: the same block decoded where it landed, after the StoredBlock has
+  // moved (its pieces must not move with it).
+  absl::StatusOr<StoredBlock> read = client_->Read(Key(2));
+  ASSERT_TRUE(read.ok()) << read.status();
+  StoredBlock moved = *std::move(read);
+  std::vector<StoredBlock> holder;
+  holder.push_back(std::move(moved));
+  ASSERT_EQ(holder[0].num_parts(), parts.size());
+  size_t total = 0;
+  for (size_t p = 0; p < parts.size(); ++p) {
+    EXPECT_EQ(holder[0].PartString(p), parts[p]);
+    total += parts[p].size();
+  }
+  EXPECT_EQ(holder[0].size(), total);
+  std::fill(restored.begin(), restored.end(), 0);
+  ASSERT_TRUE(DecodeKvBlockPiecesInto(holder[0].Parts(), layout, fingerprint,
+                                      Id(2), restored.data())
+                  .ok());
+  EXPECT_EQ(restored, block);
+}
+
+TEST_F(StoreClientTest, ABlockOverMaxBlockBytesIsRefused) {
+  std::mt19937 rng(5);
+  const std::vector<std::string> parts = {RandomBytes(10, &rng),
+                                          RandomBytes(3 << 20, &rng)};
+  ASSERT_TRUE(client_->Put(Key(9), parts).ok());
+  StoreClientOptions small = options_;
+  small.max_block_bytes = 1 << 20;
+  std::unique_ptr<StoreClient> client = *StoreClient::Create(
+      {shards_[0]->address(), shards_[1]->address()}, small);
+  absl::StatusOr<StoredBlock> read = client->Read(Key(9));
+  EXPECT_EQ(read.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(read.status().message(), ::testing::HasSubstr("max_block_bytes"));
+  // Within the limit, the same client reads it.
+  small.max_block_bytes = 4 << 20;
+  client = *StoreClient::Create({shards_[0]->address(), shards_[1]->address()},
+                                small);
+  read = client->Read(Key(9));
+  ASSERT_TRUE(read.ok()) << read.status();
+  EXPECT_EQ(read->PartString(1), parts[1]);
 }
 
 TEST_F(StoreClientTest, KeysSpreadOverBothShardsAsPlaced) {
@@ -142,6 +184,11 @@ TEST_F(StoreClientTest, BadArgumentsAreInvalidArgument) {
                 .status()
                 .code(),
             absl::StatusCode::kInvalidArgument);
+  StoreClientOptions no_room = options_;
+  no_room.max_block_bytes = 0;
+  EXPECT_EQ(
+      StoreClient::Create({shards_[0]->address()}, no_room).status().code(),
+      absl::StatusCode::kInvalidArgument);
 }
 
 TEST_F(StoreClientTest, StoppedShardsKeysAreMissesWithinTheTimeout) {

@@ -5,30 +5,42 @@
 //   bazel run -c opt //tools/bench_engine:bench_restore -- --threads=2
 //   --tokens=16384
 //
-// The store is a real memory_store (RocksDB on disk under --dir, served over
-// gRPC on a loopback port); the model is shape S with random weights.
-// "Restored" starts from an empty KV pool (as after a worker restart): it reads
-// every stored block through the store client, verifies it, and computes only
-// the last block. Restores and raw reads alternate --runs times (each restore
-// into a new, prefaulted pool, as a restarted worker's); medians are reported.
+// The store is the real memory_store binary in its own process (RocksDB on
+// disk under --dir, served over gRPC on a loopback port), as a worker meets it;
+// the model is shape S with random weights. "Restored" starts from an empty KV
+// pool (as after a worker restart): it reads every stored block through the
+// store client, verifies it, and computes only the last block. Each run
+// restores from a freshly started store (into a new, prefaulted pool, as a
+// restarted worker's), then stops the store and reads the same blocks straight
+// from its RocksDB in this process; medians over --runs are reported.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "engine/kv_offloader.h"
+#include "grpcpp/grpcpp.h"
 #include "kernels/threads.h"
 #include "kvblock/block_keys.h"
 #include "memory_store/block_store.h"
-#include "memory_store/memory_store_service_impl.h"
 #include "memory_store/store_client.h"
-#include "services/common/grpc_server.h"
 #include "tools/bench_engine/bench_models.h"
 
 ABSL_FLAG(int, threads, 2, "Compute threads.");
@@ -42,6 +54,12 @@ ABSL_FLAG(int, restore_streams_per_shard,
           "Blocks fetched at once from the store.");
 ABSL_FLAG(int, runs, 3,
           "Restores (each into a new pool) and raw reads; medians reported.");
+ABSL_FLAG(std::string, memory_store_binary, "memory_store/memory_store",
+          "The memory_store binary to run; a relative path is looked up "
+          "from the current folder (bazel run's), then in this binary's "
+          "runfiles.");
+
+extern char** environ;
 
 namespace longctx {
 namespace {
@@ -54,6 +72,122 @@ double Median(std::vector<double> values) {
   std::sort(values.begin(), values.end());
   return values[values.size() / 2];
 }
+
+// Seconds to move `bytes` over a bare TCP connection on the loopback (1 MiB
+// writes, 1 MiB reads, no RocksDB, no gRPC): the floor of any store protocol
+// over TCP on this machine, 0 if a socket call fails.
+double LoopbackSeconds(size_t bytes) {
+  const int listener = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof(address);
+  if (listener < 0 ||
+      bind(listener, reinterpret_cast<sockaddr*>(&address), length) != 0 ||
+      listen(listener, 1) != 0 ||
+      getsockname(listener, reinterpret_cast<sockaddr*>(&address), &length) !=
+          0) {
+    if (listener >= 0) close(listener);
+    return 0;
+  }
+  constexpr size_t kChunk = 1 << 20;
+  std::thread sender([&] {
+    const int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) return;
+    if (connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) ==
+        0) {
+      std::vector<char> chunk(kChunk, 'k');
+      for (size_t sent = 0; sent < bytes;) {
+        const ssize_t n =
+            write(fd, chunk.data(), std::min(kChunk, bytes - sent));
+        if (n <= 0) break;
+        sent += static_cast<size_t>(n);
+      }
+    }
+    close(fd);
+  });
+  const int fd = accept(listener, nullptr, nullptr);
+  std::vector<char> chunk(kChunk);
+  const absl::Time start = absl::Now();
+  size_t received = 0;
+  while (fd >= 0 && received < bytes) {
+    const ssize_t n = read(fd, chunk.data(), kChunk);
+    if (n <= 0) break;
+    received += static_cast<size_t>(n);
+  }
+  const double seconds = Since(start);
+  sender.join();
+  if (fd >= 0) close(fd);
+  close(listener);
+  return received == bytes ? seconds : 0;
+}
+
+// A free TCP port on 127.0.0.1 a moment ago, or 0.
+int FreePort() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof(address);
+  int port = 0;
+  if (fd >= 0 && bind(fd, reinterpret_cast<sockaddr*>(&address), length) == 0 &&
+      getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) == 0) {
+    port = ntohs(address.sin_port);
+  }
+  if (fd >= 0) close(fd);
+  return port;
+}
+
+// StoreProcess is the memory_store binary serving `data_dir` on `port`, its
+// output appended to `log`; stopped (SIGTERM, then reaped) by Stop or the
+// destructor.
+class StoreProcess {
+ public:
+  StoreProcess(const std::string& data_dir, int port, const std::string& log)
+      : port_(port) {
+    const std::vector<std::string> args = {
+        absl::GetFlag(FLAGS_memory_store_binary),
+        absl::StrCat("--listen_address=127.0.0.1:", port),
+        "--metrics_address=127.0.0.1:0", "--data_dir=" + data_dir,
+        "--grace_period_seconds=1"};
+    std::vector<char*> argv;
+    for (const std::string& arg : args) {
+      argv.push_back(const_cast<char*>(arg.c_str()));
+    }
+    argv.push_back(nullptr);
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, log.c_str(),
+                                     O_WRONLY | O_CREAT | O_APPEND, 0644);
+    posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
+    if (posix_spawn(&pid_, argv[0], &actions, nullptr, argv.data(), environ) !=
+        0) {
+      pid_ = -1;
+    }
+    posix_spawn_file_actions_destroy(&actions);
+  }
+  ~StoreProcess() { Stop(); }
+
+  // Waits up to 30 s for the store to accept connections.
+  bool WaitReady() const {
+    if (pid_ < 0) return false;
+    auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", port_),
+                                       grpc::InsecureChannelCredentials());
+    return channel->WaitForConnected(std::chrono::system_clock::now() +
+                                     std::chrono::seconds(30));
+  }
+
+  void Stop() {
+    if (pid_ < 0) return;
+    kill(pid_, SIGTERM);
+    waitpid(pid_, nullptr, 0);
+    pid_ = -1;
+  }
+
+ private:
+  int port_;
+  pid_t pid_ = -1;
+};
 
 // Prefills tokens [from, n) into `blocks` and returns the seconds it took.
 double Prefill(LlamaModel& model, KvBlockPool& pool,
@@ -82,18 +216,15 @@ int Run() {
     char pattern[] = "/tmp/bench_restore_XXXXXX";
     dir = mkdtemp(pattern);
   }
-  auto store = BlockStore::Open({dir + "/db"});
-  if (!store.ok()) {
-    std::fprintf(stderr, "%s\n", store.status().ToString().c_str());
+  const std::string db = dir + "/db";
+  const std::string log = dir + "/memory_store.log";
+  const int port = FreePort();
+  auto store = std::make_unique<StoreProcess>(db, port, log);
+  if (!store->WaitReady()) {
+    std::fprintf(stderr, "memory_store did not start; see %s\n", log.c_str());
     return 1;
   }
-  prometheus::Registry registry;
-  MemoryStoreServiceImpl service(store->get(), MemoryStoreServiceOptions(),
-                                 registry);
-  GrpcServerOptions server_options;
-  server_options.listen = {"127.0.0.1", 0};
-  auto server = GrpcServer::Start(server_options, {&service});
-  auto client = StoreClient::Create({{"127.0.0.1", (*server)->port()}}, {});
+  auto client = StoreClient::Create({{"127.0.0.1", port}}, {});
 
   auto weights = MakeModel(absl::GetFlag(FLAGS_shape), kernels::DType::kF32);
   LlamaModelOptions model_options;
@@ -124,10 +255,15 @@ int Run() {
       offloader.Offload(keys[i], blocks[i], block);
     offloader.WaitIdle();
   }
-  // Everything in table and blob files, as after the store restarts.
-  if (absl::Status flushed = (*store)->Flush(); !flushed.ok()) {
-    std::fprintf(stderr, "%s\n", flushed.ToString().c_str());
-    return 1;
+  // The store restarts with everything in table and blob files.
+  store.reset();
+  {
+    auto flushed = BlockStore::Open({db});
+    absl::Status status = flushed.ok() ? (*flushed)->Flush() : flushed.status();
+    if (!status.ok()) {
+      std::fprintf(stderr, "%s\n", status.ToString().c_str());
+      return 1;
+    }
   }
 
   // Restored: an empty pool, the stored prefix read back, the rest computed;
@@ -136,10 +272,20 @@ int Run() {
   // default read options (CRC32C checked), so all see the same moment of the
   // machine. Medians over --runs.
   const int runs = std::max(1, absl::GetFlag(FLAGS_runs));
-  std::vector<double> restores, rests, raws, crc_raws;
+  std::vector<double> restores, rests, raws, crc_raws, loopbacks;
   int restored = 0;
   double bytes = 0;
   for (int run = 0; run < runs; ++run) {
+    store = std::make_unique<StoreProcess>(db, port, log);
+    if (!store->WaitReady()) {
+      std::fprintf(stderr, "memory_store did not restart; see %s\n",
+                   log.c_str());
+      return 1;
+    }
+    // A new client, as a restarted worker's: its first call connects (a
+    // client from before the store's restart would first wait out its
+    // reconnect backoff).
+    client = StoreClient::Create({{"127.0.0.1", port}}, {});
     auto pool = *KvBlockPool::Create(layout, layout.BlockBytes() * num_blocks,
                                      /*prefault=*/true);
     std::vector<int> blocks;
@@ -157,24 +303,33 @@ int Run() {
     rests.push_back(Prefill(**model, *pool, tokens,
                             std::min(restored * block, n - 1), blocks));
 
+    // The store stops; its RocksDB is read here, as the store reads it.
+    store.reset();
+    auto raw_store = BlockStore::Open({db});
+    if (!raw_store.ok()) {
+      std::fprintf(stderr, "%s\n", raw_store.status().ToString().c_str());
+      return 1;
+    }
     for (bool verify : {false, true}) {
       start = absl::Now();
       std::string value;
       bytes = 0;
       for (int i = 0; i < restorable; ++i) {
-        const int parts = *(*store)->NumParts(keys[i].key);
+        const int parts = *(*raw_store)->NumParts(keys[i].key);
         for (int p = 0; p < parts; ++p) {
-          (void)(*store)->GetPart(keys[i].key, p, &value, verify);
+          (void)(*raw_store)->GetPart(keys[i].key, p, &value, verify);
           bytes += value.size();
         }
       }
       (verify ? crc_raws : raws).push_back(Since(start));
     }
+    loopbacks.push_back(LoopbackSeconds(static_cast<size_t>(bytes)));
   }
   const double restore = Median(restores);
   const double rest = Median(rests);
   const double raw = Median(raws);
   const double crc_raw = Median(crc_raws);
+  const double loopback = Median(loopbacks);
 
   const double restored_ttft = restore + rest;
   std::printf("# memory store restore, shape %s, %d threads\n\n",
@@ -202,23 +357,32 @@ int Run() {
       "| %.0f MiB/s |\n",
       bytes / crc_raw / (1 << 20));
   std::printf(
+      "| bare TCP loopback, same bytes (no RocksDB, no gRPC) | %.0f MiB/s |\n",
+      bytes / loopback / (1 << 20));
+  std::printf(
       "| restore / raw RocksDB as the store reads | %.0f%% (target >= 50%%) "
       "|\n",
       100 * raw / restore);
+  std::printf(
+      "| bare TCP loopback / raw RocksDB as the store reads (the transport's "
+      "bound) | %.0f%% |\n",
+      100 * raw / loopback);
+  std::printf("| restore / bare TCP loopback | %.0f%% |\n",
+              100 * loopback / restore);
   std::printf(
       "| restore / raw RocksDB with CRC32C checked | %.0f%% (target >= 50%%) "
       "|\n",
       100 * crc_raw / restore);
   std::printf(
-      "\nMedians of %d runs; each run: restore / raw / raw with CRC seconds:",
+      "\nMedians of %d runs; each run: restore / raw / raw with CRC / TCP "
+      "loopback seconds:",
       runs);
   for (int run = 0; run < runs; ++run) {
-    std::printf(" %.3f/%.3f/%.3f", restores[run], raws[run], crc_raws[run]);
+    std::printf(" %.3f/%.3f/%.3f/%.3f", restores[run], raws[run], crc_raws[run],
+                loopbacks[run]);
   }
   std::printf("\n");
   client->reset();
-  server->reset();
-  store->reset();
   if (temporary) std::filesystem::remove_all(dir);
   return 0;
 }
@@ -228,5 +392,13 @@ int Run() {
 
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
+  // Run straight from bazel-bin, the store binary is in the runfiles.
+  const std::string binary = absl::GetFlag(FLAGS_memory_store_binary);
+  const std::string in_runfiles =
+      std::string(argv[0]) + ".runfiles/longctx/" + binary;
+  if (!binary.empty() && binary[0] != '/' && !std::filesystem::exists(binary) &&
+      std::filesystem::exists(in_runfiles)) {
+    absl::SetFlag(&FLAGS_memory_store_binary, in_runfiles);
+  }
   return longctx::Run();
 }

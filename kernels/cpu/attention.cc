@@ -580,11 +580,13 @@ LONGCTX_TARGET_AVX512_BF16 void SoftmaxTileBf16(float* s, int rows_p, int keys,
     const __m512 m_sub =
         SoftmaxMax(s, rows_p, keys, mask, key0, qpos, r, m, alpha);
     __m512 sum = _mm512_setzero_ps();
+    // P is rounded to bf16: the cheaper exp2 is exact enough (S - m_new is
+    // never positive).
     for (int j = 0; j < keys; j += 2) {
-      const __m512 e0 = internal::Exp2Avx512(
+      const __m512 e0 = internal::Exp2ForBf16Avx512(
           _mm512_sub_ps(_mm512_load_ps(s + j * rows_p + r), m_sub));
       const __m512 e1 =
-          j + 1 < keys ? internal::Exp2Avx512(_mm512_sub_ps(
+          j + 1 < keys ? internal::Exp2ForBf16Avx512(_mm512_sub_ps(
                              _mm512_load_ps(s + (j + 1) * rows_p + r), m_sub))
                        : _mm512_setzero_ps();
       _mm512_store_si512(p_out + 2 * ((j / 2) * rows_p + r),

@@ -46,6 +46,24 @@ LONGCTX_TARGET_AVX512 inline __m512 Exp2Avx512(__m512 x) {
   return _mm512_scalef_ps(p, n);  // p * 2^n, exact, 0 or inf at the ends.
 }
 
+// Exp2ForBf16Avx512 returns 2^x per lane for x <= 0 (-inf included, giving
+// exactly 0) with a relative error below 1e-4: a degree-3 minimax polynomial
+// where Exp2Avx512 uses degree 6, for values about to be rounded to bf16
+// (relative step 2^-8), such as the probabilities of bf16 attention. Not for
+// x > 0.
+LONGCTX_TARGET_AVX512 inline __m512 Exp2ForBf16Avx512(__m512 x) {
+  x = _mm512_max_ps(x, _mm512_set1_ps(-200.0f));
+  const __m512 n =
+      _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m512 f = _mm512_sub_ps(x, n);  // In [-0.5, 0.5].
+  // Minimax for relative error on [-0.5, 0.5] (Remez): 7.5e-5.
+  __m512 p = _mm512_set1_ps(0.055171669074864f);
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.2426111221943308f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.6932609854573362f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.9999280735404956f));
+  return _mm512_scalef_ps(p, n);
+}
+
 // ExpAvx512 returns e^x per lane (see Exp2Avx512).
 LONGCTX_TARGET_AVX512 inline __m512 ExpAvx512(__m512 x) {
   return Exp2Avx512(_mm512_mul_ps(x, _mm512_set1_ps(1.4426950408889634f)));

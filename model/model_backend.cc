@@ -129,23 +129,40 @@ absl::StatusOr<int> ParseDeviceFlag(absl::string_view text) {
       "--device=", flag, " must be cpu, cuda or cuda:N (N a device index)"));
 }
 
+Hash128 ServedFingerprint(const Hash128& weights_fingerprint,
+                          kernels::WeightDtype weight_dtype) {
+  if (weight_dtype != kernels::WeightDtype::kInt8) return weights_fingerprint;
+  Hasher128 hasher;
+  hasher.Update(weights_fingerprint);
+  hasher.Update(absl::string_view("longctx weights quantized: int8 per row"));
+  return hasher.Finish();
+}
+
 absl::StatusOr<ModelOnDevice> LoadModelOnDevice(const ModelSource& source,
                                                 const DeviceOptions& options,
                                                 MetricsServer* metrics) {
-  if (options.device < 0) return LoadOnCpu(source, options);
-  if (options.weight_dtype == kernels::WeightDtype::kInt8) {
+  absl::StatusOr<ModelOnDevice> loaded;
+  if (options.device < 0) {
+    loaded = LoadOnCpu(source, options);
+  } else if (options.weight_dtype == kernels::WeightDtype::kInt8) {
     return absl::UnimplementedError(
         "--weight_dtype=int8 runs on the CPU only (--device=cpu); on a GPU "
         "use --weight_dtype=auto");
-  }
+  } else {
 #ifdef LONGCTX_WITH_CUDA
-  return LoadOnGpu(source, options, metrics);
+    loaded = LoadOnGpu(source, options, metrics);
 #else
-  (void)metrics;
-  return absl::FailedPreconditionError(
-      "--device=cuda needs a worker built with CUDA (bazel build "
-      "--config=cuda //services/worker); this one runs on the CPU only");
+    (void)metrics;
+    return absl::FailedPreconditionError(
+        "--device=cuda needs a worker built with CUDA (bazel build "
+        "--config=cuda //services/worker); this one runs on the CPU only");
 #endif
+  }
+  if (loaded.ok()) {
+    loaded->fingerprint =
+        ServedFingerprint(source.fingerprint, options.weight_dtype);
+  }
+  return loaded;
 }
 
 }  // namespace longctx

@@ -17,6 +17,7 @@
 #include "engine/forward_model.h"
 #include "engine/kv_block_pool.h"
 #include "kernels/gemm.h"
+#include "kvblock/hash128.h"
 #include "kvblock/kv_layout.h"
 #include "model/device_report.h"
 #include "model/llama_model.h"
@@ -60,7 +61,20 @@ struct ModelOnDevice {
   // Thread-safe; called for status reports.
   std::function<DeviceReport()> report;
   std::string description;  // For the start-up log line.
+  // What the served model's KV blocks are keyed and checked by
+  // (ServedFingerprint of the checkpoint's).
+  Hash128 fingerprint;
 };
+
+// ServedFingerprint is the fingerprint of the model a worker serves from a
+// checkpoint whose weights have `weights_fingerprint`: the same, unless the
+// weights are quantized at load (int8), which makes another model (its KV
+// differs by more than rounding), so that its blocks are never restored by,
+// and its workers never pooled with, workers of the checkpoint itself. Compute
+// precision and device are left out: they change KV by rounding only, and
+// blocks of a GPU rank and a CPU rank are valid for each other.
+Hash128 ServedFingerprint(const Hash128& weights_fingerprint,
+                          kernels::WeightDtype weight_dtype);
 
 // LoadModelOnDevice builds the model from `source` and its KV pool on the
 // device `options` names; on a GPU it adds the longctx_gpu_* gauges to

@@ -90,8 +90,15 @@ TEST(LoadModelOnDeviceTest, Int8WeightsReachTheCpuModel) {
     options.weight_dtype = dtype;
     options.kv_cache_bytes = size_t{4} << 20;
     options.kv_cache_prefault = false;
-    auto loaded = LoadModelOnDevice(Source(m), options, nullptr);
+    ModelSource source = Source(m);
+    source.fingerprint = Hash128{11, 12};
+    auto loaded = LoadModelOnDevice(source, options, nullptr);
     ASSERT_TRUE(loaded.ok()) << loaded.status();
+    // int8 weights serve another model: their KV blocks are keyed apart.
+    EXPECT_EQ(loaded->fingerprint,
+              ServedFingerprint(source.fingerprint, dtype));
+    EXPECT_EQ(loaded->fingerprint == source.fingerprint,
+              dtype == kernels::WeightDtype::kAuto);
     std::vector<int> blocks = {*loaded->pool->Allocate()};
     SeqSpan span;
     span.tokens = tokens;
@@ -109,6 +116,16 @@ TEST(LoadModelOnDeviceTest, Int8WeightsReachTheCpuModel) {
   }
   EXPECT_GT(diff, 0.0);
   EXPECT_LT(diff, 0.1 * scale);
+}
+
+TEST(ServedFingerprintTest, OnlyQuantizedWeightsMakeAnotherModel) {
+  const Hash128 a{1, 2}, b{1, 3};
+  EXPECT_EQ(ServedFingerprint(a, kernels::WeightDtype::kAuto), a);
+  const Hash128 a8 = ServedFingerprint(a, kernels::WeightDtype::kInt8);
+  EXPECT_NE(a8, a);
+  EXPECT_EQ(a8, ServedFingerprint(a, kernels::WeightDtype::kInt8));
+  EXPECT_NE(a8, ServedFingerprint(b, kernels::WeightDtype::kInt8));
+  EXPECT_NE(a8, b);
 }
 
 TEST(LoadModelOnDeviceTest, Int8WeightsOnAGpuAreUnimplemented) {

@@ -49,7 +49,7 @@ absl::StatusOr<std::unique_ptr<WorkerServer>> WorkerServer::Start(
   Log(LogLevel::kInfo,
       "model %s (%s, fingerprint %s): %d layers, hidden %d, on %s; KV cache "
       "%d blocks of %d tokens (%s)",
-      source->dir, source->architecture, source->fingerprint_hex,
+      source->dir, source->architecture, server->loaded_.fingerprint.ToHex(),
       source->shape.num_layers, source->shape.hidden_size,
       server->loaded_.description, pool->capacity(), pool->layout().block_size,
       KvDtypeName(pool->layout().dtype));
@@ -59,7 +59,9 @@ absl::StatusOr<std::unique_ptr<WorkerServer>> WorkerServer::Start(
       std::make_unique<EngineMetrics>(server->metrics_->registry());
   server->engine_metrics_->kv_blocks_capacity.Set(pool->capacity());
   engine_options.metrics = server->engine_metrics_.get();
-  engine_options.fingerprint = source->fingerprint;
+  // KV blocks are keyed by the model served (int8 weights make another).
+  const Hash128 fingerprint = server->loaded_.fingerprint;
+  engine_options.fingerprint = fingerprint;
   // Offload and restore through the memory store, when there is one.
   if (!o.memory_stores.empty()) {
     StoreClientOptions store = o.store;
@@ -68,7 +70,7 @@ absl::StatusOr<std::unique_ptr<WorkerServer>> WorkerServer::Start(
     if (!client.ok()) return client.status();
     server->store_client_ = *std::move(client);
     server->offloader_ = std::make_unique<KvOffloader>(
-        server->store_client_.get(), pool, source->fingerprint, o.offload,
+        server->store_client_.get(), pool, fingerprint, o.offload,
         &server->metrics_->registry());
     engine_options.offloader = server->offloader_.get();
   }
@@ -111,7 +113,7 @@ absl::StatusOr<std::unique_ptr<WorkerServer>> WorkerServer::Start(
   if (forward != nullptr) {
     server->engine_ = std::make_unique<Engine>(forward, ids, engine_options);
   }
-  server->service_->Attach(source->fingerprint_hex, source->shape.vocab_size,
+  server->service_->Attach(fingerprint.ToHex(), source->shape.vocab_size,
                            server->engine_.get(), ids != nullptr ? ids : pool,
                            server->loaded_.report);
   {

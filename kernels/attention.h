@@ -68,8 +68,9 @@ struct AttentionParams {
   // kF32, or kBf16 (--compute_precision=bf16): q, k, v and the softmax
   // weights p rounded to bf16 and multiplied with AVX512_BF16 dot products,
   // as GPU flash attention does with its tensor cores. kBf16 applies to
-  // query tiles (prefill); calls with at most 8 query rows (decode: tokens x
-  // heads per kv head) read the cache at memory speed either way and stay in
+  // query tiles (prefill), and to calls with at most 8 query rows (decode:
+  // tokens x heads per kv head) over a bf16 cache with head_dim 64, 128 or
+  // 256, which multiply the cache as stored; other decode calls stay in
   // fp32, as does every call on a CPU without AVX512_BF16 (or with
   // SetMaxCpuIsa below kAvx512Bf16). Default: kF32.
   DType compute = DType::kF32;

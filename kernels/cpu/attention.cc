@@ -962,7 +962,9 @@ constexpr int64_t kDecodePrefetchKeys = 64;
 constexpr int kDecodeRun = 128;
 
 // PrefetchTensorRows asks for rows [t, t + count) of kv head h of one tensor
-// (K or V), clipped to t's block.
+// (K or V), clipped to t's block, into L2 (prefetcht1): prefetched into L1,
+// the rows evicted the run's scores and queries and held L1's few miss
+// buffers, and a decode step at 128K took 1.3x longer (docs/BENCHMARKS.md).
 inline void PrefetchTensorRows(const void* const* blocks, const PagedKv& kv,
                                int h, int64_t t, int64_t count,
                                size_t row_bytes) {
@@ -970,7 +972,7 @@ inline void PrefetchTensorRows(const void* const* blocks, const PagedKv& kv,
   const char* rows =
       reinterpret_cast<const char*>(KvRows(blocks, kv, t, h, &run));
   const size_t bytes = static_cast<size_t>(std::min(count, run)) * row_bytes;
-  for (size_t b = 0; b < bytes; b += 64) __builtin_prefetch(rows + b, 0, 3);
+  for (size_t b = 0; b < bytes; b += 64) __builtin_prefetch(rows + b, 0, 2);
 }
 
 // PrefetchGroup asks for the V rows of keys [j, j + group) (read after the

@@ -360,6 +360,54 @@ double AttentionOnly(int n, DType compute) {
   return 4.0 * s.num_heads * s.head_dim * double(n) * n / 2 / seconds;
 }
 
+// Seconds per byte of KV that decode attention (one query token) spends on
+// arithmetic alone: the shape's one-layer KV of as many tokens as fit in the
+// threads' L2 caches (about 1 MiB), read from cache over and over, so memory
+// is not what it waits for. Times that per byte by a long context's KV bytes
+// and the product is what attention would take if the cache streamed for
+// free. Best of several passes.
+double DecodeArithmeticSecondsPerByte(const LlamaShape& s, KvDtype kv_dtype,
+                                      DType compute) {
+  const int per_token = 2 * s.num_kv_heads * s.head_dim * 2;  // K and V.
+  const int tokens = std::max(256, (1 << 20) / per_token / 256 * 256);
+  KvLayout layout{1, s.num_kv_heads, s.head_dim, 256, kv_dtype};
+  auto pool =
+      *KvBlockPool::Create(layout, layout.BlockBytes() * (tokens / 256));
+  std::vector<const void*> k, v;
+  for (int i = 0; i < tokens / 256; ++i) {
+    int b = *pool->Allocate();
+    std::fill(pool->Data(b), pool->Data(b) + layout.BlockBytes(), 0x11);
+    k.push_back(pool->K(b, 0));
+    v.push_back(pool->V(b, 0));
+  }
+  std::vector<float> q(size_t{1} * s.num_heads * s.head_dim, 0.01f),
+      o(q.size());
+  kernels::PagedKv view;
+  view.k_blocks = k.data();
+  view.v_blocks = v.data();
+  view.dtype = kv_dtype == KvDtype::kBf16 ? DType::kBf16 : DType::kF16;
+  view.block_size = 256;
+  view.num_kv_heads = s.num_kv_heads;
+  view.head_dim = s.head_dim;
+  view.num_tokens = tokens;
+  kernels::AttentionParams params;
+  params.num_heads = s.num_heads;
+  params.q_start_pos = tokens;
+  params.compute = compute;
+  const int64_t stride = int64_t{s.num_heads} * s.head_dim;
+  constexpr int kCalls = 200;
+  double best = 1e30;
+  for (int pass = 0; pass < 6; ++pass) {
+    const absl::Time start = absl::Now();
+    for (int i = 0; i < kCalls; ++i) {
+      (void)kernels::FlashAttention(q.data(), 1, stride, view, params, o.data(),
+                                    stride, nullptr);
+    }
+    if (pass > 0) best = std::min(best, Seconds(start) / kCalls);
+  }
+  return best / (double{tokens} * per_token);
+}
+
 // --precisions, less bf16 on a CPU without it.
 std::vector<std::string> Precisions() {
   std::vector<std::string> precisions =
@@ -595,15 +643,23 @@ void Run() {
             }
             const double pattern = KvReadSeconds(**pool, blocks);
             for (int b : blocks) (*pool)->Unref(b);
+            // Attention's arithmetic alone, for this context's KV.
+            const double arithmetic =
+                DecodeArithmeticSecondsPerByte(
+                    m->shape, *kv_dtype,
+                    precision == ComputePrecision::kBf16 ? DType::kBf16
+                                                         : DType::kF32) *
+                kv_bytes;
             std::printf(
                 "| %s | %s | %s | decode B=1 ctx=%d, %s KV | %.2f ms/step | "
                 "%.1f tok/s | %.2fx stream of weights + KV (%.2f ms, %.0f MiB "
-                "+ %.0f MiB); KV alone in attention's order %.2f ms |\n",
+                "+ %.0f MiB); KV alone in attention's order %.2f ms; "
+                "attention's arithmetic alone (KV in cache) %.2f ms |\n",
                 std::string(shape_name).c_str(),
                 std::string(dtype_name).c_str(), precision_name.c_str(),
                 context, KvDtypeName(*kv_dtype), step * 1e3, 1 / step,
                 step / bound, bound * 1e3, weight_bytes / (1 << 20),
-                kv_bytes / (1 << 20), pattern * 1e3);
+                kv_bytes / (1 << 20), pattern * 1e3, arithmetic * 1e3);
             std::fflush(stdout);
           }
         }

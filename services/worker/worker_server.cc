@@ -1,8 +1,11 @@
 #include "services/worker/worker_server.h"
 
+#include <algorithm>
+#include <cstdint>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "kvblock/kv_block_format.h"
 #include "model/model_source.h"
 #include "services/common/logging.h"
 
@@ -66,6 +69,14 @@ absl::StatusOr<std::unique_ptr<WorkerServer>> WorkerServer::Start(
   if (!o.memory_stores.empty()) {
     StoreClientOptions store = o.store;
     store.channel_security = o.internal_security;
+    // A shard can make a restore hold no more than one valid block of this
+    // pool (its header and layers), plus the framing of its messages.
+    const KvLayout& layout = pool->layout();
+    store.max_block_bytes = std::min<int64_t>(
+        store.max_block_bytes,
+        static_cast<int64_t>(KvBlockHeaderBytes(layout.num_layers) +
+                             layout.BlockBytes()) +
+            (int64_t{1} << 20));
     auto client = StoreClient::Create(o.memory_stores, store);
     if (!client.ok()) return client.status();
     server->store_client_ = *std::move(client);

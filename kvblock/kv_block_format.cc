@@ -103,10 +103,12 @@ bool SameLayout(const KvLayout& a, const KvLayout& b) {
          a.dtype == b.dtype;
 }
 
-// DecodeKvBlockPiecesInto computes the same hash incrementally (a Hasher128
-// seeded with the layer).
+// The seed of layer `layer`'s checksum: LayerChecksum hashes a whole layer
+// at once, DecodeKvBlockPiecesInto piece by piece with a Hasher128.
+uint64_t LayerChecksumSeed(int layer) { return static_cast<uint64_t>(layer); }
+
 Hash128 LayerChecksum(const void* data, size_t size, int layer) {
-  return ComputeHash128(data, size, static_cast<uint64_t>(layer));
+  return ComputeHash128(data, size, LayerChecksumSeed(layer));
 }
 
 }  // namespace
@@ -335,7 +337,7 @@ absl::StatusOr<KvBlockHeader> DecodeKvBlockPiecesInto(
   constexpr size_t kStretch = 32 << 10;
   for (int l = 0; l < layout.num_layers; ++l) {
     uint8_t* out = block_data + static_cast<size_t>(l) * layer_bytes;
-    Hasher128 hasher(static_cast<uint64_t>(l));
+    Hasher128 hasher(LayerChecksumSeed(l));
     for (absl::string_view piece : parts[1 + l]) {
       for (size_t at = 0; at < piece.size(); at += kStretch) {
         const size_t n = std::min(kStretch, piece.size() - at);

@@ -224,6 +224,39 @@ TEST_F(MemoryStoreServiceTest, GetOfAnAbsentBlockOrPartFails) {
             grpc::StatusCode::INVALID_ARGUMENT);
 }
 
+// Get reads its request from raw bytes: bytes that are not a GetRequest are
+// refused naming the problem, and the store still serves afterwards.
+TEST_F(MemoryStoreServiceTest, GetOfBytesThatAreNotAGetRequestIsRefused) {
+  ASSERT_TRUE(Put(Block(Key(5), {"head", "layer"}, 10)).ok());
+  auto channel =
+      grpc::CreateChannel("127.0.0.1:" + std::to_string(server_->port()),
+                          grpc::InsecureChannelCredentials());
+  const grpc::internal::RpcMethod method(
+      "/longctx.memory_store.v1.MemoryStore/Get",
+      grpc::internal::RpcMethod::SERVER_STREAMING, channel);
+  // A key whose length runs past the end, packed parts cut short, and a
+  // varint of 11 bytes.
+  for (const std::string& bytes :
+       {std::string("\x0a\xff\xff\x03kk", 6), std::string("\x12\x05\x01", 3),
+        std::string(11, '\xff')}) {
+    grpc::Slice slice(bytes);
+    grpc::ByteBuffer request(&slice, 1);
+    grpc::ClientContext context;
+    std::unique_ptr<grpc::ClientReader<grpc::ByteBuffer>> reader(
+        grpc::internal::ClientReaderFactory<grpc::ByteBuffer>::Create(
+            channel.get(), method, &context, request));
+    grpc::ByteBuffer response;
+    EXPECT_FALSE(reader->Read(&response));
+    const grpc::Status status = reader->Finish();
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_THAT(status.error_message(), HasSubstr("GetRequest"))
+        << ::testing::PrintToString(bytes);
+  }
+  std::vector<std::string> got;
+  ASSERT_TRUE(Get(Key(5), &got).ok());
+  EXPECT_EQ(got, (std::vector<std::string>{"head", "layer"}));
+}
+
 // With an internal token, every method refuses callers without it: nobody
 // else can store, read, probe or delete blocks.
 TEST(MemoryStoreAuthTest, EveryMethodNeedsTheInternalToken) {

@@ -328,33 +328,46 @@ double DecodeStep(LlamaModel& model, KvBlockPool& pool, int batch,
   return best;
 }
 
+// OneLayerKv is a pool holding one layer of `tokens` tokens of shape `s`
+// (every byte 0x11) and the attention kernel's view of it.
+struct OneLayerKv {
+  std::unique_ptr<KvBlockPool> pool;
+  std::vector<const void*> k, v;
+  kernels::PagedKv view;
+};
+
+OneLayerKv MakeOneLayerKv(const LlamaShape& s, int tokens, KvDtype dtype) {
+  OneLayerKv kv;
+  KvLayout layout{1, s.num_kv_heads, s.head_dim, 256, dtype};
+  const int blocks = (tokens + 255) / 256;
+  kv.pool = *KvBlockPool::Create(layout, layout.BlockBytes() * blocks);
+  for (int i = 0; i < blocks; ++i) {
+    int b = *kv.pool->Allocate();
+    std::fill(kv.pool->Data(b), kv.pool->Data(b) + layout.BlockBytes(), 0x11);
+    kv.k.push_back(kv.pool->K(b, 0));
+    kv.v.push_back(kv.pool->V(b, 0));
+  }
+  kv.view.k_blocks = kv.k.data();
+  kv.view.v_blocks = kv.v.data();
+  kv.view.dtype = dtype == KvDtype::kBf16 ? DType::kBf16 : DType::kF16;
+  kv.view.block_size = 256;
+  kv.view.num_kv_heads = s.num_kv_heads;
+  kv.view.head_dim = s.head_dim;
+  kv.view.num_tokens = tokens;
+  return kv;
+}
+
 double AttentionOnly(int n, DType compute) {
   const LlamaShape s = Shape("S");
-  KvLayout layout{1, s.num_kv_heads, s.head_dim, 256, KvDtype::kF16};
-  auto pool = *KvBlockPool::Create(layout, layout.BlockBytes() * (n / 256 + 1));
-  std::vector<const void*> k, v;
-  for (int i = 0; i < (n + 255) / 256; ++i) {
-    int b = *pool->Allocate();
-    std::fill(pool->Data(b), pool->Data(b) + layout.BlockBytes(), 0x11);
-    k.push_back(pool->K(b, 0));
-    v.push_back(pool->V(b, 0));
-  }
+  const OneLayerKv kv = MakeOneLayerKv(s, n, KvDtype::kF16);
   std::vector<float> q(size_t(n) * s.num_heads * s.head_dim, 0.01f),
       o(q.size());
-  kernels::PagedKv view;
-  view.k_blocks = k.data();
-  view.v_blocks = v.data();
-  view.dtype = DType::kF16;
-  view.block_size = 256;
-  view.num_kv_heads = s.num_kv_heads;
-  view.head_dim = s.head_dim;
-  view.num_tokens = n;
   kernels::AttentionParams params;
   params.num_heads = s.num_heads;
   params.compute = compute;
   const int64_t stride = int64_t{s.num_heads} * s.head_dim;
   absl::Time start = absl::Now();
-  (void)kernels::FlashAttention(q.data(), n, stride, view, params, o.data(),
+  (void)kernels::FlashAttention(q.data(), n, stride, kv.view, params, o.data(),
                                 stride, nullptr);
   const double seconds = Seconds(start);
   return 4.0 * s.num_heads * s.head_dim * double(n) * n / 2 / seconds;
@@ -370,26 +383,9 @@ double DecodeArithmeticSecondsPerByte(const LlamaShape& s, KvDtype kv_dtype,
                                       DType compute) {
   const int per_token = 2 * s.num_kv_heads * s.head_dim * 2;  // K and V.
   const int tokens = std::max(256, (1 << 20) / per_token / 256 * 256);
-  KvLayout layout{1, s.num_kv_heads, s.head_dim, 256, kv_dtype};
-  auto pool =
-      *KvBlockPool::Create(layout, layout.BlockBytes() * (tokens / 256));
-  std::vector<const void*> k, v;
-  for (int i = 0; i < tokens / 256; ++i) {
-    int b = *pool->Allocate();
-    std::fill(pool->Data(b), pool->Data(b) + layout.BlockBytes(), 0x11);
-    k.push_back(pool->K(b, 0));
-    v.push_back(pool->V(b, 0));
-  }
+  const OneLayerKv kv = MakeOneLayerKv(s, tokens, kv_dtype);
   std::vector<float> q(size_t{1} * s.num_heads * s.head_dim, 0.01f),
       o(q.size());
-  kernels::PagedKv view;
-  view.k_blocks = k.data();
-  view.v_blocks = v.data();
-  view.dtype = kv_dtype == KvDtype::kBf16 ? DType::kBf16 : DType::kF16;
-  view.block_size = 256;
-  view.num_kv_heads = s.num_kv_heads;
-  view.head_dim = s.head_dim;
-  view.num_tokens = tokens;
   kernels::AttentionParams params;
   params.num_heads = s.num_heads;
   params.q_start_pos = tokens;
@@ -400,8 +396,8 @@ double DecodeArithmeticSecondsPerByte(const LlamaShape& s, KvDtype kv_dtype,
   for (int pass = 0; pass < 6; ++pass) {
     const absl::Time start = absl::Now();
     for (int i = 0; i < kCalls; ++i) {
-      (void)kernels::FlashAttention(q.data(), 1, stride, view, params, o.data(),
-                                    stride, nullptr);
+      (void)kernels::FlashAttention(q.data(), 1, stride, kv.view, params,
+                                    o.data(), stride, nullptr);
     }
     if (pass > 0) best = std::min(best, Seconds(start) / kCalls);
   }

@@ -14,12 +14,9 @@
 // restarted worker's), then stops the store and reads the same blocks straight
 // from its RocksDB in this process; medians over --runs are reported.
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -27,6 +24,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -36,11 +34,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "engine/kv_offloader.h"
-#include "grpcpp/grpcpp.h"
 #include "kernels/threads.h"
 #include "kvblock/block_keys.h"
 #include "memory_store/block_store.h"
 #include "memory_store/store_client.h"
+#include "tests/testing/process.h"
 #include "tools/bench_engine/bench_models.h"
 
 ABSL_FLAG(int, threads, 2, "Compute threads.");
@@ -58,8 +56,6 @@ ABSL_FLAG(std::string, memory_store_binary, "memory_store/memory_store",
           "The memory_store binary to run; a relative path is looked up "
           "from the current folder (bazel run's), then in this binary's "
           "runfiles.");
-
-extern char** environ;
 
 namespace longctx {
 namespace {
@@ -122,72 +118,30 @@ double LoopbackSeconds(size_t bytes) {
   return received == bytes ? seconds : 0;
 }
 
-// A free TCP port on 127.0.0.1 a moment ago, or 0.
-int FreePort() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t length = sizeof(address);
-  int port = 0;
-  if (fd >= 0 && bind(fd, reinterpret_cast<sockaddr*>(&address), length) == 0 &&
-      getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) == 0) {
-    port = ntohs(address.sin_port);
-  }
-  if (fd >= 0) close(fd);
-  return port;
+// StartStore runs the memory_store binary serving `data_dir` on `port`, its
+// output appended to `log`, and waits until it serves.
+absl::StatusOr<testing::Process> StartStore(const std::string& data_dir,
+                                            int port, const std::string& log) {
+  absl::StatusOr<testing::Process> store = testing::Process::Start(
+      {absl::GetFlag(FLAGS_memory_store_binary),
+       absl::StrCat("--listen_address=127.0.0.1:", port),
+       "--metrics_address=127.0.0.1:0", "--data_dir=" + data_dir,
+       "--grace_period_seconds=1"},
+      log);
+  if (!store.ok()) return store.status();
+  absl::Status serving = testing::WaitForServing(
+      absl::StrCat("127.0.0.1:", port), absl::Seconds(30));
+  if (!serving.ok()) return serving;
+  return store;
 }
 
-// StoreProcess is the memory_store binary serving `data_dir` on `port`, its
-// output appended to `log`; stopped (SIGTERM, then reaped) by Stop or the
-// destructor.
-class StoreProcess {
- public:
-  StoreProcess(const std::string& data_dir, int port, const std::string& log)
-      : port_(port) {
-    const std::vector<std::string> args = {
-        absl::GetFlag(FLAGS_memory_store_binary),
-        absl::StrCat("--listen_address=127.0.0.1:", port),
-        "--metrics_address=127.0.0.1:0", "--data_dir=" + data_dir,
-        "--grace_period_seconds=1"};
-    std::vector<char*> argv;
-    for (const std::string& arg : args) {
-      argv.push_back(const_cast<char*>(arg.c_str()));
-    }
-    argv.push_back(nullptr);
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, log.c_str(),
-                                     O_WRONLY | O_CREAT | O_APPEND, 0644);
-    posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
-    if (posix_spawn(&pid_, argv[0], &actions, nullptr, argv.data(), environ) !=
-        0) {
-      pid_ = -1;
-    }
-    posix_spawn_file_actions_destroy(&actions);
-  }
-  ~StoreProcess() { Stop(); }
-
-  // Waits up to 30 s for the store to accept connections.
-  bool WaitReady() const {
-    if (pid_ < 0) return false;
-    auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", port_),
-                                       grpc::InsecureChannelCredentials());
-    return channel->WaitForConnected(std::chrono::system_clock::now() +
-                                     std::chrono::seconds(30));
-  }
-
-  void Stop() {
-    if (pid_ < 0) return;
-    kill(pid_, SIGTERM);
-    waitpid(pid_, nullptr, 0);
-    pid_ = -1;
-  }
-
- private:
-  int port_;
-  pid_t pid_ = -1;
-};
+// StopStore stops the store gracefully (SIGTERM) and waits for it to exit.
+void StopStore(std::optional<testing::Process>& store) {
+  if (!store.has_value()) return;
+  store->Signal(SIGTERM);
+  (void)store->Wait(absl::Seconds(30));
+  store.reset();
+}
 
 // Prefills tokens [from, n) into `blocks` and returns the seconds it took.
 double Prefill(LlamaModel& model, KvBlockPool& pool,
@@ -218,10 +172,13 @@ int Run() {
   }
   const std::string db = dir + "/db";
   const std::string log = dir + "/memory_store.log";
-  const int port = FreePort();
-  auto store = std::make_unique<StoreProcess>(db, port, log);
-  if (!store->WaitReady()) {
-    std::fprintf(stderr, "memory_store did not start; see %s\n", log.c_str());
+  const int port = testing::FreePort();
+  std::optional<testing::Process> store;
+  if (auto started = StartStore(db, port, log); started.ok()) {
+    store = *std::move(started);
+  } else {
+    std::fprintf(stderr, "memory_store did not start (%s); see %s\n",
+                 started.status().ToString().c_str(), log.c_str());
     return 1;
   }
   auto client = StoreClient::Create({{"127.0.0.1", port}}, {});
@@ -256,7 +213,7 @@ int Run() {
     offloader.WaitIdle();
   }
   // The store restarts with everything in table and blob files.
-  store.reset();
+  StopStore(store);
   {
     auto flushed = BlockStore::Open({db});
     absl::Status status = flushed.ok() ? (*flushed)->Flush() : flushed.status();
@@ -276,10 +233,11 @@ int Run() {
   int restored = 0;
   double bytes = 0;
   for (int run = 0; run < runs; ++run) {
-    store = std::make_unique<StoreProcess>(db, port, log);
-    if (!store->WaitReady()) {
-      std::fprintf(stderr, "memory_store did not restart; see %s\n",
-                   log.c_str());
+    if (auto started = StartStore(db, port, log); started.ok()) {
+      store = *std::move(started);
+    } else {
+      std::fprintf(stderr, "memory_store did not restart (%s); see %s\n",
+                   started.status().ToString().c_str(), log.c_str());
       return 1;
     }
     // A new client, as a restarted worker's: its first call connects (a
@@ -304,7 +262,7 @@ int Run() {
                             std::min(restored * block, n - 1), blocks));
 
     // The store stops; its RocksDB is read here, as the store reads it.
-    store.reset();
+    StopStore(store);
     auto raw_store = BlockStore::Open({db});
     if (!raw_store.ok()) {
       std::fprintf(stderr, "%s\n", raw_store.status().ToString().c_str());

@@ -43,6 +43,9 @@ class Communicator {
   virtual int rank() const = 0;
   virtual int size() const = 0;
 
+  // Tags from kMaxTag up are the communicator's own (INVALID_ARGUMENT).
+  static constexpr uint64_t kMaxTag = uint64_t{1} << 63;
+
   // Isend starts sending `bytes` bytes to `peer` under `tag`; the peer must
   // post a receive of the same size and tag. Messages between two ranks with
   // equal tags arrive in order.

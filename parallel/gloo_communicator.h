@@ -51,11 +51,15 @@ class GlooCommunicator : public Communicator {
                                                    int peer,
                                                    uint64_t tag) override;
 
+  // Fails waits whose peer's connection has failed (gloo_communicator.cc).
+  class PeerWatch;
+
  private:
   GlooCommunicator(std::shared_ptr<gloo::Context> context, int rank, int size,
                    absl::Duration timeout);
 
   std::shared_ptr<gloo::Context> context_;
+  std::shared_ptr<PeerWatch> watch_;
   const int rank_;
   const int size_;
   const absl::Duration timeout_;

@@ -1,11 +1,19 @@
 #include "parallel/gloo_communicator.h"
 
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
 #include <numeric>
 #include <random>
+#include <string>
 #include <thread>
 #include <vector>
 
+#include "gloo/rendezvous/file_store.h"
 #include "gloo/rendezvous/hash_store.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
 namespace longctx {
@@ -98,6 +106,13 @@ TEST(GlooCommunicatorTest, RejectsBadPeers) {
               absl::StatusCode::kInvalidArgument);
     EXPECT_EQ(comm.Irecv(&c, 1, 5, 0).status().code(),
               absl::StatusCode::kInvalidArgument);
+    // Tags from kMaxTag up are the communicator's own.
+    EXPECT_EQ(comm.Isend(&c, 1, 1 - comm.rank(), Communicator::kMaxTag)
+                  .status()
+                  .code(),
+              absl::StatusCode::kInvalidArgument);
+    EXPECT_EQ(comm.Irecv(&c, 1, 1 - comm.rank(), ~uint64_t{0}).status().code(),
+              absl::StatusCode::kInvalidArgument);
   });
 }
 
@@ -111,6 +126,63 @@ TEST(GlooCommunicatorTest, AGroupThatCannotFormFailsWithinItsTimeout) {
   auto comm = GlooCommunicator::Connect(store, options);
   EXPECT_FALSE(comm.ok());
   EXPECT_LT(absl::Now() - start, absl::Seconds(15));
+}
+
+// A peer that dies in the middle of a transfer fails the transfer at once
+// with UNAVAILABLE, not at the op's timeout. Rank 1 is a child process: it
+// posts a receive of a large message, says it is ready and is then stopped
+// (SIGSTOP), so rank 0's send fills the socket and waits to be written; then
+// rank 1 is killed. (Gloo itself does not signal a send queued for writing, or
+// a receive half read, when the connection fails; the communicator must.)
+TEST(GlooCommunicatorTest, APeerThatDiesMidTransferFailsItAtOnce) {
+  const char* tmp = std::getenv("TEST_TMPDIR");
+  std::string dir = std::string(tmp != nullptr ? tmp : "/tmp") + "/gloo_XXXXXX";
+  ASSERT_NE(mkdtemp(dir.data()), nullptr);
+  constexpr size_t kBytes = size_t{64} << 20;
+  constexpr uint64_t kReady = 1, kBig = 2;
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    gloo::rendezvous::FileStore store(dir);
+    GlooOptions options;
+    options.rank = 1;
+    options.size = 2;
+    auto comm = GlooCommunicator::Connect(store, options);
+    if (!comm.ok()) _exit(1);
+    std::vector<char> big(kBytes);
+    auto recv = (*comm)->Irecv(big.data(), big.size(), 0, kBig);
+    char ready = 1;
+    if (!recv.ok() || !(*comm)->Send(&ready, 1, 0, kReady).ok()) _exit(2);
+    pause();
+    _exit(0);
+  }
+  gloo::rendezvous::FileStore store(dir);
+  GlooOptions options;
+  options.rank = 0;
+  options.size = 2;
+  options.timeout = absl::Seconds(40);
+  auto comm = GlooCommunicator::Connect(store, options);
+  ASSERT_TRUE(comm.ok()) << comm.status();
+  char ready = 0;
+  ASSERT_TRUE((*comm)->Recv(&ready, 1, 1, kReady).ok());
+  ASSERT_EQ(kill(child, SIGSTOP), 0);
+  std::vector<char> big(kBytes, 7);
+  auto send = (*comm)->Isend(big.data(), big.size(), 1, kBig);
+  ASSERT_TRUE(send.ok()) << send.status();
+  absl::SleepFor(absl::Milliseconds(200));
+  ASSERT_EQ(kill(child, SIGKILL), 0);
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  const absl::Time start = absl::Now();
+  absl::Status sent = (*send)->Wait();
+  EXPECT_EQ(sent.code(), absl::StatusCode::kUnavailable) << sent;
+  EXPECT_THAT(std::string(sent.message()), ::testing::HasSubstr("rank 1"));
+  // Well before the op's own timeout (40 s).
+  EXPECT_LT(absl::Now() - start, absl::Seconds(20));
+  // Whatever is posted afterwards fails at once too.
+  char c = 0;
+  auto late = (*comm)->Isend(&c, 1, 1, kReady);
+  EXPECT_TRUE(!late.ok() || !(*late)->Wait().ok());
 }
 
 }  // namespace

@@ -115,7 +115,8 @@ TEST(GroupTest, ALostRankFailsTheRequestAndTheGroupComesBack) {
   ASSERT_TRUE(stack.worker_process(1).Wait(absl::Seconds(10)).ok());
   client.join();
   EXPECT_EQ(during.status.error_code(), grpc::StatusCode::UNAVAILABLE)
-      << during.status.error_message();
+      << during.status.error_message() << "\n"
+      << stack.Logs();
   EXPECT_LT(during.elapsed, absl::Seconds(60));
   // While the group is incomplete, its rank 0 is NOT_SERVING, and so is the
   // gateway, which has no other group.

@@ -200,6 +200,11 @@ int KvOffloader::Restore(absl::Span<const BlockKey> ids,
   struct Fetched {
     int index = -1;
     absl::StatusOr<StoredBlock> block;
+    // Received straight into its pool block (a host pool, a shard with a
+    // local socket): its header, and how the read went.
+    bool in_place = false;
+    std::string head;
+    absl::Status read;
   };
   // Each shard's blocks are fetched in order by its own streams, so shards
   // serve in parallel while one shard is never asked for more at once than
@@ -209,12 +214,17 @@ int KvOffloader::Restore(absl::Span<const BlockKey> ids,
   for (int i = 0; i < candidates; ++i) {
     by_shard[client_->ShardOf(keys[i])].push_back(i);
   }
-  const int per_shard = std::max(1, options_.restore_streams_per_shard);
+  std::vector<int> streams(by_shard.size());
   std::vector<std::unique_ptr<std::atomic<size_t>>> next(by_shard.size());
   int fetchers = 0;
   for (size_t shard = 0; shard < by_shard.size(); ++shard) {
     next[shard] = std::make_unique<std::atomic<size_t>>(0);
-    fetchers += std::min<int>(per_shard, by_shard[shard].size());
+    const int per_shard =
+        std::max(1, client_->HasLocalSocket(static_cast<int>(shard))
+                        ? options_.restore_streams_per_local_shard
+                        : options_.restore_streams_per_shard);
+    streams[shard] = std::min<int>(per_shard, by_shard[shard].size());
+    fetchers += streams[shard];
   }
   const size_t window = 2 * static_cast<size_t>(fetchers);
   // Blocks from the first one that failed on are not fetched or verified: the
@@ -233,7 +243,20 @@ int KvOffloader::Restore(absl::Span<const BlockKey> ids,
     for (size_t k = (*next[shard])++; k < mine.size(); k = (*next[shard])++) {
       const int i = mine[k];
       Fetched item{i, absl::CancelledError("a block before it failed")};
-      if (i < first_failed.load()) item.block = client_->Read(keys[i]);
+      item.in_place = pool_->host_accessible() &&
+                      client_->HasLocalSocket(static_cast<int>(shard));
+      if (i < first_failed.load()) {
+        if (item.in_place) {
+          item.read = client_->ReadInto(
+              keys[i], &item.head,
+              absl::MakeSpan(reinterpret_cast<char*>(pool_->Data(blocks[i])),
+                             pool_->layout().BlockBytes()));
+        } else {
+          item.block = client_->Read(keys[i]);
+        }
+      } else {
+        item.read = item.block.status();
+      }
       absl::MutexLock lock(&mu);
       auto room = [&]() { return fetched.size() < window; };
       mu.Await(absl::Condition(&room));
@@ -243,8 +266,7 @@ int KvOffloader::Restore(absl::Span<const BlockKey> ids,
   std::vector<uint8_t> restore_staging;  // For a device's pool.
   std::vector<std::thread> threads;
   for (size_t shard = 0; shard < by_shard.size(); ++shard) {
-    const int streams = std::min<int>(per_shard, by_shard[shard].size());
-    for (int t = 0; t < streams; ++t) threads.emplace_back(fetch, shard);
+    for (int t = 0; t < streams[shard]; ++t) threads.emplace_back(fetch, shard);
   }
   for (int done = 0; done < candidates; ++done) {
     Fetched item;
@@ -256,6 +278,25 @@ int KvOffloader::Restore(absl::Span<const BlockKey> ids,
       fetched.pop_front();
     }
     const int i = item.index;
+    if (item.in_place) {
+      // Verified where it landed; a block that fails is never counted.
+      absl::StatusOr<KvBlockHeader> header =
+          item.read.ok()
+              ? VerifyKvBlockInPlace(item.head, pool_->layout(), fingerprint_,
+                                     ids[i], pool_->Data(blocks[i]))
+              : absl::StatusOr<KvBlockHeader>(item.read);
+      if (header.ok() && header->token_count != pool_->layout().block_size) {
+        header = absl::DataLossError("stored block is not full");
+      }
+      if (header.ok() && i > first_failed.load()) {
+        header = absl::CancelledError("a block before it failed");
+      }
+      results[i] = header.status();
+      if (!header.ok() && !absl::IsCancelled(header.status())) failed(i);
+      sizes[i] =
+          static_cast<double>(item.head.size() + pool_->layout().BlockBytes());
+      continue;
+    }
     if (!item.block.ok()) {
       results[i] = item.block.status();
       failed(i);

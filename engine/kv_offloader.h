@@ -40,6 +40,10 @@ struct KvOffloaderOptions {
   // each); the shards are read in parallel. Default: 1 (more streams to one
   // shard were slower on 2 cores shared with the store: docs/BENCHMARKS.md).
   int restore_streams_per_shard = 1;
+  // The same for a shard read over its local socket (StoreClientOptions::
+  // local_sockets), where several streams do pay: the store reads one
+  // block from RocksDB while it sends another. Default: 3.
+  int restore_streams_per_local_shard = 3;
 };
 
 // KvStoreIo is how the engine moves its blocks to and from the memory store:

@@ -14,9 +14,11 @@
 #include "engine/testing/staged_memory.h"
 #include "gtest/gtest.h"
 #include "memory_store/block_store.h"
+#include "memory_store/local_read_server.h"
 #include "memory_store/memory_store_service_impl.h"
 #include "memory_store/store_client.h"
 #include "memory_store/testing/in_process_store.h"
+#include "prometheus/counter.h"
 #include "prometheus/registry.h"
 #include "services/common/grpc_server.h"
 
@@ -47,16 +49,33 @@ BlockKey Key(int i) {
   return id;
 }
 
-class KvOffloaderTest : public ::testing::Test {
+// Every test runs twice: reading over gRPC, and over each shard's local
+// socket (blocks received straight into the pool and verified there).
+class KvOffloaderTest : public ::testing::TestWithParam<bool> {
  protected:
   void SetUp() override {
-    for (int s = 0; s < kShards; ++s) {
-      shards_.push_back(testing::InProcessStore::Start());
-      addresses_.push_back(shards_.back()->address());
-    }
     StoreClientOptions options;
     options.call_timeout = absl::Milliseconds(500);
     options.max_retries = 0;
+    local_reads_ = &prometheus::BuildCounter()
+                        .Name("local_reads")
+                        .Register(registry_)
+                        .Add({});
+    for (int s = 0; s < kShards; ++s) {
+      shards_.push_back(testing::InProcessStore::Start());
+      addresses_.push_back(shards_.back()->address());
+      if (GetParam()) {
+        char dir[] = "/tmp/lctx_XXXXXX";
+        ASSERT_NE(mkdtemp(dir), nullptr);
+        LocalReadOptions local;
+        local.path = std::string(dir) + "/store.sock";
+        LocalReadCounters counters;
+        counters.blocks_read = local_reads_;
+        local_.push_back(
+            *LocalReadServer::Start(&shards_.back()->store(), local, counters));
+        options.local_sockets.push_back(local.path);
+      }
+    }
     client_ = *StoreClient::Create(addresses_, options);
     // Which shard holds a key depends on the shards' (random) ports: pick keys
     // whose shards take turns, so every shard holds blocks of the prefix.
@@ -105,15 +124,24 @@ class KvOffloaderTest : public ::testing::Test {
     return restored;
   }
 
+  // Takes shard `s` off the network, gRPC and local socket.
+  void StopShard(int s) {
+    shards_[s]->Stop();
+    if (GetParam()) local_[s].reset();
+  }
+
   std::vector<HostPort> addresses_;
   std::vector<std::unique_ptr<testing::InProcessStore>> shards_;
+  std::vector<std::unique_ptr<LocalReadServer>> local_;
+  prometheus::Registry registry_;
+  prometheus::Counter* local_reads_ = nullptr;  // Blocks read over them.
   std::unique_ptr<StoreClient> client_;
   std::vector<BlockKey> keys_;
   std::unique_ptr<KvBlockPool> source_;
   std::vector<int> source_blocks_;
 };
 
-TEST_F(KvOffloaderTest, BlocksOnEveryShardComeBackByteForByte) {
+TEST_P(KvOffloaderTest, BlocksOnEveryShardComeBackByteForByte) {
   std::vector<int> per_shard(kShards, 0);
   for (const BlockKey& id : keys_) ++per_shard[client_->ShardOf(id.key)];
   for (int s = 0; s < kShards; ++s) {
@@ -121,19 +149,21 @@ TEST_F(KvOffloaderTest, BlocksOnEveryShardComeBackByteForByte) {
     EXPECT_EQ(shards_[s]->store().Stats().blocks, per_shard[s]);
   }
   for (int streams : {1, 2, 5}) EXPECT_EQ(RestoreAndCheck(streams), kBlocks);
+  // Each way read what it says it did: 3 restores of every block.
+  EXPECT_EQ(local_reads_->Value(), GetParam() ? 3 * kBlocks : 0);
 }
 
-TEST_F(KvOffloaderTest, AShardThatIsDownEndsThePrefixAtItsFirstBlock) {
+TEST_P(KvOffloaderTest, AShardThatIsDownEndsThePrefixAtItsFirstBlock) {
   const int down = client_->ShardOf(keys_[kBlocks / 2].key);
   int first_on_down = 0;
   while (client_->ShardOf(keys_[first_on_down].key) != down) ++first_on_down;
-  shards_[down]->Stop();
+  StopShard(down);
   for (int streams : {1, 3}) {
     EXPECT_EQ(RestoreAndCheck(streams), first_on_down);
   }
 }
 
-TEST_F(KvOffloaderTest, ABlockOfAnotherModelEndsThePrefix) {
+TEST_P(KvOffloaderTest, ABlockOfAnotherModelEndsThePrefix) {
   // Block 4 replaced (deleted, then stored again) by the same bytes stored
   // for another model.
   ASSERT_TRUE(client_->Delete({keys_[4].key}).ok());
@@ -146,7 +176,7 @@ TEST_F(KvOffloaderTest, ABlockOfAnotherModelEndsThePrefix) {
 
 // A stored block is never replaced: another block offloaded under its key is
 // refused by the store and counted, and the first one is what restores.
-TEST_F(KvOffloaderTest, AnotherBlockUnderAStoredKeyIsRefusedAndCounted) {
+TEST_P(KvOffloaderTest, AnotherBlockUnderAStoredKeyIsRefusedAndCounted) {
   auto pool = *KvBlockPool::Create(Layout(), Layout().BlockBytes());
   const int block = *pool->Allocate();
   std::memset(pool->Data(block), 0x77, Layout().BlockBytes());
@@ -172,7 +202,7 @@ TEST_F(KvOffloaderTest, AnotherBlockUnderAStoredKeyIsRefusedAndCounted) {
 
 // A block read under another key than its header records, or for other
 // tokens than the prompt's, is foreign: the restored prefix ends before it.
-TEST_F(KvOffloaderTest, ABlockUnderAnotherKeyOrForOtherTokensEndsThePrefix) {
+TEST_P(KvOffloaderTest, ABlockUnderAnotherKeyOrForOtherTokensEndsThePrefix) {
   // Block 7's bytes, header and all, copied under block 6's key.
   absl::StatusOr<std::vector<std::string>> parts = client_->Get(keys_[7].key);
   ASSERT_TRUE(parts.ok()) << parts.status();
@@ -185,10 +215,22 @@ TEST_F(KvOffloaderTest, ABlockUnderAnotherKeyOrForOtherTokensEndsThePrefix) {
   EXPECT_EQ(RestoreAndCheck(1, ids), 3);
 }
 
+// A block whose stored bytes changed (one byte of one layer) ends the
+// prefix: it is never served, over gRPC or received in place.
+TEST_P(KvOffloaderTest, ACorruptedBlockEndsThePrefix) {
+  absl::StatusOr<std::vector<std::string>> parts = client_->Get(keys_[5].key);
+  ASSERT_TRUE(parts.ok()) << parts.status();
+  (*parts)[2][(*parts)[2].size() / 3] ^= 0x10;
+  ASSERT_TRUE(client_->Delete({keys_[5].key}).ok());
+  ASSERT_TRUE(client_->Put(keys_[5].key, *parts).ok());
+  EXPECT_EQ(RestoreAndCheck(1), 5);
+  EXPECT_EQ(RestoreAndCheck(3), 5);
+}
+
 // A pool the host cannot address (a GPU's, simulated by StagedMemory):
 // blocks leave through CopyOut and come back through CopyIn, byte for byte,
 // by reference (Offload) and by copy (OffloadCopy).
-TEST_F(KvOffloaderTest, APoolInOtherMemoryOffloadsAndRestoresThroughCopies) {
+TEST_P(KvOffloaderTest, APoolInOtherMemoryOffloadsAndRestoresThroughCopies) {
   auto memory =
       std::make_unique<testing::StagedMemory>(Layout().BlockBytes() * kBlocks);
   testing::StagedMemory* staged = memory.get();
@@ -227,6 +269,11 @@ TEST_F(KvOffloaderTest, APoolInOtherMemoryOffloadsAndRestoresThroughCopies) {
     EXPECT_EQ(a, b) << "block " << i;
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(GrpcAndLocalSocket, KvOffloaderTest, ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool>& info) {
+                           return info.param ? "LocalSocket" : "Grpc";
+                         });
 
 }  // namespace
 }  // namespace longctx

@@ -354,6 +354,28 @@ absl::StatusOr<KvBlockHeader> DecodeKvBlockPiecesInto(
   return header;
 }
 
+absl::StatusOr<KvBlockHeader> VerifyKvBlockInPlace(absl::string_view part0,
+                                                   const KvLayout& layout,
+                                                   const Hash128& fingerprint,
+                                                   const BlockKey& id,
+                                                   const uint8_t* block_data) {
+  if (block_data == nullptr) {
+    return absl::InvalidArgumentError("block_data is null");
+  }
+  absl::StatusOr<KvBlockHeader> header =
+      ParseKvBlockHeader(part0, layout, fingerprint, id);
+  if (!header.ok()) return header.status();
+  const size_t layer_bytes = layout.LayerBytes();
+  for (int l = 0; l < layout.num_layers; ++l) {
+    if (LayerChecksum(block_data + static_cast<size_t>(l) * layer_bytes,
+                      layer_bytes, l) != header->layer_checksums[l]) {
+      return absl::DataLossError(
+          absl::StrCat("KV block layer ", l, " fails its checksum"));
+    }
+  }
+  return header;
+}
+
 absl::StatusOr<KvBlockHeader> DecodeKvBlockInto(
     absl::Span<const std::string> parts, const KvLayout& layout,
     const Hash128& fingerprint, const BlockKey& id, uint8_t* block_data) {

@@ -139,6 +139,17 @@ absl::StatusOr<KvBlockHeader> DecodeKvBlockPiecesInto(
     absl::Span<const KvBlockPiecesPart> parts, const KvLayout& layout,
     const Hash128& fingerprint, const BlockKey& id, uint8_t* block_data);
 
+// VerifyKvBlockInPlace checks a block whose layer parts were received
+// straight into `block_data` (layer l at l * LayerBytes(), where
+// DecodeKvBlockInto would have copied it) against its header `part0`: the
+// header's checks of ParseKvBlockHeader and every layer's checksum, one
+// read of the data, no copy. DATA_LOSS for a layer that fails its checksum.
+absl::StatusOr<KvBlockHeader> VerifyKvBlockInPlace(absl::string_view part0,
+                                                   const KvLayout& layout,
+                                                   const Hash128& fingerprint,
+                                                   const BlockKey& id,
+                                                   const uint8_t* block_data);
+
 }  // namespace longctx
 
 #endif  // LONGCTX_KVBLOCK_KV_BLOCK_FORMAT_H_

@@ -128,6 +128,44 @@ TEST(KvBlockFormatTest, FlippedByteInALayerIsDataLossForThatLayerOnly) {
   }
 }
 
+// A block received in place (layers straight into the block) verifies as the
+// decode would: a flipped byte in any layer, or a header of another block or
+// model, is refused.
+TEST(KvBlockFormatTest, InPlaceVerificationChecksEveryLayerAndTheHeader) {
+  for (KvDtype dtype : {KvDtype::kF16, KvDtype::kF32, KvDtype::kBf16}) {
+    const KvLayout layout = AwkwardLayout(dtype);
+    std::vector<uint8_t> block = RandomBlock(layout, 21);
+    const std::vector<std::string> parts =
+        *EncodeKvBlock(layout, kFingerprint, Id(), 11, block.data());
+    absl::StatusOr<KvBlockHeader> header = VerifyKvBlockInPlace(
+        parts[0], layout, kFingerprint, Id(), block.data());
+    ASSERT_TRUE(header.ok()) << header.status();
+    EXPECT_EQ(header->token_count, 11);
+    std::mt19937 rng(22);
+    for (int bad = 0; bad < layout.num_layers; ++bad) {
+      std::vector<uint8_t> corrupted = block;
+      corrupted[bad * layout.LayerBytes() + rng() % layout.LayerBytes()] ^=
+          static_cast<uint8_t>(1 + rng() % 255);
+      absl::StatusOr<KvBlockHeader> refused = VerifyKvBlockInPlace(
+          parts[0], layout, kFingerprint, Id(), corrupted.data());
+      EXPECT_EQ(refused.status().code(), absl::StatusCode::kDataLoss);
+      EXPECT_THAT(refused.status().message(),
+                  HasSubstr("layer " + std::to_string(bad)));
+    }
+    EXPECT_FALSE(VerifyKvBlockInPlace(parts[0], layout, Hash128{1, 2}, Id(),
+                                      block.data())
+                     .ok());
+    std::string header_flipped = parts[0];
+    header_flipped[header_flipped.size() / 2] ^= 1;
+    EXPECT_FALSE(VerifyKvBlockInPlace(header_flipped, layout, kFingerprint,
+                                      Id(), block.data())
+                     .ok());
+    EXPECT_FALSE(
+        VerifyKvBlockInPlace(parts[0], layout, kFingerprint, Id(), nullptr)
+            .ok());
+  }
+}
+
 TEST(KvBlockFormatTest, PiecesDecodeAsTheJoinedPartsHoweverSplit) {
   const KvLayout layout = AwkwardLayout();
   const std::vector<uint8_t> block = RandomBlock(layout, 21);
@@ -148,8 +186,8 @@ TEST(KvBlockFormatTest, PiecesDecodeAsTheJoinedPartsHoweverSplit) {
     }
     std::vector<KvBlockPiecesPart> spans(pieces.begin(), pieces.end());
     std::vector<uint8_t> out(layout.BlockBytes(), 0);
-    absl::StatusOr<KvBlockHeader> decoded = DecodeKvBlockPiecesInto(
-        spans, layout, kFingerprint, Id(), out.data());
+    absl::StatusOr<KvBlockHeader> decoded =
+        DecodeKvBlockPiecesInto(spans, layout, kFingerprint, Id(), out.data());
     ASSERT_TRUE(decoded.ok()) << decoded.status();
     EXPECT_EQ(decoded->token_count, 13);
     EXPECT_EQ(out, block);

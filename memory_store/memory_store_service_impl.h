@@ -64,7 +64,7 @@ class MemoryStoreServiceImpl final
   // UpdateGauges copies the store's counters into the size gauges.
   void UpdateGauges();
 
-  // Counters the reactors update.
+  // Counters the reactors update (and the local read server).
   struct Counters {
     prometheus::Counter* blocks_written;
     prometheus::Counter* bytes_written;
@@ -76,6 +76,7 @@ class MemoryStoreServiceImpl final
     prometheus::Gauge* blocks;
     prometheus::Gauge* bytes;
   };
+  const Counters& counters() const { return counters_; }
 
  private:
   BlockStore* const store_;

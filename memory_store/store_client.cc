@@ -1,7 +1,11 @@
 #include "memory_store/store_client.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
+#include <cstring>
+#include <functional>
 #include <thread>
 #include <utility>
 
@@ -10,6 +14,8 @@
 #include "grpcpp/grpcpp.h"
 #include "kvblock/hash128.h"
 #include "memory_store/get_response_wire.h"
+#include "memory_store/local_read_protocol.h"
+#include "services/common/logging.h"
 #include "services/common/status_util.h"
 
 namespace longctx {
@@ -77,6 +83,16 @@ absl::StatusOr<std::unique_ptr<StoreClient>> StoreClient::Create(
     return absl::InvalidArgumentError(absl::StrCat(
         "max_retries is ", options.max_retries, "; it must be >= 0"));
   }
+  if (!options.local_sockets.empty() &&
+      options.local_sockets.size() != shards.size()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        options.local_sockets.size(), " local sockets for ", shards.size(),
+        " memory_store shards: give one per shard (\"\" for none)"));
+  }
+  if (options.max_idle_local_connections < 0) {
+    return absl::InvalidArgumentError(
+        "max_idle_local_connections must be >= 0");
+  }
   std::unique_ptr<StoreClient> client(new StoreClient(options));
   absl::flat_hash_set<std::string> seen;
   grpc::ChannelArguments args;
@@ -96,6 +112,12 @@ absl::StatusOr<std::unique_ptr<StoreClient>> StoreClient::Create(
     shard.weight_seed = seed.lo ^ seed.hi;
     shard.channel = options.channel_security.NewChannel(shard.name, args);
     shard.stub = MemoryStore::NewStub(shard.channel);
+    const size_t index = client->shards_.size();
+    if (index < options.local_sockets.size() &&
+        !options.local_sockets[index].empty()) {
+      shard.local = std::make_unique<LocalSocket>();
+      shard.local->path = options.local_sockets[index];
+    }
     client->shards_.push_back(std::move(shard));
   }
   return client;
@@ -192,11 +214,189 @@ absl::StatusOr<StoredBlock> StoreClient::Read(
   if (!status.ok()) return status;
   Shard& shard = shards_[ShardOf(key)];
   StoredBlock block;
+  if (shard.local != nullptr && parts_wanted.empty()) {
+    status = ReadLocal(*shard.local, key, [&](uint32_t part, uint64_t length) {
+      if (part == 0) block = StoredBlock();  // A retry starts over.
+      // Not zero-filled: the socket writes every byte.
+      block.owned_.emplace_back(new char[length > 0 ? length : 1]);
+      char* data = block.owned_.back().get();
+      block.parts_.push_back({absl::string_view(data, length)});
+      block.size_ += length;
+      return absl::StatusOr<char*>(data);
+    });
+    if (status.ok()) return block;
+    block = StoredBlock();
+    if (!absl::IsUnavailable(status) && !absl::IsDeadlineExceeded(status)) {
+      return status;
+    }
+    absl::MutexLock lock(&shard.local->mu);
+    if (!shard.local->warned) {
+      shard.local->warned = true;
+      Log(LogLevel::kWarning,
+          "memory_store %s: reading over gRPC, the local socket failed: %s "
+          "(said once)",
+          shard.name, status.message());
+    }
+  }
   status = WithRetries(options_.max_retries, [&] {
     return ReadOnce(shard, key, parts_wanted, &block);
   });
   if (!status.ok()) return status;
   return block;
+}
+
+absl::Status StoreClient::ReadInto(absl::string_view key, std::string* head,
+                                   absl::Span<char> rest) {
+  absl::Status status = CheckKey(key);
+  if (!status.ok()) return status;
+  Shard& shard = shards_[ShardOf(key)];
+  auto too_large = [&](uint64_t at) {
+    return absl::DataLossError(
+        absl::StrCat("memory_store ", shard.name,
+                     ": the block's parts after its first "
+                     "take ",
+                     at, " bytes or more; expected ", rest.size()));
+  };
+  if (shard.local != nullptr) {
+    size_t filled = 0;
+    status =
+        ReadLocal(*shard.local, key,
+                  [&](uint32_t part, uint64_t length) -> absl::StatusOr<char*> {
+                    if (part == 0) {  // A retry starts over too.
+                      filled = 0;
+                      head->resize(length);
+                      return head->data();
+                    }
+                    if (length > rest.size() - filled) {
+                      return too_large(filled + length);
+                    }
+                    char* at = rest.data() + filled;
+                    filled += length;
+                    return at;
+                  });
+    if (status.ok() && filled != rest.size()) {
+      status = absl::DataLossError(absl::StrCat("memory_store ", shard.name,
+                                                ": the block's parts after "
+                                                "its first have ",
+                                                filled, " bytes; expected ",
+                                                rest.size()));
+    }
+    if (status.ok() ||
+        (!absl::IsUnavailable(status) && !absl::IsDeadlineExceeded(status))) {
+      return status;
+    }
+  }
+  absl::StatusOr<StoredBlock> block = Read(key);
+  if (!block.ok()) return block.status();
+  *head = block->PartString(0);
+  size_t filled = 0;
+  for (size_t p = 1; p < block->num_parts(); ++p) {
+    for (absl::string_view piece : block->part(p)) {
+      if (piece.size() > rest.size() - filled) {
+        return too_large(filled + piece.size());
+      }
+      std::memcpy(rest.data() + filled, piece.data(), piece.size());
+      filled += piece.size();
+    }
+  }
+  if (filled != rest.size()) return too_large(filled);
+  return absl::OkStatus();
+}
+
+StoreClient::LocalSocket::~LocalSocket() {
+  absl::MutexLock lock(&mu);
+  for (int fd : idle) close(fd);
+}
+
+absl::Status StoreClient::ReadLocal(LocalSocket& local, absl::string_view key,
+                                    const PartSink& sink) {
+  absl::Status status;
+  // An idle connection may have outlived the store's process: one more try
+  // on a new connection then.
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    int fd = -1;
+    {
+      absl::MutexLock lock(&local.mu);
+      if (!local.idle.empty()) {
+        fd = local.idle.back();
+        local.idle.pop_back();
+      }
+    }
+    const bool reused = fd >= 0;
+    if (!reused) {
+      absl::StatusOr<int> connected =
+          ConnectLocal(local.path, options_.call_timeout);
+      if (!connected.ok()) return connected.status();
+      fd = *connected;
+    }
+    status = ReadLocalOn(fd, local.path, key, sink);
+    // After anything but a whole answer the connection's state is unknown.
+    if (status.ok() || absl::IsNotFound(status)) {
+      absl::MutexLock lock(&local.mu);
+      if (static_cast<int>(local.idle.size()) <
+          options_.max_idle_local_connections) {
+        local.idle.push_back(fd);
+        fd = -1;
+      }
+    }
+    if (fd >= 0) close(fd);
+    if (!reused || !absl::IsUnavailable(status)) break;
+  }
+  return status;
+}
+
+absl::Status StoreClient::ReadLocalOn(int fd, const std::string& path,
+                                      absl::string_view key,
+                                      const PartSink& sink) {
+  const absl::Time deadline = absl::Now() + options_.call_timeout;
+  const std::string what = absl::StrCat("memory_store local socket ", path);
+  const char* w = what.c_str();
+  char request[8];
+  PutU32(request, kLocalRequestMagic);
+  PutU32(request + 4, static_cast<uint32_t>(key.size()));
+  absl::Status status = SendAll(fd, request, sizeof(request), w, deadline);
+  if (status.ok()) status = SendAll(fd, key.data(), key.size(), w, deadline);
+  char head[8];
+  if (status.ok()) status = RecvAll(fd, head, sizeof(head), w, deadline);
+  if (!status.ok()) return status;
+  const uint32_t num_parts = GetU32(head + 4);
+  if (GetU32(head) != kLocalResponseMagic || num_parts == 0 ||
+      num_parts > kMaxLocalParts) {
+    return absl::DataLossError(
+        absl::StrCat(what, ": not a response of the local read protocol"));
+  }
+  int64_t received = 0;
+  for (uint32_t part = 0; part < num_parts; ++part) {
+    char frame[12];
+    status = RecvAll(fd, frame, sizeof(frame), w, deadline);
+    if (!status.ok()) return status;
+    const uint32_t code = GetU32(frame);
+    const uint64_t length = GetU64(frame + 4);
+    if (code != 0) {
+      if (code > static_cast<uint32_t>(absl::StatusCode::kUnauthenticated) ||
+          length > kMaxLocalMessageBytes) {
+        return absl::DataLossError(
+            absl::StrCat(what, ": a malformed error in part ", part));
+      }
+      std::string message(length, '\0');
+      status = RecvAll(fd, message.data(), message.size(), w, deadline);
+      if (!status.ok()) return status;
+      return absl::Status(static_cast<absl::StatusCode>(code),
+                          absl::StrCat(path, ": ", message));
+    }
+    // The limit binds before anything is allocated.
+    if (length > static_cast<uint64_t>(options_.max_block_bytes - received)) {
+      return absl::DataLossError(
+          absl::StrCat(what, ": the block is larger than max_block_bytes (",
+                       options_.max_block_bytes, ")"));
+    }
+    received += static_cast<int64_t>(length);
+    absl::StatusOr<char*> data = sink(part, length);
+    if (!data.ok()) return data.status();
+    status = RecvAll(fd, *data, length, w, deadline);
+    if (!status.ok()) return status;
+  }
+  return absl::OkStatus();
 }
 
 absl::Status StoreClient::ReadOnce(Shard& shard, absl::string_view key,

@@ -14,13 +14,16 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "grpcpp/support/slice.h"
@@ -47,10 +50,20 @@ struct StoreClientOptions {
   // stream (DATA_LOSS): a shard cannot make a reader hold more. Default:
   // 512 MiB, the store's own --max_block_bytes default.
   int64_t max_block_bytes = 512ll << 20;
+  // Per shard, in the order of the addresses given to Create: the path of
+  // the shard's local read socket (memory_store --local_socket) when it runs
+  // on this machine, or "" for none; empty: none at all. Whole-block reads of
+  // such a shard go over the socket (memory_store/local_read_protocol.h)
+  // instead of gRPC, and over gRPC when the socket cannot be reached.
+  std::vector<std::string> local_sockets;
+  // Idle connections to one shard's local socket kept for the next reads.
+  // Default: 8.
+  int max_idle_local_connections = 8;
 };
 
 // StoredBlock is a block read by StoreClient::Read: its parts, each as the
-// pieces it arrived in, left where gRPC received them (no copy). Movable; the
+// pieces it arrived in, left where gRPC (or the local socket) received them
+// (no copy). Movable; the
 // pieces stay valid, wherever the StoredBlock moves, until it is destroyed.
 class StoredBlock {
  public:
@@ -69,6 +82,8 @@ class StoredBlock {
   // Each received slice behind its own pointer: a small slice holds its bytes
   // inline, and the pieces must not move with the vector.
   std::vector<std::unique_ptr<grpc::Slice>> slices_;
+  // Parts received over a local socket.
+  std::vector<std::unique_ptr<char[]>> owned_;
   std::vector<std::vector<absl::string_view>> parts_;
   size_t size_ = 0;
 };
@@ -112,6 +127,21 @@ class StoreClient {
   absl::StatusOr<StoredBlock> Read(absl::string_view key,
                                    absl::Span<const int> parts_wanted = {});
 
+  // HasLocalSocket says whether shard `shard` (an index into the address
+  // list) is read over a local socket (options.local_sockets).
+  bool HasLocalSocket(int shard) const {
+    return shards_[shard].local != nullptr;
+  }
+
+  // ReadInto reads the whole block `key`: its first part into *head and the
+  // others, back to back, into `rest`, which they must fill exactly
+  // (DATA_LOSS otherwise; nothing past `rest` is ever written). Over a local
+  // socket the parts are received straight into `rest`, with no copy;
+  // otherwise (and when the socket fails) it is Read and a copy. Same errors
+  // as Read; on any error `rest` may have been written.
+  absl::Status ReadInto(absl::string_view key, std::string* head,
+                        absl::Span<char> rest);
+
   // Contains says for each key whether its shard holds it. Keys of a shard
   // that cannot be reached, and keys that are not kKeySize bytes, read false.
   // Asks
@@ -135,12 +165,22 @@ class StoreClient {
   }
 
  private:
+  // A shard's local read socket and its idle connections.
+  struct LocalSocket {
+    std::string path;
+    absl::Mutex mu;
+    std::vector<int> idle ABSL_GUARDED_BY(mu);
+    bool warned ABSL_GUARDED_BY(mu) = false;  // Of falling back to gRPC.
+    ~LocalSocket();
+  };
+
   struct Shard {
     HostPort address;
     std::string name;          // address.ToString(), for messages.
     uint64_t weight_seed = 0;  // Hash of `name`: its rendezvous seed.
     std::shared_ptr<grpc::Channel> channel;
     std::unique_ptr<memory_store::v1::MemoryStore::Stub> stub;
+    std::unique_ptr<LocalSocket> local;  // Null: gRPC only.
   };
 
   explicit StoreClient(const StoreClientOptions& options);
@@ -154,6 +194,18 @@ class StoreClient {
                        absl::Span<const std::string> parts);
   absl::Status ReadOnce(Shard& shard, absl::string_view key,
                         absl::Span<const int> parts_wanted, StoredBlock* block);
+  // Where a part of a block read over a local socket goes: called once per
+  // part, in order, with its length (already within max_block_bytes); returns
+  // where to receive exactly that many bytes, or an error that ends the read.
+  using PartSink =
+      std::function<absl::StatusOr<char*>(uint32_t part, uint64_t length)>;
+  // Reads the whole block over the shard's local socket. UNAVAILABLE or
+  // DEADLINE_EXCEEDED when the socket fails (the caller then uses gRPC).
+  absl::Status ReadLocal(LocalSocket& local, absl::string_view key,
+                         const PartSink& sink);
+  // One request and its response on the connected socket `fd`.
+  absl::Status ReadLocalOn(int fd, const std::string& path,
+                           absl::string_view key, const PartSink& sink);
   // Deadline of an attempt that starts now.
   std::chrono::system_clock::time_point Deadline() const;
 

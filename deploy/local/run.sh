@@ -62,9 +62,15 @@ start() {  # group, name, then the command
   pids_of[$group]="${pids_of[$group]:-} $!"
 }
 
+# Workers restore over the store's Unix socket (a path has at most 107 bytes).
+store_socket="$home/memory_store.sock"
+if [ "${#store_socket}" -gt 100 ]; then
+  store_socket="$(mktemp -d /tmp/longctx.XXXXXX)/memory_store.sock"
+fi
 start memory_store memory_store "$bin/memory_store/memory_store" \
   --listen_address="127.0.0.1:$store_port" --metrics_address=127.0.0.1:9471 \
-  --data_dir="$home/data/memory_store" --internal_token_file="$internal_token"
+  --data_dir="$home/data/memory_store" --internal_token_file="$internal_token" \
+  --local_socket="$store_socket"
 group_size="${LONGCTX_GROUP_SIZE:-2}"
 case "$group_size" in 1|2) ;; *) echo "LONGCTX_GROUP_SIZE must be 1 or 2" >&2; exit 2;; esac
 # Each rank uses one core: two ranks fill this machine's two.
@@ -76,6 +82,7 @@ for i in "${!worker_ports[@]}"; do
     --group_id="group-$((i / group_size))" --rank="$((i % group_size))" \
     --group_size="$group_size" --rendezvous_address="127.0.0.1:$internal_port" \
     --threads=1 --memory_store="127.0.0.1:$store_port" \
+    --memory_store_local_sockets="$store_socket" \
     --internal_token_file="$internal_token"
   workers="${workers:+$workers,}127.0.0.1:$port"
 done
@@ -93,6 +100,7 @@ longctx is starting (logs: $logs)
   worker 0      grpc 127.0.0.1:${worker_ports[0]}   metrics http://127.0.0.1:9461/metrics  (group $((0 / group_size)) rank $((0 % group_size)))
   worker 1      grpc 127.0.0.1:${worker_ports[1]}   metrics http://127.0.0.1:9462/metrics  (group $((1 / group_size)) rank $((1 % group_size)))
   memory_store  grpc 127.0.0.1:$store_port   metrics http://127.0.0.1:9471/metrics
+                local reads $store_socket
   model         $model
 Press Ctrl-C to stop.
 TXT

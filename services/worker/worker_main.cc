@@ -8,6 +8,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "kernels/gemm.h"
 #include "kvblock/kv_layout.h"
@@ -54,6 +55,12 @@ ABSL_FLAG(int, group_op_timeout_seconds, 60,
 ABSL_FLAG(std::string, memory_store, "",
           "Comma-separated host:port list of memory_store shards; empty runs "
           "without offload.");
+ABSL_FLAG(std::string, memory_store_local_sockets, "",
+          "Comma-separated, one per --memory_store shard in the same order: "
+          "the path of the shard's --local_socket when it runs on this "
+          "machine as this user, or nothing. Restores read whole blocks "
+          "there instead of over gRPC (several times faster; gRPC when the "
+          "socket cannot be reached). Empty: gRPC only.");
 ABSL_FLAG(int, block_size, 256, "Tokens per KV block.");
 ABSL_FLAG(std::string, device, "cpu",
           "Where the model runs: cpu, or cuda / cuda:N (the N-th GPU; needs a "
@@ -106,6 +113,8 @@ ABSL_FLAG(bool, prefix_cache, true,
 ABSL_FLAG(int, restore_streams_per_shard, 1,
           "KV blocks a restore reads at once from each memory_store shard "
           "(the shards are read in parallel).");
+ABSL_FLAG(int, restore_streams_per_local_shard, 3,
+          "The same for a shard read over --memory_store_local_sockets.");
 ABSL_FLAG(int, offload_queue_blocks, 64,
           "KV blocks waiting to be written to the memory store; more are "
           "dropped (counted), never waited for.");
@@ -137,6 +146,16 @@ absl::StatusOr<longctx::WorkerServerOptions> OptionsFromFlags() {
                                            "memory_store");
   if (!stores.ok()) return stores.status();
   o.memory_stores = *std::move(stores);
+  const std::string sockets = absl::GetFlag(FLAGS_memory_store_local_sockets);
+  if (!sockets.empty()) {
+    o.store.local_sockets = absl::StrSplit(sockets, ',');
+    if (o.store.local_sockets.size() != o.memory_stores.size()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--memory_store_local_sockets has ", o.store.local_sockets.size(),
+          " entries for ", o.memory_stores.size(),
+          " --memory_store shards: give one per shard (empty for none)"));
+    }
+  }
   o.identity.group_id = absl::GetFlag(FLAGS_group_id);
   o.identity.rank = absl::GetFlag(FLAGS_rank);
   o.identity.group_size = absl::GetFlag(FLAGS_group_size);
@@ -184,6 +203,8 @@ absl::StatusOr<longctx::WorkerServerOptions> OptionsFromFlags() {
                      (absl::GetFlag(FLAGS_device) == "cpu" ? 0 : 1)),
         Positive("restore_streams_per_shard",
                  absl::GetFlag(FLAGS_restore_streams_per_shard)),
+        Positive("restore_streams_per_local_shard",
+                 absl::GetFlag(FLAGS_restore_streams_per_local_shard)),
         Positive("max_message_bytes",
                  absl::GetFlag(FLAGS_max_message_bytes))}) {
     if (!s.ok()) return s;
@@ -230,6 +251,8 @@ absl::StatusOr<longctx::WorkerServerOptions> OptionsFromFlags() {
   o.offload.max_queued_blocks = absl::GetFlag(FLAGS_offload_queue_blocks);
   o.offload.restore_streams_per_shard =
       absl::GetFlag(FLAGS_restore_streams_per_shard);
+  o.offload.restore_streams_per_local_shard =
+      absl::GetFlag(FLAGS_restore_streams_per_local_shard);
   if (absl::GetFlag(FLAGS_step_stall_seconds) < 1) {
     return absl::InvalidArgumentError("--step_stall_seconds must be >= 1");
   }

@@ -49,7 +49,10 @@ ABSL_FLAG(std::string, dir, "",
 ABSL_FLAG(int, prefill_chunk, 2048, "Prompt tokens per forward call.");
 ABSL_FLAG(int, restore_streams_per_shard,
           longctx::KvOffloaderOptions().restore_streams_per_shard,
-          "Blocks fetched at once from the store.");
+          "Blocks fetched at once from the store over gRPC.");
+ABSL_FLAG(int, restore_streams_per_local_shard,
+          longctx::KvOffloaderOptions().restore_streams_per_local_shard,
+          "Blocks fetched at once from the store over its local socket.");
 ABSL_FLAG(int, runs, 3,
           "Restores (each into a new pool) and raw reads; medians reported.");
 ABSL_FLAG(std::string, memory_store_binary, "memory_store/memory_store",
@@ -69,64 +72,78 @@ double Median(std::vector<double> values) {
   return values[values.size() / 2];
 }
 
-// Seconds to move `bytes` over a bare TCP connection on the loopback (1 MiB
-// writes, 1 MiB reads, no RocksDB, no gRPC): the floor of any store protocol
-// over TCP on this machine, 0 if a socket call fails.
-double LoopbackSeconds(size_t bytes) {
-  const int listener = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t length = sizeof(address);
-  if (listener < 0 ||
-      bind(listener, reinterpret_cast<sockaddr*>(&address), length) != 0 ||
-      listen(listener, 1) != 0 ||
-      getsockname(listener, reinterpret_cast<sockaddr*>(&address), &length) !=
-          0) {
-    if (listener >= 0) close(listener);
-    return 0;
+// Seconds to move `bytes` over a bare connection (1 MiB writes, 1 MiB reads,
+// no RocksDB, no protocol) between two threads: TCP on the loopback, the
+// floor of any store protocol over TCP on this machine, or a Unix socket
+// pair, the local socket's; 0 if a socket call fails.
+double LoopbackSeconds(size_t bytes, bool unix_socket) {
+  int ends[2] = {-1, -1};
+  if (unix_socket) {
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, ends) != 0) return 0;
+  } else {
+    const int listener = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t length = sizeof(address);
+    if (listener < 0 ||
+        bind(listener, reinterpret_cast<sockaddr*>(&address), length) != 0 ||
+        listen(listener, 1) != 0 ||
+        getsockname(listener, reinterpret_cast<sockaddr*>(&address), &length) !=
+            0) {
+      if (listener >= 0) close(listener);
+      return 0;
+    }
+    ends[0] = socket(AF_INET, SOCK_STREAM, 0);
+    if (ends[0] < 0 || connect(ends[0], reinterpret_cast<sockaddr*>(&address),
+                               sizeof(address)) != 0) {
+      if (ends[0] >= 0) close(ends[0]);
+      close(listener);
+      return 0;
+    }
+    ends[1] = accept(listener, nullptr, nullptr);
+    close(listener);
+    if (ends[1] < 0) {
+      close(ends[0]);
+      return 0;
+    }
   }
   constexpr size_t kChunk = 1 << 20;
-  std::thread sender([&] {
-    const int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0) return;
-    if (connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) ==
-        0) {
-      std::vector<char> chunk(kChunk, 'k');
-      for (size_t sent = 0; sent < bytes;) {
-        const ssize_t n =
-            write(fd, chunk.data(), std::min(kChunk, bytes - sent));
-        if (n <= 0) break;
-        sent += static_cast<size_t>(n);
-      }
-    }
-    close(fd);
-  });
-  const int fd = accept(listener, nullptr, nullptr);
-  std::vector<char> chunk(kChunk);
   const absl::Time start = absl::Now();
+  std::thread sender([&] {
+    std::vector<char> chunk(kChunk, 'k');
+    for (size_t sent = 0; sent < bytes;) {
+      const ssize_t n =
+          write(ends[0], chunk.data(), std::min(kChunk, bytes - sent));
+      if (n <= 0) break;
+      sent += static_cast<size_t>(n);
+    }
+    close(ends[0]);
+  });
+  std::vector<char> chunk(kChunk);
   size_t received = 0;
-  while (fd >= 0 && received < bytes) {
-    const ssize_t n = read(fd, chunk.data(), kChunk);
+  while (received < bytes) {
+    const ssize_t n = read(ends[1], chunk.data(), kChunk);
     if (n <= 0) break;
     received += static_cast<size_t>(n);
   }
   const double seconds = Since(start);
   sender.join();
-  if (fd >= 0) close(fd);
-  close(listener);
+  close(ends[1]);
   return received == bytes ? seconds : 0;
 }
 
-// StartStore runs the memory_store binary serving `data_dir` on `port`, its
-// output appended to `log`, and waits until it serves.
+// StartStore runs the memory_store binary serving `data_dir` on `port` and
+// on the local socket `socket`, its output appended to `log`, and waits until
+// it serves.
 absl::StatusOr<testing::Process> StartStore(const std::string& data_dir,
-                                            int port, const std::string& log) {
+                                            int port, const std::string& socket,
+                                            const std::string& log) {
   absl::StatusOr<testing::Process> store = testing::Process::Start(
       {absl::GetFlag(FLAGS_memory_store_binary),
        absl::StrCat("--listen_address=127.0.0.1:", port),
        "--metrics_address=127.0.0.1:0", "--data_dir=" + data_dir,
-       "--grace_period_seconds=1"},
+       "--local_socket=" + socket, "--grace_period_seconds=1"},
       log);
   if (!store.ok()) return store.status();
   absl::Status serving = testing::WaitForServing(
@@ -172,9 +189,10 @@ int Run() {
   }
   const std::string db = dir + "/db";
   const std::string log = dir + "/memory_store.log";
+  const std::string socket = dir + "/store.sock";
   const int port = testing::FreePort();
   std::optional<testing::Process> store;
-  if (auto started = StartStore(db, port, log); started.ok()) {
+  if (auto started = StartStore(db, port, socket, log); started.ok()) {
     store = *std::move(started);
   } else {
     std::fprintf(stderr, "memory_store did not start (%s); see %s\n",
@@ -229,37 +247,50 @@ int Run() {
   // default read options (CRC32C checked), so all see the same moment of the
   // machine. Medians over --runs.
   const int runs = std::max(1, absl::GetFlag(FLAGS_runs));
-  std::vector<double> restores, rests, raws, crc_raws, loopbacks;
-  int restored = 0;
+  std::vector<double> restores, local_restores, rests, raws, crc_raws,
+      loopbacks, unix_loopbacks;
+  int restored = 0, local_restored = 0;
   double bytes = 0;
   for (int run = 0; run < runs; ++run) {
-    if (auto started = StartStore(db, port, log); started.ok()) {
+    if (auto started = StartStore(db, port, socket, log); started.ok()) {
       store = *std::move(started);
     } else {
       std::fprintf(stderr, "memory_store did not restart (%s); see %s\n",
                    started.status().ToString().c_str(), log.c_str());
       return 1;
     }
-    // A new client, as a restarted worker's: its first call connects (a
-    // client from before the store's restart would first wait out its
-    // reconnect backoff).
-    client = StoreClient::Create({{"127.0.0.1", port}}, {});
-    auto pool = *KvBlockPool::Create(layout, layout.BlockBytes() * num_blocks,
-                                     /*prefault=*/true);
-    std::vector<int> blocks;
-    for (int i = 0; i < num_blocks; ++i) blocks.push_back(*pool->Allocate());
-    KvOffloaderOptions restore_options;
-    restore_options.restore_streams_per_shard =
-        absl::GetFlag(FLAGS_restore_streams_per_shard);
-    KvOffloader offloader(client->get(), pool.get(), fingerprint,
-                          restore_options, nullptr);
-    absl::Time start = absl::Now();
-    restored =
-        offloader.Restore(absl::MakeConstSpan(keys).subspan(0, restorable),
-                          absl::MakeConstSpan(blocks).subspan(0, restorable));
-    restores.push_back(Since(start));
-    rests.push_back(Prefill(**model, *pool, tokens,
-                            std::min(restored * block, n - 1), blocks));
+    // Each way of reading restores the prompt into a new pool with a new
+    // client, as a restarted worker's (its first call connects; a client
+    // from before the store's restart would first wait out its reconnect
+    // backoff); which goes first alternates between runs.
+    auto restore_once = [&](bool local) {
+      StoreClientOptions client_options;
+      if (local) client_options.local_sockets = {socket};
+      client = StoreClient::Create({{"127.0.0.1", port}}, client_options);
+      auto pool = *KvBlockPool::Create(layout, layout.BlockBytes() * num_blocks,
+                                       /*prefault=*/true);
+      std::vector<int> blocks;
+      for (int i = 0; i < num_blocks; ++i) blocks.push_back(*pool->Allocate());
+      KvOffloaderOptions restore_options;
+      restore_options.restore_streams_per_shard =
+          absl::GetFlag(FLAGS_restore_streams_per_shard);
+      restore_options.restore_streams_per_local_shard =
+          absl::GetFlag(FLAGS_restore_streams_per_local_shard);
+      KvOffloader offloader(client->get(), pool.get(), fingerprint,
+                            restore_options, nullptr);
+      absl::Time start = absl::Now();
+      restored =
+          offloader.Restore(absl::MakeConstSpan(keys).subspan(0, restorable),
+                            absl::MakeConstSpan(blocks).subspan(0, restorable));
+      (local ? local_restores : restores).push_back(Since(start));
+      if (local) {
+        local_restored = restored;
+        rests.push_back(Prefill(**model, *pool, tokens,
+                                std::min(restored * block, n - 1), blocks));
+      }
+    };
+    restore_once(run % 2 == 0);
+    restore_once(run % 2 != 0);
 
     // The store stops; its RocksDB is read here, as the store reads it.
     StopStore(store);
@@ -269,7 +300,7 @@ int Run() {
       return 1;
     }
     for (bool verify : {false, true}) {
-      start = absl::Now();
+      const absl::Time start = absl::Now();
       std::string value;
       bytes = 0;
       for (int i = 0; i < restorable; ++i) {
@@ -281,63 +312,78 @@ int Run() {
       }
       (verify ? crc_raws : raws).push_back(Since(start));
     }
-    loopbacks.push_back(LoopbackSeconds(static_cast<size_t>(bytes)));
+    loopbacks.push_back(LoopbackSeconds(static_cast<size_t>(bytes), false));
+    unix_loopbacks.push_back(LoopbackSeconds(static_cast<size_t>(bytes), true));
   }
   const double restore = Median(restores);
+  const double local_restore = Median(local_restores);
+  const double unix_loopback = Median(unix_loopbacks);
   const double rest = Median(rests);
   const double raw = Median(raws);
   const double crc_raw = Median(crc_raws);
   const double loopback = Median(loopbacks);
 
-  const double restored_ttft = restore + rest;
+  const double restored_ttft = local_restore + rest;
+  auto mib_s = [&](double seconds) { return bytes / seconds / (1 << 20); };
   std::printf("# memory store restore, shape %s, %d threads\n\n",
               absl::GetFlag(FLAGS_shape).c_str(), absl::GetFlag(FLAGS_threads));
   std::printf("| measure | value |\n|---|---|\n");
   std::printf("| prompt | %d tokens, %d blocks of %d stored (%.1f MiB) |\n", n,
-              restored, block, bytes / (1 << 20));
+              local_restored, block, bytes / (1 << 20));
   std::printf("| time to first token, cold (compute all) | %.3f s |\n", cold);
   std::printf(
-      "| time to first token, restored (read %d blocks + compute %d tokens) "
-      "| %.3f s (restore %.3f s + compute %.3f s) |\n",
-      restored, n - std::min(restored * block, n - 1), restored_ttft, restore,
-      rest);
+      "| time to first token, restored over the local socket (read %d blocks "
+      "+ compute %d tokens) | %.3f s (restore %.3f s + compute %.3f s) |\n",
+      local_restored, n - std::min(local_restored * block, n - 1),
+      restored_ttft, local_restore, rest);
   std::printf("| speedup of restored over cold | %.1fx (target >= 20x) |\n",
               cold / restored_ttft);
   std::printf(
-      "| restore throughput (store client, gRPC, verified) | %.0f MiB/s |\n",
-      bytes / restore / (1 << 20));
+      "| restore throughput, local socket (whole blocks, verified) | %.0f "
+      "MiB/s |\n",
+      mib_s(local_restore));
+  std::printf(
+      "| restore throughput, gRPC (%d blocks, verified) | %.0f MiB/s |\n",
+      restored, mib_s(restore));
   std::printf(
       "| raw RocksDB read, same blocks, as the store reads (no RocksDB CRC) "
       "| %.0f MiB/s |\n",
-      bytes / raw / (1 << 20));
+      mib_s(raw));
   std::printf(
       "| raw RocksDB read, same blocks, RocksDB's default (CRC32C checked) "
       "| %.0f MiB/s |\n",
-      bytes / crc_raw / (1 << 20));
+      mib_s(crc_raw));
   std::printf(
-      "| bare TCP loopback, same bytes (no RocksDB, no gRPC) | %.0f MiB/s |\n",
-      bytes / loopback / (1 << 20));
-  std::printf(
-      "| restore / raw RocksDB as the store reads | %.0f%% (target >= 50%%) "
+      "| bare TCP loopback, same bytes (no RocksDB, no protocol) | %.0f MiB/s "
       "|\n",
-      100 * raw / restore);
+      mib_s(loopback));
   std::printf(
-      "| bare TCP loopback / raw RocksDB as the store reads (the transport's "
-      "bound) | %.0f%% |\n",
-      100 * raw / loopback);
-  std::printf("| restore / bare TCP loopback | %.0f%% |\n",
+      "| bare Unix socket, same bytes (no RocksDB, no protocol) | %.0f MiB/s "
+      "|\n",
+      mib_s(unix_loopback));
+  std::printf(
+      "| restore over the local socket / raw RocksDB as the store reads | "
+      "%.0f%% (target >= 50%%) |\n",
+      100 * raw / local_restore);
+  std::printf(
+      "| restore over gRPC / raw RocksDB as the store reads | %.0f%% |\n",
+      100 * raw / restore);
+  std::printf("| restore over the local socket / bare Unix socket | %.0f%% |\n",
+              100 * unix_loopback / local_restore);
+  std::printf("| restore over gRPC / bare TCP loopback | %.0f%% |\n",
               100 * loopback / restore);
   std::printf(
-      "| restore / raw RocksDB with CRC32C checked | %.0f%% (target >= 50%%) "
-      "|\n",
-      100 * crc_raw / restore);
+      "| restore over the local socket / raw RocksDB with CRC32C checked | "
+      "%.0f%% |\n",
+      100 * crc_raw / local_restore);
   std::printf(
-      "\nMedians of %d runs; each run: restore / raw / raw with CRC / TCP "
-      "loopback seconds:",
+      "\nMedians of %d runs; each run: restore over the local socket / over "
+      "gRPC / raw / raw with CRC / TCP loopback / Unix socket seconds:",
       runs);
   for (int run = 0; run < runs; ++run) {
-    std::printf(" %.3f/%.3f/%.3f/%.3f", restores[run], raws[run], crc_raws[run],
-                loopbacks[run]);
+    std::printf(" %.3f/%.3f/%.3f/%.3f/%.3f/%.3f", local_restores[run],
+                restores[run], raws[run], crc_raws[run], loopbacks[run],
+                unix_loopbacks[run]);
   }
   std::printf("\n");
   client->reset();

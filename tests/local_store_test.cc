@@ -11,6 +11,7 @@
 #include "gtest/gtest.h"
 #include "proto/longctx.grpc.pb.h"
 #include "tests/testing/generate.h"
+#include "tests/testing/process.h"
 #include "tests/testing/stack.h"
 
 namespace longctx {
@@ -18,17 +19,11 @@ namespace {
 
 using Result = testing::GenerateResult;
 
-// The value of an unlabelled sample `name` on a /metrics page, or -1.
-double Sample(const std::string& page, const std::string& name) {
-  size_t at = page.find("\n" + name + " ");
-  if (at == std::string::npos) return -1;
-  return std::stod(page.substr(at + name.size() + 2));
-}
-
+// The sum of metric `name`'s samples on the /metrics page at `metrics_port`.
 double MetricOf(int metrics_port, const std::string& name) {
   auto page = testing::HttpGet(metrics_port, "/metrics");
   EXPECT_TRUE(page.ok()) << page.status();
-  return page.ok() ? Sample(*page, name) : -1;
+  return page.ok() ? testing::MetricSum(*page, name) : -1;
 }
 
 TEST(LocalStoreTest, RestoresGoOverTheStoresLocalSocket) {

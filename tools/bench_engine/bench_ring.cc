@@ -4,14 +4,19 @@
 // layer, and how much of the communication was hidden behind compute: the
 // time ranks spent blocked on peers against the time the same bytes take on
 // this machine's link, measured in the same run. With --decode_context, the
-// same for one decode step at a long context.
+// same for one decode step at a long context, with what the group is up
+// against there on this machine: the step's part that does not split and how
+// the read bandwidth scales from one rank to P.
 //
 //   bazel run -c opt //tools/bench_engine:bench_ring -- --ranks=2 --threads=1
 //   bazel run -c opt //tools/bench_engine:bench_ring -- --ranks=2 --threads=1
 //       --decode_context=131072 --repeats=8       (one command line)
+#include <immintrin.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
@@ -52,6 +57,7 @@ namespace {
 
 struct Result {
   double seconds = 0;           // Best prefill time.
+  double kv_bytes = 0;          // Of the whole context, all ranks.
   double wait_seconds = 0;      // Rank 0, blocked on peers (per prefill).
   double ring_bytes_layer = 0;  // Rank 0's KV bytes sent per layer.
   double link_seconds = 0;      // The same bytes as plain ring transfers.
@@ -127,6 +133,7 @@ Result RunRank(int rank, int P, const std::string& store_dir) {
   RingStep ring(model.get(), pool->get(), comm->get());
   Result result;
   result.seconds = 1e30;
+  result.kv_bytes = static_cast<double>(layout.BlockBytes()) * nb;
   const int runs = 1 + absl::GetFlag(FLAGS_repeats);
   for (int run = 0; run < runs; ++run) {
     StepPlan plan;
@@ -198,6 +205,78 @@ Result RunRank(int rank, int P, const std::string& store_dir) {
   return result;
 }
 
+// The sum of `n` floats (a multiple of 64), one thread.
+__attribute__((target("avx512f"))) float SumOnce(const float* data, size_t n) {
+  __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps(),
+         acc2 = _mm512_setzero_ps(), acc3 = _mm512_setzero_ps();
+  for (size_t i = 0; i + 64 <= n; i += 64) {
+    acc0 = _mm512_add_ps(acc0, _mm512_loadu_ps(data + i));
+    acc1 = _mm512_add_ps(acc1, _mm512_loadu_ps(data + i + 16));
+    acc2 = _mm512_add_ps(acc2, _mm512_loadu_ps(data + i + 32));
+    acc3 = _mm512_add_ps(acc3, _mm512_loadu_ps(data + i + 48));
+  }
+  return _mm512_reduce_add_ps(
+      _mm512_add_ps(_mm512_add_ps(acc0, acc1), _mm512_add_ps(acc2, acc3)));
+}
+
+// Seconds for `ranks` processes at once, each reading its share of `bytes`
+// (on transparent huge pages, as the KV pool is) with one thread, best of 6
+// passes each, the slowest process counting: how this machine's read
+// bandwidth scales to the ranks that split a long context's KV (the passes of
+// the processes overlap but are not aligned). 0 on failure.
+double ConcurrentReadSeconds(int ranks, double bytes) {
+  constexpr size_t kHuge = size_t{2} << 20;
+  const size_t share =
+      (static_cast<size_t>(bytes / ranks) + kHuge - 1) / kHuge * kHuge;
+  int go[2], done[2];
+  if (pipe(go) != 0 || pipe(done) != 0) return 0;
+  std::vector<pid_t> pids;
+  for (int r = 0; r < ranks; ++r) {
+    const pid_t pid = fork();
+    if (pid == 0) {
+      close(go[1]);
+      close(done[0]);
+      float* data = static_cast<float*>(std::aligned_alloc(kHuge, share));
+      if (data == nullptr) _exit(1);
+      madvise(data, share, MADV_HUGEPAGE);
+      std::fill(data, data + share / sizeof(float), 1.0f);
+      char c;
+      if (read(go[0], &c, 1) != 1) _exit(1);
+      double best = 1e30;
+      volatile float sink = 0;
+      for (int pass = 0; pass < 6; ++pass) {
+        const absl::Time start = absl::Now();
+        sink = SumOnce(data, share / sizeof(float));
+        best = std::min(best, absl::ToDoubleSeconds(absl::Now() - start));
+      }
+      (void)sink;
+      if (write(done[1], &best, sizeof(best)) != sizeof(best)) _exit(1);
+      _exit(0);
+    }
+    pids.push_back(pid);
+  }
+  close(go[0]);
+  close(done[1]);
+  absl::SleepFor(absl::Seconds(1));  // Every process has filled its share.
+  const std::string start(static_cast<size_t>(ranks), 'g');
+  double slowest = 0;
+  if (write(go[1], start.data(), start.size()) ==
+      static_cast<ssize_t>(start.size())) {
+    for (int r = 0; r < ranks; ++r) {
+      double seconds = 0;
+      if (read(done[0], &seconds, sizeof(seconds)) != sizeof(seconds)) {
+        slowest = 0;
+        break;
+      }
+      slowest = std::max(slowest, seconds);
+    }
+  }
+  close(go[1]);
+  close(done[0]);
+  for (pid_t pid : pids) waitpid(pid, nullptr, 0);
+  return slowest;
+}
+
 }  // namespace
 }  // namespace longctx
 
@@ -243,12 +322,38 @@ int main(int argc, char** argv) {
     absl::PrintF(
         "shape %s (%s weights, %s compute, %s KV), batch-1 decode step at "
         "context %d, blocks of %d, %d thread(s) per rank\n"
-        "P=1: %.2f ms   P=%d: %.2f ms   ratio %.2f (target <= 0.6 at P=2)\n",
+        "P=1: %.2f ms   P=%d: %.2f ms   ratio %.2f (target <= 0.6 at P=2); "
+        "rank 0 waited for its peers %.2f ms of it\n",
         absl::GetFlag(FLAGS_shape), absl::GetFlag(FLAGS_weight_dtype),
         absl::GetFlag(FLAGS_compute_precision), absl::GetFlag(FLAGS_kv_dtype),
         absl::GetFlag(FLAGS_decode_context), absl::GetFlag(FLAGS_block_size),
         absl::GetFlag(FLAGS_threads), one.seconds * 1e3, P, group.seconds * 1e3,
-        group.seconds / one.seconds);
+        group.seconds / one.seconds, group.wait_seconds * 1e3);
+    // What the group is up against on this machine, in the same run: the
+    // step's part that does not split (rank 0's weights: one rank's step at
+    // a context of one block), what a perfect split of the rest would give,
+    // and how the read bandwidth scales from one rank to P reading their
+    // shares of the KV at once (a step is not all reading: attention's
+    // arithmetic splits over the ranks' cores too).
+    const int context = absl::GetFlag(FLAGS_decode_context);
+    absl::SetFlag(&FLAGS_decode_context, absl::GetFlag(FLAGS_block_size));
+    const Result small = run_group(1);
+    absl::SetFlag(&FLAGS_decode_context, context);
+    const double perfect = small.seconds + (one.seconds - small.seconds) / P;
+    absl::PrintF(
+        "the step's unsplit part (P=1 at a context of %d): %.2f ms; a perfect "
+        "split of the rest: %.2f ms, ratio %.2f\n",
+        absl::GetFlag(FLAGS_block_size), small.seconds * 1e3, perfect * 1e3,
+        perfect / one.seconds);
+    const double read_one = longctx::ConcurrentReadSeconds(1, one.kv_bytes);
+    const double read_group = longctx::ConcurrentReadSeconds(P, one.kv_bytes);
+    if (read_one > 0 && read_group > 0) {
+      absl::PrintF(
+          "reading the %.0f MiB of KV with no arithmetic: one rank %.2f ms, "
+          "%d ranks at once (each its share) %.2f ms (%.2fx)\n",
+          one.kv_bytes / (1 << 20), read_one * 1e3, P, read_group * 1e3,
+          read_one / read_group);
+    }
     return 0;
   }
   absl::PrintF(

@@ -162,6 +162,42 @@ TEST_F(LocalReadTest, ReadsWholeBlocksOverTheSocket) {
   EXPECT_TRUE(absl::IsNotFound(missing.status())) << missing.status();
 }
 
+// ReadInto: the first part into the head, the others back to back into the
+// caller's buffer, which they must fill exactly; over the socket and, with
+// none, over gRPC alike.
+TEST_F(LocalReadTest, ReadIntoFillsTheCallersBufferExactly) {
+  std::mt19937 rng(9);
+  const std::vector<std::string> parts = {RandomBytes(40, &rng),
+                                          RandomBytes(70000, &rng), "",
+                                          RandomBytes(1 << 20, &rng)};
+  const std::string rest_expected = parts[1] + parts[2] + parts[3];
+  auto local = Client(path_);
+  ASSERT_TRUE(local->Put(Key(3), parts).ok());
+  StoreClientOptions options;
+  options.call_timeout = absl::Seconds(1);
+  auto grpc_only = *StoreClient::Create({store_->address()}, options);
+  for (StoreClient* client : {local.get(), grpc_only.get()}) {
+    SCOPED_TRACE(client == local.get() ? "local socket" : "gRPC");
+    std::string head;
+    std::vector<char> rest(rest_expected.size());
+    ASSERT_TRUE(client->ReadInto(Key(3), &head, absl::MakeSpan(rest)).ok());
+    EXPECT_EQ(head, parts[0]);
+    EXPECT_EQ(std::string(rest.begin(), rest.end()), rest_expected);
+    // A buffer of another size: DATA_LOSS, and nothing past it written.
+    for (size_t size : {rest_expected.size() - 1, rest_expected.size() + 1}) {
+      std::vector<char> guarded(size + 64, 'g');
+      absl::Status status =
+          client->ReadInto(Key(3), &head, absl::MakeSpan(guarded.data(), size));
+      EXPECT_EQ(status.code(), absl::StatusCode::kDataLoss) << status;
+      EXPECT_EQ(std::string(guarded.end() - 64, guarded.end()),
+                std::string(64, 'g'));
+    }
+    EXPECT_TRUE(absl::IsNotFound(
+        client->ReadInto(Key(4), &head, absl::MakeSpan(rest))));
+  }
+  EXPECT_GE(blocks_read_->Value(), 3);
+}
+
 TEST_F(LocalReadTest, FallsBackToGrpcWhenTheSocketIsGone) {
   auto client = Client(dir_ + "/nobody.sock");
   ASSERT_TRUE(client->Put(Key(1), {"head", "layer"}).ok());

@@ -286,12 +286,15 @@ absl::Status StoreClient::ReadInto(absl::string_view key, std::string* head,
       return status;
     }
   }
-  absl::StatusOr<StoredBlock> block = Read(key);
-  if (!block.ok()) return block.status();
-  *head = block->PartString(0);
+  // Over gRPC (Read would try the socket first again).
+  StoredBlock block;
+  status = WithRetries(options_.max_retries,
+                       [&] { return ReadOnce(shard, key, {}, &block); });
+  if (!status.ok()) return status;
+  *head = block.PartString(0);
   size_t filled = 0;
-  for (size_t p = 1; p < block->num_parts(); ++p) {
-    for (absl::string_view piece : block->part(p)) {
+  for (size_t p = 1; p < block.num_parts(); ++p) {
+    for (absl::string_view piece : block.part(p)) {
       if (piece.size() > rest.size() - filled) {
         return too_large(filled + piece.size());
       }

@@ -71,6 +71,9 @@ ABSL_FLAG(std::string, long_decode_contexts, "32768,131072",
 ABSL_FLAG(std::string, long_decode_kv_dtypes, "f16,bf16",
           "KV cache dtypes of the long-context decode rows (bf16 only with "
           "bf16 compute).");
+ABSL_FLAG(std::string, prefill_kv_dtype, "f16",
+          "KV cache dtype of the prefill and short decode rows: f16, or bf16 "
+          "(with bf16 compute only; fp32 rows keep f16).");
 ABSL_FLAG(int, attention_tokens, 16384,
           "Causal length of the attention-only run.");
 ABSL_FLAG(int, prefill_chunk, 2048,
@@ -265,7 +268,11 @@ Setup Build(const BenchModel& m, ComputePrecision precision,
     return setup;
   }
   setup.model = *std::move(model);
-  KvLayout layout = setup.model->KvLayoutFor(256, KvDtype::kF16);
+  auto kv_dtype = ParseKvDtype(absl::GetFlag(FLAGS_prefill_kv_dtype));
+  if (!kv_dtype.ok() || precision != kernels::ComputePrecision::kBf16) {
+    kv_dtype = KvDtype::kF16;
+  }
+  KvLayout layout = setup.model->KvLayoutFor(256, *kv_dtype);
   setup.pool = *KvBlockPool::Create(
       layout, layout.BlockBytes() * (max_tokens / 256 + 64), /*prefault=*/true);
   return setup;

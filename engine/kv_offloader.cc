@@ -240,11 +240,14 @@ int KvOffloader::Restore(absl::Span<const BlockKey> ids,
   std::deque<Fetched> fetched;  // Guarded by mu.
   auto fetch = [&](size_t shard) {
     const std::vector<int>& mine = by_shard[shard];
+    // Received straight into the pool block: a host pool, a shard with a
+    // local socket.
+    const bool in_place = pool_->host_accessible() &&
+                          client_->HasLocalSocket(static_cast<int>(shard));
     for (size_t k = (*next[shard])++; k < mine.size(); k = (*next[shard])++) {
       const int i = mine[k];
       Fetched item{i, absl::CancelledError("a block before it failed")};
-      item.in_place = pool_->host_accessible() &&
-                      client_->HasLocalSocket(static_cast<int>(shard));
+      item.in_place = in_place;
       if (i < first_failed.load()) {
         if (item.in_place) {
           item.read = client_->ReadInto(

@@ -24,9 +24,7 @@ absl::Status IoError(const char* what, const char* verb, int error) {
 }
 
 timeval Timeval(absl::Duration d) {
-  d = std::max(d, absl::Milliseconds(1));
-  timeval tv = absl::ToTimeval(d);
-  return tv;
+  return absl::ToTimeval(std::max(d, absl::Milliseconds(1)));
 }
 
 }  // namespace
@@ -83,23 +81,30 @@ absl::Status SetTimeouts(int fd, absl::Duration send, absl::Duration receive) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<int> ConnectLocal(const std::string& path,
-                                 absl::Duration timeout) {
+absl::StatusOr<sockaddr_un> UnixAddress(const std::string& path,
+                                        absl::string_view what) {
   sockaddr_un address{};
   address.sun_family = AF_UNIX;
   if (path.empty() || path.size() >= sizeof(address.sun_path)) {
     return absl::InvalidArgumentError(
-        absl::StrCat("socket path '", path, "' is empty or longer than ",
+        absl::StrCat(what, " '", path, "' is empty or longer than ",
                      sizeof(address.sun_path) - 1, " bytes"));
   }
   std::memcpy(address.sun_path, path.data(), path.size());
+  return address;
+}
+
+absl::StatusOr<int> ConnectLocal(const std::string& path,
+                                 absl::Duration timeout) {
+  absl::StatusOr<sockaddr_un> address = UnixAddress(path, "socket path");
+  if (!address.ok()) return address.status();
   const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) {
     return absl::InternalError(absl::StrCat("socket: ", std::strerror(errno)));
   }
   absl::Status status = SetTimeouts(fd, timeout, timeout);
-  if (status.ok() && connect(fd, reinterpret_cast<const sockaddr*>(&address),
-                             sizeof(address)) != 0) {
+  if (status.ok() && connect(fd, reinterpret_cast<const sockaddr*>(&*address),
+                             sizeof(*address)) != 0) {
     status = absl::UnavailableError(
         absl::StrCat("cannot connect to ", path, ": ", std::strerror(errno)));
   }

@@ -19,12 +19,15 @@
 #ifndef LONGCTX_MEMORY_STORE_LOCAL_READ_PROTOCOL_H_
 #define LONGCTX_MEMORY_STORE_LOCAL_READ_PROTOCOL_H_
 
+#include <sys/un.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <string>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 
 namespace longctx {
@@ -50,6 +53,12 @@ absl::Status RecvAll(int fd, void* data, size_t n, const char* what,
 
 // SetTimeouts sets the socket's send and receive timeouts (at least 1 ms).
 absl::Status SetTimeouts(int fd, absl::Duration send, absl::Duration receive);
+
+// UnixAddress is the address of the Unix socket at `path`. INVALID_ARGUMENT,
+// naming `what` (the flag or option it came from), for an empty path or one
+// longer than a socket address holds (107 bytes).
+absl::StatusOr<sockaddr_un> UnixAddress(const std::string& path,
+                                        absl::string_view what);
 
 // ConnectLocal connects to the Unix socket at `path` (close-on-exec), with
 // both timeouts set to `timeout`. UNAVAILABLE when no server answers there.

@@ -32,18 +32,13 @@ bool SendError(int fd, const absl::Status& status) {
 absl::StatusOr<std::unique_ptr<LocalReadServer>> LocalReadServer::Start(
     BlockStore* store, const LocalReadOptions& options,
     const LocalReadCounters& counters) {
-  sockaddr_un address{};
-  address.sun_family = AF_UNIX;
-  if (options.path.empty() || options.path.size() >= sizeof(address.sun_path)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--local_socket '", options.path, "' is empty or longer than ",
-        sizeof(address.sun_path) - 1, " bytes"));
-  }
+  absl::StatusOr<sockaddr_un> address =
+      UnixAddress(options.path, "--local_socket");
+  if (!address.ok()) return address.status();
   if (options.max_connections < 1) {
     return absl::InvalidArgumentError(
         "--local_socket_max_connections must be >= 1");
   }
-  std::memcpy(address.sun_path, options.path.data(), options.path.size());
   struct stat st;
   if (lstat(options.path.c_str(), &st) == 0) {
     if (!S_ISSOCK(st.st_mode)) {
@@ -65,8 +60,8 @@ absl::StatusOr<std::unique_ptr<LocalReadServer>> LocalReadServer::Start(
   }
   // Mode 0600 from the start: no moment where others may connect.
   const mode_t old_mask = umask(0177);
-  const int bound = bind(listener, reinterpret_cast<const sockaddr*>(&address),
-                         sizeof(address));
+  const int bound = bind(listener, reinterpret_cast<const sockaddr*>(&*address),
+                         sizeof(*address));
   const int bind_errno = errno;
   umask(old_mask);
   if (bound != 0 || listen(listener, 64) != 0) {
@@ -152,7 +147,8 @@ void LocalReadServer::Accept() {
 }
 
 void LocalReadServer::Serve(int fd) {
-  while (Answer(fd)) {
+  std::string value;  // A part read from the store; its memory is reused.
+  while (Answer(fd, value)) {
   }
   absl::MutexLock lock(&mu_);
   open_.erase(fd);
@@ -160,7 +156,7 @@ void LocalReadServer::Serve(int fd) {
   --threads_running_;
 }
 
-bool LocalReadServer::Answer(int fd) {
+bool LocalReadServer::Answer(int fd, std::string& value) {
   char head[8];
   if (!RecvAll(fd, head, sizeof(head), "local read").ok()) return false;
   const uint32_t key_size = GetU32(head + 4);
@@ -187,7 +183,6 @@ bool LocalReadServer::Answer(int fd) {
   if (counters_.local_blocks_read != nullptr) {
     counters_.local_blocks_read->Increment();
   }
-  std::string value;
   for (int part = 0; part < *num_parts; ++part) {
     absl::Status status = store_->GetPart(key, part, &value);
     if (!status.ok()) return SendError(fd, status);

@@ -66,8 +66,9 @@ class LocalReadServer {
   void Accept();
   // Serves the requests of one connection until it closes or fails.
   void Serve(int fd);
-  // Answers one request; false when the connection must close.
-  bool Answer(int fd);
+  // Answers one request, reading parts into `value`; false when the
+  // connection must close.
+  bool Answer(int fd, std::string& value);
 
   BlockStore* const store_;
   const LocalReadOptions options_;

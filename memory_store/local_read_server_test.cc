@@ -50,12 +50,10 @@ class FakeServer {
   FakeServer(const std::string& path, std::string reply)
       : reply_(std::move(reply)) {
     listener_ = socket(AF_UNIX, SOCK_STREAM, 0);
-    sockaddr_un address{};
-    address.sun_family = AF_UNIX;
-    std::memcpy(address.sun_path, path.data(), path.size());
-    EXPECT_EQ(
-        bind(listener_, reinterpret_cast<sockaddr*>(&address), sizeof(address)),
-        0);
+    const sockaddr_un address = *UnixAddress(path, "fake");
+    EXPECT_EQ(bind(listener_, reinterpret_cast<const sockaddr*>(&address),
+                   sizeof(address)),
+              0);
     EXPECT_EQ(listen(listener_, 4), 0);
     thread_ = std::thread([this] {
       const int fd = accept(listener_, nullptr, nullptr);
@@ -320,11 +318,10 @@ TEST_F(LocalReadTest, StartRefusesAPathInUseOrNotASocket) {
   const std::string stale = dir_ + "/stale.sock";
   {
     const int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-    sockaddr_un address{};
-    address.sun_family = AF_UNIX;
-    std::memcpy(address.sun_path, stale.data(), stale.size());
-    ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)),
-              0);
+    const sockaddr_un address = *UnixAddress(stale, "stale");
+    ASSERT_EQ(
+        bind(fd, reinterpret_cast<const sockaddr*>(&address), sizeof(address)),
+        0);
     close(fd);
   }
   options.path = stale;

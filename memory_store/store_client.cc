@@ -225,18 +225,8 @@ absl::StatusOr<StoredBlock> StoreClient::Read(
       return absl::StatusOr<char*>(data);
     });
     if (status.ok()) return block;
+    if (!FallBackToGrpc(shard, status)) return status;
     block = StoredBlock();
-    if (!absl::IsUnavailable(status) && !absl::IsDeadlineExceeded(status)) {
-      return status;
-    }
-    absl::MutexLock lock(&shard.local->mu);
-    if (!shard.local->warned) {
-      shard.local->warned = true;
-      Log(LogLevel::kWarning,
-          "memory_store %s: reading over gRPC, the local socket failed: %s "
-          "(said once)",
-          shard.name, status.message());
-    }
   }
   status = WithRetries(options_.max_retries, [&] {
     return ReadOnce(shard, key, parts_wanted, &block);
@@ -281,10 +271,7 @@ absl::Status StoreClient::ReadInto(absl::string_view key, std::string* head,
                                                 filled, " bytes; expected ",
                                                 rest.size()));
     }
-    if (status.ok() ||
-        (!absl::IsUnavailable(status) && !absl::IsDeadlineExceeded(status))) {
-      return status;
-    }
+    if (!FallBackToGrpc(shard, status)) return status;
   }
   // Over gRPC (Read would try the socket first again).
   StoredBlock block;
@@ -304,6 +291,21 @@ absl::Status StoreClient::ReadInto(absl::string_view key, std::string* head,
   }
   if (filled != rest.size()) return too_large(filled);
   return absl::OkStatus();
+}
+
+bool StoreClient::FallBackToGrpc(Shard& shard, const absl::Status& status) {
+  if (!absl::IsUnavailable(status) && !absl::IsDeadlineExceeded(status)) {
+    return false;
+  }
+  absl::MutexLock lock(&shard.local->mu);
+  if (!shard.local->warned) {
+    shard.local->warned = true;
+    Log(LogLevel::kWarning,
+        "memory_store %s: reading over gRPC, the local socket failed: %s "
+        "(said once)",
+        shard.name, status.message());
+  }
+  return true;
 }
 
 StoreClient::LocalSocket::~LocalSocket() {

@@ -203,6 +203,10 @@ class StoreClient {
   // DEADLINE_EXCEEDED when the socket fails (the caller then uses gRPC).
   absl::Status ReadLocal(LocalSocket& local, absl::string_view key,
                          const PartSink& sink);
+  // Whether a read that failed over the shard's local socket with `status`
+  // goes over gRPC instead (the socket is down or slow: UNAVAILABLE or
+  // DEADLINE_EXCEEDED); the first time, says so in the log.
+  bool FallBackToGrpc(Shard& shard, const absl::Status& status);
   // One request and its response on the connected socket `fd`.
   absl::Status ReadLocalOn(int fd, const std::string& path,
                            absl::string_view key, const PartSink& sink);
